@@ -1,0 +1,1 @@
+"""The host process: HTTP API, loader, CLI."""

@@ -1,0 +1,1 @@
+"""A local serverless-style platform for Python: services, durable workflows, event handlers."""

@@ -1,0 +1,205 @@
+"""The data folder: JSON-lines logs and snapshots, content-addressed blobs, the worker lock.
+
+Layout (documented for users in the README):
+
+    data/
+      events.jsonl     the platform event stream; every service change is one line here
+      runs.jsonl       the workflow ledger: runs, steps, signals
+      dispatch.jsonl   handler and trigger cursors, dead handler deliveries
+      kv.jsonl, db.jsonl, storage.jsonl, queue.jsonl
+                       snapshots written by compaction (the live state as of an event id)
+      blobs/ab/abcd…   storage object bytes, named by their SHA-256
+      .locks/          lock files (append locks per log, the single-worker lock)
+      .doorbell/       touched by a non-worker process after it appends, to wake the worker
+
+Blobs are written whole (temp file, fsync, rename, fsync the folder) before the event that
+names them is appended, so an object's metadata never points at bytes that are not on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import filelock
+
+from platform_shim.errors import DataDirLocked
+from platform_shim.store.flusher import Flusher
+from platform_shim.store.jsonl import Record, fsync_dir, read_records, replace_file
+from platform_shim.store.log import FileLog
+from platform_shim.store.protocol import Consumer, Durability
+
+__all__ = ["FileStore"]
+
+
+class FileStore:
+    """A ``Store`` on a local folder."""
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, durability: Durability = "fsync"
+    ) -> None:
+        if durability not in ("fsync", "flush"):
+            raise ValueError(f"durability must be 'fsync' or 'flush', not {durability!r}")
+        self.data_dir = Path(data_dir).absolute()
+        self.durability: Durability = durability
+        self.lock_dir = self.data_dir / ".locks"
+        self.blob_dir = self.data_dir / "blobs"
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        self.doorbell_dir = self.data_dir / ".doorbell"
+        self.doorbell_dir.mkdir(exist_ok=True)
+        self._doorbell = self.doorbell_dir / f"{os.getpid()}"
+        self.flusher = Flusher(self.data_dir.name)
+        self._logs: dict[str, FileLog] = {}
+        self._worker_lock = filelock.FileLock(
+            str(self.lock_dir / "worker.lock"), thread_local=False, is_singleton=False
+        )
+
+    # ---------------------------------------------------------------------------- logs
+
+    def open_log(self, name: str, consumer: Consumer) -> FileLog:
+        if name in self._logs:
+            raise ValueError(f"log {name!r} is already open in this store")
+        opened = FileLog(self, name, consumer)
+        self._logs[name] = opened
+        return opened
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir / f"{name}.jsonl"
+
+    # ----------------------------------------------------------------------- snapshots
+
+    def read_snapshot(self, name: str) -> list[Record]:
+        return [record for _, record, _ in read_records(self.log_path(name))]
+
+    def write_snapshot(self, name: str, lines: Iterable[bytes]) -> None:
+        replace_file(self.log_path(name), lines)
+
+    # --------------------------------------------------------------------------- blobs
+
+    def blob_path(self, digest: str) -> Path:
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise ValueError(f"not a blob digest: {digest!r}")
+        return self.blob_dir / digest[:2] / digest
+
+    def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.blob_path(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file_bytes(path, data)
+        return digest
+
+    def read_blob(self, digest: str) -> bytes | None:
+        try:
+            return self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def blob_digests(self) -> Iterator[tuple[str, float]]:
+        if not self.blob_dir.exists():
+            return
+        for sub in self.blob_dir.iterdir():
+            if not sub.is_dir():
+                continue
+            for path in sub.iterdir():
+                if len(path.name) == 64 and not path.name.endswith(".tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        yield path.name, path.stat().st_mtime
+
+    def delete_blob(self, digest: str) -> None:
+        self.blob_path(digest).unlink(missing_ok=True)
+
+    def ring(self) -> None:
+        """Tell the worker (watching ``.doorbell/``) that this process appended something.
+
+        Only other processes ring: the worker's own appends would otherwise wake its watcher
+        thousands of times a second for nothing."""
+        if self.is_worker:
+            return
+        try:
+            os.utime(self._doorbell)
+        except FileNotFoundError:
+            self._doorbell.touch()
+
+    # --------------------------------------------------------------------- worker lock
+
+    def acquire_worker_lock(self) -> None:
+        try:
+            self._worker_lock.acquire(blocking=False)
+        except filelock.Timeout:
+            raise DataDirLocked(str(self.data_dir), self.worker_pid()) from None
+        pid_file = self.lock_dir / "worker.pid"
+        replace_file_bytes(pid_file, f"{os.getpid()}\n".encode())
+        self._remove_stale_temp_files()
+
+    def release_worker_lock(self) -> None:
+        if self._worker_lock.is_locked:
+            (self.lock_dir / "worker.pid").unlink(missing_ok=True)
+            self._worker_lock.release(force=True)
+
+    @property
+    def is_worker(self) -> bool:
+        return self._worker_lock.is_locked
+
+    def worker_pid(self) -> int | None:
+        """The pid of the live worker on this folder, or None when there is none."""
+        probe = filelock.FileLock(
+            str(self.lock_dir / "worker.lock"), thread_local=False, is_singleton=False
+        )
+        if not self._worker_lock.is_locked:
+            try:
+                probe.acquire(blocking=False)
+            except filelock.Timeout:
+                pass
+            else:
+                probe.release()
+                return None
+        try:
+            return int((self.lock_dir / "worker.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _remove_stale_temp_files(self) -> None:
+        # Left by a compaction or a blob write that died before its rename; only the worker
+        # compacts, and blob temps older than a minute have no live writer.
+        for path in self.data_dir.glob("*.tmp"):
+            path.unlink(missing_ok=True)
+        if self.blob_dir.exists():
+            cutoff = time.time() - 60
+            for path in self.blob_dir.glob("*/*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+
+    # -------------------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        self._doorbell.unlink(missing_ok=True)
+        self.flusher.close()
+        for opened in self._logs.values():
+            opened.close()
+        self._logs.clear()
+        self.release_worker_lock()
+
+
+def replace_file_bytes(path: Path, data: bytes) -> None:
+    """Atomically put ``data`` at ``path`` (temp file, fsync, rename, fsync the folder)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

@@ -1,0 +1,155 @@
+"""The JSON-lines file format: one JSON object a line, UTF-8, ``\\n``-terminated.
+
+This module owns how records become bytes and how bytes become records again; nothing else
+parses or writes data files. Its guarantees:
+
+- A record is a whole line or it is not there. A line without its ``\\n`` at the end of a file
+  is a torn append (a writer died mid-write); a line that does not parse as a JSON object is
+  corrupt (a crash on a bad disk, a hand edit). Both are skipped with a warning that names the
+  file and the line number; every other line still loads.
+- A file is replaced only whole: the new content is written beside it, fsync'd, renamed over it,
+  and the folder is fsync'd, so a crash at any instant leaves either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "Record",
+    "bulk_load",
+    "fsync_dir",
+    "iter_records",
+    "read_records",
+    "replace_file",
+]
+
+Record = dict[str, Any]
+
+log = logging.getLogger("platform_shim.store")
+
+
+def iter_records(
+    data: bytes, path: Path | str, first_line: int = 1, *, final: bool = True
+) -> Iterator[tuple[int, Record, bytes]]:
+    """Yield ``(line number, record, line bytes)`` for each whole, valid line in ``data``.
+
+    ``data`` must start at a line boundary. With ``final`` the last fragment (no ``\\n``) is a
+    torn line and is reported; without it, the caller is expected to keep that fragment for
+    later (a writer may still be appending it) and this function ignores it.
+    """
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when data ends with a newline
+    lineno = first_line
+    for line in lines:
+        if line:
+            record = _parse(line, path, lineno)
+            if record is not None:
+                yield lineno, record, line
+        lineno += 1
+    if tail and final:
+        log.warning("%s:%d: skipped a torn line (no newline at the end of the file)", path, lineno)
+
+
+def _parse(line: bytes, path: Path | str, lineno: int) -> Record | None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        log.warning("%s:%d: skipped a corrupt line (%s)", path, lineno, exc)
+        return None
+    if not isinstance(record, dict):
+        log.warning("%s:%d: skipped a line that is not a JSON object", path, lineno)
+        return None
+    return record
+
+
+def read_records(path: Path) -> list[tuple[int, Record, bytes]]:
+    """Read a whole file (missing file: no records), tolerating torn and corrupt lines."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    with bulk_load():
+        return list(iter_records(data, path))
+
+
+@contextmanager
+def bulk_load() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many objects at once.
+
+    Loading a million records creates millions of dicts; each generation-2 pass walks all of
+    them, which made a 1M-line load 8x slower in our measurements. Nothing built while loading
+    is cyclic garbage, so nothing is lost by pausing.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(
+    path: Path,
+    lines: Iterable[bytes],
+    *,
+    before_rename: Callable[[], None] | None = None,
+) -> tuple[int, int]:
+    """Write ``lines`` (each without its newline) to a new file and atomically put it at ``path``.
+
+    Returns the new file's size and line count. ``before_rename`` runs after the new file is durable and just
+    before the rename; crash tests use it to die at that instant.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    size = count = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        buf: list[bytes] = []
+        pending = 0
+        for line in lines:
+            buf.append(line)
+            buf.append(b"\n")
+            count += 1
+            pending += len(line) + 1
+            if pending >= 1 << 20:
+                size += _write_all(fd, b"".join(buf))
+                buf.clear()
+                pending = 0
+        if buf:
+            size += _write_all(fd, b"".join(buf))
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    if before_rename is not None:
+        before_rename()
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return size, count
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(data)

@@ -1,0 +1,112 @@
+"""The storage contract every service is written against.
+
+A store is a set of named, ordered, append-only logs of JSON records plus whole-file snapshots
+and content-addressed blobs. The services never see files: they submit records to a log and
+keep their in-memory state as a fold of the records the log hands them (their own, and those
+other processes appended). The file store (``FileStore``) is the implementation we ship; a
+PostgreSQL backend would map a log to a table with a sequence, ``submit`` to an insert inside a
+group-committed transaction, ``refresh`` to reading rows past the last seen sequence
+(LISTEN/NOTIFY to wake up), ``rewrite`` to a delete of superseded rows, and snapshots and blobs
+to two more tables. Nothing in the services would change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+__all__ = ["Consumer", "Durability", "Log", "Prepare", "Record", "Store"]
+
+Record = dict[str, Any]
+Durability = Literal["fsync", "flush"]
+T = TypeVar("T")
+
+Prepare = Callable[[], tuple[bytes | None, Callable[[], T] | None]]
+"""Builds one record inside the log's commit cycle: returns the encoded line (no newline; several
+records may be joined by newlines and are then written in one ``write``), or None to write
+nothing (the change turned out to be a no-op), and a
+callback that applies it to the in-memory state once it is written (its return value becomes the
+result of ``submit``). It runs after the log has caught up with every other process, under the
+cross-process lock, so it may validate against the latest state (a unique index, the next event
+id). Raising fails that submission alone and writes nothing."""
+
+
+class Consumer(Protocol):
+    """The in-memory fold of one log."""
+
+    def apply(self, record: Record, line: bytes) -> None:
+        """Apply a record another process appended (or one read at load time)."""
+
+    def reset(self) -> None:
+        """Forget everything: the log is about to be replayed from its first record."""
+
+
+class Log(Protocol):
+    """An ordered, append-only sequence of records shared by every process on a data folder."""
+
+    name: str
+
+    def submit(self, prepare: Prepare[T], *, durable: bool = True) -> asyncio.Future[T]:
+        """Append one record. The future resolves once the record is written and, with
+        ``durable`` and the store's ``fsync`` durability, on stable storage; writers waiting at
+        the same moment share one fsync."""
+
+    def refresh(self) -> int:
+        """Apply what other processes appended since the last look; returns how many records."""
+
+    async def barrier(self) -> None:
+        """Wait until everything written to this log so far is durable."""
+
+    def rewrite(
+        self,
+        produce: Callable[[], Iterable[bytes]],
+        *,
+        before_rename: Callable[[], None] | None = None,
+    ) -> None:
+        """Replace the log's content with ``produce()`` (its live records), atomically.
+        ``before_rename`` runs once the new content is durable, just before it takes over."""
+
+    def size(self) -> int:
+        """Bytes in the log (the compaction trigger)."""
+
+
+class Store(Protocol):
+    """A data folder: logs, snapshots, blobs and the single-worker lock."""
+
+    data_dir: Path
+    durability: Durability
+
+    def open_log(self, name: str, consumer: Consumer) -> Log:
+        """Open (creating if needed) the log ``name`` and replay it into ``consumer``."""
+
+    def read_snapshot(self, name: str) -> list[Record]:
+        """Records of the snapshot ``name`` (empty when there is none)."""
+
+    def write_snapshot(self, name: str, lines: Iterable[bytes]) -> None:
+        """Atomically replace the snapshot ``name``."""
+
+    def put_blob(self, data: bytes) -> str:
+        """Store bytes durably under their digest (blocking: call it from a thread)."""
+
+    def read_blob(self, digest: str) -> bytes | None:
+        """The bytes stored under ``digest``."""
+
+    def blob_digests(self) -> Iterable[tuple[str, float]]:
+        """Every stored digest with its modification time (for garbage collection)."""
+
+    def delete_blob(self, digest: str) -> None:
+        """Remove a blob nothing refers to."""
+
+    def acquire_worker_lock(self) -> None:
+        """Become the folder's single worker, or raise ``DataDirLocked``."""
+
+    def release_worker_lock(self) -> None:
+        """Stop being the worker."""
+
+    def worker_pid(self) -> int | None:
+        """The pid of the process holding the worker lock, if any."""
+
+    def close(self) -> None:
+        """Flush, fsync and close everything."""

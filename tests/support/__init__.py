@@ -1,0 +1,1 @@
+"""Helpers for tests: subprocess scripts and small utilities."""
