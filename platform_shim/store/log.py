@@ -176,6 +176,10 @@ class FileLog:
             self._flush_stage = 0
         self.loop = loop
 
+    def has_pending(self) -> bool:
+        """Whether submissions wait for a commit cycle (not yet written nor applied)."""
+        return bool(self._queue)
+
     def _cycle(self) -> None:
         self._cycle_scheduled = False
         if not self._queue:

@@ -53,6 +53,9 @@ class Log(Protocol):
         ``durable`` and the store's ``fsync`` durability, on stable storage; writers waiting at
         the same moment share one fsync."""
 
+    def has_pending(self) -> bool:
+        """Whether submissions are still waiting to be written and applied."""
+
     def refresh(self) -> int:
         """Apply what other processes appended since the last look; returns how many records."""
 

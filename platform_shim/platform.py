@@ -1,0 +1,123 @@
+"""The platform object user code gets from ``get_platform()``: the services of one data folder.
+
+A ``Platform`` is either the worker's (inside a host or ``open_platform``: it also runs the
+workflow engine, the event dispatcher and the scheduler) or a client's (any other process: it
+reads and writes the same files, and the worker picks its writes up). Both expose the same API.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from platform_shim.clock import Clock, SystemClock
+from platform_shim.services.database import DatabaseService, DbState
+from platform_shim.services.events import EventsService
+from platform_shim.services.kv import KvService, KvState
+from platform_shim.services.queue import QueueService, QueueState
+from platform_shim.services.storage import StorageService, StorageState
+from platform_shim.services.stream import EventStream
+from platform_shim.store.filestore import FileStore
+from platform_shim.store.protocol import Durability, Store
+
+if TYPE_CHECKING:
+    from platform_shim.runtime import Worker
+    from platform_shim.workflows.service import WorkflowsService
+
+__all__ = ["Platform", "current_platform", "get_platform"]
+
+current_platform: ContextVar[Platform | None] = ContextVar("current_platform", default=None)
+
+# Client platforms by data folder: a process opening the same folder twice would load it twice
+# and fold every write twice. This cache is the one module-level state we keep, on purpose.
+_clients: dict[Path, Platform] = {}
+
+
+class Platform:
+    """KV, database, storage, queue, events and workflows over one ``Store``."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock | None = None,
+        *,
+        event_window: int = 1000,
+        retain_from: int | None = None,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.kv_state = KvState()
+        self.db_state = DbState()
+        self.storage_state = StorageState()
+        self.queue_state = QueueState()
+        self.stream = EventStream(
+            store,
+            self.clock,
+            [self.kv_state, self.db_state, self.storage_state, self.queue_state],
+            window=event_window,
+            retain_from=retain_from,
+        )
+        self.kv = KvService(self.stream, self.kv_state, self.clock)
+        self.database = DatabaseService(self.stream, self.db_state)
+        self.db = self.database
+        self.storage = StorageService(self.stream, self.storage_state, store, self.clock)
+        self.queue = QueueService(self.stream, self.queue_state, self.clock)
+        self.events = EventsService(self.stream)
+        self._workflows: WorkflowsService | None = None
+        self.worker: Worker | None = None  # set when this platform is a worker's
+        # The context the worker's tasks run in: get_platform() there returns this platform.
+        self.context: contextvars.Context | None = None
+
+    @property
+    def workflows(self) -> WorkflowsService:
+        """Start, inspect, signal and cancel workflow runs."""
+        if self._workflows is None:
+            from platform_shim.workflows.service import client_workflows
+
+            self._workflows = client_workflows(self)
+        return self._workflows
+
+    @workflows.setter
+    def workflows(self, service: WorkflowsService) -> None:
+        self._workflows = service
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the worker has nothing left to do but wait for time (tests use this
+        with a ``FakeClock``: advance, settle, assert). In a client: wait for our writes."""
+        if self.worker is not None:
+            await self.worker.settle(timeout)
+        else:
+            await self.stream.log.barrier()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.store.data_dir
+
+    def close(self) -> None:
+        """Fsync and close the data files."""
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"<Platform {str(self.data_dir)!r}>"
+
+
+def open_client(data_dir: str | os.PathLike[str], *, durability: Durability = "fsync", clock: Clock | None = None) -> Platform:
+    """A client platform on ``data_dir`` (no engine; the folder's worker runs what it records)."""
+    return Platform(FileStore(data_dir, durability=durability), clock)
+
+
+def get_platform() -> Platform:
+    """The running platform (inside a host or ``open_platform``), else a client on
+    ``PLATFORM_DATA_DIR`` (default ``./data``), opened once per process and folder."""
+    running = current_platform.get()
+    if running is not None:
+        return running
+    data_dir = Path(os.environ.get("PLATFORM_DATA_DIR", "data")).absolute()
+    client = _clients.get(data_dir)
+    if client is None:
+        durability: Any = os.environ.get("PLATFORM_DURABILITY", "fsync")
+        client = _clients[data_dir] = open_client(data_dir, durability=durability)
+    return client

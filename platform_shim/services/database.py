@@ -1,0 +1,520 @@
+"""The document database: Mongo-style collections as a fold of ``db.*`` stream events.
+
+Every document has a string ``_id`` and is returned with the same value under ``id`` too (the
+platform's shape); filters may use either. Writes are validated inside the commit cycle, after
+catching up with other processes, so a duplicate ``_id`` or a unique-index clash is caught
+whichever process raced us, and raises ``DuplicateKey`` with nothing written. A multi-document
+write (``insert_many``, ``update_many``, ``delete_many``) is validated whole before any of its
+events is written, and its events are written in one ``write``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from platform_shim.errors import DuplicateKey
+from platform_shim.ids import new_id
+from platform_shim.jsonvalue import dumps, loads
+from platform_shim.services.dbindex import Index, IndexKey, parse_index_spec
+from platform_shim.services.query import (
+    apply_projection,
+    compile_filter,
+    equality_terms,
+    sort_documents,
+)
+from platform_shim.services.stream import EventSpec, EventStream
+from platform_shim.services.update import compile_update
+from platform_shim.store.protocol import Record
+
+__all__ = ["Collection", "DatabaseService", "DbState"]
+
+Doc = dict[str, Any]
+
+
+class Collection:
+    """Documents by ``_id`` (insertion order) and their secondary indexes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.docs: dict[str, Doc] = {}
+        self.indexes: dict[str, Index] = {}
+        # Insertion rank of each document, so index lookups return scan order.
+        self.rank: dict[str, int] = {}
+        self._next_rank = 0
+
+    def put(self, doc: Doc) -> None:
+        doc_id = doc["_id"]
+        old = self.docs.get(doc_id)
+        for index in self.indexes.values():
+            if old is not None:
+                index.discard(doc_id, index.keys_of(old))
+            index.add(doc_id, index.keys_of(doc))
+        self.docs[doc_id] = doc
+        if old is None:
+            self.rank[doc_id] = self._next_rank
+            self._next_rank += 1
+
+    def remove(self, doc_id: str) -> None:
+        old = self.docs.pop(doc_id, None)
+        if old is not None:
+            del self.rank[doc_id]
+            for index in self.indexes.values():
+                index.discard(doc_id, index.keys_of(old))
+
+    def add_index(self, descriptor: dict[str, Any]) -> Index:
+        index = Index(descriptor)
+        for doc_id, doc in self.docs.items():
+            index.add(doc_id, index.keys_of(doc))
+        self.indexes[index.name] = index
+        return index
+
+    def check_unique(self, changes: Sequence[tuple[str | None, Doc | None]]) -> None:
+        """Raise ``DuplicateKey`` if applying ``changes`` ((old id, new doc) pairs) would clash."""
+        leaving = {old_id for old_id, _ in changes if old_id is not None}
+        new_ids: set[str] = set()
+        for old_id, doc in changes:
+            if doc is None:
+                continue
+            doc_id = doc["_id"]
+            if doc_id in new_ids or (
+                doc_id in self.docs and doc_id not in leaving and doc_id != old_id
+            ):
+                raise DuplicateKey(self.name, "_id_", doc_id)
+            new_ids.add(doc_id)
+        for index in self.indexes.values():
+            if not index.unique:
+                continue
+            claimed: dict[IndexKey, str] = {}
+            for _, doc in changes:
+                if doc is None:
+                    continue
+                for key in index.keys_of(doc):
+                    holders = index.entries.get(key, set()) - leaving
+                    if holders or key in claimed:
+                        raise DuplicateKey(self.name, index.name, index.describe_value(key))
+                    claimed[key] = doc["_id"]
+
+
+class DbState:
+    """All collections, as a fold of ``db.*`` events."""
+
+    snapshot_name = "db"
+
+    def __init__(self) -> None:
+        self.checkpoint = 0
+        self.collections: dict[str, Collection] = {}
+
+    def collection(self, name: str) -> Collection:
+        coll = self.collections.get(name)
+        if coll is None:
+            coll = self.collections[name] = Collection(name)
+        return coll
+
+    def load_snapshot(self, records: list[Record]) -> None:
+        self.collections.clear()
+        self.checkpoint = records[0].get("checkpoint", 0) if records else 0
+        for record in records[1:]:
+            coll = self.collection(record["c"])
+            if "index" in record:
+                coll.add_index(record["index"])
+            else:
+                coll.put(record["doc"])
+
+    def apply_event(self, event: Record) -> None:
+        t = event["t"]
+        if not t.startswith("db."):
+            return  # every stream event reaches every fold; only ours may name a collection
+        coll = self.collection(event["ns"])
+        data = event["data"]
+        if t in ("db.document.created", "db.document.updated"):
+            coll.put(data["doc"])
+        elif t == "db.document.deleted":
+            coll.remove(event["k"])
+        elif t == "db.index.created":
+            coll.add_index(data["index"])
+        elif t == "db.index.dropped":
+            coll.indexes.pop(event["k"], None)
+
+    def snapshot_records(self) -> Iterator[bytes]:
+        for name, coll in self.collections.items():
+            for index in coll.indexes.values():
+                yield orjson.dumps({"c": name, "index": index.descriptor})
+            for doc in coll.docs.values():
+                yield orjson.dumps({"c": name, "doc": doc})
+
+
+def _check_collection(name: object) -> str:
+    if not isinstance(name, str) or not name or len(name) > 256:
+        raise ValueError(
+            f"collection name must be a non-empty string of at most 256 characters, not {name!r}"
+        )
+    return name
+
+
+def _normalize_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Let ``id`` stand for ``_id`` at the top level (and inside ``$and``/``$or``)."""
+    if filter is None:
+        return {}
+    if not isinstance(filter, Mapping):
+        raise ValueError(f"a filter must be an object, not {filter!r}")
+    out: dict[str, Any] = {}
+    extra: list[dict[str, Any]] = []
+    for key, value in filter.items():
+        if key in ("$and", "$or") and isinstance(value, list):
+            value = [
+                _normalize_filter(item) if isinstance(item, Mapping) else item for item in value
+            ]
+        if key == "id":
+            if "_id" in filter:
+                extra.append({"_id": value})
+                continue
+            key = "_id"
+        out[key] = value
+    if extra:
+        out = {"$and": [out, *extra]}
+    return out
+
+
+def _public(doc: Doc, projection: Mapping[str, Any] | None = None) -> Doc:
+    """A caller's own copy, in the platform's shape (``id`` beside ``_id``)."""
+    copy: Doc = loads(orjson.dumps(doc))
+    if projection:
+        copy = apply_projection(copy, projection)
+    if "_id" in copy:
+        copy["id"] = copy["_id"]
+    return copy
+
+
+class DatabaseService:
+    """``platform.database`` (alias ``platform.db``)."""
+
+    def __init__(self, stream: EventStream, state: DbState) -> None:
+        self._stream = stream
+        self._state = state
+
+    # ----------------------------------------------------------------------------- reads
+
+    def _select(self, coll: Collection, filter: Mapping[str, Any] | None) -> list[Doc]:
+        normalized = _normalize_filter(filter)
+        predicate = compile_filter(normalized)
+        terms = equality_terms(normalized)
+        candidates: Any = None
+        if "_id" in terms:
+            doc = coll.docs.get(terms["_id"]) if isinstance(terms["_id"], str) else None
+            candidates = [doc] if doc is not None else []
+        else:
+            for index in coll.indexes.values():
+                ids = index.lookup(terms)
+                if ids is not None:
+                    # Insertion order, as a full scan would give.
+                    candidates = [coll.docs[i] for i in sorted(ids, key=coll.rank.__getitem__)]
+                    break
+        if candidates is None:
+            candidates = coll.docs.values()
+        return [doc for doc in candidates if predicate(doc)]
+
+    async def find(
+        self,
+        collection: str,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        sort: Mapping[str, int] | Sequence[tuple[str, int]] | None = None,
+        limit: int | None = None,
+        skip: int | None = None,
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[Doc]:
+        """Documents matching ``filter``, sorted, skipped and limited, each the caller's copy."""
+        _check_collection(collection)
+        for name, value in (("limit", limit), ("skip", skip)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(
+                    f"find option {name!r} must be a non-negative integer, not {value!r}"
+                )
+        if projection is not None:
+            apply_projection({}, projection)  # validate before doing any work
+        self._stream.fresh()
+        coll = self._state.collections.get(collection)
+        if coll is None:
+            compile_filter(_normalize_filter(filter))
+            return []
+        docs = self._select(coll, filter)
+        if sort:
+            docs = sort_documents(docs, sort)
+        if skip:
+            docs = docs[skip:]
+        if limit:
+            docs = docs[:limit]
+        return [_public(doc, projection) for doc in docs]
+
+    async def find_one(
+        self,
+        collection: str,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        projection: Mapping[str, Any] | None = None,
+    ) -> Doc | None:
+        """The first matching document, or None."""
+        found = await self.find(collection, filter, limit=1, projection=projection)
+        return found[0] if found else None
+
+    async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
+        """How many documents match."""
+        _check_collection(collection)
+        self._stream.fresh()
+        coll = self._state.collections.get(collection)
+        if coll is None:
+            compile_filter(_normalize_filter(filter))
+            return 0
+        if not filter:
+            return len(coll.docs)
+        return len(self._select(coll, filter))
+
+    async def list_indexes(self, collection: str) -> list[dict[str, Any]]:
+        """Descriptors of the collection's indexes, the implicit ``_id_`` first."""
+        _check_collection(collection)
+        self._stream.fresh()
+        out: list[dict[str, Any]] = [
+            {
+                "collection": collection,
+                "name": "_id_",
+                "keys": [["_id", 1]],
+                "unique": True,
+                "sparse": False,
+                "kind": "document",
+            }
+        ]
+        coll = self._state.collections.get(collection)
+        if coll is not None:
+            out.extend(loads(orjson.dumps(index.descriptor)) for index in coll.indexes.values())
+        return out
+
+    async def create_index(self, collection: str, spec: Mapping[str, Any]) -> str:
+        """Create a secondary index ``{"keys": {field: 1|-1, ...}, "unique", "name", "sparse",
+        "partial"}``; returns its name.
+
+        Creating an index that exists with the same definition is a no-op (so start-up code can
+        run it every time); the same name with another definition is a ``ValueError``. A unique
+        index that documents already violate raises ``DuplicateKey`` and creates nothing.
+        """
+        _check_collection(collection)
+        descriptor = parse_index_spec(collection, spec)
+        name: str = descriptor["name"]
+        body = b'{"index":' + dumps(descriptor, f"index {name!r} on {collection!r}") + b"}"
+        descriptor = loads(body)["index"]  # our own copy, as it will be read back
+        state = self._state
+
+        def validate() -> bool:
+            # In the commit cycle, so a document another process just inserted is seen.
+            coll = state.collections.get(collection)
+            if coll is None:
+                return True
+            existing = coll.indexes.get(name)
+            if existing is not None:
+                if existing.descriptor == descriptor:
+                    return False
+                raise ValueError(
+                    f"collection {collection!r} already has an index named {name!r} "
+                    f"with another definition: {existing.descriptor}"
+                )
+            if descriptor["unique"]:
+                probe = Index(descriptor)
+                for doc_id, doc in coll.docs.items():
+                    keys = probe.keys_of(doc)
+                    for key in keys:
+                        if key in probe.entries:
+                            raise DuplicateKey(collection, name, probe.describe_value(key))
+                    probe.add(doc_id, keys)
+            return True
+
+        def apply(eid: int, ts: int) -> None:
+            state.collection(collection).add_index(descriptor)
+
+        await self._stream.submit(
+            "db.index.created", "db", collection, name, body, apply, validate=validate
+        )
+        return name
+
+    async def drop_index(self, collection: str, name: str) -> bool:
+        """Drop the index ``name``; False (and nothing written) when there is no such index."""
+        _check_collection(collection)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"index name must be a non-empty string, not {name!r}")
+        if name == "_id_":
+            raise ValueError(f"the _id_ index of collection {collection!r} cannot be dropped")
+        state = self._state
+
+        def validate() -> bool:
+            coll = state.collections.get(collection)
+            return coll is not None and name in coll.indexes
+
+        def apply(eid: int, ts: int) -> bool:
+            state.collection(collection).indexes.pop(name, None)
+            return True
+
+        dropped = await self._stream.submit(
+            "db.index.dropped", "db", collection, name, b"{}", apply, validate=validate
+        )
+        return dropped is True
+
+    # ---------------------------------------------------------------------------- writes
+
+    def _prepare_doc(self, collection: str, document: Mapping[str, Any]) -> Doc:
+        if not isinstance(document, Mapping):
+            raise ValueError(
+                f"a document for collection {collection!r} must be an object, not {document!r}"
+            )
+        doc: Doc = dict(document)
+        alias = doc.pop("id", None)
+        if "_id" not in doc:
+            doc["_id"] = alias if alias is not None else new_id()
+        elif alias is not None and alias != doc["_id"]:
+            raise ValueError(f"document has both _id {doc['_id']!r} and a different id {alias!r}")
+        if not isinstance(doc["_id"], str) or not doc["_id"]:
+            raise ValueError(f"document _id must be a non-empty string, not {doc['_id']!r}")
+        # A fresh copy: the caller's later mutations cannot reach the store.
+        copy: Doc = loads(dumps(doc, f"document {doc['_id']!r} in collection {collection!r}"))
+        return copy
+
+    def _write(
+        self, collection: str, plan: Callable[[Collection], list[tuple[str | None, Doc | None]]]
+    ) -> Awaitable[Any]:
+        """Append the events of ``plan(collection)``, computed in the commit cycle, as one write.
+
+        ``plan`` returns ``(old _id or None, new document or None)`` pairs: an insert, an update
+        (same ``_id``) or a delete.
+        """
+        state = self._state
+        planned: list[tuple[str | None, Doc | None]] = []
+
+        def events() -> list[EventSpec]:
+            coll = state.collection(collection)
+            changes = plan(coll)
+            coll.check_unique(changes)
+            planned[:] = changes
+            out: list[EventSpec] = []
+            for old_id, new in changes:
+                before = coll.docs.get(old_id) if old_id is not None else None
+                if new is None:
+                    assert before is not None
+                    assert old_id is not None
+                    data = b'{"doc":null,"before":' + orjson.dumps(before) + b"}"
+                    out.append(("db.document.deleted", "db", collection, old_id, data))
+                elif before is None:
+                    data = b'{"doc":' + orjson.dumps(new) + b',"before":null}'
+                    out.append(("db.document.created", "db", collection, new["_id"], data))
+                else:
+                    data = (
+                        b'{"doc":' + orjson.dumps(new) + b',"before":' + orjson.dumps(before) + b"}"
+                    )
+                    out.append(("db.document.updated", "db", collection, new["_id"], data))
+            return out
+
+        def apply(ids: list[int]) -> None:
+            coll = state.collection(collection)
+            for old_id, new in planned:
+                if new is None:
+                    assert old_id is not None
+                    coll.remove(old_id)
+                else:
+                    coll.put(new)
+
+        return self._stream.submit_batch(events, apply)
+
+    async def insert_one(self, collection: str, document: Mapping[str, Any]) -> str:
+        """Insert a document; returns its ``_id``."""
+        _check_collection(collection)
+        doc = self._prepare_doc(collection, document)
+        await self._write(collection, lambda coll: [(None, doc)])
+        return str(doc["_id"])
+
+    async def insert_many(
+        self, collection: str, documents: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """Insert several documents, all or none; returns their ids."""
+        _check_collection(collection)
+        if not isinstance(documents, list | tuple):
+            raise ValueError(f"insert_many needs a list of documents, not {documents!r}")
+        docs = [self._prepare_doc(collection, document) for document in documents]
+        if docs:
+            await self._write(collection, lambda coll: [(None, doc) for doc in docs])
+        return [str(doc["_id"]) for doc in docs]
+
+    async def _update(
+        self,
+        collection: str,
+        filter: Mapping[str, Any] | None,
+        update: Mapping[str, Any],
+        many: bool,
+    ) -> dict[str, int]:
+        _check_collection(collection)
+        if not isinstance(update, Mapping):
+            raise ValueError(f"an update must be an object, not {update!r}")
+        updater = compile_update(update)  # validates operators before the cycle
+        normalized = _normalize_filter(filter)
+        compile_filter(normalized)
+        counts = {"matched": 0, "modified": 0}
+
+        def plan(coll: Collection) -> list[tuple[str | None, Doc | None]]:
+            matched = self._select(coll, normalized)
+            if not many:
+                matched = matched[:1]
+            counts["matched"] = len(matched)
+            changes: list[tuple[str | None, Doc | None]] = []
+            for doc in matched:
+                # Updated as the caller sees it (``id`` beside ``_id``), so an update that
+                # repeats the document's own ``id``, like a document read back, is allowed.
+                new, modified = updater({**doc, "id": doc["_id"]})
+                del new["id"]
+                if modified:
+                    dumps(new, f"updated document {doc['_id']!r} in collection {collection!r}")
+                    changes.append((doc["_id"], new))
+            counts["modified"] = len(changes)
+            return changes
+
+        await self._write(collection, plan)
+        return dict(counts)
+
+    async def update_one(
+        self, collection: str, filter: Mapping[str, Any] | None, update: Mapping[str, Any]
+    ) -> dict[str, int]:
+        """Update the first matching document: ``{"matched", "modified"}``."""
+        return await self._update(collection, filter, update, many=False)
+
+    async def update_many(
+        self, collection: str, filter: Mapping[str, Any] | None, update: Mapping[str, Any]
+    ) -> dict[str, int]:
+        """Update every matching document: ``{"matched", "modified"}``."""
+        return await self._update(collection, filter, update, many=True)
+
+    async def _delete(
+        self, collection: str, filter: Mapping[str, Any] | None, many: bool
+    ) -> dict[str, int]:
+        _check_collection(collection)
+        normalized = _normalize_filter(filter)
+        compile_filter(normalized)
+        counts = {"deleted": 0}
+
+        def plan(coll: Collection) -> list[tuple[str | None, Doc | None]]:
+            matched = self._select(coll, normalized)
+            if not many:
+                matched = matched[:1]
+            counts["deleted"] = len(matched)
+            return [(doc["_id"], None) for doc in matched]
+
+        await self._write(collection, plan)
+        return dict(counts)
+
+    async def delete_one(self, collection: str, filter: Mapping[str, Any] | None) -> dict[str, int]:
+        """Delete the first matching document: ``{"deleted"}``."""
+        return await self._delete(collection, filter, many=False)
+
+    async def delete_many(
+        self, collection: str, filter: Mapping[str, Any] | None
+    ) -> dict[str, int]:
+        """Delete every matching document: ``{"deleted"}``."""
+        return await self._delete(collection, filter, many=True)

@@ -1,0 +1,339 @@
+"""Key-value store: namespaces of JSON values with optional expiry, as a fold of the stream.
+
+A put is one ``kv.put`` event, a delete one ``kv.delete``; an expired key reads as missing at
+once, and the worker's sweeper later appends one ``kv.expired`` event for it (only the worker
+sweeps, so an expiry is announced once however many processes read the key). Values are kept
+as their JSON bytes: a read parses a fresh copy, so a caller mutating what it got cannot touch
+the store, and a million keys cost a million small ``bytes`` rather than object trees.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+from sortedcontainers import SortedList
+
+from platform_shim.clock import Clock, TimerHandle
+from platform_shim.jsonvalue import dumps, loads
+from platform_shim.services.stream import EventStream
+from platform_shim.store.protocol import Record
+
+__all__ = ["KvNamespace", "KvService", "KvState"]
+
+_MAX_KEY = 1024
+
+
+class KvState:
+    """Namespaces of ``key -> (value bytes, expiration ms or None)``."""
+
+    snapshot_name = "kv"
+
+    def __init__(self) -> None:
+        self.checkpoint = 0
+        self.spaces: dict[str, dict[str, tuple[bytes, int | None]]] = {}
+        self._sorted: dict[str, Any] = {}  # ns -> SortedList of keys, built on first list()
+        self.expiring: list[tuple[int, str, str]] = []  # heap; stale entries are skipped
+        self.on_expiring: Callable[[int], None] | None = None
+
+    def set(self, ns: str, key: str, value: bytes, expiration: int | None) -> None:
+        space = self.spaces.get(ns)
+        if space is None:
+            space = self.spaces[ns] = {}
+        if key not in space:
+            keys = self._sorted.get(ns)
+            if keys is not None:
+                keys.add(key)
+        space[key] = (value, expiration)
+        if expiration is not None:
+            heapq.heappush(self.expiring, (expiration, ns, key))
+            if self.on_expiring is not None:
+                self.on_expiring(expiration)
+
+    def remove(self, ns: str, key: str) -> None:
+        space = self.spaces.get(ns)
+        if space is not None and space.pop(key, None) is not None:
+            keys = self._sorted.get(ns)
+            if keys is not None:
+                keys.remove(key)
+
+    def sorted_keys(self, ns: str) -> Any:
+        keys = self._sorted.get(ns)
+        if keys is None:
+            keys = self._sorted[ns] = SortedList(self.spaces.get(ns, {}))
+        return keys
+
+    # ------------------------------------------------------------------------- DomainFold
+
+    def load_snapshot(self, records: list[Record]) -> None:
+        self.spaces.clear()
+        self._sorted.clear()
+        self.expiring.clear()
+        self.checkpoint = records[0].get("checkpoint", 0) if records else 0
+        for record in records[1:]:
+            self.set(
+                record["ns"],
+                record["k"],
+                dumps(record["v"], "kv snapshot value"),
+                record.get("exp"),
+            )
+
+    def apply_event(self, event: Record) -> None:
+        t = event["t"]
+        if t == "kv.put":
+            data = event["data"]
+            self.set(
+                event["ns"], event["k"], dumps(data["value"], "kv value"), data.get("expiration")
+            )
+        elif t == "kv.delete":
+            self.remove(event["ns"], event["k"])
+        elif t == "kv.expired":
+            entry = self.spaces.get(event["ns"], {}).get(event["k"])
+            # Only the version that expired goes: a put after it stays.
+            if entry is not None and entry[1] == event["data"].get("expiration"):
+                self.remove(event["ns"], event["k"])
+
+    def snapshot_records(self) -> Iterator[bytes]:
+        for ns, space in self.spaces.items():
+            for key, (value, expiration) in space.items():
+                yield orjson.dumps(
+                    {"ns": ns, "k": key, "v": orjson.Fragment(value), "exp": expiration}
+                )
+
+
+def _check_name(what: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, not {value!r}")
+    if len(value.encode()) > _MAX_KEY:
+        raise ValueError(f"{what} is longer than {_MAX_KEY} bytes: {value[:40]!r}...")
+    return value
+
+
+def _encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: object) -> str:
+    # Only what ``_encode_cursor`` makes: the lenient decoder would read junk as some key.
+    if isinstance(cursor, str):
+        try:
+            key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            pass
+        else:
+            if key and _encode_cursor(key) == cursor:
+                return key
+    raise ValueError(f"invalid list cursor {cursor!r}")
+
+
+class KvService:
+    """``platform.kv``: ``get/put/delete/list`` by namespace, and ``namespace(ns)``."""
+
+    def __init__(self, stream: EventStream, state: KvState, clock: Clock) -> None:
+        self._stream = stream
+        self._state = state
+        self._clock = clock
+        self._sweeper: TimerHandle | None = None
+        self._sweep_at: int | None = None
+        self._sweeping = False
+
+    def namespace(self, ns: str) -> KvNamespace:
+        """The same API bound to one namespace."""
+        return KvNamespace(self, _check_name("namespace", ns))
+
+    async def get(self, ns: str, key: str) -> Any:
+        """The value, or None when the key is missing or expired."""
+        _check_name("namespace", ns)
+        _check_name("key", key)
+        self._stream.fresh()
+        entry = self._state.spaces.get(ns, {}).get(key)
+        if entry is None:
+            return None
+        value, expiration = entry
+        if expiration is not None and expiration <= self._clock.now_ms():
+            if self._sweeping:
+                self._arm(expiration)
+            return None
+        return loads(value)
+
+    async def put(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` (JSON) under ``key``; ``ttl`` in seconds makes it expire."""
+        _check_name("namespace", ns)
+        _check_name("key", key)
+        expiration: int | None = None
+        if ttl is not None:
+            if (
+                isinstance(ttl, bool)
+                or not isinstance(ttl, int | float)
+                or not ttl > 0
+                or ttl == float("inf")
+            ):
+                raise ValueError(
+                    f"ttl for key {key!r} must be a positive number of seconds, not {ttl!r}"
+                )
+            expiration = self._clock.now_ms() + int(ttl * 1000)
+        body = dumps(value, f"value for key {key!r}")
+        data = (
+            b'{"value":'
+            + body
+            + b',"expiration":'
+            + (b"null" if expiration is None else str(expiration).encode())
+            + b"}"
+        )
+        state = self._state
+        await self._stream.submit(
+            "kv.put", "kv", ns, key, data, lambda eid, ts: state.set(ns, key, body, expiration)
+        )
+
+    async def delete(self, ns: str, key: str) -> None:
+        """Remove ``key``; deleting a missing key changes nothing and emits nothing."""
+        _check_name("namespace", ns)
+        _check_name("key", key)
+        state = self._state
+        previous: list[bytes] = []
+
+        def validate() -> bool:
+            entry = state.spaces.get(ns, {}).get(key)
+            if entry is None:
+                return False
+            previous.append(entry[0])
+            return True
+
+        await self._stream.submit(
+            "kv.delete",
+            "kv",
+            ns,
+            key,
+            lambda: b'{"value":' + previous[0] + b"}",
+            lambda eid, ts: state.remove(ns, key),
+            validate=validate,
+        )
+
+    async def list(
+        self, ns: str, prefix: str | None = None, limit: int = 1000, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """Keys in lexicographic order: ``{"keys": [{"name", "expiration"}], "list_complete", "cursor"}``."""
+        _check_name("namespace", ns)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"list limit must be a positive integer, not {limit!r}")
+        if prefix is not None and not isinstance(prefix, str):
+            raise ValueError(f"list prefix must be a string, not {prefix!r}")
+        self._stream.fresh()
+        space = self._state.spaces.get(ns, {})
+        keys = self._state.sorted_keys(ns)
+        start = prefix or ""
+        if cursor is not None and cursor != "":
+            after = _decode_cursor(cursor)
+            position = keys.bisect_right(after)
+            if after < start:
+                position = keys.bisect_left(start)
+        else:
+            position = keys.bisect_left(start)
+        now = self._clock.now_ms()
+        result: list[dict[str, Any]] = []
+        last: str | None = None
+        more = False
+        for key in keys.islice(position):
+            if prefix and not key.startswith(prefix):
+                break
+            if len(result) == limit:
+                more = True
+                break
+            expiration = space[key][1]
+            if expiration is not None and expiration <= now:
+                continue
+            result.append({"name": key, "expiration": expiration})
+            last = key
+        return {
+            "keys": result,
+            "list_complete": not more,
+            "cursor": _encode_cursor(last) if more and last is not None else None,
+        }
+
+    # ---------------------------------------------------------------------- expiry sweep
+
+    def start_sweeper(self) -> None:
+        """Announce expired keys with ``kv.expired`` events (the worker does this, once)."""
+        self._sweeping = True
+        self._state.on_expiring = self._arm
+        if self._state.expiring:
+            self._arm(self._state.expiring[0][0])
+
+    def stop_sweeper(self) -> None:
+        self._sweeping = False
+        self._state.on_expiring = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _arm(self, when: int) -> None:
+        if self._sweep_at is not None and self._sweep_at <= when:
+            return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweep_at = when
+        self._sweeper = self._clock.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        self._sweep_at = None
+        now = self._clock.now_ms()
+        heap = self._state.expiring
+        while heap and heap[0][0] <= now:
+            expiration, ns, key = heapq.heappop(heap)
+            entry = self._state.spaces.get(ns, {}).get(key)
+            if entry is None or entry[1] != expiration:
+                continue  # deleted or overwritten since
+            self._expire(ns, key, expiration)
+        if heap and self._sweeping:
+            self._arm(heap[0][0])
+
+    def _expire(self, ns: str, key: str, expiration: int) -> None:
+        state = self._state
+        previous: list[bytes] = []
+
+        def validate() -> bool:
+            entry = state.spaces.get(ns, {}).get(key)
+            if entry is None or entry[1] != expiration:
+                return False
+            previous.append(entry[0])
+            return True
+
+        self._stream.submit(
+            "kv.expired",
+            "kv",
+            ns,
+            key,
+            lambda: (
+                b'{"value":' + previous[0] + b',"expiration":' + str(expiration).encode() + b"}"
+            ),
+            lambda eid, ts: state.remove(ns, key),
+            validate=validate,
+            durable=False,
+        )
+
+
+class KvNamespace:
+    """``platform.kv.namespace(ns)``: the KV API bound to one namespace."""
+
+    def __init__(self, service: KvService, ns: str) -> None:
+        self._service = service
+        self.name = ns
+
+    async def get(self, key: str) -> Any:
+        return await self._service.get(self.name, key)
+
+    async def put(self, key: str, value: Any, ttl: float | None = None) -> None:
+        await self._service.put(self.name, key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        await self._service.delete(self.name, key)
+
+    async def list(
+        self, prefix: str | None = None, limit: int = 1000, cursor: str | None = None
+    ) -> dict[str, Any]:
+        return await self._service.list(self.name, prefix, limit, cursor)

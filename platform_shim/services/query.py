@@ -1,0 +1,584 @@
+"""MongoDB-style filters over JSON documents, compiled once into plain predicates.
+
+What this module guarantees:
+
+* ``compile_filter`` checks the whole filter before returning. An operator outside the supported
+  set (``$eq $ne $gt $gte $lt $lte $in $nin $exists $not`` on a field, ``$and $or`` as logic) or a
+  malformed operand raises ``ValueError`` whose message names the operator and, where there is
+  one, the field. The predicate it returns never mutates the document and never raises on a
+  JSON document.
+* Values compare as JSON, never as Python: ``true`` never equals or compares with ``1``; ``1``
+  equals ``1.0``. Ordering operators only compare values of the same bracket (numbers with
+  numbers, strings with strings by code point, booleans with booleans, null with null, objects
+  and arrays by the order of :mod:`platform_shim.services.compare`); across brackets they are
+  false. An embedded-document literal matches an equal object whatever its key order.
+* Dotted paths descend into objects; an all-digit segment (no leading zero) indexes a list; any
+  other segment that meets a list is looked up in each element of the list (one level, as Mongo
+  does). A path that cannot be followed, including through an empty list or a non-object element,
+  is *missing* at that point.
+* Array rules are Mongo's: ``{f: v}`` and the ordering operators match when the value or any
+  element of a list value satisfies them; ``$in`` is "equals any"; ``$ne``, ``$nin`` and ``$not``
+  are exactly the negations of ``$eq``, ``$in`` and their expression, so they match a missing
+  field. ``{f: null}`` and ``$in: [null]`` match null or missing; ``$exists`` tests presence (a
+  null value is present); ``$gte``/``$lte`` null match null or missing, ``$gt``/``$lt`` null match
+  nothing.
+* No field name is special here, ``_id`` and ``id`` included; the caller maps names before
+  compiling.
+
+Sorting and projection live in :mod:`platform_shim.services.shaping` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from platform_shim.services.compare import (
+    ARRAY,
+    BOOL,
+    NAN,
+    NOT_JSON,
+    NULL,
+    NUMBER,
+    OBJECT,
+    STRING,
+    compare_values,
+    kind_of,
+    sort_key,
+    type_bracket,
+    values_equal,
+)
+from platform_shim.services.paths import MISSING, Steps, parse_path, resolve
+from platform_shim.services.shaping import apply_projection, compile_projection, sort_documents
+
+__all__ = [
+    "Predicate",
+    "apply_projection",
+    "compare_values",
+    "compile_filter",
+    "compile_projection",
+    "compile_value_condition",
+    "equality_terms",
+    "sort_documents",
+]
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+"""A compiled filter: takes a document, says whether it matches."""
+
+_ValueTest = Callable[[Any], bool]
+_LeavesTest = Callable[[list[Any]], bool]
+
+_RANGE_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
+_FIELD_OPS: Final = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", "$not", *_RANGE_OPS})
+_LOGIC_OPS: Final = frozenset({"$and", "$or"})
+_SCALAR_KINDS: Final = frozenset({NULL, NAN, NUMBER, STRING, BOOL})
+
+# Predicate cost ranks, used to test cheap conditions first in a conjunction.
+_COST_SIMPLE_EQ: Final = 0
+_COST_SIMPLE: Final = 1
+_COST_DOTTED: Final = 2
+_COST_LOGIC: Final = 3
+
+
+def _match_all(doc: Mapping[str, Any]) -> bool:
+    return True
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _is_present(value: Any) -> bool:
+    return value is not MISSING
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers
+
+
+def _check_json(value: Any, where: str) -> None:
+    kind = kind_of(value)
+    if kind == NOT_JSON:
+        raise ValueError(f"{where}: {type(value).__name__} is not a JSON value")
+    if kind == OBJECT:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: object key {key!r} is not a string")
+            _check_json(item, where)
+    elif kind == ARRAY:
+        for item in value:
+            _check_json(item, where)
+
+
+def _is_operator_dict(value: Any, where: str) -> bool:
+    """Whether ``value`` is an operator expression; a plain object is a literal."""
+    if not isinstance(value, Mapping) or not value:
+        return False
+    dollar = [isinstance(key, str) and key.startswith("$") for key in value]
+    if all(dollar):
+        return True
+    if any(dollar):
+        raise ValueError(f"{where}: an object cannot mix operators and plain field names")
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests on one leaf value (a value reached by a path, possibly MISSING, possibly a list)
+
+
+def _generic_eq(target: Any) -> _ValueTest:
+    def test(value: Any) -> bool:
+        if values_equal(value, target):
+            return True
+        return isinstance(value, list) and any(values_equal(item, target) for item in value)
+
+    return test
+
+
+def _eq_test(target: Any) -> _ValueTest:
+    """Leaf test for ``$eq target``; the exact-type branches are shortcuts of ``_generic_eq``."""
+    kind = kind_of(target)
+    if kind == NULL:
+
+        def test(value: Any) -> bool:
+            return value is None or value is MISSING or (isinstance(value, list) and None in value)
+
+    elif kind == STRING:
+
+        def test(value: Any) -> bool:
+            # Only a string equals a string, so Python's == is already JSON equality here.
+            return value == target or (isinstance(value, list) and target in value)
+
+    elif kind == NUMBER:
+
+        def test(value: Any) -> bool:
+            if value == target:
+                return type(value) is not bool
+            return (
+                isinstance(value, list)
+                and target in value
+                and any(item == target and type(item) is not bool for item in value)
+            )
+
+    elif kind == BOOL:
+
+        def test(value: Any) -> bool:
+            return value is target or (
+                isinstance(value, list) and any(item is target for item in value)
+            )
+
+    else:
+        return _generic_eq(target)
+    return test
+
+
+def _in_test(targets: list[Any]) -> _ValueTest:
+    if len(targets) == 1:
+        return _eq_test(targets[0])
+    # Bucket the targets by kind so a lookup can never match True against 1 in a Python set.
+    strings: set[Any] = set()
+    numbers: set[Any] = set()
+    bools: set[bool] = set()
+    others: list[Any] = []
+    has_null = has_nan = False
+    for target in targets:
+        kind = kind_of(target)
+        if kind == STRING:
+            strings.add(target)
+        elif kind == NUMBER:
+            numbers.add(target)
+        elif kind == BOOL:
+            bools.add(target)
+        elif kind == NULL:
+            has_null = True
+        elif kind == NAN:
+            has_nan = True
+        else:
+            others.append(target)
+    frozen_strings = frozenset(strings)
+    frozen_numbers = frozenset(numbers)
+
+    def scalar(value: Any) -> bool:
+        vtype = type(value)
+        if vtype is str:
+            return value in frozen_strings
+        if vtype is int:
+            return value in frozen_numbers
+        if vtype is float:
+            return value in frozen_numbers or (has_nan and value != value)
+        if vtype is bool:
+            return value in bools
+        if value is None:
+            return has_null
+        kind = kind_of(value)
+        if kind == NOT_JSON:
+            return False
+        if kind in _SCALAR_KINDS:
+            # A subclass of a JSON scalar type: fall back to exact JSON equality.
+            return any(values_equal(value, target) for target in targets)
+        return any(values_equal(value, other) for other in others)
+
+    def test(value: Any) -> bool:
+        if value is MISSING:
+            return has_null
+        if scalar(value):
+            return True
+        return isinstance(value, list) and any(map(scalar, value))
+
+    return test
+
+
+def _generic_range(op: str, target: Any) -> _ValueTest:
+    compare = _RANGE_OPS[op]
+    bracket = type_bracket(target)
+    target_key = sort_key(target)
+
+    def scalar(value: Any) -> bool:
+        if value is MISSING:
+            value = None
+        if type_bracket(value) != bracket:
+            return False
+        try:
+            return compare(sort_key(value), target_key)
+        except TypeError:  # a non-JSON value buried inside an object or array
+            return False
+
+    def test(value: Any) -> bool:
+        if scalar(value):
+            return True
+        return isinstance(value, list) and any(map(scalar, value))
+
+    return test
+
+
+def _range_test(op: str, target: Any) -> _ValueTest:
+    """Leaf test for an ordering operator; the exact-type branches shortcut ``_generic_range``."""
+    kind = kind_of(target)
+    compare = _RANGE_OPS[op]
+    generic = _generic_range(op, target)
+    if kind == NULL:
+        # Only null (or missing) is in null's bracket, and it equals null.
+        return _eq_test(None) if op in ("$gte", "$lte") else _never
+    if kind == NUMBER:
+
+        def test(value: Any) -> bool:
+            vtype = type(value)
+            if vtype is int or (vtype is float and value == value):
+                return compare(value, target)
+            return generic(value)
+
+    elif kind == STRING:
+
+        def test(value: Any) -> bool:
+            if type(value) is str:
+                return compare(value, target)
+            return generic(value)
+
+    elif kind == BOOL:
+
+        def test(value: Any) -> bool:
+            if type(value) is bool:
+                return compare(value, target)
+            return generic(value)
+
+    else:
+        return generic
+    return test
+
+
+# ---------------------------------------------------------------------------------------------
+# Field expressions
+
+
+class _Cond:
+    """One operator of a field expression: true when ``test`` holds for some leaf, xor negate."""
+
+    __slots__ = ("negate", "test")
+
+    def __init__(self, test: _ValueTest, negate: bool) -> None:
+        self.test = test
+        self.negate = negate
+
+
+class _Not:
+    """``$not``: true when the inner expression (a conjunction) is false."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: list[_Cond | _Not]) -> None:
+        self.inner = inner
+
+
+def _parse_expression(path: str, expression: Mapping[str, Any]) -> list[_Cond | _Not]:
+    conds: list[_Cond | _Not] = []
+    for op, operand in expression.items():
+        where = f"operator {op!r} on field {path!r}"
+        if op not in _FIELD_OPS:
+            raise ValueError(f"unsupported query operator {op!r} (field {path!r})")
+        if op == "$not":
+            if not isinstance(operand, Mapping) or not operand:
+                raise ValueError(f"{where} needs a non-empty object of operators")
+            if not _is_operator_dict(operand, where):
+                raise ValueError(f"{where} needs an object of operators, not a literal")
+            conds.append(_Not(_parse_expression(path, operand)))
+        elif op == "$exists":
+            if not isinstance(operand, bool):
+                raise ValueError(f"{where} needs true or false, got {operand!r}")
+            conds.append(_Cond(_is_present, not operand))
+        elif op in ("$in", "$nin"):
+            if not isinstance(operand, list):
+                raise ValueError(f"{where} needs a list, got {type(operand).__name__}")
+            _check_json(operand, where)
+            conds.append(_Cond(_in_test(operand), op == "$nin"))
+        else:
+            _check_json(operand, where)
+            if op in ("$eq", "$ne"):
+                conds.append(_Cond(_eq_test(operand), op == "$ne"))
+            else:
+                conds.append(_Cond(_range_test(op, operand), False))
+    return conds
+
+
+def _all_of(tests: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+
+        def both(arg: Any) -> bool:
+            return first(arg) and second(arg)
+
+        return both
+
+    def every(arg: Any) -> bool:
+        return all(test(arg) for test in tests)
+
+    return every
+
+
+def _negated(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def negated(arg: Any) -> bool:
+        return not test(arg)
+
+    return negated
+
+
+def _one_leaf(conds: list[_Cond | _Not]) -> _ValueTest:
+    """Compile an expression for a path that reaches exactly one leaf (a top-level field)."""
+    tests: list[_ValueTest] = []
+    for cond in conds:
+        if isinstance(cond, _Not):
+            tests.append(_negated(_one_leaf(cond.inner)))
+        else:
+            tests.append(_negated(cond.test) if cond.negate else cond.test)
+    return _all_of(tests)
+
+
+def _any_leaf(test: _ValueTest, negate: bool) -> _LeavesTest:
+    if negate:
+
+        def none_match(leaves: list[Any]) -> bool:
+            return not any(map(test, leaves))
+
+        return none_match
+
+    def some_match(leaves: list[Any]) -> bool:
+        return any(map(test, leaves))
+
+    return some_match
+
+
+def _many_leaves(conds: list[_Cond | _Not]) -> _LeavesTest:
+    """Compile an expression for a dotted path, which may fan out to several leaves."""
+    tests: list[_LeavesTest] = []
+    for cond in conds:
+        if isinstance(cond, _Not):
+            tests.append(_negated(_many_leaves(cond.inner)))
+        else:
+            tests.append(_any_leaf(cond.test, cond.negate))
+    return _all_of(tests)
+
+
+def _simple_eq(key: str, target: Any) -> Predicate | None:
+    """A one-lookup predicate for ``{key: scalar}``, the most common filter shape."""
+    kind = kind_of(target)
+    if kind == STRING:
+
+        def pred(doc: Mapping[str, Any]) -> bool:
+            value = doc.get(key, MISSING)
+            return value == target or (isinstance(value, list) and target in value)
+
+        return pred
+    if kind == NUMBER:
+        list_test = _eq_test(target)
+
+        def pred(doc: Mapping[str, Any]) -> bool:
+            value = doc.get(key, MISSING)
+            if value == target:
+                return type(value) is not bool
+            return isinstance(value, list) and list_test(value)
+
+        return pred
+    if kind in (BOOL, NULL):
+        test = _eq_test(target)
+
+        def pred(doc: Mapping[str, Any]) -> bool:
+            return test(doc.get(key, MISSING))
+
+        return pred
+    return None
+
+
+def _compile_field(path: str, condition: Any) -> tuple[int, Predicate]:
+    steps = parse_path(path)
+    where = f"field {path!r}"
+    if _is_operator_dict(condition, where):
+        conds = _parse_expression(path, condition)
+        if len(steps) == 1 and len(condition) == 1 and "$eq" in condition:
+            condition = condition["$eq"]
+        else:
+            return _field_predicate(steps, conds, _COST_SIMPLE)
+    else:
+        _check_json(condition, where)
+        conds = [_Cond(_eq_test(condition), False)]
+    if len(steps) == 1:
+        fast = _simple_eq(steps[0][0], condition)
+        if fast is not None:
+            return _COST_SIMPLE_EQ, fast
+    return _field_predicate(steps, conds, _COST_SIMPLE)
+
+
+def _field_predicate(steps: Steps, conds: list[_Cond | _Not], cost: int) -> tuple[int, Predicate]:
+    if len(steps) == 1:
+        key = steps[0][0]
+        test = _one_leaf(conds)
+
+        def pred(doc: Mapping[str, Any]) -> bool:
+            return test(doc.get(key, MISSING))
+
+        return cost, pred
+    leaves_test = _many_leaves(conds)
+
+    def dotted(doc: Mapping[str, Any]) -> bool:
+        return leaves_test(resolve(doc, steps))
+
+    return _COST_DOTTED, dotted
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole filters
+
+
+def _compile_logic(op: str, operand: Any) -> tuple[int, Predicate]:
+    if not isinstance(operand, list) or not operand:
+        raise ValueError(f"operator {op!r} needs a non-empty list of filters")
+    preds = []
+    for index, sub in enumerate(operand):
+        if not isinstance(sub, Mapping):
+            raise ValueError(f"operator {op!r}: element {index} is not a filter object")
+        preds.append(_compile(sub))
+    if op == "$and":
+        return _COST_LOGIC, _conjunction(preds)
+    if any(pred is _match_all for pred in preds):
+        return _COST_LOGIC, _match_all
+    if len(preds) == 1:
+        return _COST_LOGIC, preds[0]
+
+    def either(doc: Mapping[str, Any]) -> bool:
+        return any(pred(doc) for pred in preds)
+
+    return _COST_LOGIC, either
+
+
+def _conjunction(preds: list[Predicate]) -> Predicate:
+    preds = [pred for pred in preds if pred is not _match_all]
+    if not preds:
+        return _match_all
+    return _all_of(preds)
+
+
+def _compile(filter: Mapping[str, Any]) -> Predicate:
+    ranked: list[tuple[int, Predicate]] = []
+    for key, condition in filter.items():
+        if not isinstance(key, str):
+            raise ValueError(f"filter keys must be strings, got {key!r}")
+        if key.startswith("$"):
+            if key not in _LOGIC_OPS:
+                raise ValueError(f"unsupported query operator {key!r}")
+            ranked.append(_compile_logic(key, condition))
+        else:
+            ranked.append(_compile_field(key, condition))
+    # Cheap tests first: a conjunction stops at the first failure.
+    ranked.sort(key=operator.itemgetter(0))
+    return _conjunction([pred for _, pred in ranked])
+
+
+def compile_filter(filter: Mapping[str, Any] | None) -> Predicate:
+    """Compile a MongoDB-style filter into a predicate over documents.
+
+    ``None`` and ``{}`` match every document. Raises ``ValueError`` naming the operator (and the
+    field) for an unsupported operator or a malformed operand; see the module docstring for the
+    matching rules.
+    """
+    if filter is None:
+        return _match_all
+    # Filters often come straight from JSON request bodies, so the annotation is not trusted.
+    untrusted: object = filter
+    if not isinstance(untrusted, Mapping):
+        raise ValueError(f"a filter must be an object, got {type(untrusted).__name__}")
+    return _compile(filter)
+
+
+def compile_value_condition(condition: Mapping[str, Any], field: str) -> Callable[[Any], bool]:
+    """Compile an operator expression (``{"$gte": 5}``) into a test on one value.
+
+    The value is tested as if it were the value of ``field`` (which only names it in errors),
+    so a list value gets the array rules. ``$pull`` uses this to test array elements.
+    """
+    where = f"field {field!r}"
+    if not _is_operator_dict(condition, where):
+        raise ValueError(f"{where}: expected an object of query operators, got {condition!r}")
+    return _one_leaf(_parse_expression(field, condition))
+
+
+def equality_terms(filter: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the field -> scalar equalities every document matching ``filter`` satisfies.
+
+    Collected from ``{f: scalar}`` and ``{f: {"$eq": scalar, ...}}`` at the top level and inside
+    a top-level ``$and`` (recursively); never from ``$or`` or ``$not``. Keys are paths as written
+    (possibly dotted); values are str, int, float, bool or None, never objects or lists. The
+    equality has query semantics: a list field containing the value matches, and ``None``
+    matches a missing field. When a field appears twice, the first equality wins.
+    """
+    terms: dict[str, Any] = {}
+    if isinstance(filter, Mapping):
+        _collect_terms(filter, terms)
+    return terms
+
+
+def _collect_terms(filter: Mapping[Any, Any], terms: dict[str, Any]) -> None:
+    for key, condition in filter.items():
+        if not isinstance(key, str):
+            continue
+        if key == "$and":
+            if isinstance(condition, list):
+                for sub in condition:
+                    if isinstance(sub, Mapping):
+                        _collect_terms(sub, terms)
+            continue
+        if key.startswith("$"):
+            continue
+        if isinstance(condition, Mapping):
+            if "$eq" not in condition or not all(
+                isinstance(op, str) and op.startswith("$") for op in condition
+            ):
+                continue
+            condition = condition["$eq"]
+        if kind_of(condition) in _SCALAR_KINDS:
+            terms.setdefault(key, condition)

@@ -1,0 +1,324 @@
+"""The platform event stream: ``events.jsonl``, the one log every service change goes to.
+
+Every change (a KV put, a document update, a stored object, a queued message, a custom event)
+is exactly one line ``{"id", "t", "r", "ns", "k", "data", "ts"}`` appended here, and that line
+*is* the change: the services' state is a fold of this stream (plus the snapshots compaction
+writes), so a change and its event can never disagree, and one fsync acknowledges both.
+
+Ids are assigned inside the log's commit cycle, under the cross-process lock, after catching up
+with other processes: they increase strictly in file order, whichever process wrote the line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from platform_shim.clock import Clock
+from platform_shim.jsonvalue import dumps, loads
+from platform_shim.store.protocol import Log, Record, Store
+
+__all__ = ["RESERVED_PREFIXES", "DomainFold", "EventSpec", "EventStream", "StreamEvent"]
+
+T = TypeVar("T")
+
+EventSpec = tuple[str, str, "str | None", "str | None", bytes]
+"""``(t, r, ns, k, data as JSON bytes)`` of one event to append."""
+
+_DEFAULT_WINDOW = 1000
+
+RESERVED_PREFIXES = ("kv.", "db.", "storage.", "queue.")
+"""Event types the services' folds read; ``publish`` refuses them."""
+
+
+class StreamEvent:
+    """One event of the stream, kept as its line; ``to_dict`` parses a fresh copy."""
+
+    __slots__ = ("id", "k", "line", "ns", "r", "t", "ts")
+
+    def __init__(
+        self, id: int, t: str, r: str, ns: str | None, k: str | None, ts: int, line: bytes
+    ) -> None:
+        self.id = id
+        self.t = t
+        self.r = r
+        self.ns = ns
+        self.k = k
+        self.ts = ts
+        self.line = line
+
+    def to_dict(self) -> dict[str, Any]:
+        event: dict[str, Any] = loads(self.line)
+        return event
+
+    def __repr__(self) -> str:
+        return f"StreamEvent(id={self.id}, t={self.t!r}, ns={self.ns!r}, k={self.k!r})"
+
+
+class DomainFold(Protocol):
+    """A service's state as a fold of stream events, with a snapshot for compaction."""
+
+    snapshot_name: str
+    checkpoint: int  # events with an id up to this are already in the snapshot
+
+    def load_snapshot(self, records: list[Record]) -> None:
+        """Replace the state with a snapshot's records (the first one is the header)."""
+
+    def apply_event(self, event: Record) -> None:
+        """Apply an event read from the file (ours at load time, or another process's)."""
+
+    def snapshot_records(self) -> Iterator[bytes]:
+        """The live state as snapshot lines (without the header)."""
+
+
+class EventStream:
+    """The events log, its folds, a window of recent events and listeners for new ones."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        folds: list[DomainFold],
+        *,
+        window: int = _DEFAULT_WINDOW,
+        retain_from: int | None = None,
+    ) -> None:
+        self._store = store
+        self.clock = clock
+        self.folds = folds
+        self.window = window
+        self.last_id = 0  # the highest id in use: new events get the next one
+        self._last_read = 0  # the id of the last line applied, to refuse lines out of order
+        self.events: list[StreamEvent] = []  # ids strictly increasing
+        # Events with an id above this are kept in memory (and by compaction) for a consumer
+        # that has not handled them yet; None: nobody consumes here, keep just the window.
+        self.retain_from = retain_from
+        self._listeners: list[Callable[[StreamEvent], None]] = []
+        self._fresh = False
+        self._loading = True
+        self.log: Log = store.open_log("events", self)
+        self._loading = False
+
+    # ------------------------------------------------------------------ Consumer protocol
+
+    def reset(self) -> None:
+        self.events.clear()
+        self.last_id = self._last_read = 0
+        for fold in self.folds:
+            records = self._store.read_snapshot(fold.snapshot_name)
+            fold.load_snapshot(records)
+            self.last_id = max(self.last_id, fold.checkpoint)
+
+    def apply(self, record: Record, line: bytes) -> None:
+        eid = record["id"]
+        if not isinstance(eid, int) or eid <= self._last_read:
+            # A hand edit or a copy of an already-applied line; applying it again would fork state.
+            raise ValueError(f"event id {eid!r} does not follow {self._last_read}")
+        self._last_read = eid
+        # The id is taken even if a fold cannot read this line (a hand edit): were it not, our
+        # next event would reuse it, and a reload would drop that event as out of order.
+        self.last_id = max(self.last_id, eid)
+        for fold in self.folds:
+            if eid > fold.checkpoint:
+                fold.apply_event(record)
+        self._record(
+            StreamEvent(
+                eid,
+                record["t"],
+                record["r"],
+                record.get("ns"),
+                record.get("k"),
+                record.get("ts", 0),
+                line,
+            )
+        )
+
+    def _record(self, event: StreamEvent) -> None:
+        # Events kept from before a snapshot's checkpoint have ids below last_id.
+        self.last_id = max(self.last_id, event.id)
+        self._last_read = event.id
+        self.events.append(event)
+        if len(self.events) > 2 * self.window and (
+            self.retain_from is None or self.events[self.window].id <= self.retain_from
+        ):
+            self._trim()
+        if not self._loading:
+            for listener in self._listeners:
+                listener(event)
+
+    def _trim(self) -> None:
+        # Keep everything a consumer still needs, and at least the last `window` events.
+        cut = len(self.events) - self.window
+        if self.retain_from is not None:
+            cut = min(cut, bisect.bisect_right(self.events, self.retain_from, key=lambda e: e.id))
+        if cut > 0:
+            del self.events[:cut]
+
+    # ------------------------------------------------------------------------- appending
+
+    def submit(
+        self,
+        t: str,
+        r: str,
+        ns: str | None,
+        k: str | None,
+        data: bytes | Callable[[], bytes],
+        apply: Callable[[int, int], T] | None = None,
+        *,
+        validate: Callable[[], bool] | None = None,
+        durable: bool = True,
+    ) -> asyncio.Future[T | None]:
+        """Append one event whose ``data`` is already-serialized JSON (or a function making it,
+        called after ``validate``, for data only known then).
+
+        ``validate`` runs in the commit cycle against the latest state; it may raise to refuse
+        the write, or return False to write nothing (the change turned out to be a no-op).
+        ``apply(id, ts)`` updates the service's state right after the line is written; its
+        result is what the future resolves to.
+        """
+
+        def prepare() -> tuple[bytes | None, Callable[[], T | None] | None]:
+            if validate is not None and not validate():
+                return None, None
+            eid = self.last_id + 1
+            ts = self.clock.now_ms()
+            body = data if isinstance(data, bytes) else data()
+            line = orjson.dumps(
+                {
+                    "id": eid,
+                    "t": t,
+                    "r": r,
+                    "ns": ns,
+                    "k": k,
+                    "data": orjson.Fragment(body),
+                    "ts": ts,
+                }
+            )
+
+            def applied() -> T | None:
+                result = apply(eid, ts) if apply is not None else None
+                self._record(StreamEvent(eid, t, r, ns, k, ts, line))
+                return result
+
+            return line, applied
+
+        return self.log.submit(prepare, durable=durable)
+
+    def submit_batch(
+        self,
+        plan: Callable[[], list[EventSpec]],
+        apply: Callable[[list[int]], T] | None = None,
+        *,
+        durable: bool = True,
+    ) -> asyncio.Future[T | None]:
+        """Append the events ``plan()`` returns, in one ``write``.
+
+        ``plan`` runs in the commit cycle against the latest state and may raise to refuse the
+        whole batch; an empty plan writes nothing. ``apply(ids)`` updates the state after the
+        write.
+        """
+
+        def prepare() -> tuple[bytes | None, Callable[[], T | None] | None]:
+            specs = plan()
+            if not specs:
+                return None, (lambda: apply([])) if apply is not None else None
+            ts = self.clock.now_ms()
+            first = self.last_id + 1
+            events = []
+            for offset, (t, r, ns, k, body) in enumerate(specs):
+                line = orjson.dumps(
+                    {
+                        "id": first + offset,
+                        "t": t,
+                        "r": r,
+                        "ns": ns,
+                        "k": k,
+                        "data": orjson.Fragment(body),
+                        "ts": ts,
+                    }
+                )
+                events.append(StreamEvent(first + offset, t, r, ns, k, ts, line))
+
+            def applied() -> T | None:
+                result = apply([event.id for event in events]) if apply is not None else None
+                for event in events:
+                    self._record(event)
+                return result
+
+            return b"\n".join(event.line for event in events), applied
+
+        return self.log.submit(prepare, durable=durable)
+
+    async def publish(
+        self,
+        t: str,
+        data: Any = None,
+        *,
+        r: str = "custom",
+        ns: str | None = None,
+        k: str | None = None,
+    ) -> int:
+        """Put a custom event on the stream; returns its id."""
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"event type must be a non-empty string, not {t!r}")
+        if t.startswith(RESERVED_PREFIXES):
+            # The services' state is a fold of these types: a look-alike would change state in
+            # every process that reads it back, and not in this one.
+            raise ValueError(
+                f"event type {t!r} is reserved for the platform's services "
+                f"({', '.join(p + '*' for p in RESERVED_PREFIXES)}); use another name"
+            )
+        for name, value in (("r", r), ("ns", ns), ("k", k)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"event field {name!r} must be a string or None, not {value!r}")
+        if not isinstance(r, str) or not r:
+            raise ValueError(f"event resource 'r' must be a non-empty string, not {r!r}")
+        body = dumps(data, f"data of event {t!r}")
+        eid = await self.submit(t, r, ns, k, body, lambda eid, ts: eid)
+        assert eid is not None
+        return eid
+
+    # --------------------------------------------------------------------------- reading
+
+    def fresh(self) -> None:
+        """Catch up with other processes, at most once per turn of the event loop.
+
+        Whatever another process wrote before it could tell us about it reaches us through I/O,
+        which a later loop turn handles; so once per turn sees every write we can know about,
+        and a tight loop of reads pays for one ``fstat`` instead of one per read.
+        """
+        if self._fresh:
+            return
+        self.log.refresh()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._fresh = True
+        loop.call_soon(self._stale)
+
+    def _stale(self) -> None:
+        self._fresh = False
+
+    def add_listener(self, listener: Callable[[StreamEvent], None]) -> None:
+        """Call ``listener`` with every event applied from now on (ours and other processes')."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[StreamEvent], None]) -> None:
+        self._listeners.remove(listener)
+
+    def retained(self) -> list[StreamEvent]:
+        """The events compaction keeps: unconsumed ones and the recent window."""
+        cut = max(0, len(self.events) - self.window)
+        if self.retain_from is not None:
+            cut = min(cut, bisect.bisect_right(self.events, self.retain_from, key=lambda e: e.id))
+        return self.events[cut:]
+
+    def since(self, after_id: int) -> list[StreamEvent]:
+        """Events still held in memory with an id above ``after_id``, oldest first."""
+        start = bisect.bisect_right(self.events, after_id, key=lambda e: e.id)
+        return self.events[start:]
