@@ -1,0 +1,514 @@
+"""Delivering the event stream to handlers, event triggers and queue consumers.
+
+Each handler and each event-triggered workflow has a durable cursor (the id of the last event
+it finished) in ``dispatch.jsonl``. A consumer handles the events after its cursor in stream
+order, one at a time, then moves its cursor: delivery is at least once (a crash between the
+handling and the cursor write delivers again), in order, and a crash between a write and its
+dispatch still dispatches it after restart, because the cursor had not passed it. A handler
+that raises is retried with backoff, then the event is recorded as dead for that handler and its
+cursor moves on; every consumer has its own task, so one slow or failing handler never holds
+up another. An event trigger starts its run under an id derived from the event id, so however
+often the event is delivered, it starts one run.
+
+Queue consumers read the pending set (``queue.sent`` events minus acknowledgements), deliver
+batches when messages are due, record attempts before delivering, acknowledge on success, and
+after ``maxAttempts`` failures move the message to ``deadletter.jsonl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from platform_shim.clock import Clock, TimerHandle
+from platform_shim.errors import DefinitionError
+from platform_shim.events import EventHandler
+from platform_shim.jsonvalue import dumps
+from platform_shim.services.stream import StreamEvent
+from platform_shim.store.protocol import Log, Record, Store
+from platform_shim.workflows.definition import EventTrigger, Workflow
+
+if TYPE_CHECKING:
+    from platform_shim.platform import Platform
+    from platform_shim.workflows.engine import Engine
+
+__all__ = ["DispatchState", "Dispatcher", "HandlerContext", "derived_run_id"]
+
+log = logging.getLogger("platform_shim.dispatch")
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def derived_run_id(workflow_id: str, kind: str, n: int) -> str:
+    """A run id made from what started the run (``onboarding-after-signup.evt42``), so starting
+    it twice is starting it once."""
+    safe = _SAFE.sub("_", workflow_id)[:80]
+    if safe != workflow_id:
+        safe += "-" + hashlib.blake2b(workflow_id.encode(), digest_size=4).hexdigest()
+    return f"{safe}.{kind}{n}"
+
+
+def default_handler_backoff(attempt: int) -> int:
+    """Milliseconds before retry ``attempt`` of a handler: 100 ms, 200 ms, 400 ms, ..."""
+    return int(min(100 * 2 ** (attempt - 1), 30_000))
+
+
+class DispatchState:
+    """The fold of ``dispatch.jsonl``: cursors, the status relay position, queue bookkeeping,
+    dead deliveries."""
+
+    def __init__(self) -> None:
+        self.cursors: dict[str, int] = {}
+        self.relay = 0
+        self.acked: dict[str, set[str]] = {}
+        self.attempts: dict[str, int] = {}
+        self.dead: list[Record] = []
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def apply(self, record: Record, line: bytes) -> None:
+        kind = record["rec"]
+        if kind == "cursor":
+            self.cursors[record["h"]] = max(self.cursors.get(record["h"], 0), record["c"])
+        elif kind == "relay":
+            self.relay = max(self.relay, record["c"])
+        elif kind == "ack":
+            self.acked.setdefault(record["q"], set()).update(record["ids"])
+            for message_id in record["ids"]:
+                self.attempts.pop(message_id, None)
+        elif kind == "attempt":
+            self.attempts[record["id"]] = record["n"]
+        elif kind == "dead":
+            self.dead.append(record)
+            del self.dead[:-1000]
+
+
+class HandlerContext:
+    """The ``ctx`` argument of an event handler."""
+
+    __slots__ = ("database", "db", "events", "handler_id", "kv", "platform", "queue", "storage", "workflows")
+
+    def __init__(self, platform: Platform, handler_id: str) -> None:
+        self.handler_id = handler_id
+        self.platform = platform
+        self.kv = platform.kv
+        self.database = self.db = platform.database
+        self.storage = platform.storage
+        self.queue = platform.queue
+        self.workflows = platform.workflows
+        self.events = platform.events
+
+
+class _Consumer:
+    """One cursor over the stream: a handler or an event trigger."""
+
+    def __init__(self, dispatcher: Dispatcher, key: str, cursor: int) -> None:
+        self.dispatcher = dispatcher
+        self.key = key
+        self.cursor = cursor
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.busy = False
+
+    def matches(self, event: StreamEvent) -> bool:
+        raise NotImplementedError
+
+    async def deliver(self, event: StreamEvent) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        stream = self.dispatcher.platform.stream
+        while True:
+            self.busy = True
+            for event in stream.since(self.cursor):
+                if self.matches(event):
+                    await self.dispatcher.deliver_with_retries(self, event)
+                self.cursor = event.id
+            self.dispatcher.save_cursor(self.key, self.cursor)
+            self.busy = False
+            self.wake.clear()
+            if not stream.since(self.cursor):
+                await self.wake.wait()
+
+
+class _HandlerConsumer(_Consumer):
+    def __init__(self, dispatcher: Dispatcher, handler: EventHandler, cursor: int) -> None:
+        super().__init__(dispatcher, handler.id, cursor)
+        self.handler = handler
+        self.context = HandlerContext(dispatcher.platform, handler.id)
+
+    def matches(self, event: StreamEvent) -> bool:
+        return self.handler.matches(event.t, event.r, event.ns, event.k)
+
+    async def deliver(self, event: StreamEvent) -> None:
+        await self.handler.fn(self.handler.shape(event.to_dict()), self.context)
+
+
+class _TriggerConsumer(_Consumer):
+    def __init__(self, dispatcher: Dispatcher, workflow: Workflow, cursor: int) -> None:
+        super().__init__(dispatcher, f"trigger:{workflow.id}", cursor)
+        self.workflow = workflow
+        assert isinstance(workflow.trigger, EventTrigger)
+        self.trigger: EventTrigger = workflow.trigger
+
+    def matches(self, event: StreamEvent) -> bool:
+        return self.trigger.matches(event.t, event.r, event.ns)
+
+    async def deliver(self, event: StreamEvent) -> None:
+        engine = self.dispatcher.engine
+        await engine.start_run(
+            self.workflow.id, event.to_dict(), run_id=derived_run_id(self.workflow.id, "evt", event.id)
+        )
+
+
+class _QueueConsumer:
+    """Delivers one queue's due messages to its handler in batches."""
+
+    def __init__(self, dispatcher: Dispatcher, handler: EventHandler) -> None:
+        self.dispatcher = dispatcher
+        self.handler = handler
+        self.queue = handler.queue or ""
+        self.context = HandlerContext(dispatcher.platform, handler.id)
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.timer: TimerHandle | None = None
+        self.retry_at: dict[str, int] = {}
+        self.busy = False
+
+    def _due(self, now: int) -> tuple[list[dict[str, Any]], int | None]:
+        pending = self.dispatcher.platform.queue_state.queues.get(self.queue, {})
+        due: list[dict[str, Any]] = []
+        later: int | None = None
+        for message in pending.values():
+            at = max(message["deliverAt"], self.retry_at.get(message["id"], 0))
+            if at <= now:
+                due.append(message)
+                if len(due) >= self.handler.batch:
+                    break
+            elif later is None or at < later:
+                later = at
+        return due, later
+
+    async def run(self) -> None:
+        clock = self.dispatcher.clock
+        while True:
+            self.busy = True
+            self.wake.clear()
+            due, later = self._due(clock.now_ms())
+            if due:
+                await self._deliver(due)
+                await asyncio.sleep(0)  # a handler that never awaits must not starve the loop
+                continue
+            self.busy = False
+            if later is not None:
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = clock.call_at(later, self.wake.set)
+            await self.wake.wait()
+
+    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        dispatcher = self.dispatcher
+        state = dispatcher.state
+        messages = []
+        for message in batch:
+            attempt = state.attempts.get(message["id"], 0) + 1
+            # Counted now, not when the record is applied: a handler that fails without
+            # awaiting anything would otherwise be redelivered as attempt 1 forever.
+            state.attempts[message["id"]] = attempt
+            dispatcher.record({"rec": "attempt", "q": self.queue, "id": message["id"], "n": attempt})
+            messages.append(
+                {
+                    "id": message["id"],
+                    "payload": orjson.loads(orjson.dumps(message["payload"])),
+                    "attempt": attempt,
+                    "enqueuedAt": message["enqueuedAt"],
+                }
+            )
+        try:
+            await self.handler.fn(messages, self.context)
+        except Exception as exc:
+            log.error("queue %r handler %s failed on %d message(s)", self.queue, self.handler.id, len(messages), exc_info=exc)
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            done: list[str] = []
+            for message in messages:
+                if message["attempt"] >= self.handler.max_attempts:
+                    await dispatcher.dead_letter(self.queue, message, error)
+                    done.append(message["id"])
+                else:
+                    delay = dispatcher.handler_backoff(message["attempt"])
+                    self.retry_at[message["id"]] = dispatcher.clock.now_ms() + delay
+            if done:
+                dispatcher.ack(self.queue, done)
+            return
+        dispatcher.ack(self.queue, [message["id"] for message in messages])
+        for message in messages:
+            self.retry_at.pop(message["id"], None)
+
+
+class Dispatcher:
+    """Runs every consumer of the stream in the worker."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        engine: Engine,
+        store: Store,
+        state: DispatchState,
+        log_: Log,
+        *,
+        clock: Clock,
+        handler_attempts: int = 3,
+        handler_backoff: Callable[[int], int] = default_handler_backoff,
+    ) -> None:
+        self.platform = platform
+        self.engine = engine
+        self.state = state
+        self.log = log_
+        self.clock = clock
+        self.handler_attempts = handler_attempts
+        self.handler_backoff = handler_backoff
+        self.deadletter = store.open_log("deadletter", _Ignore())
+        self._consumers: dict[str, _Consumer] = {}
+        self._queues: dict[str, _QueueConsumer] = {}
+        self._saved: dict[str, int] = {}
+        self._running = False
+        platform.stream.add_listener(self._on_event)
+        # Acknowledgements already recorded apply to the pending set.
+        for queue, ids in state.acked.items():
+            for message_id in ids:
+                platform.queue_state.ack(queue, message_id)
+
+    # ---------------------------------------------------------------------------- setup
+
+    def configure(self, handlers: Iterable[EventHandler], workflows: Iterable[Workflow]) -> None:
+        """Install exactly these handlers and event triggers (called again on hot reload)."""
+        wanted: dict[str, Any] = {}
+        queues: dict[str, EventHandler] = {}
+        for handler in handlers:
+            if handler.kind == "queue":
+                assert handler.queue is not None
+                if handler.queue in queues:
+                    raise DefinitionError(
+                        f"queue {handler.queue!r} has two consumers: {queues[handler.queue].where} and {handler.where}"
+                    )
+                queues[handler.queue] = handler
+            else:
+                if handler.id in wanted:
+                    raise DefinitionError(f"two handlers share the id {handler.id!r}: {wanted[handler.id].where} and {handler.where}")
+                wanted[handler.id] = handler
+        for workflow in workflows:
+            if isinstance(workflow.trigger, EventTrigger):
+                wanted[f"trigger:{workflow.id}"] = workflow
+        for key in list(self._consumers):
+            consumer = self._consumers[key]
+            target = wanted.get(key)
+            same = isinstance(consumer, _HandlerConsumer) and consumer.handler is target
+            same = same or (isinstance(consumer, _TriggerConsumer) and consumer.workflow is target)
+            if not same:
+                self._stop(consumer)
+                del self._consumers[key]
+        start = self.platform.stream.last_id
+        for key, target in wanted.items():
+            if key in self._consumers:
+                continue
+            # A consumer seen for the first time starts at the end of the stream: it reacts to
+            # what happens from now on, not to the folder's whole past.
+            cursor = self.state.cursors.get(key, start)
+            if isinstance(target, EventHandler):
+                self._consumers[key] = _HandlerConsumer(self, target, cursor)
+            else:
+                self._consumers[key] = _TriggerConsumer(self, target, cursor)
+            if key not in self.state.cursors:
+                self.save_cursor(key, cursor)
+        for name in list(self._queues):
+            if queues.get(name) is not self._queues[name].handler:
+                self._stop(self._queues.pop(name))
+        for name, handler in queues.items():
+            if name not in self._queues:
+                self._queues[name] = _QueueConsumer(self, handler)
+        self._update_retention()
+        if self._running:
+            self._start_all()
+
+    def start(self) -> None:
+        self._running = True
+        self._start_all()
+
+    def _all(self) -> list[_Consumer | _QueueConsumer]:
+        return [*self._consumers.values(), *self._queues.values()]
+
+    def _start_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        for consumer in self._all():
+            if consumer.task is None:
+                consumer.task = loop.create_task(
+                    consumer.run(), name=f"dispatch:{getattr(consumer, 'key', '')}", context=self.platform.context
+                )
+
+    @staticmethod
+    def _stop(consumer: _Consumer | _QueueConsumer) -> None:
+        if consumer.task is not None:
+            consumer.task.cancel()
+            consumer.task = None
+
+    async def stop(self) -> None:
+        self._running = False
+        consumers = self._all()
+        tasks = [c.task for c in consumers if c.task is not None]
+        for consumer in consumers:
+            self._stop(consumer)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for key, consumer in self._consumers.items():
+            self.save_cursor(key, consumer.cursor)
+        await self.log.barrier()
+
+    def idle(self) -> bool:
+        stream = self.platform.stream
+        for consumer in self._consumers.values():
+            if consumer.busy or stream.since(consumer.cursor):
+                return False
+        now = self.clock.now_ms()
+        return not any(q.busy or q._due(now)[0] for q in self._queues.values())
+
+    # ------------------------------------------------------------------------- delivery
+
+    def _on_event(self, event: StreamEvent) -> None:
+        for consumer in self._consumers.values():
+            consumer.wake.set()
+        if event.t == "queue.sent":
+            queue = self._queues.get(event.ns or "")
+            if queue is not None:
+                queue.wake.set()
+
+    async def deliver_with_retries(self, consumer: _Consumer, event: StreamEvent) -> None:
+        attempt = 1
+        while True:
+            try:
+                await consumer.deliver(event)
+                return
+            except Exception as exc:
+                if attempt >= self.handler_attempts:
+                    log.error(
+                        "handler %s gave up on event %d (%s) after %d attempts",
+                        consumer.key,
+                        event.id,
+                        event.t,
+                        attempt,
+                        exc_info=exc,
+                    )
+                    self.record(
+                        {
+                            "rec": "dead",
+                            "h": consumer.key,
+                            "event": event.id,
+                            "t": event.t,
+                            "error": {"type": type(exc).__name__, "message": str(exc)},
+                            "at": self.clock.now_ms(),
+                        },
+                        durable=True,
+                    )
+                    return
+                log.warning("handler %s failed on event %d (attempt %d): %s", consumer.key, event.id, attempt, exc)
+                await self._sleep(self.handler_backoff(attempt))
+                attempt += 1
+
+    async def _sleep(self, ms: int) -> None:
+        if ms <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        timer = self.clock.call_at(self.clock.now_ms() + ms, wake)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    # ---------------------------------------------------------------------- bookkeeping
+
+    def record(self, record: Record, *, durable: bool = False) -> asyncio.Future[None]:
+        state = self.state
+        line = dumps(record, "dispatch record")
+
+        def prepare() -> tuple[bytes, Callable[[], None]]:
+            return line, lambda: state.apply(record, line)
+
+        return self.log.submit(prepare, durable=durable)
+
+    def save_cursor(self, key: str, cursor: int) -> None:
+        if self._saved.get(key) == cursor:
+            return
+        self._saved[key] = cursor
+        self.record({"rec": "cursor", "h": key, "c": cursor})
+        self._update_retention()
+
+    def save_relay(self, seq: int) -> None:
+        self.record({"rec": "relay", "c": seq})
+
+    def _update_retention(self) -> None:
+        if self._consumers:
+            self.platform.stream.retain_from = min(c.cursor for c in self._consumers.values())
+        else:
+            self.platform.stream.retain_from = None
+
+    def ack(self, queue: str, ids: list[str]) -> None:
+        self.record({"rec": "ack", "q": queue, "ids": ids})
+        for message_id in ids:
+            self.platform.queue_state.ack(queue, message_id)
+
+    async def dead_letter(self, queue: str, message: dict[str, Any], error: dict[str, Any]) -> None:
+        line = dumps({"q": queue, "msg": message, "error": error, "at": self.clock.now_ms()}, "dead letter")
+        log.error("queue %r: message %s moved to deadletter.jsonl after %d attempts", queue, message["id"], message["attempt"])
+        await self.deadletter.submit(lambda: (line, None))
+
+    def compact(self) -> None:
+        """Rewrite ``dispatch.jsonl`` to the live cursors, relay position and queue state."""
+        state = self.state
+        platform = self.platform
+        retained = {event.k for event in platform.stream.retained() if event.t == "queue.sent"}
+        pending = {
+            message_id for queue in platform.queue_state.queues.values() for message_id in queue
+        }
+
+        def produce() -> Iterable[bytes]:
+            for key, cursor in state.cursors.items():
+                yield orjson.dumps({"rec": "cursor", "h": key, "c": cursor})
+            yield orjson.dumps({"rec": "relay", "c": state.relay})
+            for queue, ids in state.acked.items():
+                # An ack matters while its message may still be read from the stream.
+                keep = sorted(ids & retained)
+                if keep:
+                    yield orjson.dumps({"rec": "ack", "q": queue, "ids": keep})
+            for message_id, attempt in state.attempts.items():
+                if message_id in pending:
+                    yield orjson.dumps({"rec": "attempt", "q": "", "id": message_id, "n": attempt})
+            for record in state.dead:
+                yield orjson.dumps(record)
+
+        self.log.rewrite(produce)
+        for queue in list(state.acked):
+            state.acked[queue] &= retained
+
+    def consumers(self) -> dict[str, int]:
+        """Cursor of each stream consumer (for the dashboard and tests)."""
+        return {key: consumer.cursor for key, consumer in self._consumers.items()}
+
+
+class _Ignore:
+    def apply(self, record: Record, line: bytes) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass

@@ -1,0 +1,347 @@
+"""The worker: one process per data folder runs the engine, the dispatcher and the scheduler.
+
+``open_platform`` (and the host, which adds HTTP and code loading around it) takes the folder's
+worker lock, loads the logs, compacts them if they grew past the threshold, recovers every run,
+and starts handlers, triggers and the watcher for other processes' writes, in that order;
+stopping goes the other way and leaves every acknowledged write fsync'd and the lock released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from platform_shim.clock import Clock, SystemClock
+from platform_shim.dispatch import Dispatcher, DispatchState, default_handler_backoff
+from platform_shim.events import EventHandler
+from platform_shim.platform import Platform, current_platform
+from platform_shim.scheduler import Scheduler
+from platform_shim.services.compaction import compact_stream
+from platform_shim.store.filestore import FileStore, replace_file_bytes
+from platform_shim.store.protocol import Durability
+from platform_shim.watcher import DataWatcher
+from platform_shim.workflows.definition import Workflow, WorkflowRegistry
+from platform_shim.workflows.engine import DEFAULT_OUTPUT_LIMIT, Engine, default_backoff
+from platform_shim.workflows.service import EngineWorkflows
+
+__all__ = ["Worker", "WorkerOptions", "open_platform"]
+
+log = logging.getLogger("platform_shim.runtime")
+
+DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024
+DEFAULT_RUN_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+class WorkerOptions:
+    """Tunables of a worker (every one has a documented default)."""
+
+    def __init__(
+        self,
+        *,
+        durability: Durability = "fsync",
+        retry_backoff: Callable[[int], int] = default_backoff,
+        handler_backoff: Callable[[int], int] = default_handler_backoff,
+        handler_attempts: int = 3,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        event_window: int = 1000,
+        watch: bool = True,
+        poll_interval: float = 0.5,
+        compact_bytes: int = DEFAULT_COMPACT_BYTES,
+        run_retention_ms: int = DEFAULT_RUN_RETENTION_MS,
+    ) -> None:
+        self.durability: Durability = durability
+        self.retry_backoff = retry_backoff
+        self.handler_backoff = handler_backoff
+        self.handler_attempts = handler_attempts
+        self.output_limit = output_limit
+        self.event_window = event_window
+        self.watch = watch
+        self.poll_interval = poll_interval
+        self.compact_bytes = compact_bytes
+        self.run_retention_ms = run_retention_ms
+
+
+class Worker:
+    """Engine, dispatcher, scheduler and watcher on one data folder."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        registry: WorkflowRegistry | None = None,
+        handlers: Iterable[EventHandler] = (),
+        clock: Clock | None = None,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.registry = registry if registry is not None else WorkflowRegistry()
+        self.handlers = list(handlers)
+        self.clock: Clock = clock or SystemClock()
+        self.options = options or WorkerOptions()
+        self.store: FileStore | None = None
+        self._platform: Platform | None = None
+        self._engine: Engine | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._scheduler: Scheduler | None = None
+        self._watcher: DataWatcher | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+
+    @property
+    def platform(self) -> Platform:
+        assert self._platform is not None, "the worker is not started"
+        return self._platform
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "the worker is not started"
+        return self._engine
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "the worker is not started"
+        return self._dispatcher
+
+    @property
+    def scheduler(self) -> Scheduler:
+        assert self._scheduler is not None, "the worker is not started"
+        return self._scheduler
+
+    async def start(self) -> None:
+        """``open`` then ``begin``: for code that knows its workflows and handlers up front."""
+        self.open()
+        await self.begin()
+
+    def open(self) -> None:
+        """Take the worker lock and load the logs; nothing runs yet. User code may be imported
+        between ``open`` and ``begin`` (``get_platform()`` then returns this platform)."""
+        options = self.options
+        store = self.store = FileStore(self.data_dir, durability=options.durability)
+        try:
+            store.acquire_worker_lock()
+            self._open_logs(store)
+        except BaseException:
+            store.close()
+            self.store = None
+            raise
+
+    def _open_logs(self, store: FileStore) -> None:
+        options = self.options
+        dispatch_state = DispatchState()
+        dispatch_log = store.open_log("dispatch", dispatch_state)
+        retain = min(dispatch_state.cursors.values(), default=None)
+        platform = self._platform = Platform(store, self.clock, event_window=options.event_window, retain_from=retain)
+        platform.worker = self
+        engine = self._engine = Engine(
+            platform,
+            store,
+            self.registry,
+            clock=self.clock,
+            output_limit=options.output_limit,
+            retry_backoff=options.retry_backoff,
+            relay_cursor=dispatch_state.relay,
+        )
+        platform.workflows = EngineWorkflows(engine)
+        dispatcher = self._dispatcher = Dispatcher(
+            platform,
+            engine,
+            store,
+            dispatch_state,
+            dispatch_log,
+            clock=self.clock,
+            handler_attempts=options.handler_attempts,
+            handler_backoff=options.handler_backoff,
+        )
+        engine.on_relayed = dispatcher.save_relay
+        engine.on_compact_request = self.request_compaction
+        self._scheduler = Scheduler(engine, self.clock)
+        context = contextvars.copy_context()
+        context.run(current_platform.set, platform)
+        platform.context = context
+
+    async def begin(self) -> None:
+        """Compact if due, recover every run, start handlers, triggers and the watcher."""
+        options = self.options
+        store, platform, engine = self.store, self.platform, self.engine
+        dispatcher, scheduler = self.dispatcher, self.scheduler
+        assert store is not None
+        dispatcher.configure(self.handlers, self.registry)
+        scheduler.configure(self.registry)
+        if self._needs_compaction():
+            self.compact()
+        self._advertise()
+        engine.start()
+        platform.kv.start_sweeper()
+        dispatcher.start()
+        scheduler.start()
+        if options.watch:
+            self._watcher = DataWatcher(store.doorbell_dir, self.refresh, poll_interval=options.poll_interval)
+            self._watcher.start()
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain(), context=platform.context)
+        log.info(
+            "worker on %s: %d workflow(s), %d handler(s), %d run(s) in the ledger",
+            self.data_dir,
+            len(self.registry),
+            len(self.handlers),
+            len(engine.state.runs),
+        )
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        if self._watcher is not None:
+            await self._watcher.stop()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        if self._engine is not None:
+            await self._engine.stop()
+        if self._platform is not None:
+            self._platform.kv.stop_sweeper()
+            await self._platform.stream.log.barrier()
+        if self.store is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.store.lock_dir / "worker.json").unlink()
+            self.store.close()
+            self.store = None
+
+    def reload(self, workflows: Iterable[Workflow] | None = None, handlers: Iterable[EventHandler] | None = None) -> None:
+        """New code was loaded: reconfigure triggers and handlers, resume waiting runs."""
+        if handlers is not None:
+            self.handlers = list(handlers)
+        if workflows is not None:
+            pass  # the registry is shared with the loader and already holds them
+        self.dispatcher.configure(self.handlers, self.registry)
+        self.scheduler.configure(self.registry)
+        self.engine.registry_changed()
+        self._advertise()
+
+    def refresh(self) -> None:
+        """Apply what other processes appended to the logs."""
+        if self._platform is None or self._engine is None:
+            return
+        self._platform.stream.log.refresh()
+        self._engine.log.refresh()
+
+    # ------------------------------------------------------------------------ compaction
+
+    def _needs_compaction(self) -> bool:
+        limit = self.options.compact_bytes
+        return self.platform.stream.log.size() > limit or self.engine.log.size() > limit
+
+    def request_compaction(self) -> None:
+        asyncio.get_running_loop().call_soon(self.compact)
+
+    def compact(self) -> dict[str, Any]:
+        """Compact the stream (with snapshots), the ledger and the dispatch log now."""
+        platform, engine, dispatcher = self.platform, self.engine, self.dispatcher
+        report = compact_stream(self.platform.store, platform.stream, storage=platform.storage_state)
+        now = self.clock.now_ms()
+        retention = self.options.run_retention_ms
+        before_runs = engine.log.size()
+
+        def keep(run: Any) -> bool:
+            return not run.status.terminal or (run.completed_at or run.updated_at) > now - retention
+
+        pruned = [run_id for run_id, run in engine.state.runs.items() if not keep(run)]
+        engine.log.rewrite(lambda: engine.state.live_records(keep))
+        for run_id in pruned:
+            del engine.state.runs[run_id]
+        dispatcher.compact()
+        log.info(
+            "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
+            before_runs,
+            engine.log.size(),
+            len(pruned),
+        )
+        return {
+            "events": {"before": report.bytes_before, "after": report.bytes_after, "kept": report.events_kept},
+            "runs": {"before": before_runs, "after": engine.log.size(), "pruned": len(pruned)},
+            "blobsRemoved": report.blobs_removed,
+        }
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            if self._needs_compaction():
+                try:
+                    self.compact()
+                except Exception:
+                    log.exception("background compaction failed; the logs are unchanged")
+
+    def _advertise(self) -> None:
+        assert self.store is not None
+        advert = {
+            "pid": os.getpid(),
+            "workflows": self.registry.ids(),
+            "handlers": [h.id for h in self.handlers],
+        }
+        replace_file_bytes(self.store.lock_dir / "worker.json", orjson.dumps(advert))
+
+    # --------------------------------------------------------------------------- testing
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until nothing is running or due: every activation parked or ended, every
+        handler caught up, every write durable (with a fake clock: until only timers remain)."""
+        engine, dispatcher, scheduler = self.engine, self.dispatcher, self.scheduler
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet = 0
+        while quiet < 3:
+            if loop.time() > deadline:
+                raise TimeoutError(f"the worker did not settle within {timeout}s")
+            tasks = [t for t in engine._tasks if not t.done()]
+            if tasks:
+                quiet = 0
+                await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+                continue
+            if not dispatcher.idle() or not scheduler.idle():
+                quiet = 0
+                await asyncio.sleep(0.001)
+                continue
+            await self.platform.stream.log.barrier()
+            await engine.log.barrier()
+            await asyncio.sleep(0)
+            quiet += 1
+
+
+@asynccontextmanager
+async def open_platform(
+    data_dir: str | os.PathLike[str],
+    *,
+    workflows: Iterable[Workflow] = (),
+    handlers: Iterable[EventHandler] = (),
+    clock: Clock | None = None,
+    durability: Durability = "fsync",
+    **options: Any,
+) -> AsyncIterator[Platform]:
+    """Run the engine, dispatcher and scheduler on ``data_dir`` in this process.
+
+    Raises ``DataDirLocked`` (naming the holder's pid) if another worker has the folder. Inside
+    the block ``get_platform()`` returns this platform. ``options`` are ``WorkerOptions``.
+    """
+    worker = Worker(
+        data_dir,
+        registry=WorkflowRegistry(workflows),
+        handlers=handlers,
+        clock=clock,
+        options=WorkerOptions(durability=durability, **options),
+    )
+    await worker.start()
+    token = current_platform.set(worker.platform)
+    try:
+        yield worker.platform
+    finally:
+        current_platform.reset(token)
+        await worker.stop()

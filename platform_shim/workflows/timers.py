@@ -1,0 +1,105 @@
+"""The engine's timers: one clock timer for every run's wake-up and deadline.
+
+A parked run needs up to two timers (its wake-up: a sleep's end, a wait's or invoke's timeout,
+a retry; and its deadline). Rather than one event-loop timer and a closure each — about 500
+bytes a run, and 100,000 parked runs are a normal restart — the wheel keeps a heap of
+``(when, token, run, purpose)`` tuples and arms a single clock timer for the earliest. A run
+remembers the token of its live timer per purpose; re-arming or cancelling only changes that
+token, and stale heap entries are skipped when they surface (or swept when they pile up).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+from platform_shim.clock import Clock, TimerHandle
+from platform_shim.workflows.ledger import RunState
+
+__all__ = ["TimerWheel"]
+
+PURPOSES = ("wake", "deadline")
+
+
+class TimerWheel:
+    """Keyed per-run timers on one clock timer; ``fire(run, purpose)`` runs when one is due."""
+
+    def __init__(self, clock: Clock, fire: Callable[[RunState, str], None]) -> None:
+        self._clock = clock
+        self._fire = fire
+        self._heap: list[tuple[int, int, RunState, str]] = []
+        self._token = 0
+        self._live = 0
+        self._handle: TimerHandle | None = None
+        self._armed_for: int | None = None
+        self._stopped = False
+
+    def set(self, run: RunState, purpose: str, when: int) -> None:
+        """Arm (or re-arm) ``run``'s timer for ``purpose`` at ``when`` (epoch ms)."""
+        self._token += 1
+        if _token(run, purpose) == 0:
+            self._live += 1
+        _set_token(run, purpose, self._token)
+        heapq.heappush(self._heap, (when, self._token, run, purpose))
+        if len(self._heap) > 2 * self._live + 1024:
+            self._sweep()
+        if self._armed_for is None or when < self._armed_for:
+            self._arm(when)
+
+    def cancel(self, run: RunState, purpose: str) -> None:
+        if _token(run, purpose) != 0:
+            _set_token(run, purpose, 0)
+            self._live -= 1
+
+    def due(self, run: RunState, purpose: str) -> bool:
+        return _token(run, purpose) != 0
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None
+        self._armed_for = None
+
+    def __len__(self) -> int:
+        return self._live
+
+    def _arm(self, when: int) -> None:
+        if self._stopped:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_for = when
+        self._handle = self._clock.call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        self._handle = None
+        self._armed_for = None
+        now = self._clock.now_ms()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, token, run, purpose = heapq.heappop(heap)
+            if _token(run, purpose) != token:
+                continue  # re-armed or cancelled since
+            _set_token(run, purpose, 0)
+            self._live -= 1
+            self._fire(run, purpose)
+        while heap and _token(heap[0][2], heap[0][3]) != heap[0][1]:
+            heapq.heappop(heap)
+        if heap:
+            self._arm(heap[0][0])
+
+    def _sweep(self) -> None:
+        self._heap = [entry for entry in self._heap if _token(entry[2], entry[3]) == entry[1]]
+        heapq.heapify(self._heap)
+
+
+def _token(run: RunState, purpose: str) -> int:
+    return run.wake_token if purpose == "wake" else run.deadline_token
+
+
+def _set_token(run: RunState, purpose: str, token: int) -> None:
+    if purpose == "wake":
+        run.wake_token = token
+    else:
+        run.deadline_token = token

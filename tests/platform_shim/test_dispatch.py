@@ -1,0 +1,198 @@
+"""Event handlers: filters, event shapes, retries then dead, isolation, queues."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from platform_shim.errors import DefinitionError
+from platform_shim.events import define_event, on_db_change, on_kv_change, on_queue, on_storage_change
+from platform_shim.runtime import open_platform
+from platform_shim.testing import FakeClock
+
+
+def opener(data_dir: Path, clock: FakeClock, handlers: list[Any], **options: Any) -> Any:
+    options.setdefault("handler_backoff", lambda attempt: 0)
+    options.setdefault("watch", False)
+    return open_platform(data_dir, handlers=handlers, clock=clock, **options)
+
+
+async def test_kv_db_storage_and_raw_handlers_get_their_events(data_dir: Path, clock: FakeClock) -> None:
+    seen: dict[str, list[Any]] = {"kv": [], "db": [], "storage": [], "raw": []}
+
+    @on_kv_change({"namespace": "invites", "keyPattern": "inv:*", "op": "put"})
+    async def invites(event: Any, ctx: Any) -> None:
+        seen["kv"].append(event)
+
+    @on_db_change({"collection": "users", "op": "insert"})
+    async def users(event: Any, ctx: Any) -> None:
+        seen["db"].append(event)
+
+    @on_storage_change({"keyPattern": "uploads/*"})
+    async def uploads(event: Any, ctx: Any) -> None:
+        seen["storage"].append(event)
+
+    @define_event({"t": "order.placed"})
+    async def orders(event: Any, ctx: Any) -> None:
+        seen["raw"].append((event, ctx.handler_id))
+
+    async with opener(data_dir, clock, [invites, users, uploads, orders]) as platform:
+        await platform.kv.put("invites", "inv:1", {"to": "a@b.c"})
+        await platform.kv.put("invites", "other:1", 1)
+        await platform.kv.put("elsewhere", "inv:2", 1)
+        await platform.kv.delete("invites", "inv:1")
+        await platform.database.insert_one("users", {"_id": "u1", "email": "a@b.c"})
+        await platform.database.update_one("users", {"_id": "u1"}, {"$set": {"n": 1}})
+        await platform.storage.put("uploads/a/b.png", b"png", {"contentType": "image/png"})
+        await platform.storage.put("private/x", b"no")
+        await platform.events.publish("order.placed", {"orderId": 1})
+        await platform.settle()
+    assert [(e["op"], e["namespace"], e["key"], e["value"]) for e in seen["kv"]] == [("put", "invites", "inv:1", {"to": "a@b.c"})]
+    assert [(e["op"], e["collection"], e["id"], e["doc"]["email"], e["before"]) for e in seen["db"]] == [
+        ("insert", "users", "u1", "a@b.c", None)
+    ]
+    assert seen["db"][0]["doc"]["id"] == "u1"
+    assert [(e["op"], e["key"], e["contentType"]) for e in seen["storage"]] == [("put", "uploads/a/b.png", "image/png")]
+    assert len(seen["raw"]) == 1
+    event, handler_id = seen["raw"][0]
+    assert event["t"] == "order.placed" and event["data"] == {"orderId": 1} and set(event) == {"id", "t", "r", "ns", "k", "data", "ts"}
+    assert handler_id == "test_dispatch:orders"
+
+
+async def test_a_failing_handler_is_retried_then_dead_without_blocking_others(data_dir: Path, clock: FakeClock) -> None:
+    attempts: list[int] = []
+    healthy: list[str] = []
+
+    @on_kv_change({"namespace": "n"})
+    async def flaky(event: Any, ctx: Any) -> None:
+        attempts.append(event["id"])
+        if event["key"] == "bad":
+            raise RuntimeError("cannot handle bad")
+
+    @on_kv_change({"namespace": "n"})
+    async def steady(event: Any, ctx: Any) -> None:
+        healthy.append(event["key"])
+
+    async with opener(data_dir, clock, [flaky, steady], handler_attempts=3) as platform:
+        await platform.kv.put("n", "bad", 1)
+        await platform.kv.put("n", "good", 2)
+        await platform.settle()
+    bad_id = attempts[0]
+    assert attempts.count(bad_id) == 3
+    assert len(attempts) == 4  # three tries of "bad", then "good" once
+    assert healthy == ["bad", "good"]
+    dead = [orjson.loads(line) for line in (data_dir / "dispatch.jsonl").read_bytes().splitlines()]
+    dead = [d for d in dead if d["rec"] == "dead"]
+    assert len(dead) == 1 and dead[0]["h"] == "test_dispatch:flaky" and dead[0]["event"] == bad_id
+    assert dead[0]["error"] == {"type": "RuntimeError", "message": "cannot handle bad"}
+
+
+async def test_delivery_is_in_order_and_resumes_after_a_restart(data_dir: Path, clock: FakeClock) -> None:
+    got: list[str] = []
+
+    @on_kv_change({"namespace": "seq"})
+    async def ordered(event: Any, ctx: Any) -> None:
+        got.append(event["key"])
+
+    async with opener(data_dir, clock, [ordered]) as platform:
+        for i in range(20):
+            await platform.kv.put("seq", f"k{i:02}", i)
+        await platform.settle()
+    # Writes made while no worker runs are delivered when one starts.
+    from platform_shim.platform import open_client
+
+    client = open_client(data_dir, clock=clock)
+    await client.kv.put("seq", "k20", 20)
+    client.close()
+    async with opener(data_dir, clock, [ordered]) as platform:
+        await platform.settle()
+    assert got == [f"k{i:02}" for i in range(21)]
+
+
+async def test_queue_consumer_batches_acks_and_dead_letters(data_dir: Path, clock: FakeClock) -> None:
+    batches: list[list[Any]] = []
+
+    @on_queue("emails", {"batch": 2, "maxAttempts": 2})
+    async def send_emails(messages: Any, ctx: Any) -> None:
+        batches.append([(m["payload"]["to"], m["attempt"]) for m in messages])
+        if any(m["payload"]["to"] == "bounce@x" for m in messages):
+            raise RuntimeError("smtp said no")
+
+    async with opener(data_dir, clock, [send_emails]) as platform:
+        # Sent in one go: both are pending when the consumer wakes, so they come as one batch.
+        await asyncio.gather(platform.queue.send("emails", {"to": "a@x"}), platform.queue.send("emails", {"to": "b@x"}))
+        await platform.settle()
+        await platform.queue.send("emails", {"to": "bounce@x"})
+        await platform.queue.send("emails", {"to": "later@x"}, delay="1m")
+        await platform.settle()
+        assert batches[0] == [("a@x", 1), ("b@x", 1)]
+        assert ("bounce@x", 2) in batches[-1]
+        assert platform.queue_state.queues["emails"] and all(
+            m["payload"]["to"] == "later@x" for m in platform.queue_state.queues["emails"].values()
+        )
+        clock.advance("1m")
+        await platform.settle()
+        assert batches[-1] == [("later@x", 1)]
+        assert not platform.queue_state.queues["emails"]
+    dead = [orjson.loads(line) for line in (data_dir / "deadletter.jsonl").read_bytes().splitlines()]
+    assert [(d["q"], d["msg"]["payload"]["to"], d["error"]["message"]) for d in dead] == [("emails", "bounce@x", "smtp said no")]
+
+
+async def test_unacknowledged_messages_survive_a_restart(data_dir: Path, clock: FakeClock) -> None:
+    got: list[str] = []
+
+    @on_queue("jobs")
+    async def jobs(messages: Any, ctx: Any) -> None:
+        got.extend(m["payload"] for m in messages)
+
+    from platform_shim.platform import open_client
+
+    client = open_client(data_dir, clock=clock)
+    await client.queue.send("jobs", "one")
+    await client.queue.send("jobs", "two")
+    client.close()
+    async with opener(data_dir, clock, [jobs]) as platform:
+        await platform.settle()
+    async with opener(data_dir, clock, [jobs]) as platform:
+        await platform.settle()
+    assert got == ["one", "two"]
+
+
+def test_filters_are_checked_at_load() -> None:
+    async def fn(event: Any, ctx: Any) -> None:
+        return None
+
+    with pytest.raises(DefinitionError, match="unknown kv handler filter"):
+        on_kv_change({"namespace": "a", "pattern": "x"})(fn)
+    with pytest.raises(DefinitionError, match="'op' must be one of"):
+        on_db_change({"op": "upsert"})
+    with pytest.raises(DefinitionError, match="maxAttempts"):
+        on_queue("q", {"maxAttempts": 0})
+    with pytest.raises(DefinitionError, match="async def"):
+        on_kv_change({})(lambda e, c: None)  # type: ignore[arg-type, return-value]
+
+
+async def test_writes_from_another_process_reach_handlers_within_a_second(data_dir: Path) -> None:
+    seen = asyncio.Event()
+
+    @on_kv_change({"namespace": "x"})
+    async def watcher(event: Any, ctx: Any) -> None:
+        seen.set()
+
+    async with open_platform(data_dir, handlers=[watcher]):
+        proc = await asyncio.create_subprocess_exec(
+            "python",
+            "-c",
+            "import asyncio; from platform_shim.platform import open_client\n"
+            f"p = open_client({str(data_dir)!r})\nasyncio.run(p.kv.put('x', 'k', 1))",
+            env={**__import__("tests.support.procs", fromlist=["env"]).env()},
+        )
+        assert await proc.wait() == 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(seen.wait(), timeout=1.0)
+        assert loop.time() - started < 1.0

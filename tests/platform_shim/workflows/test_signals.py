@@ -1,0 +1,150 @@
+"""wait_for_event and send_event: matching, counts, timeouts, and the no-race rule."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from platform_shim.testing import FakeClock
+from platform_shim.workflows import define_workflow
+from platform_shim.workflows.records import RunStatus
+
+from .conftest import Opener
+
+
+@define_workflow({"id": "approval"})
+async def approval(input: Any, step: Any, ctx: Any) -> Any:
+    return await step.wait_for_event(
+        "manager-approval", type="expense.approved", match={"expenseId": input["expenseId"]}, timeout="3d"
+    )
+
+
+@define_workflow({"id": "seed-form"})
+async def seed_form(input: Any, step: Any, ctx: Any) -> Any:
+    return await step.wait_for_event("reply", {"type": "survey.submitted", "match": {"userId": input}, "timeout": "7d"})
+
+
+async def test_send_event_resumes_matching_parked_runs_and_counts_them(open_worker: Opener) -> None:
+    async with open_worker([approval]) as platform:
+        a = await platform.workflows.start("approval", {"expenseId": "exp_1"})
+        b = await platform.workflows.start("approval", {"expenseId": "exp_2"})
+        await platform.settle()
+        assert await platform.workflows.send_event("expense.approved", {"expenseId": "exp_9"}) == 0
+        assert await platform.workflows.send_event("other.type", {"expenseId": "exp_1"}) == 0
+        count = await platform.workflows.send_event("expense.approved", {"expenseId": "exp_1", "approvedBy": "mgr_7"})
+        assert count == 1
+        assert await a.result(timeout=5) == {"expenseId": "exp_1", "approvedBy": "mgr_7"}
+        assert (await b.status()).status is RunStatus.WAITING_EVENT  # type: ignore[union-attr]
+
+
+async def test_the_seed_options_form_and_a_timeout_returning_none(open_worker: Opener, clock: FakeClock) -> None:
+    async with open_worker([seed_form]) as platform:
+        handle = await platform.workflows.start("seed-form", "u_1")
+        await platform.settle()
+        step = (await handle.history())[0]
+        assert step.event_type == "survey.submitted" and step.match == {"userId": "u_1"}
+        assert step.timeout_at == step.started_at + 7 * 86_400_000
+        clock.advance("7d")
+        assert await handle.result(timeout=5) is None
+
+
+async def test_an_event_sent_right_after_start_is_not_lost(open_worker: Opener) -> None:
+    async with open_worker([approval]) as platform:
+        handle = await platform.workflows.start("approval", {"expenseId": "exp_3"})
+        # Whether the run already parked on its wait (resumed now: 1) or has yet to reach it
+        # (it will take the event when it does: 0), the event reaches it.
+        assert await platform.workflows.send_event("expense.approved", {"expenseId": "exp_3"}) in (0, 1)
+        assert await handle.result(timeout=5) == {"expenseId": "exp_3"}
+
+    @define_workflow({"id": "late-waiter"})
+    async def late_waiter(input: Any, step: Any, ctx: Any) -> Any:
+        await step.run("slow-setup", lambda: asyncio.sleep(0.05))
+        return await step.wait_for_event("w", type="go")
+
+    async with open_worker([late_waiter]) as platform:
+        handle = await platform.workflows.start("late-waiter")
+        assert await platform.workflows.send_event("go", {"n": 1}) == 0  # not parked yet
+        assert await handle.result(timeout=5) == {"n": 1}
+
+
+async def test_an_event_sent_while_the_run_sleeps_is_taken_by_the_later_wait(open_worker: Opener, clock: FakeClock) -> None:
+    @define_workflow({"id": "sleep-then-wait"})
+    async def sleep_then_wait(input: Any, step: Any, ctx: Any) -> Any:
+        await step.sleep("grace-period", "24h")
+        return await step.wait_for_event("survey", type="survey.submitted", match={"userId": "u_1"})
+
+    async with open_worker([sleep_then_wait]) as platform:
+        handle = await platform.workflows.start("sleep-then-wait")
+        await platform.settle()
+        await platform.workflows.send_event("survey.submitted", {"userId": "u_1", "score": 9})
+        clock.advance("24h")
+        assert await handle.result(timeout=5) == {"userId": "u_1", "score": 9}
+
+
+async def test_events_sent_before_the_run_was_created_are_not_taken(open_worker: Opener) -> None:
+    async with open_worker([approval]) as platform:
+        await platform.workflows.send_event("expense.approved", {"expenseId": "exp_4"})
+        handle = await platform.workflows.start("approval", {"expenseId": "exp_4"})
+        await platform.settle()
+        assert (await handle.status()).status is RunStatus.WAITING_EVENT  # type: ignore[union-attr]
+
+
+async def test_each_event_is_taken_once_per_run_oldest_first(open_worker: Opener) -> None:
+    @define_workflow({"id": "two-waits"})
+    async def two_waits(input: Any, step: Any, ctx: Any) -> Any:
+        first = await step.wait_for_event("first", type="tick")
+        second = await step.wait_for_event("second", type="tick")
+        return [first, second]
+
+    async with open_worker([two_waits]) as platform:
+        handle = await platform.workflows.start("two-waits")
+        # Both sent before either wait is reached: the first wait takes the oldest.
+        await platform.workflows.send_event("tick", {"n": 1})
+        await platform.workflows.send_event("tick", {"n": 2})
+        assert await handle.result(timeout=5) == [{"n": 1}, {"n": 2}]
+
+
+async def test_one_event_resumes_every_matching_run(open_worker: Opener) -> None:
+    async with open_worker([approval]) as platform:
+        handles = [await platform.workflows.start("approval", {"expenseId": "shared"}) for _ in range(5)]
+        await platform.settle()
+        assert await platform.workflows.send_event("expense.approved", {"expenseId": "shared"}) == 5
+        results = await asyncio.gather(*(h.result(timeout=5) for h in handles))
+        assert results == [{"expenseId": "shared"}] * 5
+
+
+async def test_match_compares_types_strictly(open_worker: Opener) -> None:
+    @define_workflow({"id": "strict"})
+    async def strict(input: Any, step: Any, ctx: Any) -> Any:
+        return await step.wait_for_event("flag", type="flag", match={"on": True})
+
+    async with open_worker([strict]) as platform:
+        handle = await platform.workflows.start("strict")
+        await platform.settle()
+        assert await platform.workflows.send_event("flag", {"on": 1}) == 0
+        assert await platform.workflows.send_event("flag", {"on": True}) == 1
+        assert await handle.result(timeout=5) == {"on": True}
+
+
+async def test_bad_send_event_arguments(open_worker: Opener) -> None:
+    async with open_worker([approval]) as platform:
+        with pytest.raises(ValueError, match="event type"):
+            await platform.workflows.send_event("")
+        with pytest.raises(TypeError, match="payload of event 'x'"):
+            await platform.workflows.send_event("x", {1, 2})
+
+
+async def test_many_parked_runs_and_concurrent_senders(open_worker: Opener) -> None:
+    async with open_worker([approval]) as platform:
+        handles = await asyncio.gather(
+            *(platform.workflows.start("approval", {"expenseId": f"e{i}"}) for i in range(300))
+        )
+        counts = await asyncio.gather(
+            *(platform.workflows.send_event("expense.approved", {"expenseId": f"e{i}"}) for i in range(300))
+        )
+        results = await asyncio.gather(*(h.result(timeout=10) for h in handles))
+        assert results == [{"expenseId": f"e{i}"} for i in range(300)]
+        # A run counted by a sender was parked; the others took their event by the no-race rule.
+        assert all(c in (0, 1) for c in counts)
