@@ -29,7 +29,7 @@ from platform_shim.services.compaction import compact_stream
 from platform_shim.store.filestore import FileStore, replace_file_bytes
 from platform_shim.store.protocol import Durability
 from platform_shim.watcher import DataWatcher
-from platform_shim.workflows.definition import Workflow, WorkflowRegistry
+from platform_shim.workflows.definition import ScheduleTrigger, Workflow, WorkflowRegistry
 from platform_shim.workflows.engine import DEFAULT_OUTPUT_LIMIT, Engine, default_backoff
 from platform_shim.workflows.service import EngineWorkflows
 
@@ -257,7 +257,7 @@ class Worker:
         pruned = [run_id for run_id, run in engine.state.runs.items() if not keep(run)]
         engine.log.rewrite(lambda: engine.state.live_records(keep))
         for run_id in pruned:
-            del engine.state.runs[run_id]
+            engine.state.forget(run_id)
         dispatcher.compact()
         log.info(
             "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
@@ -286,6 +286,11 @@ class Worker:
             "pid": os.getpid(),
             "workflows": self.registry.ids(),
             "handlers": [h.id for h in self.handlers],
+            "schedules": [
+                {"workflowId": w.id, "cron": w.trigger.cron}
+                for w in self.registry
+                if isinstance(w.trigger, ScheduleTrigger)
+            ],
         }
         replace_file_bytes(self.store.lock_dir / "worker.json", orjson.dumps(advert))
 
@@ -306,7 +311,10 @@ class Worker:
                 quiet = 0
                 await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
                 continue
-            if not dispatcher.idle() or not scheduler.idle():
+            logs = (self.platform.stream.log, engine.log, dispatcher.log)
+            if not dispatcher.idle() or not scheduler.idle() or any(log.has_pending() for log in logs):
+                # Submissions still queued (a commit cycle may be waiting for another process's
+                # append lock) can start more work once applied: wait for them too.
                 quiet = 0
                 await asyncio.sleep(0.001)
                 continue

@@ -31,6 +31,7 @@ from platform_shim.errors import (
     DuplicateStepName,
     NonDeterminismError,
     StepTimeout,
+    UnknownRun,
     UnknownWorkflow,
     WorkflowCancelled,
     WorkflowFailed,
@@ -39,7 +40,14 @@ from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.store.protocol import Log, Record, Store
 from platform_shim.workflows.definition import Workflow, WorkflowRegistry
-from platform_shim.workflows.ledger import LedgerState, RunState, Signal, StepState, matches
+from platform_shim.workflows.ledger import (
+    LedgerState,
+    RunState,
+    Signal,
+    StepState,
+    matches,
+    steps_before,
+)
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, StepStatus, WorkflowRun
 from platform_shim.workflows.steps import Park, Step, Stop, describe_error
 from platform_shim.workflows.timers import TimerWheel
@@ -131,8 +139,13 @@ class Engine:
         """Recover: resume every non-terminal run from the ledger (idempotent)."""
         self._started = True
         now = self.clock.now_ms()
+        for run_id in list(self.state.cancels):
+            # Asked for while no worker ran: carry it out before anything resumes.
+            run = self.state.runs.get(run_id)
+            if run is not None and not run.ending and not run.status.terminal:
+                self._stop_run(run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"})
         for run in list(self.state.runs.values()):
-            if run.status.terminal:
+            if run.status.terminal or run.ending:
                 continue
             self._arm_deadline(run)
             if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
@@ -151,7 +164,7 @@ class Engine:
                     self._schedule(run)
                 else:
                     self.park_wait(run, step)
-            elif self.settle_invoke(run, step):
+            elif self.settle_invoke(run, step) is not None:
                 self._schedule(run)
             else:
                 self.park_invoke(run, step)
@@ -313,11 +326,17 @@ class Engine:
         return run_id
 
     def _create_run(
-        self, run_id: str, workflow_id: str, input_bytes: bytes, parent: tuple[RunState, str] | None
+        self,
+        run_id: str,
+        workflow_id: str,
+        input_bytes: bytes,
+        parent: tuple[RunState, str] | None,
+        *,
+        prefill: list[StepState] | None = None,
+        rerun_of: dict[str, str] | None = None,
     ) -> asyncio.Future[None]:
         state = self.state
         created_at = self.clock.now_ms()
-        holder: list[RunState] = []
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
             if run_id in state.runs:  # created meanwhile, here or by another process
@@ -331,18 +350,45 @@ class Engine:
                 seq,
                 parent_run_id=parent[0].run_id if parent else None,
                 parent_step=parent[1] if parent else None,
+                rerun_of=rerun_of,
             )
-            holder.append(run)
+            lines = [run.run_record(seq)]
+            for offset, step in enumerate(prefill or (), start=1):
+                step.seq = seq + offset
+                lines.append(step.record(run_id))
 
             def applied() -> None:
-                state.last_seq = max(state.last_seq, seq)
+                state.last_seq = max(state.last_seq, seq + len(lines) - 1)
                 state.add_run(run, seq)
+                for step in prefill or ():
+                    state.put_step(run, step)
                 self._arm_deadline(run)
                 self._schedule(run)
 
-            return run.run_record(seq), applied
+            # One write: the run and the steps it starts with appear together or not at all.
+            return b"\n".join(lines), applied
 
         return self.log.submit(prepare)
+
+    async def rerun(self, run_id: str, from_step: str) -> str:
+        """A new run of the same workflow and input that reuses the recorded results of the
+        steps before ``from_step`` (they replay; ``from_step`` and later run again)."""
+        original = self.state.runs.get(run_id)
+        if original is None:
+            raise UnknownRun(run_id)
+        if self.registry.get(original.workflow_id) is None:
+            raise UnknownWorkflow(original.workflow_id, self.registry.ids())
+        prefill = steps_before(original, from_step)
+        rerun_id = new_id(self.clock.now_ms())
+        await self._create_run(
+            rerun_id,
+            original.workflow_id,
+            original.input,
+            None,
+            prefill=prefill,
+            rerun_of={"runId": run_id, "fromStep": from_step},
+        )
+        return rerun_id
 
     def start_child(self, parent: RunState, step: StepState, workflow_id: str, input_bytes: bytes) -> None:
         """Create the child an ``invoke`` waits for (once: its id is derived from the step)."""
@@ -431,7 +477,7 @@ class Engine:
     def _mark_running(self, run: RunState) -> None:
         """An activation began. Memory only: recovery treats queued and running alike, so a
         record would cost a ledger line per activation for nothing durable."""
-        run.status = RunStatus.RUNNING
+        self.state.change_status(run, RunStatus.RUNNING)
         run.retry_at = None
         run.updated_at = self.clock.now_ms()
         self._on_status(run, 0)
@@ -509,7 +555,7 @@ class Engine:
                     and step.kind is StepKind.INVOKE
                     and step.status is StepStatus.PENDING
                     and step.child_run_id == run.run_id
-                    and self.settle_invoke(parent, step)
+                    and self.settle_invoke(parent, step) is not None
                 ):
                     self._schedule(parent)
 
@@ -599,24 +645,23 @@ class Engine:
         )
         self._schedule(run)
 
-    def settle_invoke(self, run: RunState, step: StepState) -> bool:
-        """If the child of a pending ``invoke`` has ended, record the step's outcome."""
+    def settle_invoke(self, run: RunState, step: StepState) -> StepState | None:
+        """If the child of a pending ``invoke`` has ended, record the step's outcome (returned)."""
         child = self.state.runs.get(step.child_run_id or "")
         if child is None or not child.status.terminal:
-            return False
+            return None
         self._cancel_timer(run, "wake")
         if child.status is RunStatus.COMPLETED:
-            self.complete_step(run, step, output=child.output if child.output is not None else b"null")
+            return self.complete_step(run, step, output=child.output if child.output is not None else b"null")
         else:
             kind = "WorkflowFailed" if child.status is RunStatus.FAILED else "WorkflowCancelled"
             message = (child.error or {}).get("message", child.status.value)
-            self.complete_step(
+            return self.complete_step(
                 run,
                 step,
                 status=StepStatus.FAILED,
                 error={"type": kind, "message": f"child run {child.run_id} {child.status.value}: {message}", "childRunId": child.run_id},
             )
-        return True
 
     def child_error(self, step: StepState) -> Exception:
         """The exception a failed ``invoke`` step raises in its parent."""
@@ -755,17 +800,10 @@ class Engine:
         await waiter
         return run
 
-    def list_runs(self, workflow_id: str | None = None, status: str | None = None, limit: int = 100) -> list[WorkflowRun]:
-        out: list[WorkflowRun] = []
-        for run in reversed(self.state.runs.values()):
-            if workflow_id is not None and run.workflow_id != workflow_id:
-                continue
-            if status is not None and run.status.value != status:
-                continue
-            out.append(run.snapshot())
-            if len(out) >= limit:
-                break
-        return out
+    def list_runs(
+        self, workflow_id: str | None = None, status: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[WorkflowRun]:
+        return [run.snapshot() for run in self.state.page(workflow_id, status, limit, before)]
 
     # ------------------------------------------------------------- other processes' writes
 

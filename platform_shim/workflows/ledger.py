@@ -187,6 +187,7 @@ class RunState:
         "output",
         "parent_run_id",
         "parent_step",
+        "rerun_of",
         "retry_at",
         "run_id",
         "status",
@@ -215,8 +216,10 @@ class RunState:
         parent_run_id: str | None = None,
         parent_step: str | None = None,
         deadline: int | None = None,
+        rerun_of: dict[str, str] | None = None,
     ) -> None:
         self.run_id = run_id
+        self.rerun_of = rerun_of
         self.workflow_id = workflow_id
         self.input = input
         self.created_at = created_at
@@ -280,6 +283,7 @@ class RunState:
                 "parentRunId": self.parent_run_id,
                 "parentStep": self.parent_step,
                 "deadline": self.deadline,
+                "rerunOf": self.rerun_of,
             }
         )
 
@@ -336,6 +340,9 @@ class LedgerState:
         self.signals: dict[str, list[Signal]] = {}  # by type, oldest first
         self.ticks: dict[str, tuple[int, int]] = {}  # workflow id -> (tick time, seq)
         self.signal_ids: set[str] = set()
+        self.counts: dict[RunStatus, int] = dict.fromkeys(RunStatus, 0)  # runs by status
+        # Cancels requested by other processes that no worker has carried out yet (run -> seq).
+        self.cancels: dict[str, int] = {}
         self.last_seq = 0
         # Called for each record applied after loading (the worker reacts to other processes).
         self.on_record: Callable[[Record], None] | None = None
@@ -349,6 +356,8 @@ class LedgerState:
         self.runs.clear()
         self.signals.clear()
         self.signal_ids.clear()
+        self.counts = dict.fromkeys(RunStatus, 0)
+        self.cancels.clear()
         self.ticks.clear()
         self.last_seq = 0
 
@@ -369,6 +378,7 @@ class LedgerState:
                     parent_run_id=record.get("parentRunId"),
                     parent_step=record.get("parentStep"),
                     deadline=record.get("deadline"),
+                    rerun_of=record.get("rerunOf"),
                 ),
                 seq,
             )
@@ -386,6 +396,10 @@ class LedgerState:
             )
         elif kind == "tick":
             self.set_tick(record["workflowId"], record["at"], seq)
+        elif kind == "cancel":
+            run = self.runs.get(record["runId"])
+            if run is not None and not run.status.terminal:
+                self.cancels[run.run_id] = seq
         if self.on_record is not None and not self.loading:
             self.on_record(record)
 
@@ -395,6 +409,7 @@ class LedgerState:
         if run.run_id in self.runs:
             return  # two processes raced to create it; the first record wins
         self.runs[run.run_id] = run
+        self.counts[run.status] += 1
         if self.on_status is not None:
             self.on_status(run, seq)
 
@@ -404,7 +419,9 @@ class LedgerState:
         # Records may come out of seq order after compaction; a queued-for-retry record older
         # than the run's latest step does not undo the parking that step means.
         if status.terminal or seq > run.step_seq or run.status.terminal:
-            run.status = status
+            self.change_status(run, status)
+        if status.terminal:
+            self.cancels.pop(run.run_id, None)
         run.updated_at = record["at"]
         run.attempt = record.get("attempt", run.attempt)
         if "output" in record:
@@ -435,10 +452,47 @@ class LedgerState:
         else:
             return
         if new is not status:
-            run.status = new
+            self.change_status(run, new)
             run.updated_at = step.completed_at or step.started_at
             if self.on_status is not None:
                 self.on_status(run, step.seq)
+
+    def change_status(self, run: RunState, status: RunStatus) -> None:
+        """Set a run's status, keeping the counts by status exact."""
+        if status is not run.status:
+            self.counts[run.status] -= 1
+            self.counts[status] += 1
+            run.status = status
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run (retention pruned it)."""
+        run = self.runs.pop(run_id, None)
+        if run is not None:
+            self.counts[run.status] -= 1
+
+    def page(
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[RunState]:
+        """Runs newest first, filtered; ``before`` (a run id) continues a previous page."""
+        runs = reversed(self.runs.values())
+        if before is not None:
+            for run in runs:
+                if run.run_id == before:
+                    break
+        out: list[RunState] = []
+        for run in runs:
+            if workflow_id is not None and run.workflow_id != workflow_id:
+                continue
+            if status is not None and run.status.value != status:
+                continue
+            out.append(run)
+            if len(out) >= limit:
+                break
+        return out
 
     def add_signal(self, signal: Signal) -> None:
         if signal.signal_id in self.signal_ids:
@@ -478,6 +532,8 @@ class LedgerState:
                 yield step.record(run.run_id)
             if run.status_rec is not None:
                 yield run.status_record(run.status_seq, run.status_rec)
+            if run.run_id in self.cancels:
+                yield orjson.dumps({"rec": "cancel", "seq": self.cancels[run.run_id], "runId": run.run_id, "at": run.updated_at})
         if oldest_live is not None:
             for signals in self.signals.values():
                 for signal in signals:
@@ -485,6 +541,37 @@ class LedgerState:
                         yield signal.record()
         for workflow_id, (at, seq) in self.ticks.items():
             yield orjson.dumps({"rec": "tick", "seq": seq, "workflowId": workflow_id, "at": at})
+
+
+def steps_before(run: RunState, step_name: str) -> list[StepState]:
+    """Copies of the steps ``run`` completed before it first reached ``step_name``: what a rerun
+    from that step starts with, so they replay instead of running again."""
+    names = list(run.steps)
+    if step_name not in run.steps:
+        known = ", ".join(repr(n) for n in names) or "none"
+        raise ValueError(f"run {run.run_id!r} has no step {step_name!r}; its steps: {known}")
+    copies = []
+    for name in names[: names.index(step_name)]:
+        step = run.steps[name]
+        if step.status is not StepStatus.COMPLETED:
+            continue
+        copies.append(
+            StepState(
+                step.name,
+                step.kind,
+                step.status,
+                1,
+                step.started_at,
+                completed_at=step.completed_at,
+                output=step.output,
+                wake_at=step.wake_at,
+                event_type=step.event_type,
+                match=step.match,
+                timeout_at=step.timeout_at,
+                child_run_id=step.child_run_id,
+            )
+        )
+    return copies
 
 
 def matches(match: dict[str, Any], payload: Any) -> bool:

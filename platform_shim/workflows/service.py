@@ -17,7 +17,7 @@ from platform_shim.errors import UnknownRun, UnknownWorkflow, WorkflowCancelled,
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.workflows.engine import Engine, check_run_id
-from platform_shim.workflows.ledger import LedgerState, RunState, Signal, matches
+from platform_shim.workflows.ledger import LedgerState, RunState, Signal, matches, steps_before
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, WorkflowRun
 
 if TYPE_CHECKING:
@@ -86,7 +86,9 @@ class WorkflowHandle:
 class WorkflowsService:
     """The API both the worker's and a client's ``platform.workflows`` offer."""
 
-    async def start(self, workflow_id: str, input: Any = None, *, run_id: str | None = None) -> WorkflowHandle:
+    async def start(
+        self, workflow_id: str, input: Any = None, *, run_id: str | None = None
+    ) -> WorkflowHandle:
         """Start a run; a ``run_id`` that exists returns its handle and starts nothing."""
         raise NotImplementedError
 
@@ -100,8 +102,24 @@ class WorkflowsService:
         """Record an event for ``wait_for_event``; returns how many parked runs it resumed."""
         raise NotImplementedError
 
-    async def list(self, workflow_id: str | None = None, status: str | RunStatus | None = None, limit: int = 100) -> RunList:
-        """Runs, newest first."""
+    async def rerun(self, run_id: str, from_step: str) -> WorkflowHandle:
+        """A new run of ``run_id``'s workflow and input that reuses the recorded results of the
+        steps before ``from_step``: those replay, ``from_step`` and later run again."""
+        raise NotImplementedError
+
+    async def list(
+        self,
+        workflow_id: str | None = None,
+        status: str | RunStatus | None = None,
+        limit: int = 100,
+        *,
+        before: str | None = None,
+    ) -> RunList:
+        """Runs, newest first; ``before`` (the last run id of a page) gives the next page."""
+        raise NotImplementedError
+
+    async def counts(self) -> dict[str, int]:
+        """How many runs there are in each status."""
         raise NotImplementedError
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
@@ -123,14 +141,31 @@ class EngineWorkflows(WorkflowsService):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def start(self, workflow_id: str, input: Any = None, *, run_id: str | None = None) -> WorkflowHandle:
+    async def start(
+        self, workflow_id: str, input: Any = None, *, run_id: str | None = None
+    ) -> WorkflowHandle:
         return WorkflowHandle(self, await self.engine.start_run(workflow_id, input, run_id=run_id))
 
     async def send_event(self, event_type: str, payload: Any = None) -> int:
         return await self.engine.send_event(event_type, payload)
 
-    async def list(self, workflow_id: str | None = None, status: str | RunStatus | None = None, limit: int = 100) -> RunList:
-        return self.engine.list_runs(workflow_id, _check_status(status), _check_limit(limit))
+    async def rerun(self, run_id: str, from_step: str) -> WorkflowHandle:
+        return WorkflowHandle(self, await self.engine.rerun(run_id, from_step))
+
+    async def list(
+        self,
+        workflow_id: str | None = None,
+        status: str | RunStatus | None = None,
+        limit: int = 100,
+        *,
+        before: str | None = None,
+    ) -> RunList:
+        return self.engine.list_runs(
+            workflow_id, _check_status(status), _check_limit(limit), before
+        )
+
+    async def counts(self) -> dict[str, int]:
+        return {status.value: n for status, n in self.engine.state.counts.items()}
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         return await self.engine.status(run_id)
@@ -185,7 +220,9 @@ class ClientWorkflows(WorkflowsService):
         ids = advert.get("workflows")
         return [str(w) for w in ids] if isinstance(ids, list) else None
 
-    async def start(self, workflow_id: str, input: Any = None, *, run_id: str | None = None) -> WorkflowHandle:
+    async def start(
+        self, workflow_id: str, input: Any = None, *, run_id: str | None = None
+    ) -> WorkflowHandle:
         if not isinstance(workflow_id, str) or not workflow_id:
             raise ValueError(f"a workflow id must be a non-empty string, not {workflow_id!r}")
         known = self._known_workflows()
@@ -213,7 +250,9 @@ class ClientWorkflows(WorkflowsService):
 
     async def send_event(self, event_type: str, payload: Any = None) -> int:
         if not isinstance(event_type, str) or not event_type:
-            raise ValueError(f"send_event needs an event type as a non-empty string, not {event_type!r}")
+            raise ValueError(
+                f"send_event needs an event type as a non-empty string, not {event_type!r}"
+            )
         body = dumps(payload, f"payload of event {event_type!r}")
         now = self._clock.now_ms()
         signal_id = new_id(now)
@@ -234,6 +273,42 @@ class ClientWorkflows(WorkflowsService):
         await self.log.submit(prepare)
         return count[0]
 
+    async def rerun(self, run_id: str, from_step: str) -> WorkflowHandle:
+        self._refresh()
+        original = self.state.runs.get(run_id)
+        if original is None:
+            raise UnknownRun(run_id)
+        prefill = steps_before(original, from_step)
+        now = self._clock.now_ms()
+        rerun_id = new_id(now)
+        state = self.state
+
+        def prepare() -> tuple[bytes, Callable[[], None]]:
+            seq = state.last_seq + 1
+            run = RunState(
+                rerun_id,
+                original.workflow_id,
+                original.input,
+                now,
+                seq,
+                rerun_of={"runId": run_id, "fromStep": from_step},
+            )
+            lines = [run.run_record(seq)]
+            for offset, step in enumerate(prefill, start=1):
+                step.seq = seq + offset
+                lines.append(step.record(rerun_id))
+
+            def applied() -> None:
+                state.last_seq = max(state.last_seq, seq + len(prefill))
+                state.add_run(run, seq)
+                for step in prefill:
+                    state.put_step(run, step)
+
+            return b"\n".join(lines), applied
+
+        await self.log.submit(prepare)
+        return WorkflowHandle(self, rerun_id)
+
     def _would_resume(self, signal: Signal) -> int:
         # The worker resumes these when it reads the signal; counted here from the same ledger.
         payload = loads(signal.payload)
@@ -242,23 +317,32 @@ class ClientWorkflows(WorkflowsService):
             if run.status is not RunStatus.WAITING_EVENT or run.created_seq >= signal.seq:
                 continue
             step = run.pending_step()
-            if step is None or step.kind is not StepKind.WAIT_EVENT or step.event_type != signal.type:
+            if (
+                step is None
+                or step.kind is not StepKind.WAIT_EVENT
+                or step.event_type != signal.type
+            ):
                 continue
             if step.match is None or matches(step.match, payload):
                 count += 1
         return count
 
-    async def list(self, workflow_id: str | None = None, status: str | RunStatus | None = None, limit: int = 100) -> RunList:
+    async def list(
+        self,
+        workflow_id: str | None = None,
+        status: str | RunStatus | None = None,
+        limit: int = 100,
+        *,
+        before: str | None = None,
+    ) -> RunList:
         wanted = _check_status(status)
         _check_limit(limit)
         self._refresh()
-        out: RunList = []
-        for run in reversed(self.state.runs.values()):
-            if (workflow_id is None or run.workflow_id == workflow_id) and (wanted is None or run.status.value == wanted):
-                out.append(run.snapshot())
-                if len(out) >= limit:
-                    break
-        return out
+        return [run.snapshot() for run in self.state.page(workflow_id, wanted, limit, before)]
+
+    async def counts(self) -> dict[str, int]:
+        self._refresh()
+        return {status.value: n for status, n in self.state.counts.items()}
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         self._refresh()
@@ -292,7 +376,9 @@ class ClientWorkflows(WorkflowsService):
 
         def prepare() -> tuple[bytes, Callable[[], None]]:
             seq = state.last_seq + 1
-            line = dumps({"rec": "cancel", "seq": seq, "runId": run_id, "at": now}, "cancel request")
+            line = dumps(
+                {"rec": "cancel", "seq": seq, "runId": run_id, "at": now}, "cancel request"
+            )
 
             def applied() -> None:
                 state.last_seq = max(state.last_seq, seq)
@@ -306,4 +392,3 @@ class ClientWorkflows(WorkflowsService):
 def client_workflows(platform: Platform) -> WorkflowsService:
     """The client-side workflows service for a platform that runs no engine."""
     return ClientWorkflows(platform)
-

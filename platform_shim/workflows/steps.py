@@ -304,8 +304,8 @@ class Step:
                 raise engine.child_error(step)
             if step.status is StepStatus.PENDING:
                 settled = engine.settle_invoke(run, step)
-                if settled:
-                    return await self._replay_settled(name)
+                if settled is not None:
+                    return self._invoke_outcome(settled)
                 raise engine.park_invoke(run, step)
         if not isinstance(workflow_id, str) or engine.registry.get(workflow_id) is None:
             raise UnknownWorkflow(str(workflow_id), engine.registry.ids())
@@ -327,10 +327,14 @@ class Step:
         # derived id and records the pending step then.
         engine.start_child(run, step, workflow_id, input_bytes)
         engine.record_step(run, step)
+        # The child may exist and have ended already: a crash lost this step's record after the
+        # child was created, and this replay found it by its derived id.
+        settled = engine.settle_invoke(run, step)
+        if settled is not None:
+            return self._invoke_outcome(settled)
         raise engine.park_invoke(run, step)
 
-    async def _replay_settled(self, name: str) -> Any:
-        step = self._run.steps[name]
+    def _invoke_outcome(self, step: StepState) -> Any:
         if step.status is StepStatus.COMPLETED:
             return loads(step.output) if step.output is not None else None
         raise self._engine.child_error(step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ async def test_writes_from_another_process_reach_handlers_within_a_second(data_d
 
     async with open_platform(data_dir, handlers=[watcher]):
         proc = await asyncio.create_subprocess_exec(
-            "python",
+            sys.executable,
             "-c",
             "import asyncio; from platform_shim.platform import open_client\n"
             f"p = open_client({str(data_dir)!r})\nasyncio.run(p.kv.put('x', 'k', 1))",
