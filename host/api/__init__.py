@@ -1,0 +1,11 @@
+"""The HTTP API of SPEC §3, as Starlette routes."""
+
+from starlette.routing import BaseRoute
+
+from host.api import data, workflows
+
+__all__ = ["api_routes"]
+
+
+def api_routes() -> list[BaseRoute]:
+    return [*workflows.routes, *data.routes]

@@ -1,0 +1,59 @@
+"""The host's settings, from the command line and the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from platform_shim.store.protocol import Durability
+
+__all__ = ["DEFAULT_MAX_BODY", "HostConfig", "is_loopback"]
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+"""Largest request body accepted (bytes): 10 MiB, or ``--max-body`` / ``PLATFORM_MAX_BODY``."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class HostConfig:
+    """Where the project and its data are, where to listen, and how strictly."""
+
+    project_dir: Path = field(default_factory=lambda: Path("."))
+    data_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 3001
+    dev: bool = False
+    token: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    durability: Durability = "fsync"
+
+    def __post_init__(self) -> None:
+        self.project_dir = Path(self.project_dir).resolve()
+        if self.data_dir is None:
+            env = os.environ.get("PLATFORM_DATA_DIR")
+            self.data_dir = Path(env) if env else self.project_dir / "data"
+        self.data_dir = Path(self.data_dir).absolute()
+        if self.token is None:
+            self.token = os.environ.get("PLATFORM_TOKEN") or None
+        env_body = os.environ.get("PLATFORM_MAX_BODY")
+        if env_body and self.max_body == DEFAULT_MAX_BODY:
+            self.max_body = int(env_body)
+
+    def check(self) -> None:
+        """Refuse settings that would expose the host: another address without a token."""
+        if not is_loopback(self.host) and not self.token:
+            raise SystemExit(
+                f"refusing to listen on {self.host}: set PLATFORM_TOKEN to bind a non-loopback address"
+                " (every request must then carry 'Authorization: Bearer <token>')"
+            )

@@ -1,0 +1,260 @@
+/* /_platform/: runs newest first, filtered by workflow and status, kept live from the stream.
+ *
+ * The table is a window onto the server's list: the first page comes from
+ * /_platform/api/runs, older pages through its `before` cursor. Stream events update rows at
+ * once (a new run is put on top), and each burst of events is followed by a refetch of the
+ * loaded window and the counts, so the table always converges on what the server holds. */
+"use strict";
+
+(() => {
+  const { el, api, badge, runLink, fmtTime, fmtFull, fmtDuration, query, STATUSES, TERMINAL } = Dash;
+
+  const PAGE = 50;
+  const WINDOW_MAX = 500; // rows a refresh refetches; older loaded rows are kept as they are
+  const ROWS_MAX = 5000;
+
+  const params = new URLSearchParams(location.search);
+  const filters = { workflow: params.get("workflow") || "", status: params.get("status") || "" };
+
+  let model = []; // run summaries, newest first
+  let next = null; // `before` cursor of the next older page
+  let loaded = false;
+  let skew = 0; // the host's clock minus ours
+  let workflowsShown = "";
+  const fresh = new Set(); // run ids to flash when next rendered
+  const rowCache = new Map(); // run id -> {key, tr}
+
+  const rows = document.getElementById("rows");
+  const counts = document.getElementById("counts");
+  const workflowSelect = document.getElementById("f-workflow");
+  const statusSelect = document.getElementById("f-status");
+  const summary = document.getElementById("summary");
+  const empty = document.getElementById("empty");
+  const older = document.getElementById("older");
+
+  for (const status of STATUSES) statusSelect.append(el("option", { value: status }, status.replace("_", " ")));
+  statusSelect.value = filters.status;
+
+  function matches(run) {
+    return (!filters.workflow || run.workflowId === filters.workflow) && (!filters.status || run.status === filters.status);
+  }
+
+  function errorText(run) {
+    const e = run.error;
+    if (!e || run.status === "cancelled") return "";
+    const where = e.step ? `[${e.step}] ` : "";
+    return `${where}${e.type || "Error"}: ${e.message ?? ""}`;
+  }
+
+  function durationCell(run) {
+    if (TERMINAL.has(run.status)) {
+      const end = run.completedAt ?? run.updatedAt;
+      return el("td", { class: "time" }, fmtDuration(end - run.createdAt));
+    }
+    return el("td", { class: "time elapsed", dataset: { since: String(run.createdAt) } }, fmtDuration(Date.now() + skew - run.createdAt));
+  }
+
+  function rowFor(run) {
+    const key = JSON.stringify(run);
+    const cached = rowCache.get(run.runId);
+    if (cached && cached.key === key) return cached.tr;
+    const error = errorText(run);
+    const tr = el(
+      "tr",
+      { dataset: { runId: run.runId, status: run.status } },
+      el("td", { class: "id" }, runLink(run.runId)),
+      el(
+        "td",
+        { class: "wf" },
+        run.workflowId,
+        run.parentRunId ? el("span", { class: "muted", title: "child of run " + run.parentRunId }, " ↳ child") : null,
+      ),
+      el("td", {}, badge(run.status)),
+      el("td", { class: "num" }, String(run.attempt)),
+      el("td", { class: "time", title: fmtFull(run.createdAt) }, fmtTime(run.createdAt)),
+      durationCell(run),
+      el("td", { class: "err", title: error || null }, error),
+    );
+    tr.addEventListener("animationend", () => tr.classList.remove("fresh"));
+    rowCache.set(run.runId, { key, tr });
+    return tr;
+  }
+
+  let renderQueued = false;
+  function scheduleRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    requestAnimationFrame(() => {
+      renderQueued = false;
+      render();
+    });
+  }
+
+  function render() {
+    const keep = new Set();
+    const trs = model.map((run) => {
+      keep.add(run.runId);
+      const tr = rowFor(run);
+      if (fresh.has(run.runId)) tr.classList.add("fresh");
+      return tr;
+    });
+    fresh.clear();
+    for (const id of rowCache.keys()) if (!keep.has(id)) rowCache.delete(id);
+    const current = rows.children;
+    const same = current.length === trs.length && trs.every((tr, i) => current[i] === tr);
+    if (!same) rows.replaceChildren(...trs);
+    empty.hidden = !loaded || model.length > 0;
+    older.hidden = !next;
+    summary.textContent = loaded ? `${model.length.toLocaleString()} run${model.length === 1 ? "" : "s"} shown${next ? " (more below)" : ""}` : "loading…";
+  }
+
+  function renderOverview(overview) {
+    skew = overview.now - Date.now();
+    const chip = (status, label, n) =>
+      el(
+        "button",
+        {
+          type: "button",
+          class: "count" + (status ? " s-" + status : "") + (filters.status === status ? " current" : ""),
+          dataset: { status: status || "all" },
+          title: status ? `show only ${label} runs` : "show runs in any status",
+          onclick: () => setFilter("status", filters.status === status ? "" : status),
+        },
+        el("span", { class: "n" }, n.toLocaleString()),
+        el("span", { class: "label" }, label),
+      );
+    counts.replaceChildren(
+      chip("", "all runs", overview.total),
+      ...STATUSES.map((s) => chip(s, s.replace("_", " "), overview.counts[s] || 0)),
+    );
+    const ids = [...overview.workflows];
+    if (filters.workflow && !ids.includes(filters.workflow)) ids.push(filters.workflow);
+    const shown = ids.join("\n");
+    if (shown !== workflowsShown) {
+      workflowsShown = shown;
+      workflowSelect.replaceChildren(el("option", { value: "" }, "all workflows"), ...ids.map((id) => el("option", { value: id }, id)));
+    }
+    workflowSelect.value = filters.workflow;
+  }
+
+  function pageQuery(extra) {
+    return query({ workflowId: filters.workflow, status: filters.status, ...extra });
+  }
+
+  /** Refetch the loaded window (at least one page) and the counts, and merge. */
+  async function refresh() {
+    const limit = Math.min(Math.max(model.length, PAGE), WINDOW_MAX);
+    const wanted = JSON.stringify(filters);
+    let page, overview;
+    try {
+      [page, overview] = await Promise.all([api("/_platform/api/runs" + pageQuery({ limit })), api("/_platform/api/overview")]);
+    } catch (error) {
+      Dash.notify("Could not load runs: " + error.message, true);
+      return;
+    }
+    if (wanted !== JSON.stringify(filters)) return; // the filters changed meanwhile
+    const ids = new Set(page.runs.map((r) => r.runId));
+    let tail = [];
+    if (page.next && page.runs.length) {
+      const last = model.findIndex((r) => r.runId === page.runs[page.runs.length - 1].runId);
+      if (last >= 0) tail = model.slice(last + 1).filter((r) => !ids.has(r.runId));
+    }
+    if (loaded) {
+      const known = new Set(model.map((r) => r.runId));
+      for (const run of page.runs) if (!known.has(run.runId)) fresh.add(run.runId);
+    }
+    model = page.runs.concat(tail);
+    if (!tail.length) next = page.next;
+    loaded = true;
+    renderOverview(overview);
+    render();
+  }
+
+  const scheduleRefresh = Dash.throttle(refresh, 700);
+
+  async function loadOlder() {
+    if (!next) return;
+    older.disabled = true;
+    try {
+      const page = await api("/_platform/api/runs" + pageQuery({ limit: PAGE, before: next }));
+      const known = new Set(model.map((r) => r.runId));
+      model = model.concat(page.runs.filter((r) => !known.has(r.runId))).slice(0, ROWS_MAX);
+      next = model.length >= ROWS_MAX ? null : page.next;
+      render();
+    } catch (error) {
+      Dash.notify("Could not load older runs: " + error.message, true);
+      scheduleRefresh();
+    } finally {
+      older.disabled = false;
+    }
+  }
+
+  function setFilter(name, value) {
+    filters[name] = value;
+    statusSelect.value = filters.status;
+    workflowSelect.value = filters.workflow;
+    history.replaceState(null, "", Dash.href("/_platform/", { workflow: filters.workflow, status: filters.status }));
+    model = [];
+    next = null;
+    loaded = false;
+    rowCache.clear();
+    render();
+    refresh();
+  }
+
+  /** A workflow.run.<status> event: update the row now; the refetch that follows confirms. */
+  function onEvent(event) {
+    if (event.r !== "workflow" || typeof event.t !== "string" || !event.t.startsWith("workflow.run.")) return;
+    const data = event.data && typeof event.data === "object" ? event.data : {};
+    const runId = data.runId || event.k;
+    const status = data.status || event.t.slice("workflow.run.".length);
+    if (!runId || !STATUSES.includes(status)) return;
+    const i = model.findIndex((r) => r.runId === runId);
+    if (i >= 0) {
+      const run = model[i];
+      if (!TERMINAL.has(run.status)) {
+        model[i] = {
+          ...run,
+          status,
+          attempt: data.attempt ?? run.attempt,
+          updatedAt: event.ts,
+          completedAt: TERMINAL.has(status) ? event.ts : run.completedAt,
+          error: data.error ?? run.error,
+        };
+      }
+    } else if (loaded && status === "queued" && (data.attempt ?? 1) === 1) {
+      const run = {
+        runId,
+        workflowId: data.workflowId || event.ns,
+        status,
+        attempt: 1,
+        createdAt: event.ts,
+        updatedAt: event.ts,
+        completedAt: null,
+        parentRunId: data.parentRunId ?? null,
+        error: null,
+      };
+      if (matches(run)) {
+        model.unshift(run);
+        fresh.add(runId);
+        if (model.length > ROWS_MAX) model.length = ROWS_MAX;
+      }
+    }
+    scheduleRender();
+    scheduleRefresh();
+  }
+
+  workflowSelect.addEventListener("change", () => setFilter("workflow", workflowSelect.value));
+  statusSelect.addEventListener("change", () => setFilter("status", statusSelect.value));
+  older.addEventListener("click", loadOlder);
+
+  setInterval(() => {
+    for (const td of rows.querySelectorAll("td.elapsed")) td.textContent = fmtDuration(Date.now() + skew - Number(td.dataset.since));
+  }, 1000);
+
+  render();
+  refresh();
+  // Connected: refetch once more, so a run started between the first fetch and the
+  // connection is not missed; from then on the stream tells us.
+  Dash.live({ r: "workflow" }, { onEvent, onOpen: scheduleRefresh });
+})();
