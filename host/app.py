@@ -117,7 +117,11 @@ class HostMiddleware:
         given = _header(scope, b"authorization") or ""
         if given.startswith("Bearer "):
             return hmac.compare_digest(given[7:].encode(), expected.encode())
-        # EventSource cannot send headers: the SSE stream and the dashboard take ?token= too.
+        # EventSource cannot send headers: the SSE stream and the dashboard take ?token= too
+        # (only those: a token in a URL ends up in logs and histories).
+        path: str = scope["path"]
+        if not (path == "/api/events/stream" or path.startswith("/_platform")):
+            return False
         query = scope.get("query_string", b"").decode("latin-1")
         for part in query.split("&"):
             if part.startswith("token="):

@@ -8,6 +8,7 @@ from the ledger next time), every pending record is fsync'd, and the worker lock
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 from typing import Any
@@ -40,6 +41,7 @@ async def run_server(config: HostConfig, **app_options: Any) -> None:
     hyper.startup_timeout = 3600.0
     hyper.loglevel = "WARNING"
     stop = asyncio.Event()
+    app.state.shutting_down = stop  # open SSE streams end at once instead of holding shutdown
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -51,6 +53,10 @@ async def run_server(config: HostConfig, **app_options: Any) -> None:
     )
     try:
         await serve(app, hyper, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"cannot listen on {_bind(config.host, config.port)}: the port is in use") from None
+        raise
     except LifespanFailureError:
         # The lifespan kept the real reason (a module that failed to load, a locked folder):
         # raise that, not Hypercorn's wrapper around Starlette's traceback text.

@@ -265,6 +265,8 @@ class EventStream:
         """Put a custom event on the stream; returns its id."""
         if not isinstance(t, str) or not t:
             raise ValueError(f"event type must be a non-empty string, not {t!r}")
+        if not t.isprintable():
+            raise ValueError(f"event type {t!r} contains control characters")
         if t.startswith(RESERVED_PREFIXES):
             # The services' state is a fold of these types: a look-alike would change state in
             # every process that reads it back, and not in this one.

@@ -1,0 +1,47 @@
+"""Fixtures: a real host in a subprocess (see ``tests/host/hosting.py`` for what it serves).
+
+``host`` is one ``python -m host serve <project> --port <free> --data <tmp>`` per test module,
+on 127.0.0.1; ``http`` is an httpx client on it; ``start_host(*args, env=, bind=, token=)``
+starts more hosts with other options. Every host is stopped with SIGTERM at teardown and must
+exit 0 within a few seconds with a clean log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.host.hosting import Host, StartHost, running_host
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    """One host for the test module, on 127.0.0.1 with the default options."""
+    with running_host(tmp_path_factory.mktemp("host")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def http(host: Host) -> Iterator[httpx.Client]:
+    """An httpx client on ``host`` (one per module: building a client costs ~50 ms)."""
+    with httpx.Client(base_url=host.url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def start_host(tmp_path: Path) -> Iterator[StartHost]:
+    """``start_host(*args, env=, bind=, token=)`` starts another host; all stop at teardown."""
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def start(*extra: str, **options: Any) -> Host:
+            nonlocal count
+            count += 1
+            return stack.enter_context(running_host(tmp_path / f"host{count}", *extra, **options))
+
+        yield start
