@@ -178,9 +178,8 @@ def _eq_test(target: Any) -> _ValueTest:
     return test
 
 
-def _in_test(targets: list[Any]) -> _ValueTest:
-    if len(targets) == 1:
-        return _eq_test(targets[0])
+def _in_parts(targets: list[Any]) -> tuple[frozenset[Any], frozenset[Any], _ValueTest]:
+    """The string targets, the number targets, and a complete leaf test for ``$in targets``."""
     # Bucket the targets by kind so a lookup can never match True against 1 in a Python set.
     strings: set[Any] = set()
     numbers: set[Any] = set()
@@ -230,6 +229,22 @@ def _in_test(targets: list[Any]) -> _ValueTest:
         if scalar(value):
             return True
         return isinstance(value, list) and any(map(scalar, value))
+
+    return frozen_strings, frozen_numbers, test
+
+
+def _in_test(targets: list[Any]) -> _ValueTest:
+    if len(targets) == 1:
+        return _eq_test(targets[0])
+    strings, numbers, complete = _in_parts(targets)
+
+    def test(value: Any) -> bool:
+        vtype = type(value)
+        if vtype is str:
+            return value in strings
+        if vtype is int:
+            return value in numbers
+        return complete(value)
 
     return test
 
@@ -435,23 +450,67 @@ def _simple_eq(key: str, target: Any) -> Predicate | None:
     return None
 
 
+def _simple_operator(key: str, op: str, operand: Any) -> Predicate | None:
+    """A one-lookup predicate for ``{key: {op: operand}}`` with a common operator and operand."""
+    if op == "$eq":
+        return _simple_eq(key, operand)
+    if op == "$in" and len(operand) > 1:
+        strings, numbers, complete = _in_parts(operand)
+
+        def pred(doc: Mapping[str, Any]) -> bool:
+            value = doc.get(key, MISSING)
+            vtype = type(value)
+            if vtype is str:
+                return value in strings
+            if vtype is int:
+                return value in numbers
+            return complete(value)
+
+        return pred
+    if op not in _RANGE_OPS:
+        return None
+    kind = kind_of(operand)
+    compare = _RANGE_OPS[op]
+    generic = _generic_range(op, operand)
+    if kind == NUMBER:
+
+        def pred(doc: Mapping[str, Any]) -> bool:
+            value = doc.get(key, MISSING)
+            vtype = type(value)
+            if vtype is int or (vtype is float and value == value):
+                return compare(value, operand)
+            return generic(value)
+
+        return pred
+    if kind == STRING:
+
+        def pred(doc: Mapping[str, Any]) -> bool:
+            value = doc.get(key, MISSING)
+            if type(value) is str:
+                return compare(value, operand)
+            return generic(value)
+
+        return pred
+    return None
+
+
 def _compile_field(path: str, condition: Any) -> tuple[int, Predicate]:
     steps = parse_path(path)
-    where = f"field {path!r}"
-    if _is_operator_dict(condition, where):
+    key = steps[0][0] if len(steps) == 1 else None
+    if _is_operator_dict(condition, f"field {path!r}"):
         conds = _parse_expression(path, condition)
-        if len(steps) == 1 and len(condition) == 1 and "$eq" in condition:
-            condition = condition["$eq"]
-        else:
-            return _field_predicate(steps, conds, _COST_SIMPLE)
-    else:
-        _check_json(condition, where)
-        conds = [_Cond(_eq_test(condition), False)]
-    if len(steps) == 1:
-        fast = _simple_eq(steps[0][0], condition)
+        if key is not None and len(condition) == 1:
+            ((op, operand),) = condition.items()
+            fast = _simple_operator(key, op, operand)
+            if fast is not None:
+                return (_COST_SIMPLE_EQ if op == "$eq" else _COST_SIMPLE), fast
+        return _field_predicate(steps, conds, _COST_SIMPLE)
+    _check_json(condition, f"field {path!r}")
+    if key is not None:
+        fast = _simple_eq(key, condition)
         if fast is not None:
             return _COST_SIMPLE_EQ, fast
-    return _field_predicate(steps, conds, _COST_SIMPLE)
+    return _field_predicate(steps, [_Cond(_eq_test(condition), False)], _COST_SIMPLE)
 
 
 def _field_predicate(steps: Steps, conds: list[_Cond | _Not], cost: int) -> tuple[int, Predicate]:
@@ -463,10 +522,22 @@ def _field_predicate(steps: Steps, conds: list[_Cond | _Not], cost: int) -> tupl
             return test(doc.get(key, MISSING))
 
         return cost, pred
-    leaves_test = _many_leaves(conds)
+    one = _one_leaf(conds)
+    many = _many_leaves(conds)
+    first = steps[0][0]
+    names = tuple(name for name, _ in steps[1:])
 
     def dotted(doc: Mapping[str, Any]) -> bool:
-        return leaves_test(resolve(doc, steps))
+        # Through objects alone a path reaches one value; only a list can fan it out.
+        value = doc.get(first, MISSING)
+        for name in names:
+            if isinstance(value, dict):
+                value = value.get(name, MISSING)
+            elif isinstance(value, list):
+                return many(resolve(doc, steps))
+            else:
+                return one(MISSING)
+        return one(value)
 
     return _COST_DOTTED, dotted
 
@@ -489,6 +560,13 @@ def _compile_logic(op: str, operand: Any) -> tuple[int, Predicate]:
         return _COST_LOGIC, _match_all
     if len(preds) == 1:
         return _COST_LOGIC, preds[0]
+    if len(preds) == 2:
+        first, second = preds
+
+        def one_of_two(doc: Mapping[str, Any]) -> bool:
+            return first(doc) or second(doc)
+
+        return _COST_LOGIC, one_of_two
 
     def either(doc: Mapping[str, Any]) -> bool:
         return any(pred(doc) for pred in preds)

@@ -68,7 +68,6 @@ class FileLog:
         self._ino = 0
         self._offset = 0  # bytes of the file this process has applied (or written)
         self._lineno = 1  # number of the next line, for warnings
-        self._needs_newline = False  # a torn tail must be terminated before our next append
         self._queue: deque[_Submission] = deque()
         self._unsynced: deque[_Submission] = deque()
         self._cycle_scheduled = False
@@ -88,7 +87,6 @@ class FileLog:
         self.generation += 1
         self._offset = 0
         self._lineno = 1
-        self._needs_newline = False
         self._consumer.reset()
         with bulk_load():
             self._read_to_end(final=False)
@@ -120,12 +118,14 @@ class FileLog:
         self._lineno += complete.count(b"\n")
         self._offset += end
         if tail and final:
-            # We hold the append lock, so no live writer owns this fragment: its writer died.
+            # We hold the append lock, so no live writer owns this fragment: its writer died
+            # before the write ended, so nobody was told it was written. Cut it off: left in
+            # place and terminated, a fragment that happens to be a whole record without its
+            # newline would come back to life at the next load, unseen by this process now.
             log.warning(
-                "%s:%d: skipped a torn line (a writer died mid-append)", self.path, self._lineno
+                "%s:%d: removed a torn line (a writer died mid-append)", self.path, self._lineno
             )
-            self._offset += len(tail)
-            self._needs_newline = True
+            os.ftruncate(self._fd, self._offset)
         return count
 
     def _replaced(self) -> bool:
@@ -252,7 +252,7 @@ class FileLog:
             self._store.flusher.request(self)
 
     def _append(self, line: bytes) -> None:
-        data = b"\n" + line + b"\n" if self._needs_newline else line + b"\n"
+        data = line + b"\n"
         start = self._offset
         try:
             view = memoryview(data)
@@ -266,7 +266,6 @@ class FileLog:
                     "%s: could not truncate a failed write at offset %d", self.path, start
                 )
             raise StoreError(exc.errno, f"could not append to {self.path}: {exc.strerror}") from exc
-        self._needs_newline = False
         self._offset += len(data)
         self._lineno += data.count(b"\n")
         self.written = self._offset
@@ -342,7 +341,6 @@ class FileLog:
             self._fd, self._ino = fd, os.fstat(fd).st_ino
             self.generation += 1
             self._offset = self.written = self.synced = size
-            self._needs_newline = False
             self._lineno = 1 + lines
             os.close(old_fd)
             # Whatever waited for an fsync of the old file is in the new one, which is durable.

@@ -586,7 +586,9 @@ class Engine:
                 return
 
     def _wait_timed_out(self, run: RunState, step: StepState) -> None:
-        if run.ending or run.steps.get(step.name) is not step:
+        # An event another process recorded before the timeout must win: read the ledger first.
+        self.log.refresh()
+        if run.ending or run.steps.get(step.name) is not step or run.run_id not in self._waiting.get(step.event_type or "", {}):
             return
         self._unwait(run)
         self.complete_step(run, step, output=b"null")

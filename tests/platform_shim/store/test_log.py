@@ -105,12 +105,25 @@ async def test_torn_tail_is_skipped_and_the_next_append_starts_a_fresh_line(
     consumer = Recorder()
     log = store.open_log("t", consumer)
     assert [r["n"] for r in consumer.records] == [1, 2]
-    await log.submit(record({"n": 4}))
-    store.close()
-    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="platform_shim.store"):
-        assert [r["n"] for r in reopen(data_dir).records] == [1, 2, 4]
-    assert any("t.jsonl:3" in message for message in caplog.messages), caplog.messages
+        await log.submit(record({"n": 4}))
+    assert any("t.jsonl:3: removed a torn line" in message for message in caplog.messages)
+    store.close()
+    assert (data_dir / "t.jsonl").read_bytes() == b'{"n":1}\n{"n":2}\n{"n":4}\n'
+    assert [r["n"] for r in reopen(data_dir).records] == [1, 2, 4]
+
+
+async def test_a_torn_tail_that_parses_does_not_come_back_to_life(data_dir: Path) -> None:
+    # The writer died after the record's bytes but before its newline: never acknowledged.
+    data_dir.mkdir(parents=True)
+    (data_dir / "t.jsonl").write_bytes(b'{"n":1}\n{"n":2}')
+    store = FileStore(data_dir)
+    consumer = Recorder()
+    log = store.open_log("t", consumer)
+    await log.submit(record({"n": 3}))
+    assert [r["n"] for r in consumer.records] == [1]
+    store.close()
+    assert [r["n"] for r in reopen(data_dir).records] == [1, 3], caplog.messages
 
 
 async def test_corrupt_lines_are_skipped_with_file_and_line(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
