@@ -16,6 +16,8 @@ JSON values here are ``dict`` (str keys), ``list``, ``str``, ``int``, ``float``,
   so it also serves as a dictionary key that keeps ``True`` and ``1`` apart (an index on a JSON
   field can key on it). ``compare_values`` and ``sort_key`` raise ``TypeError`` for a value that
   is not JSON, because no place in the order would be honest.
+* ``check_json`` raises ``ValueError`` (never ``TypeError``) for anything that is not JSON, so
+  callers can validate user-supplied operands once, up front.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ __all__ = [
     "NULL",
     "NUMBER",
     "OBJECT",
+    "SCALAR_KINDS",
     "STRING",
+    "check_json",
     "compare_values",
     "kind_of",
     "sort_key",
@@ -49,6 +53,7 @@ STRING: Final = 3
 OBJECT: Final = 4
 ARRAY: Final = 5
 BOOL: Final = 6
+SCALAR_KINDS: Final = frozenset({NULL, NAN, NUMBER, STRING, BOOL})
 
 _KIND_OF_TYPE: Final[dict[type, int]] = {
     type(None): NULL,
@@ -90,6 +95,21 @@ def kind_of(value: Any) -> int:
     if kind == NUMBER and value != value:
         return NAN
     return kind
+
+
+def check_json(value: Any, where: str) -> None:
+    """Raise ``ValueError`` starting with ``where`` unless ``value`` is entirely JSON."""
+    kind = kind_of(value)
+    if kind == NOT_JSON:
+        raise ValueError(f"{where}: {type(value).__name__} is not a JSON value")
+    if kind == OBJECT:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: object key {key!r} is not a string")
+            check_json(item, where)
+    elif kind == ARRAY:
+        for item in value:
+            check_json(item, where)
 
 
 def type_bracket(value: Any) -> int:

@@ -34,20 +34,15 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from platform_shim.services.compare import (
-    ARRAY,
-    BOOL,
-    NAN,
-    NOT_JSON,
-    NULL,
-    NUMBER,
-    OBJECT,
-    STRING,
-    compare_values,
-    kind_of,
-    sort_key,
-    type_bracket,
-    values_equal,
+from platform_shim.services.compare import SCALAR_KINDS, check_json, compare_values, kind_of
+from platform_shim.services.matchers import (
+    RANGE_OPS,
+    ValueTest,
+    eq_test,
+    in_test,
+    is_present,
+    range_test,
+    simple_predicate,
 )
 from platform_shim.services.paths import MISSING, Steps, parse_path, resolve
 from platform_shim.services.shaping import apply_projection, compile_projection, sort_documents
@@ -66,18 +61,10 @@ __all__ = [
 Predicate = Callable[[Mapping[str, Any]], bool]
 """A compiled filter: takes a document, says whether it matches."""
 
-_ValueTest = Callable[[Any], bool]
 _LeavesTest = Callable[[list[Any]], bool]
 
-_RANGE_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
-    "$gt": operator.gt,
-    "$gte": operator.ge,
-    "$lt": operator.lt,
-    "$lte": operator.le,
-}
-_FIELD_OPS: Final = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", "$not", *_RANGE_OPS})
+_FIELD_OPS: Final = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", "$not", *RANGE_OPS})
 _LOGIC_OPS: Final = frozenset({"$and", "$or"})
-_SCALAR_KINDS: Final = frozenset({NULL, NAN, NUMBER, STRING, BOOL})
 
 # Predicate cost ranks, used to test cheap conditions first in a conjunction.
 _COST_SIMPLE_EQ: Final = 0
@@ -88,32 +75,6 @@ _COST_LOGIC: Final = 3
 
 def _match_all(doc: Mapping[str, Any]) -> bool:
     return True
-
-
-def _never(value: Any) -> bool:
-    return False
-
-
-def _is_present(value: Any) -> bool:
-    return value is not MISSING
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation helpers
-
-
-def _check_json(value: Any, where: str) -> None:
-    kind = kind_of(value)
-    if kind == NOT_JSON:
-        raise ValueError(f"{where}: {type(value).__name__} is not a JSON value")
-    if kind == OBJECT:
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{where}: object key {key!r} is not a string")
-            _check_json(item, where)
-    elif kind == ARRAY:
-        for item in value:
-            _check_json(item, where)
 
 
 def _is_operator_dict(value: Any, where: str) -> bool:
@@ -129,185 +90,6 @@ def _is_operator_dict(value: Any, where: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tests on one leaf value (a value reached by a path, possibly MISSING, possibly a list)
-
-
-def _generic_eq(target: Any) -> _ValueTest:
-    def test(value: Any) -> bool:
-        if values_equal(value, target):
-            return True
-        return isinstance(value, list) and any(values_equal(item, target) for item in value)
-
-    return test
-
-
-def _eq_test(target: Any) -> _ValueTest:
-    """Leaf test for ``$eq target``; the exact-type branches are shortcuts of ``_generic_eq``."""
-    kind = kind_of(target)
-    if kind == NULL:
-
-        def test(value: Any) -> bool:
-            return value is None or value is MISSING or (isinstance(value, list) and None in value)
-
-    elif kind == STRING:
-
-        def test(value: Any) -> bool:
-            # Only a string equals a string, so Python's == is already JSON equality here.
-            return value == target or (isinstance(value, list) and target in value)
-
-    elif kind == NUMBER:
-
-        def test(value: Any) -> bool:
-            if value == target:
-                return type(value) is not bool
-            return (
-                isinstance(value, list)
-                and target in value
-                and any(item == target and type(item) is not bool for item in value)
-            )
-
-    elif kind == BOOL:
-
-        def test(value: Any) -> bool:
-            return value is target or (
-                isinstance(value, list) and any(item is target for item in value)
-            )
-
-    else:
-        return _generic_eq(target)
-    return test
-
-
-def _in_parts(targets: list[Any]) -> tuple[frozenset[Any], frozenset[Any], _ValueTest]:
-    """The string targets, the number targets, and a complete leaf test for ``$in targets``."""
-    # Bucket the targets by kind so a lookup can never match True against 1 in a Python set.
-    strings: set[Any] = set()
-    numbers: set[Any] = set()
-    bools: set[bool] = set()
-    others: list[Any] = []
-    has_null = has_nan = False
-    for target in targets:
-        kind = kind_of(target)
-        if kind == STRING:
-            strings.add(target)
-        elif kind == NUMBER:
-            numbers.add(target)
-        elif kind == BOOL:
-            bools.add(target)
-        elif kind == NULL:
-            has_null = True
-        elif kind == NAN:
-            has_nan = True
-        else:
-            others.append(target)
-    frozen_strings = frozenset(strings)
-    frozen_numbers = frozenset(numbers)
-
-    def scalar(value: Any) -> bool:
-        vtype = type(value)
-        if vtype is str:
-            return value in frozen_strings
-        if vtype is int:
-            return value in frozen_numbers
-        if vtype is float:
-            return value in frozen_numbers or (has_nan and value != value)
-        if vtype is bool:
-            return value in bools
-        if value is None:
-            return has_null
-        kind = kind_of(value)
-        if kind == NOT_JSON:
-            return False
-        if kind in _SCALAR_KINDS:
-            # A subclass of a JSON scalar type: fall back to exact JSON equality.
-            return any(values_equal(value, target) for target in targets)
-        return any(values_equal(value, other) for other in others)
-
-    def test(value: Any) -> bool:
-        if value is MISSING:
-            return has_null
-        if scalar(value):
-            return True
-        return isinstance(value, list) and any(map(scalar, value))
-
-    return frozen_strings, frozen_numbers, test
-
-
-def _in_test(targets: list[Any]) -> _ValueTest:
-    if len(targets) == 1:
-        return _eq_test(targets[0])
-    strings, numbers, complete = _in_parts(targets)
-
-    def test(value: Any) -> bool:
-        vtype = type(value)
-        if vtype is str:
-            return value in strings
-        if vtype is int:
-            return value in numbers
-        return complete(value)
-
-    return test
-
-
-def _generic_range(op: str, target: Any) -> _ValueTest:
-    compare = _RANGE_OPS[op]
-    bracket = type_bracket(target)
-    target_key = sort_key(target)
-
-    def scalar(value: Any) -> bool:
-        if value is MISSING:
-            value = None
-        if type_bracket(value) != bracket:
-            return False
-        try:
-            return compare(sort_key(value), target_key)
-        except TypeError:  # a non-JSON value buried inside an object or array
-            return False
-
-    def test(value: Any) -> bool:
-        if scalar(value):
-            return True
-        return isinstance(value, list) and any(map(scalar, value))
-
-    return test
-
-
-def _range_test(op: str, target: Any) -> _ValueTest:
-    """Leaf test for an ordering operator; the exact-type branches shortcut ``_generic_range``."""
-    kind = kind_of(target)
-    compare = _RANGE_OPS[op]
-    generic = _generic_range(op, target)
-    if kind == NULL:
-        # Only null (or missing) is in null's bracket, and it equals null.
-        return _eq_test(None) if op in ("$gte", "$lte") else _never
-    if kind == NUMBER:
-
-        def test(value: Any) -> bool:
-            vtype = type(value)
-            if vtype is int or (vtype is float and value == value):
-                return compare(value, target)
-            return generic(value)
-
-    elif kind == STRING:
-
-        def test(value: Any) -> bool:
-            if type(value) is str:
-                return compare(value, target)
-            return generic(value)
-
-    elif kind == BOOL:
-
-        def test(value: Any) -> bool:
-            if type(value) is bool:
-                return compare(value, target)
-            return generic(value)
-
-    else:
-        return generic
-    return test
-
-
-# ---------------------------------------------------------------------------------------------
 # Field expressions
 
 
@@ -316,7 +98,7 @@ class _Cond:
 
     __slots__ = ("negate", "test")
 
-    def __init__(self, test: _ValueTest, negate: bool) -> None:
+    def __init__(self, test: ValueTest, negate: bool) -> None:
         self.test = test
         self.negate = negate
 
@@ -345,18 +127,18 @@ def _parse_expression(path: str, expression: Mapping[str, Any]) -> list[_Cond | 
         elif op == "$exists":
             if not isinstance(operand, bool):
                 raise ValueError(f"{where} needs true or false, got {operand!r}")
-            conds.append(_Cond(_is_present, not operand))
+            conds.append(_Cond(is_present, not operand))
         elif op in ("$in", "$nin"):
             if not isinstance(operand, list):
                 raise ValueError(f"{where} needs a list, got {type(operand).__name__}")
-            _check_json(operand, where)
-            conds.append(_Cond(_in_test(operand), op == "$nin"))
+            check_json(operand, where)
+            conds.append(_Cond(in_test(operand), op == "$nin"))
         else:
-            _check_json(operand, where)
+            check_json(operand, where)
             if op in ("$eq", "$ne"):
-                conds.append(_Cond(_eq_test(operand), op == "$ne"))
+                conds.append(_Cond(eq_test(operand), op == "$ne"))
             else:
-                conds.append(_Cond(_range_test(op, operand), False))
+                conds.append(_Cond(range_test(op, operand), False))
     return conds
 
 
@@ -384,9 +166,9 @@ def _negated(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return negated
 
 
-def _one_leaf(conds: list[_Cond | _Not]) -> _ValueTest:
+def _one_leaf(conds: list[_Cond | _Not]) -> ValueTest:
     """Compile an expression for a path that reaches exactly one leaf (a top-level field)."""
-    tests: list[_ValueTest] = []
+    tests: list[ValueTest] = []
     for cond in conds:
         if isinstance(cond, _Not):
             tests.append(_negated(_one_leaf(cond.inner)))
@@ -395,7 +177,7 @@ def _one_leaf(conds: list[_Cond | _Not]) -> _ValueTest:
     return _all_of(tests)
 
 
-def _any_leaf(test: _ValueTest, negate: bool) -> _LeavesTest:
+def _any_leaf(test: ValueTest, negate: bool) -> _LeavesTest:
     if negate:
 
         def none_match(leaves: list[Any]) -> bool:
@@ -420,80 +202,6 @@ def _many_leaves(conds: list[_Cond | _Not]) -> _LeavesTest:
     return _all_of(tests)
 
 
-def _simple_eq(key: str, target: Any) -> Predicate | None:
-    """A one-lookup predicate for ``{key: scalar}``, the most common filter shape."""
-    kind = kind_of(target)
-    if kind == STRING:
-
-        def pred(doc: Mapping[str, Any]) -> bool:
-            value = doc.get(key, MISSING)
-            return value == target or (isinstance(value, list) and target in value)
-
-        return pred
-    if kind == NUMBER:
-        list_test = _eq_test(target)
-
-        def pred(doc: Mapping[str, Any]) -> bool:
-            value = doc.get(key, MISSING)
-            if value == target:
-                return type(value) is not bool
-            return isinstance(value, list) and list_test(value)
-
-        return pred
-    if kind in (BOOL, NULL):
-        test = _eq_test(target)
-
-        def pred(doc: Mapping[str, Any]) -> bool:
-            return test(doc.get(key, MISSING))
-
-        return pred
-    return None
-
-
-def _simple_operator(key: str, op: str, operand: Any) -> Predicate | None:
-    """A one-lookup predicate for ``{key: {op: operand}}`` with a common operator and operand."""
-    if op == "$eq":
-        return _simple_eq(key, operand)
-    if op == "$in" and len(operand) > 1:
-        strings, numbers, complete = _in_parts(operand)
-
-        def pred(doc: Mapping[str, Any]) -> bool:
-            value = doc.get(key, MISSING)
-            vtype = type(value)
-            if vtype is str:
-                return value in strings
-            if vtype is int:
-                return value in numbers
-            return complete(value)
-
-        return pred
-    if op not in _RANGE_OPS:
-        return None
-    kind = kind_of(operand)
-    compare = _RANGE_OPS[op]
-    generic = _generic_range(op, operand)
-    if kind == NUMBER:
-
-        def pred(doc: Mapping[str, Any]) -> bool:
-            value = doc.get(key, MISSING)
-            vtype = type(value)
-            if vtype is int or (vtype is float and value == value):
-                return compare(value, operand)
-            return generic(value)
-
-        return pred
-    if kind == STRING:
-
-        def pred(doc: Mapping[str, Any]) -> bool:
-            value = doc.get(key, MISSING)
-            if type(value) is str:
-                return compare(value, operand)
-            return generic(value)
-
-        return pred
-    return None
-
-
 def _compile_field(path: str, condition: Any) -> tuple[int, Predicate]:
     steps = parse_path(path)
     key = steps[0][0] if len(steps) == 1 else None
@@ -501,19 +209,19 @@ def _compile_field(path: str, condition: Any) -> tuple[int, Predicate]:
         conds = _parse_expression(path, condition)
         if key is not None and len(condition) == 1:
             ((op, operand),) = condition.items()
-            fast = _simple_operator(key, op, operand)
+            fast = simple_predicate(key, op, operand)
             if fast is not None:
                 return (_COST_SIMPLE_EQ if op == "$eq" else _COST_SIMPLE), fast
-        return _field_predicate(steps, conds, _COST_SIMPLE)
-    _check_json(condition, f"field {path!r}")
+        return _field_predicate(steps, conds)
+    check_json(condition, f"field {path!r}")
     if key is not None:
-        fast = _simple_eq(key, condition)
+        fast = simple_predicate(key, "$eq", condition)
         if fast is not None:
             return _COST_SIMPLE_EQ, fast
-    return _field_predicate(steps, [_Cond(_eq_test(condition), False)], _COST_SIMPLE)
+    return _field_predicate(steps, [_Cond(eq_test(condition), False)])
 
 
-def _field_predicate(steps: Steps, conds: list[_Cond | _Not], cost: int) -> tuple[int, Predicate]:
+def _field_predicate(steps: Steps, conds: list[_Cond | _Not]) -> tuple[int, Predicate]:
     if len(steps) == 1:
         key = steps[0][0]
         test = _one_leaf(conds)
@@ -521,7 +229,7 @@ def _field_predicate(steps: Steps, conds: list[_Cond | _Not], cost: int) -> tupl
         def pred(doc: Mapping[str, Any]) -> bool:
             return test(doc.get(key, MISSING))
 
-        return cost, pred
+        return _COST_SIMPLE, pred
     one = _one_leaf(conds)
     many = _many_leaves(conds)
     first = steps[0][0]
@@ -658,5 +366,5 @@ def _collect_terms(filter: Mapping[Any, Any], terms: dict[str, Any]) -> None:
             ):
                 continue
             condition = condition["$eq"]
-        if kind_of(condition) in _SCALAR_KINDS:
+        if kind_of(condition) in SCALAR_KINDS:
             terms.setdefault(key, condition)

@@ -32,7 +32,18 @@ from collections.abc import Callable, Mapping
 from itertools import pairwise
 from typing import Any, Final
 
-from platform_shim.services.compare import NAN, NOT_JSON, NUMBER, kind_of, values_equal
+from platform_shim.services.compare import (
+    ARRAY,
+    BOOL,
+    NAN,
+    NULL,
+    NUMBER,
+    OBJECT,
+    STRING,
+    check_json,
+    kind_of,
+    values_equal,
+)
 from platform_shim.services.paths import MISSING, Steps, parse_path
 from platform_shim.services.query import compile_filter, compile_value_condition
 
@@ -42,12 +53,18 @@ Updater = Callable[[Mapping[str, Any]], tuple[dict[str, Any], bool]]
 """A compiled update: takes a document, returns the updated copy and whether it changed."""
 
 _IMMUTABLE: Final = ("_id", "id")
-_KIND_NAMES: Final = {0: "null", 2: "a number", 3: "a string", 4: "an object", 5: "a list"}
+_KIND_NAMES: Final = {
+    NULL: "null",
+    NAN: "a number",
+    NUMBER: "a number",
+    STRING: "a string",
+    OBJECT: "an object",
+    ARRAY: "a list",
+    BOOL: "a boolean",
+}
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
     return _KIND_NAMES.get(kind_of(value), type(value).__name__)
 
 
@@ -57,20 +74,6 @@ def _copy_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy_json(item) for item in value]
     return value
-
-
-def _check_json(value: Any, op: str, path: str) -> None:
-    kind = kind_of(value)
-    if kind == NOT_JSON:
-        raise ValueError(f"{op}: value for field {path!r} is not JSON ({type(value).__name__})")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{op}: object key {key!r} under field {path!r} is not a string")
-            _check_json(item, op, path)
-    elif isinstance(value, list):
-        for item in value:
-            _check_json(item, op, path)
 
 
 class _Writer:
@@ -97,7 +100,6 @@ class _Writer:
         """
         node: Any = self.root
         for depth, (name, index) in enumerate(steps[:-1]):
-            prefix = ".".join(step[0] for step in steps[: depth + 1])
             if isinstance(node, dict):
                 child = node.get(name, MISSING)
                 if child is MISSING and create:
@@ -106,7 +108,7 @@ class _Writer:
             elif index is None or index >= len(node):
                 if not create:
                     return None
-                raise ValueError(_bad_index(path, prefix, name, index, node))
+                raise ValueError(_bad_index(path, steps[: depth + 1], index, node))
             else:
                 child = node[index]
             if isinstance(child, dict | list):
@@ -120,16 +122,21 @@ class _Writer:
             else:
                 raise ValueError(
                     f"cannot create field {steps[depth + 1][0]!r} of path {path!r}: "
-                    f"{prefix!r} holds {_describe(child)}"
+                    f"{_join(steps[: depth + 1])!r} holds {_describe(child)}"
                 )
             node = child
         return node
 
 
-def _bad_index(path: str, prefix: str, name: str, index: int | None, node: list[Any]) -> str:
-    where = prefix.rpartition(".")[0] or "the document"
+def _join(steps: Steps) -> str:
+    return ".".join(name for name, _ in steps)
+
+
+def _bad_index(path: str, steps: Steps, index: int | None, node: list[Any]) -> str:
+    """The message for the last of ``steps`` failing to index the list ``node``."""
     if index is None:
-        return f"path {path!r}: {name!r} is not a list index, and {where!r} is a list"
+        parent = _join(steps[:-1])
+        return f"path {path!r}: {steps[-1][0]!r} is not a list index, and {parent!r} is a list"
     return f"path {path!r}: index {index} is out of range for a list of {len(node)} elements"
 
 
@@ -147,8 +154,7 @@ def _put(container: Any, steps: Steps, path: str, value: Any) -> None:
     if isinstance(container, dict):
         container[name] = value
     elif index is None or index >= len(container):
-        prefix = ".".join(step[0] for step in steps)
-        raise ValueError(_bad_index(path, prefix, name, index, container))
+        raise ValueError(_bad_index(path, steps, index, container))
     else:
         container[index] = value
 
@@ -357,7 +363,7 @@ def compile_update(update: Mapping[str, Any]) -> Updater:
             if len(steps) > 1 and steps[0][0] in _IMMUTABLE:
                 raise ValueError(f"_id is immutable: {op} cannot update {path!r}")
             if op != "$unset":
-                _check_json(operand, op, path)
+                check_json(operand, f"{op}: value for field {path!r}")
             actions.append(_make_action(op, path, steps, operand))
             paths.append((tuple(name for name, _ in steps), path, op))
     _check_conflicts(paths)

@@ -402,7 +402,7 @@ def random_filter(rng: random.Random, anchor: dict[str, Any], depth: int = 0) ->
 
 
 # Shrinking a seed teaches nothing and is slow; the failing filter and document are in the message.
-@settings(max_examples=20, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@settings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(st.integers(0, 2**32))
 def test_compiled_filter_agrees_with_reference_in_bulk(seed: int) -> None:
     rng = random.Random(seed)
