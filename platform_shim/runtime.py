@@ -237,8 +237,15 @@ class Worker:
     # ------------------------------------------------------------------------ compaction
 
     def _needs_compaction(self) -> bool:
+        """A log past the size threshold that is mostly dead lines (over half superseded or
+        consumed). A big log that is all live, 100,000 parked runs say, is left alone: rewriting
+        it would gain nothing and cost seconds at every start."""
         limit = self.options.compact_bytes
-        return self.platform.stream.log.size() > limit or self.engine.log.size() > limit
+        stream, ledger = self.platform.stream, self.engine.state
+        return (
+            self.platform.stream.log.size() > limit
+            and self.platform.stream.log.line_count() > 2 * len(stream.retained())
+        ) or (self.engine.log.size() > limit and self.engine.log.line_count() > 2 * ledger.live_line_count())
 
     def request_compaction(self) -> None:
         asyncio.get_running_loop().call_soon(self.compact)

@@ -150,6 +150,10 @@ class FileLog:
     def size(self) -> int:
         return os.fstat(self._fd).st_size
 
+    def line_count(self) -> int:
+        """Lines in the file as this process has read or written it."""
+        return self._lineno - 1
+
     # -------------------------------------------------------------------------- appending
 
     def submit(self, prepare: Prepare[T], *, durable: bool = True) -> asyncio.Future[T]:

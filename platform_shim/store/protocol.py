@@ -74,6 +74,9 @@ class Log(Protocol):
     def size(self) -> int:
         """Bytes in the log (the compaction trigger)."""
 
+    def line_count(self) -> int:
+        """Records in the log, live or superseded (with the live count: whether to compact)."""
+
 
 class Store(Protocol):
     """A data folder: logs, snapshots, blobs and the single-worker lock."""

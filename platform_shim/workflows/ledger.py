@@ -517,6 +517,13 @@ class LedgerState:
                 return signal
         return None
 
+    def live_line_count(self) -> int:
+        """About how many lines ``live_records`` would write (signals and ticks included)."""
+        count = len(self.ticks) + len(self.cancels) + sum(len(s) for s in self.signals.values())
+        for run in self.runs.values():
+            count += 1 + len(run.steps) + (run.status_rec is not None)
+        return count
+
     def live_records(self, keep: Callable[[RunState], bool]) -> Iterator[bytes]:
         """The ledger as compaction writes it: each kept run's creation, latest status and
         steps, the ticks, and the signals a live run could still take."""
