@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JSONValue", "dumps", "loads"]
+__all__ = ["JSONValue", "dumps", "loads", "tight"]
 
 JSONValue = Any
 """A value made of dict (str keys), list, str, int, float, bool and None."""
@@ -21,11 +21,22 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def dumps(value: Any, what: str) -> bytes:
-    """Serialize ``value``; ``what`` names it in the ``TypeError`` raised for a non-JSON value."""
+    """Serialize ``value``; ``what`` names it in the ``TypeError`` raised for a non-JSON value.
+
+    The result is sized to its content (see ``tight``): callers keep these bytes in memory."""
     try:
-        return orjson.dumps(value, option=_OPTIONS)
+        return tight(orjson.dumps(value, option=_OPTIONS))
     except orjson.JSONEncodeError as exc:
         raise TypeError(f"{what} is not a JSON value: {exc}") from None
+
+
+def tight(data: bytes) -> bytes:
+    """A copy of ``data`` that owns no more memory than its length.
+
+    orjson's ``bytes`` keep the buffer they were written into: a 2-byte value holds 4 KiB. That
+    is harmless for a line about to be written, and ruinous for a million KV values or a hundred
+    thousand parked runs held in memory, so whatever is kept goes through here."""
+    return bytes(memoryview(data))
 
 
 def loads(data: bytes | str) -> Any:

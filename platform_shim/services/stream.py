@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from platform_shim.clock import Clock
-from platform_shim.jsonvalue import dumps, loads
+from platform_shim.jsonvalue import dumps, loads, tight
 from platform_shim.store.protocol import Log, Record, Store
 
 __all__ = ["RESERVED_PREFIXES", "DomainFold", "EventSpec", "EventStream", "StreamEvent"]
@@ -187,16 +187,18 @@ class EventStream:
             eid = self.last_id + 1
             ts = self.clock.now_ms()
             body = data if isinstance(data, bytes) else data()
-            line = orjson.dumps(
-                {
-                    "id": eid,
-                    "t": t,
-                    "r": r,
-                    "ns": ns,
-                    "k": k,
-                    "data": orjson.Fragment(body),
-                    "ts": ts,
-                }
+            line = tight(
+                orjson.dumps(
+                    {
+                        "id": eid,
+                        "t": t,
+                        "r": r,
+                        "ns": ns,
+                        "k": k,
+                        "data": orjson.Fragment(body),
+                        "ts": ts,
+                    }
+                )
             )
 
             def applied() -> T | None:
@@ -230,16 +232,18 @@ class EventStream:
             first = self.last_id + 1
             events = []
             for offset, (t, r, ns, k, body) in enumerate(specs):
-                line = orjson.dumps(
-                    {
-                        "id": first + offset,
-                        "t": t,
-                        "r": r,
-                        "ns": ns,
-                        "k": k,
-                        "data": orjson.Fragment(body),
-                        "ts": ts,
-                    }
+                line = tight(
+                    orjson.dumps(
+                        {
+                            "id": first + offset,
+                            "t": t,
+                            "r": r,
+                            "ns": ns,
+                            "k": k,
+                            "data": orjson.Fragment(body),
+                            "ts": ts,
+                        }
+                    )
                 )
                 events.append(StreamEvent(first + offset, t, r, ns, k, ts, line))
 

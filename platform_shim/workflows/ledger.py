@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from platform_shim.jsonvalue import loads
+from platform_shim.jsonvalue import loads, tight
 from platform_shim.store.protocol import Record
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, StepStatus, WorkflowRun
 
@@ -34,7 +34,7 @@ __all__ = ["LedgerState", "RunState", "Signal", "StepState"]
 
 
 def _raw(value: Any) -> bytes:
-    return orjson.dumps(value)
+    return tight(orjson.dumps(value))
 
 
 # Enum(value) is a slow call; a hundred thousand runs load millions of these.
