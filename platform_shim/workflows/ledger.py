@@ -133,24 +133,27 @@ class StepState:
 
     @classmethod
     def from_record(cls, record: Record) -> StepState:
-        event_type = record.get("eventType")
-        return cls(
-            _intern(record["name"]),
-            _KINDS[record["kind"]],
-            _STEP_STATUSES[record["status"]],
-            record.get("attempt", 1),
-            record["startedAt"],
-            completed_at=record.get("completedAt"),
-            output=_raw(record["output"]) if "output" in record else None,
-            error=record.get("error"),
-            wake_at=record.get("wakeAt"),
-            event_type=_intern(event_type) if event_type is not None else None,
-            match=record.get("match"),
-            timeout_at=record.get("timeoutAt"),
-            child_run_id=record.get("childRunId"),
-            signal_id=record.get("signalId"),
-            seq=record["seq"],
-        )
+        # Filled slot by slot rather than through __init__'s keywords: this runs once per
+        # step line at every start, and the keyword call was most of its cost.
+        step = cls.__new__(cls)
+        get = record.get
+        step.name = _intern(record["name"])
+        step.kind = _KINDS[record["kind"]]
+        step.status = _STEP_STATUSES[record["status"]]
+        step.attempt = get("attempt", 1)
+        step.started_at = record["startedAt"]
+        step.completed_at = get("completedAt")
+        step.output = _raw(record["output"]) if "output" in record else None
+        step.error = get("error")
+        step.wake_at = get("wakeAt")
+        event_type = get("eventType")
+        step.event_type = _intern(event_type) if event_type is not None else None
+        step.match = get("match")
+        step.timeout_at = get("timeoutAt")
+        step.child_run_id = get("childRunId")
+        step.signal_id = get("signalId")
+        step.seq = record["seq"]
+        return step
 
     def snapshot(self) -> StepRecord:
         return StepRecord(
@@ -187,6 +190,7 @@ class RunState:
         "output",
         "parent_run_id",
         "parent_step",
+        "pending",
         "rerun_of",
         "retry_at",
         "run_id",
@@ -238,6 +242,7 @@ class RunState:
         self.completed_at: int | None = None
         self.retry_at: int | None = None
         self.steps: dict[str, StepState] = {}
+        self.pending: StepState | None = None  # the sleep, wait or invoke the run is parked on
         self.taken: set[str] | None = None  # ids of signals this run's waits consumed
         # Worker-only, never persisted:
         self.task: Any = None  # the asyncio task of the current activation
@@ -265,11 +270,8 @@ class RunState:
         )
 
     def pending_step(self) -> StepState | None:
-        """The step the run is parked on (the last pending sleep, wait or invoke)."""
-        for step in reversed(self.steps.values()):
-            if step.status is StepStatus.PENDING and step.kind is not StepKind.RUN:
-                return step
-        return None
+        """The step the run is parked on (its pending sleep, wait or invoke), if any."""
+        return self.pending
 
     def run_record(self, seq: int) -> bytes:
         return orjson.dumps(
@@ -363,11 +365,17 @@ class LedgerState:
 
     def apply(self, record: Record, line: bytes) -> None:
         seq = record["seq"]
-        if not isinstance(seq, int):
+        if type(seq) is not int:
             raise TypeError(f"ledger seq must be an integer, not {seq!r}")
-        self.last_seq = max(self.last_seq, seq)
+        if seq > self.last_seq:
+            self.last_seq = seq
         kind = record["rec"]
-        if kind == "run":
+        # Most lines are steps: test for them first (a restart reads hundreds of thousands).
+        if kind == "step":
+            run = self.runs.get(record["runId"])
+            if run is not None:
+                self.put_step(run, StepState.from_record(record))
+        elif kind == "run":
             self.add_run(
                 RunState(
                     record["runId"],
@@ -386,10 +394,6 @@ class LedgerState:
             run = self.runs.get(record["runId"])
             if run is not None:
                 self.set_status(run, record, seq)
-        elif kind == "step":
-            run = self.runs.get(record["runId"])
-            if run is not None:
-                self.put_step(run, StepState.from_record(record))
         elif kind == "signal":
             self.add_signal(
                 Signal(record["signalId"], record["type"], _raw(record.get("payload")), record["at"], seq)
@@ -435,7 +439,13 @@ class LedgerState:
 
     def put_step(self, run: RunState, step: StepState) -> None:
         run.steps[step.name] = step
-        run.step_seq = max(run.step_seq, step.seq)
+        if step.seq > run.step_seq:
+            run.step_seq = step.seq
+        if step.kind is not StepKind.RUN:
+            if step.status is StepStatus.PENDING:
+                run.pending = step
+            elif run.pending is not None and run.pending.name == step.name:
+                run.pending = None
         if step.signal_id is not None:
             if run.taken is None:
                 run.taken = set()
