@@ -20,10 +20,13 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from host.api import api_routes
+from host.api.dev import routes as dev_routes
 from host.config import HostConfig
 from host.dashboard import dashboard_routes
+from host.devclock import SkippableClock
 from host.errors import ApiError, error_response, exception_handlers
 from host.loader import Loader
+from host.openapi import routes as openapi_routes
 from platform_shim.platform import Platform, current_platform
 from platform_shim.runtime import Worker, WorkerOptions
 
@@ -52,16 +55,31 @@ class HostState:
         """Put the API, the dashboard and the user's routes on the app (again after a reload)."""
         assert self.app is not None
         user = self.loader.routes()
-        self.app.router.routes[:] = [*api_routes(), *dashboard_routes(), *user]
+        dev = dev_routes if self.config.dev else []
+        self.app.router.routes[:] = [
+            *api_routes(),
+            *dev,
+            *openapi_routes,
+            *dashboard_routes(),
+            *user,
+        ]
 
     def describe(self) -> None:
         loader = self.loader
         workflows = loader.workflows()
-        triggers = [f"{wf.id} ({wf.trigger.to_dict()['kind']})" for _, _, wf in workflows if wf.trigger]
+        triggers = [
+            f"{wf.id} ({wf.trigger.to_dict()['kind']})" for _, _, wf in workflows if wf.trigger
+        ]
         log.info(
-            "loaded %d workflow(s): %s", len(workflows), ", ".join(wf.id for _, _, wf in workflows) or "none"
+            "loaded %d workflow(s): %s",
+            len(workflows),
+            ", ".join(wf.id for _, _, wf in workflows) or "none",
         )
-        log.info("loaded %d handler(s): %s", len(loader.handlers()), ", ".join(h.id for h in loader.handlers()) or "none")
+        log.info(
+            "loaded %d handler(s): %s",
+            len(loader.handlers()),
+            ", ".join(h.id for h in loader.handlers()) or "none",
+        )
         log.info("triggers: %s", ", ".join(triggers) or "none")
         log.info("user routes: %s", ", ".join(_route_path(r) for r in loader.routes()) or "none")
 
@@ -83,14 +101,24 @@ class HostMiddleware:
             return
         config = self.state.config
         path: str = scope["path"]
-        if config.token and (path.startswith("/api") or path.startswith("/_platform")) and not self._authorized(scope):
+        if (
+            config.token
+            and (path.startswith("/api") or path.startswith("/_platform"))
+            and not self._authorized(scope)
+        ):
             await error_response(
-                401, "missing or wrong 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+                401,
+                "missing or wrong 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
             )(scope, receive, send)
             return
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > config.max_body):
-            status, detail = (413, f"the body is over the {config.max_body}-byte limit") if length.isdigit() else (400, "bad Content-Length")
+            status, detail = (
+                (413, f"the body is over the {config.max_body}-byte limit")
+                if length.isdigit()
+                else (400, "bad Content-Length")
+            )
             await error_response(status, detail)(scope, receive, send)
             return
         received = 0
@@ -105,7 +133,11 @@ class HostMiddleware:
             return message
 
         worker = self.state.worker
-        token = current_platform.set(worker.platform) if worker is not None and worker.store is not None else None
+        token = (
+            current_platform.set(worker.platform)
+            if worker is not None and worker.store is not None
+            else None
+        )
         try:
             await self.app(scope, limited_receive, send)
         finally:
@@ -136,14 +168,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def create_app(config: HostConfig, *, worker_options: WorkerOptions | None = None, clock: Any = None) -> Starlette:
+def create_app(
+    config: HostConfig, *, worker_options: WorkerOptions | None = None, clock: Any = None
+) -> Starlette:
     """The host application for ``config`` (its lifespan runs the worker)."""
     state = HostState(config)
+    if clock is None and config.dev:
+        clock = SkippableClock()  # POST /api/dev/clock {"advance": "24h"} skips ahead
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         options = worker_options or WorkerOptions(durability=config.durability)
-        worker = Worker(config.data_dir or "data", registry=state.loader.registry, clock=clock, options=options)
+        worker = Worker(
+            config.data_dir or "data", registry=state.loader.registry, clock=clock, options=options
+        )
         try:
             worker.open()
         except BaseException as exc:
@@ -179,6 +217,7 @@ def create_app(config: HostConfig, *, worker_options: WorkerOptions | None = Non
 
     app = Starlette(lifespan=lifespan, exception_handlers=exception_handlers)
     app.state.host = state
+    app.state.clock = clock
     state.app = app
     state.install_routes()
     app.add_middleware(HostMiddleware, state=state)

@@ -23,7 +23,9 @@ def build_manifest(project_dir: Path) -> dict[str, Any]:
     ids: dict[str, str] = {}
     for handler in loader.handlers():
         if handler.id in ids:
-            raise DefinitionError(f"two handlers share the id {handler.id!r}: {ids[handler.id]} and {handler.where}")
+            raise DefinitionError(
+                f"two handlers share the id {handler.id!r}: {ids[handler.id]} and {handler.where}"
+            )
         ids[handler.id] = handler.where
 
     def rel(path: Path | str) -> str:

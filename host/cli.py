@@ -15,11 +15,16 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from host.config import DEFAULT_MAX_BODY, HostConfig
+from host.progress import Progress
+
+if TYPE_CHECKING:
+    from platform_shim.workflows.records import WorkflowRun
+    from platform_shim.workflows.service import WorkflowsService
 
 __all__ = ["main"]
 
@@ -50,7 +55,9 @@ def _print_json(value: Any) -> None:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines)
@@ -75,7 +82,11 @@ def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
     )
     try:
         asyncio.run(run_server(config))
-    except (LoadError, DefinitionError, DataDirLocked) as exc:
+    except DataDirLocked as exc:
+        # Named, so that a person or a script can tell "another host has it" from other errors.
+        logging.getLogger("host").error("DataDirLocked: %s", exc)
+        return 1
+    except (LoadError, DefinitionError) as exc:
         logging.getLogger("host").error("%s", exc)
         return 1
     except KeyboardInterrupt:
@@ -99,37 +110,90 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+_LIST_CHUNK = 5000
+
+
+async def _list_runs(workflows: WorkflowsService, args: argparse.Namespace) -> list[WorkflowRun]:
+    """Up to ``--limit`` runs from ``--before`` on, a page at a time (a bar shows progress)."""
+    if args.before is not None and await workflows.handle(args.before).status() is None:
+        raise LookupError(f"--before names no run: {args.before!r}")
+    counts = await workflows.counts()
+    expected = counts.get(args.status, 0) if args.status else sum(counts.values())
+    runs: list[WorkflowRun] = []
+    before = args.before
+    with Progress("listing runs", min(args.limit, expected)) as bar:
+        while len(runs) < args.limit:
+            chunk = min(_LIST_CHUNK, args.limit - len(runs))
+            page = await workflows.list(
+                workflow_id=args.workflow, status=args.status, limit=chunk, before=before
+            )
+            runs += page
+            bar.advance(len(page))
+            if len(page) < chunk:
+                break
+            before = page[-1].run_id
+    return runs
+
+
 async def _runs(args: argparse.Namespace) -> int:
     from platform_shim.platform import open_client
 
     platform = open_client(_data_dir(args))
     try:
-        workflows = platform.workflows
+        with Progress("reading the run ledger"):
+            workflows = platform.workflows
+            await workflows.counts()
         if args.runs_command == "list":
-            runs = await workflows.list(workflow_id=args.workflow, status=args.status, limit=args.limit)
+            runs = await _list_runs(workflows, args)
+            if runs and len(runs) == args.limit:
+                more = await workflows.list(
+                    workflow_id=args.workflow, status=args.status, limit=1, before=runs[-1].run_id
+                )
+                if more:
+                    sys.stderr.write(f"more: --before {runs[-1].run_id}\n")
             if args.json:
                 _print_json([r.to_dict() for r in runs])
                 return 0
             rows = [
-                [r.run_id, r.workflow_id, r.status.value, str(r.attempt), _when(r.created_at), _when(r.updated_at)]
+                [
+                    r.run_id,
+                    r.workflow_id,
+                    r.status.value,
+                    str(r.attempt),
+                    _when(r.created_at),
+                    _when(r.updated_at),
+                ]
                 for r in runs
             ]
-            sys.stdout.write(_table(rows, ["RUN", "WORKFLOW", "STATUS", "ATTEMPT", "CREATED (UTC)", "UPDATED (UTC)"]) + "\n")
+            sys.stdout.write(
+                _table(
+                    rows, ["RUN", "WORKFLOW", "STATUS", "ATTEMPT", "CREATED (UTC)", "UPDATED (UTC)"]
+                )
+                + "\n"
+            )
             return 0
         handle = workflows.handle(args.run_id)
         run = await handle.status()
         if run is None:
             sys.stderr.write(f"unknown run {args.run_id!r}\n")
             return 1
+        if args.runs_command == "rerun":
+            rerun = await workflows.rerun(args.run_id, args.from_step)
+            sys.stdout.write(rerun.run_id + "\n")
+            return 0
         if args.runs_command == "cancel":
             changed = await handle.cancel()
-            sys.stdout.write(("cancel requested for " if changed else "already ended: ") + args.run_id + "\n")
+            sys.stdout.write(
+                ("cancel requested for " if changed else "already ended: ") + args.run_id + "\n"
+            )
             return 0
         history = await handle.history()
         if args.json:
             _print_json({"run": run.to_dict(), "history": [s.to_dict() for s in history]})
             return 0
-        sys.stdout.write(f"run       {run.run_id}\nworkflow  {run.workflow_id}\nstatus    {run.status.value} (attempt {run.attempt})\n")
+        sys.stdout.write(
+            f"run       {run.run_id}\nworkflow  {run.workflow_id}\nstatus    {run.status.value} (attempt {run.attempt})\n"
+        )
         sys.stdout.write(f"created   {_when(run.created_at)}   updated {_when(run.updated_at)}\n")
         sys.stdout.write(f"input     {orjson.dumps(run.input).decode()}\n")
         if run.output is not None:
@@ -138,7 +202,11 @@ async def _runs(args: argparse.Namespace) -> int:
             sys.stdout.write(f"error     {orjson.dumps(run.error).decode()}\n")
         rows = []
         for step in history:
-            duration = f"{step.completed_at - step.started_at} ms" if step.completed_at is not None else "-"
+            duration = (
+                f"{step.completed_at - step.started_at} ms"
+                if step.completed_at is not None
+                else "-"
+            )
             detail = ""
             if step.wake_at is not None:
                 detail = f"wakes {_when(step.wake_at)}"
@@ -146,8 +214,19 @@ async def _runs(args: argparse.Namespace) -> int:
                 detail = f"waits {step.event_type} {orjson.dumps(step.match).decode() if step.match else ''}".rstrip()
             elif step.child_run_id is not None:
                 detail = f"child {step.child_run_id}"
-            rows.append([step.name, step.kind.value, step.status.value, _when(step.started_at), duration, detail])
-        sys.stdout.write("\n" + _table(rows, ["STEP", "KIND", "STATUS", "STARTED (UTC)", "TOOK", ""]) + "\n")
+            rows.append(
+                [
+                    step.name,
+                    step.kind.value,
+                    step.status.value,
+                    _when(step.started_at),
+                    duration,
+                    detail,
+                ]
+            )
+        sys.stdout.write(
+            "\n" + _table(rows, ["STEP", "KIND", "STATUS", "STARTED (UTC)", "TOOK", ""]) + "\n"
+        )
         return 0
     finally:
         platform.close()
@@ -158,7 +237,9 @@ async def _start(args: argparse.Namespace) -> int:
 
     platform = open_client(_data_dir(args))
     try:
-        handle = await platform.workflows.start(args.workflow_id, _json_arg(args.input, "input"), run_id=args.run_id)
+        handle = await platform.workflows.start(
+            args.workflow_id, _json_arg(args.input, "input"), run_id=args.run_id
+        )
         sys.stdout.write(handle.run_id + "\n")
         return 0
     finally:
@@ -221,13 +302,19 @@ async def _schedules(args: argparse.Namespace) -> int:
         for entry in advert.get("schedules", []):
             workflow_id, cron = entry["workflowId"], entry["cron"]
             last = ticks.get(workflow_id, (None, 0))[0]
-            rows.append([workflow_id, cron, _when(last), _when(CronSchedule.parse(cron).next_after(now))])
+            rows.append(
+                [workflow_id, cron, _when(last), _when(CronSchedule.parse(cron).next_after(now))]
+            )
         for workflow_id, (at, _) in sorted(ticks.items()):
             if workflow_id not in {entry["workflowId"] for entry in advert.get("schedules", [])}:
                 rows.append([workflow_id, "?", _when(at), "-"])
-        sys.stdout.write(_table(rows, ["WORKFLOW", "CRON", "LAST TICK (UTC)", "NEXT TICK (UTC)"]) + "\n")
+        sys.stdout.write(
+            _table(rows, ["WORKFLOW", "CRON", "LAST TICK (UTC)", "NEXT TICK (UTC)"]) + "\n"
+        )
         if not advert:
-            sys.stdout.write("(no host is running on this folder: its cron triggers are not known here)\n")
+            sys.stdout.write(
+                "(no host is running on this folder: its cron triggers are not known here)\n"
+            )
         return 0
     finally:
         platform.close()
@@ -240,7 +327,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
     async def run() -> int:
         worker = Worker(_data_dir(args))
         try:
-            worker.open()
+            with Progress("opening the data folder"):
+                worker.open()
         except DataDirLocked as exc:
             # A host owns the folder: ask it to compact (it reads the request within a second).
             from platform_shim.platform import open_client
@@ -249,13 +337,16 @@ def cmd_compact(args: argparse.Namespace) -> int:
             try:
                 log_ = client.workflows.log  # type: ignore[attr-defined]
                 state = client.workflows.state  # type: ignore[attr-defined]
-                await log_.submit(lambda: (orjson.dumps({"rec": "compact", "seq": state.last_seq + 1}), None))
+                await log_.submit(
+                    lambda: (orjson.dumps({"rec": "compact", "seq": state.last_seq + 1}), None)
+                )
             finally:
                 client.close()
             sys.stdout.write(f"{exc}; asked it to compact\n")
             return 0
         try:
-            report = worker.compact()
+            with Progress("compacting"):
+                report = worker.compact()
         finally:
             await worker.stop()
         _print_json(report)
@@ -267,31 +358,71 @@ def cmd_compact(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- parser
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m host", description="A local serverless-style function host.")
+    parser = argparse.ArgumentParser(
+        prog="python -m host", description="A local serverless-style function host."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", help="data folder (default: $PLATFORM_DATA_DIR or ./data)")
 
-    for name, help_text in (("dev", "serve with hot reload of workflows/, events/, routes/"), ("serve", "serve (no reload)")):
+    for name, help_text in (
+        ("dev", "serve with hot reload of workflows/, events/, routes/"),
+        ("serve", "serve (no reload)"),
+    ):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
-        p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; others need PLATFORM_TOKEN)")
+        p.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to bind (default: 127.0.0.1; others need PLATFORM_TOKEN)",
+        )
         p.add_argument("--port", type=int, default=3001, help="port (default: 3001)")
         data_opt(p)
-        p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, help=f"largest request body in bytes (default: {DEFAULT_MAX_BODY})")
-        p.add_argument("--durability", choices=("fsync", "flush"), default="fsync", help="fsync before acknowledging (default) or flush to the OS only")
+        p.add_argument(
+            "--max-body",
+            type=int,
+            default=DEFAULT_MAX_BODY,
+            help=f"largest request body in bytes (default: {DEFAULT_MAX_BODY})",
+        )
+        p.add_argument(
+            "--durability",
+            choices=("fsync", "flush"),
+            default="fsync",
+            help="fsync before acknowledging (default) or flush to the OS only",
+        )
 
-    p = sub.add_parser("build", help="validate and write build/manifest.json", description="validate and write build/manifest.json")
+    p = sub.add_parser(
+        "build",
+        help="validate and write build/manifest.json",
+        description="validate and write build/manifest.json",
+    )
     p.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
 
-    p = sub.add_parser("runs", help="list, show or cancel runs", description="list, show or cancel runs")
+    p = sub.add_parser(
+        "runs",
+        help="list, show, cancel or rerun runs",
+        description="list, show, cancel or rerun runs",
+    )
     runs = p.add_subparsers(dest="runs_command", required=True)
     q = runs.add_parser("list", help="runs, newest first")
     q.add_argument("--workflow", help="only this workflow id")
     q.add_argument("--status", help="only this status")
-    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--limit", type=_positive, default=50, help="at most this many (default: 50)")
+    q.add_argument(
+        "--before", metavar="RUN_ID", help="only runs older than this one (the next page)"
+    )
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     data_opt(q)
     q = runs.add_parser("show", help="a run and its step timeline")
@@ -301,14 +432,36 @@ def _parser() -> argparse.ArgumentParser:
     q = runs.add_parser("cancel", help="cancel a run")
     q.add_argument("run_id")
     data_opt(q)
+    q = runs.add_parser(
+        "rerun",
+        help="a new run that replays the steps before STEP and runs STEP and the rest again",
+        description="Start a new run of RUN_ID's workflow with the same input. The steps RUN_ID"
+        " completed before STEP are not run again: their recorded results are replayed. Prints"
+        " the new run's id.",
+    )
+    q.add_argument("run_id")
+    q.add_argument(
+        "--from",
+        dest="from_step",
+        required=True,
+        metavar="STEP",
+        help="the first step to run again",
+    )
+    data_opt(q)
 
-    p = sub.add_parser("start", help="start a workflow run", description="start a workflow run; prints its run id")
+    p = sub.add_parser(
+        "start", help="start a workflow run", description="start a workflow run; prints its run id"
+    )
     p.add_argument("workflow_id")
     p.add_argument("input", nargs="?", help="input as JSON")
     p.add_argument("--run-id", help="a run id of your choosing (makes the start idempotent)")
     data_opt(p)
 
-    p = sub.add_parser("send-event", help="send an event to waiting runs", description="send an event to waiting runs")
+    p = sub.add_parser(
+        "send-event",
+        help="send an event to waiting runs",
+        description="send an event to waiting runs",
+    )
     p.add_argument("type")
     p.add_argument("payload", nargs="?", help="payload as JSON")
     data_opt(p)
@@ -332,16 +485,26 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--cursor")
     data_opt(q)
 
-    p = sub.add_parser("schedules", help="cron triggers and their last ticks", description="cron triggers and their last ticks")
+    p = sub.add_parser(
+        "schedules",
+        help="cron triggers and their last ticks",
+        description="cron triggers and their last ticks",
+    )
     data_opt(p)
-    p = sub.add_parser("compact", help="compact the data folder now", description="compact the data folder now (asks a running host to do it)")
+    p = sub.add_parser(
+        "compact",
+        help="compact the data folder now",
+        description="compact the data folder now (asks a running host to do it)",
+    )
     data_opt(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
     command = args.command
     if command in ("dev", "serve"):
         return cmd_serve(args, dev=command == "dev")
@@ -349,7 +512,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_build(args)
     if command == "compact":
         return cmd_compact(args)
-    runner = {"runs": _runs, "start": _start, "send-event": _send_event, "kv": _kv, "schedules": _schedules}[command]
+    runner = {
+        "runs": _runs,
+        "start": _start,
+        "send-event": _send_event,
+        "kv": _kv,
+        "schedules": _schedules,
+    }[command]
     try:
         return asyncio.run(runner(args))
     except (ValueError, TypeError, LookupError) as exc:

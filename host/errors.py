@@ -8,11 +8,12 @@ platform for bad input (``ValueError``, ``TypeError``, ``DuplicateKey``, unknown
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from platform_shim.errors import DuplicateKey, StoreError, UnknownRun, UnknownWorkflow
@@ -104,9 +105,17 @@ async def _client_error(request: Request, exc: Exception) -> Response:
 
 async def _store_error(request: Request, exc: Exception) -> Response:
     log.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
+    code = getattr(exc, "errno", None)
+    reason = os.strerror(code) if isinstance(code, int) else "write failed"
+    # The reason only: the full message names paths on the server, which are none of the client's business.
     return error_response(
-        503, f"the data folder could not be written: {exc}", "storage_unavailable"
+        503, f"the data folder could not be written ({reason})", "storage_unavailable"
     )
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up mid-body: nobody will read this answer, and nothing was written.
+    return error_response(400, "the client disconnected before the body was complete")
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
@@ -118,6 +127,7 @@ exception_handlers: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_exception,
     StoreError: _store_error,
+    ClientDisconnect: _client_gone,
     UnknownWorkflow: _client_error,
     UnknownRun: _client_error,
     DuplicateKey: _client_error,

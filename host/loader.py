@@ -200,7 +200,9 @@ class Loader:
     # -------------------------------------------------------------------------- results
 
     def workflows(self) -> list[tuple[ModuleDefs, str, Workflow]]:
-        return [(defs, export, wf) for defs in self.modules.values() for export, wf in defs.workflows]
+        return [
+            (defs, export, wf) for defs in self.modules.values() for export, wf in defs.workflows
+        ]
 
     def handlers(self) -> list[EventHandler]:
         return [handler for defs in self.modules.values() for _, handler in defs.handlers]

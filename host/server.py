@@ -55,7 +55,9 @@ async def run_server(config: HostConfig, **app_options: Any) -> None:
         await serve(app, hyper, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise SystemExit(f"cannot listen on {_bind(config.host, config.port)}: the port is in use") from None
+            raise SystemExit(
+                f"cannot listen on {_bind(config.host, config.port)}: the port is in use"
+            ) from None
         raise
     except LifespanFailureError:
         # The lifespan kept the real reason (a module that failed to load, a locked folder):

@@ -93,7 +93,17 @@ class DispatchState:
 class HandlerContext:
     """The ``ctx`` argument of an event handler."""
 
-    __slots__ = ("database", "db", "events", "handler_id", "kv", "platform", "queue", "storage", "workflows")
+    __slots__ = (
+        "database",
+        "db",
+        "events",
+        "handler_id",
+        "kv",
+        "platform",
+        "queue",
+        "storage",
+        "workflows",
+    )
 
     def __init__(self, platform: Platform, handler_id: str) -> None:
         self.handler_id = handler_id
@@ -164,7 +174,9 @@ class _TriggerConsumer(_Consumer):
     async def deliver(self, event: StreamEvent) -> None:
         engine = self.dispatcher.engine
         await engine.start_run(
-            self.workflow.id, event.to_dict(), run_id=derived_run_id(self.workflow.id, "evt", event.id)
+            self.workflow.id,
+            event.to_dict(),
+            run_id=derived_run_id(self.workflow.id, "evt", event.id),
         )
 
 
@@ -222,7 +234,9 @@ class _QueueConsumer:
             # Counted now, not when the record is applied: a handler that fails without
             # awaiting anything would otherwise be redelivered as attempt 1 forever.
             state.attempts[message["id"]] = attempt
-            dispatcher.record({"rec": "attempt", "q": self.queue, "id": message["id"], "n": attempt})
+            dispatcher.record(
+                {"rec": "attempt", "q": self.queue, "id": message["id"], "n": attempt}
+            )
             messages.append(
                 {
                     "id": message["id"],
@@ -234,7 +248,13 @@ class _QueueConsumer:
         try:
             await self.handler.fn(messages, self.context)
         except Exception as exc:
-            log.error("queue %r handler %s failed on %d message(s)", self.queue, self.handler.id, len(messages), exc_info=exc)
+            log.error(
+                "queue %r handler %s failed on %d message(s)",
+                self.queue,
+                self.handler.id,
+                len(messages),
+                exc_info=exc,
+            )
             error = {"type": type(exc).__name__, "message": str(exc)}
             done: list[str] = []
             for message in messages:
@@ -301,7 +321,9 @@ class Dispatcher:
                 queues[handler.queue] = handler
             else:
                 if handler.id in wanted:
-                    raise DefinitionError(f"two handlers share the id {handler.id!r}: {wanted[handler.id].where} and {handler.where}")
+                    raise DefinitionError(
+                        f"two handlers share the id {handler.id!r}: {wanted[handler.id].where} and {handler.where}"
+                    )
                 wanted[handler.id] = handler
         for workflow in workflows:
             if isinstance(workflow.trigger, EventTrigger):
@@ -349,7 +371,9 @@ class Dispatcher:
         for consumer in self._all():
             if consumer.task is None:
                 consumer.task = loop.create_task(
-                    consumer.run(), name=f"dispatch:{getattr(consumer, 'key', '')}", context=self.platform.context
+                    consumer.run(),
+                    name=f"dispatch:{getattr(consumer, 'key', '')}",
+                    context=self.platform.context,
                 )
 
     @staticmethod
@@ -416,7 +440,13 @@ class Dispatcher:
                         durable=True,
                     )
                     return
-                log.warning("handler %s failed on event %d (attempt %d): %s", consumer.key, event.id, attempt, exc)
+                log.warning(
+                    "handler %s failed on event %d (attempt %d): %s",
+                    consumer.key,
+                    event.id,
+                    attempt,
+                    exc,
+                )
                 await self._sleep(self.handler_backoff(attempt))
                 attempt += 1
 
@@ -469,8 +499,15 @@ class Dispatcher:
             self.platform.queue_state.ack(queue, message_id)
 
     async def dead_letter(self, queue: str, message: dict[str, Any], error: dict[str, Any]) -> None:
-        line = dumps({"q": queue, "msg": message, "error": error, "at": self.clock.now_ms()}, "dead letter")
-        log.error("queue %r: message %s moved to deadletter.jsonl after %d attempts", queue, message["id"], message["attempt"])
+        line = dumps(
+            {"q": queue, "msg": message, "error": error, "at": self.clock.now_ms()}, "dead letter"
+        )
+        log.error(
+            "queue %r: message %s moved to deadletter.jsonl after %d attempts",
+            queue,
+            message["id"],
+            message["attempt"],
+        )
         await self.deadletter.submit(lambda: (line, None))
 
     def compact(self) -> None:

@@ -31,7 +31,11 @@ __all__ = [
 HandlerFunction = Callable[[Any, Any], Awaitable[Any]]
 
 _KV_OPS = {"put": "kv.put", "delete": "kv.delete", "expired": "kv.expired"}
-_DB_OPS = {"insert": "db.document.created", "update": "db.document.updated", "delete": "db.document.deleted"}
+_DB_OPS = {
+    "insert": "db.document.created",
+    "update": "db.document.updated",
+    "delete": "db.document.deleted",
+}
 _STORAGE_OPS = {"put": "storage.put", "delete": "storage.delete"}
 _KV_TYPES = {v: k for k, v in _KV_OPS.items()}
 _DB_TYPES = {v: k for k, v in _DB_OPS.items()}
@@ -118,7 +122,12 @@ class EventHandler:
                 "eventId": event["id"],
             }
         if self.kind == "storage":
-            out = {"op": _STORAGE_TYPES[event["t"]], "key": event["k"], "ts": event["ts"], "id": event["id"]}
+            out = {
+                "op": _STORAGE_TYPES[event["t"]],
+                "key": event["k"],
+                "ts": event["ts"],
+                "id": event["id"],
+            }
             out.update({k: v for k, v in data.items() if k in ("size", "contentType", "metadata")})
             return out
         return event
@@ -128,7 +137,12 @@ class EventHandler:
         trigger["kind"] = self.kind
         if self.kind == "queue":
             trigger.update({"batch": self.batch, "maxAttempts": self.max_attempts})
-        return {"id": self.id, "export": getattr(self.fn, "__name__", "?"), "file": self.file, "trigger": trigger}
+        return {
+            "id": self.id,
+            "export": getattr(self.fn, "__name__", "?"),
+            "file": self.file,
+            "trigger": trigger,
+        }
 
     async def __call__(self, event: Any, ctx: Any) -> Any:
         """Call the function directly (for unit tests of the handler itself)."""
@@ -142,29 +156,39 @@ def _where(fn: Callable[..., Any]) -> tuple[str, int]:
         return "?", 0
 
 
-def _check(kind: str, spec: object, keys: set[str], ops: Mapping[str, str] | None) -> dict[str, Any]:
+def _check(
+    kind: str, spec: object, keys: set[str], ops: Mapping[str, str] | None
+) -> dict[str, Any]:
     if spec is None:
         spec = {}
     if not isinstance(spec, Mapping):
         raise DefinitionError(f"{kind} handler filter must be a dict, not {spec!r}")
     unknown = set(spec) - keys
     if unknown:
-        raise DefinitionError(f"unknown {kind} handler filter key(s) {sorted(unknown)}; known: {sorted(keys)}")
+        raise DefinitionError(
+            f"unknown {kind} handler filter key(s) {sorted(unknown)}; known: {sorted(keys)}"
+        )
     out = dict(spec)
     for key, value in out.items():
         if value is not None and not isinstance(value, str):
             raise DefinitionError(f"{kind} handler filter {key!r} must be a string, not {value!r}")
     if ops is not None and out.get("op") is not None and out["op"] not in ops:
-        raise DefinitionError(f"{kind} handler 'op' must be one of {sorted(ops)}, not {out['op']!r}")
+        raise DefinitionError(
+            f"{kind} handler 'op' must be one of {sorted(ops)}, not {out['op']!r}"
+        )
     return out
 
 
 def _make(kind: str, spec: dict[str, Any], fn: HandlerFunction, **extra: Any) -> EventHandler:
     if not callable(fn) or not inspect.iscoroutinefunction(fn):
-        raise DefinitionError(f"{kind} handler {fn!r} must be an 'async def' function taking (event, ctx)")
+        raise DefinitionError(
+            f"{kind} handler {fn!r} must be an 'async def' function taking (event, ctx)"
+        )
     file, line = _where(fn)
     handler_id = f"{Path(file).stem}:{getattr(fn, '__name__', 'handler')}"
-    key_match = compile_key_pattern(spec.get("keyPattern")) if "keyPattern" in spec else (lambda key: True)
+    key_match = (
+        compile_key_pattern(spec.get("keyPattern")) if "keyPattern" in spec else (lambda key: True)
+    )
     return EventHandler(handler_id, kind, fn, spec, file, line, _key_match=key_match, **extra)
 
 
@@ -203,7 +227,9 @@ def on_db_change(spec: Mapping[str, Any] | None, fn: HandlerFunction | None = No
 
 
 @overload
-def on_storage_change(spec: Mapping[str, Any] | None) -> Callable[[HandlerFunction], EventHandler]: ...
+def on_storage_change(
+    spec: Mapping[str, Any] | None,
+) -> Callable[[HandlerFunction], EventHandler]: ...
 @overload
 def on_storage_change(spec: Mapping[str, Any] | None, fn: HandlerFunction) -> EventHandler: ...
 def on_storage_change(spec: Mapping[str, Any] | None, fn: HandlerFunction | None = None) -> Any:
@@ -223,10 +249,16 @@ def define_event(spec: Mapping[str, Any] | None, fn: HandlerFunction | None = No
 
 
 @overload
-def on_queue(queue: str, options: Mapping[str, Any] | None = None) -> Callable[[HandlerFunction], EventHandler]: ...
+def on_queue(
+    queue: str, options: Mapping[str, Any] | None = None
+) -> Callable[[HandlerFunction], EventHandler]: ...
 @overload
-def on_queue(queue: str, options: Mapping[str, Any] | None, fn: HandlerFunction) -> EventHandler: ...
-def on_queue(queue: str, options: Mapping[str, Any] | None = None, fn: HandlerFunction | None = None) -> Any:
+def on_queue(
+    queue: str, options: Mapping[str, Any] | None, fn: HandlerFunction
+) -> EventHandler: ...
+def on_queue(
+    queue: str, options: Mapping[str, Any] | None = None, fn: HandlerFunction | None = None
+) -> Any:
     """Consume queue ``queue`` in batches: ``async def h(messages, ctx)``; each message is
     ``{"id", "payload", "attempt", "enqueuedAt"}``. Options: ``batch`` (default 1),
     ``maxAttempts`` (default 3) before a message moves to the dead-letter file."""
@@ -240,6 +272,8 @@ def on_queue(queue: str, options: Mapping[str, Any] | None = None, fn: HandlerFu
     attempts = opts.get("maxAttempts", 3)
     for name, value in (("batch", batch), ("maxAttempts", attempts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DefinitionError(f"on_queue option {name!r} for queue {queue!r} must be a positive integer, not {value!r}")
+            raise DefinitionError(
+                f"on_queue option {name!r} for queue {queue!r} must be a positive integer, not {value!r}"
+            )
     declare = _Declare("queue", {"queue": queue}, batch=batch, max_attempts=attempts)
     return declare(fn) if fn is not None else declare

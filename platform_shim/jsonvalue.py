@@ -20,14 +20,28 @@ JSONValue = Any
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
+MAX_DEPTH = 250
+"""How deeply a stored value may nest. orjson writes at most 254 levels; the margin lets every
+answer wrap a stored value in a few levels of its own (a run inside a list of runs)."""
+
+_HEADROOM = 254 - MAX_DEPTH
+
+
 def dumps(value: Any, what: str) -> bytes:
-    """Serialize ``value``; ``what`` names it in the ``TypeError`` raised for a non-JSON value.
+    """Serialize ``value``; ``what`` names it in the ``TypeError`` raised for a non-JSON value
+    (or one nested deeper than ``MAX_DEPTH``).
 
     The result is sized to its content (see ``tight``): callers keep these bytes in memory."""
     try:
-        return tight(orjson.dumps(value, option=_OPTIONS))
+        # Serialized inside [[[[...]]]] so orjson's own depth limit enforces the margin, without
+        # walking the value; the wrapper's brackets are sliced off again.
+        wrapped = orjson.dumps([[[[value]]]], option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        raise TypeError(f"{what} is not a JSON value: {exc}") from None
+        reason = str(exc)
+        if "ecursion" in reason:
+            reason = f"nested more than {MAX_DEPTH} levels deep"
+        raise TypeError(f"{what} is not a JSON value: {reason}") from None
+    return wrapped[_HEADROOM:-_HEADROOM]
 
 
 def tight(data: bytes) -> bytes:

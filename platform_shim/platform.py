@@ -104,7 +104,12 @@ class Platform:
         return f"<Platform {str(self.data_dir)!r}>"
 
 
-def open_client(data_dir: str | os.PathLike[str], *, durability: Durability = "fsync", clock: Clock | None = None) -> Platform:
+def open_client(
+    data_dir: str | os.PathLike[str],
+    *,
+    durability: Durability = "fsync",
+    clock: Clock | None = None,
+) -> Platform:
     """A client platform on ``data_dir`` (no engine; the folder's worker runs what it records)."""
     return Platform(FileStore(data_dir, durability=durability), clock)
 

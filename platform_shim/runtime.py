@@ -138,7 +138,9 @@ class Worker:
         dispatch_state = DispatchState()
         dispatch_log = store.open_log("dispatch", dispatch_state)
         retain = min(dispatch_state.cursors.values(), default=None)
-        platform = self._platform = Platform(store, self.clock, event_window=options.event_window, retain_from=retain)
+        platform = self._platform = Platform(
+            store, self.clock, event_window=options.event_window, retain_from=retain
+        )
         platform.worker = self
         engine = self._engine = Engine(
             platform,
@@ -183,9 +185,13 @@ class Worker:
         dispatcher.start()
         scheduler.start()
         if options.watch:
-            self._watcher = DataWatcher(store.doorbell_dir, self.refresh, poll_interval=options.poll_interval)
+            self._watcher = DataWatcher(
+                store.doorbell_dir, self.refresh, poll_interval=options.poll_interval
+            )
             self._watcher.start()
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain(), context=platform.context)
+        self._maintenance = asyncio.get_running_loop().create_task(
+            self._maintain(), context=platform.context
+        )
         log.info(
             "worker on %s: %d workflow(s), %d handler(s), %d run(s) in the ledger",
             self.data_dir,
@@ -216,7 +222,11 @@ class Worker:
             self.store.close()
             self.store = None
 
-    def reload(self, workflows: Iterable[Workflow] | None = None, handlers: Iterable[EventHandler] | None = None) -> None:
+    def reload(
+        self,
+        workflows: Iterable[Workflow] | None = None,
+        handlers: Iterable[EventHandler] | None = None,
+    ) -> None:
         """New code was loaded: reconfigure triggers and handlers, resume waiting runs."""
         if handlers is not None:
             self.handlers = list(handlers)
@@ -245,7 +255,10 @@ class Worker:
         return (
             self.platform.stream.log.size() > limit
             and self.platform.stream.log.line_count() > 2 * len(stream.retained())
-        ) or (self.engine.log.size() > limit and self.engine.log.line_count() > 2 * ledger.live_line_count())
+        ) or (
+            self.engine.log.size() > limit
+            and self.engine.log.line_count() > 2 * ledger.live_line_count()
+        )
 
     def request_compaction(self) -> None:
         asyncio.get_running_loop().call_soon(self.compact)
@@ -253,7 +266,9 @@ class Worker:
     def compact(self) -> dict[str, Any]:
         """Compact the stream (with snapshots), the ledger and the dispatch log now."""
         platform, engine, dispatcher = self.platform, self.engine, self.dispatcher
-        report = compact_stream(self.platform.store, platform.stream, storage=platform.storage_state)
+        report = compact_stream(
+            self.platform.store, platform.stream, storage=platform.storage_state
+        )
         now = self.clock.now_ms()
         retention = self.options.run_retention_ms
         before_runs = engine.log.size()
@@ -273,7 +288,11 @@ class Worker:
             len(pruned),
         )
         return {
-            "events": {"before": report.bytes_before, "after": report.bytes_after, "kept": report.events_kept},
+            "events": {
+                "before": report.bytes_before,
+                "after": report.bytes_after,
+                "kept": report.events_kept,
+            },
             "runs": {"before": before_runs, "after": engine.log.size(), "pruned": len(pruned)},
             "blobsRemoved": report.blobs_removed,
         }
@@ -319,7 +338,11 @@ class Worker:
                 await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
                 continue
             logs = (self.platform.stream.log, engine.log, dispatcher.log)
-            if not dispatcher.idle() or not scheduler.idle() or any(log.has_pending() for log in logs):
+            if (
+                not dispatcher.idle()
+                or not scheduler.idle()
+                or any(log.has_pending() for log in logs)
+            ):
                 # Submissions still queued (a commit cycle may be waiting for another process's
                 # append lock) can start more work once applied: wait for them too.
                 quiet = 0

@@ -85,7 +85,11 @@ class Scheduler:
             latest = schedule.latest_at_or_before(now)
             if latest is not None and latest > last:
                 missed = schedule.ticks_between(last, latest)
-                log.info("workflow %r missed %d cron tick(s) while down; firing the latest", workflow.id, missed)
+                log.info(
+                    "workflow %r missed %d cron tick(s) while down; firing the latest",
+                    workflow.id,
+                    missed,
+                )
                 self._fire(workflow, latest, missed)
                 return
         self._arm(workflow, schedule.next_after(now))
@@ -107,14 +111,18 @@ class Scheduler:
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-        self._arm(workflow, self._trigger(workflow).schedule.next_after(max(tick, self.clock.now_ms())))
+        self._arm(
+            workflow, self._trigger(workflow).schedule.next_after(max(tick, self.clock.now_ms()))
+        )
 
     async def _start(self, workflow: Workflow, tick: int, missed: int) -> None:
         payload: dict[str, Any] = {"scheduledAt": tick, "firedAt": self.clock.now_ms()}
         if missed:
             payload["missedTicks"] = missed
         try:
-            await self.engine.start_run(workflow.id, payload, run_id=derived_run_id(workflow.id, "cron", tick))
+            await self.engine.start_run(
+                workflow.id, payload, run_id=derived_run_id(workflow.id, "cron", tick)
+            )
             await self._record_tick(workflow.id, tick)
         except Exception:
             log.exception("cron tick %d of workflow %r could not start its run", tick, workflow.id)
@@ -122,7 +130,9 @@ class Scheduler:
     def _record_tick(self, workflow_id: str, tick: int) -> asyncio.Future[None]:
         state = self.engine.state
         return self.engine._submit(
-            lambda seq: orjson.dumps({"rec": "tick", "seq": seq, "workflowId": workflow_id, "at": tick}),
+            lambda seq: orjson.dumps(
+                {"rec": "tick", "seq": seq, "workflowId": workflow_id, "at": tick}
+            ),
             lambda seq: state.set_tick(workflow_id, tick, seq),
         )
 

@@ -37,7 +37,9 @@ class _Handler(FileSystemEventHandler):
 class DataWatcher:
     """Calls ``refresh`` on the loop soon after another process writes to ``data_dir``."""
 
-    def __init__(self, doorbell_dir: Path, refresh: Callable[[], None], *, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self, doorbell_dir: Path, refresh: Callable[[], None], *, poll_interval: float = 0.5
+    ) -> None:
         self._data_dir = doorbell_dir
         self._refresh = refresh
         self._poll_interval = poll_interval
@@ -55,7 +57,12 @@ class DataWatcher:
             observer.start()
             self._observer = observer
         except OSError as exc:  # e.g. out of inotify watches: the poll still works
-            log.warning("cannot watch %s (%s); polling every %.1fs", self._data_dir, exc, self._poll_interval)
+            log.warning(
+                "cannot watch %s (%s); polling every %.1fs",
+                self._data_dir,
+                exc,
+                self._poll_interval,
+            )
         self._poll_task = self._loop.create_task(self._poll())
 
     async def stop(self) -> None:

@@ -16,7 +16,13 @@ class EventsService:
         self._stream = stream
 
     async def publish(
-        self, t: str, data: Any = None, *, r: str = "custom", ns: str | None = None, k: str | None = None
+        self,
+        t: str,
+        data: Any = None,
+        *,
+        r: str = "custom",
+        ns: str | None = None,
+        k: str | None = None,
     ) -> int:
         """Append ``{"t": t, "r": r, "ns": ns, "k": k, "data": data}`` to the stream; returns its id."""
         return await self._stream.publish(t, data, r=r, ns=ns, k=k)

@@ -70,7 +70,9 @@ class QueueService:
         self._state = state
         self._clock = clock
 
-    async def send(self, name: str, payload: Any, delay: int | float | str | timedelta | None = None) -> str:
+    async def send(
+        self, name: str, payload: Any, delay: int | float | str | timedelta | None = None
+    ) -> str:
         """Enqueue ``payload`` (JSON) on queue ``name``; ``delay`` (ms, ``"30s"``, timedelta)
         holds delivery back. Returns the message id once the message is durable."""
         if not isinstance(name, str) or not name:

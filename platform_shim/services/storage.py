@@ -86,13 +86,20 @@ def _describe(key: str, meta: Mapping[str, Any]) -> dict[str, Any]:
 class StorageService:
     """``platform.storage``: ``put/get/get_metadata/delete/list``."""
 
-    def __init__(self, stream: EventStream, state: StorageState, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, stream: EventStream, state: StorageState, store: Store, clock: Clock
+    ) -> None:
         self._stream = stream
         self._state = state
         self._store = store
         self._clock = clock
 
-    async def put(self, key: str, data: bytes | bytearray | memoryview | str, metadata: Mapping[str, Any] | None = None) -> None:
+    async def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview | str,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         """Store ``data`` under ``key``; ``metadata`` (JSON) may carry ``contentType``."""
         check_storage_key(key)
         if isinstance(data, str):
@@ -102,7 +109,9 @@ class StorageService:
             body = bytes(data)
             default_type = "application/octet-stream"
         else:
-            raise TypeError(f"data for storage key {key!r} must be bytes or str, not {type(data).__name__}")
+            raise TypeError(
+                f"data for storage key {key!r} must be bytes or str, not {type(data).__name__}"
+            )
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata for storage key {key!r} must be an object, not {metadata!r}")
         content_type = default_type
@@ -110,9 +119,13 @@ class StorageService:
             given = metadata.get("contentType", metadata.get("content_type"))
             if given is not None:
                 if not isinstance(given, str):
-                    raise TypeError(f"contentType for storage key {key!r} must be a string, not {given!r}")
+                    raise TypeError(
+                        f"contentType for storage key {key!r} must be a string, not {given!r}"
+                    )
                 content_type = given
-        meta_json = dumps(dict(metadata) if metadata is not None else None, f"metadata for storage key {key!r}")
+        meta_json = dumps(
+            dict(metadata) if metadata is not None else None, f"metadata for storage key {key!r}"
+        )
         digest = await asyncio.to_thread(self._store.put_blob, body)
         now = self._clock.now_ms()
         meta = {
@@ -167,16 +180,22 @@ class StorageService:
             validate=lambda: key in state.objects,
         )
 
-    async def list(self, prefix: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    async def list(
+        self, prefix: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         """Objects in key order: ``[{"key", "size", "contentType", "lastModified", "metadata"}]``."""
         if prefix is not None and not isinstance(prefix, str):
             raise ValueError(f"storage list prefix must be a string, not {prefix!r}")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
             raise ValueError(f"storage list limit must be a non-negative integer, not {limit!r}")
         self._stream.fresh()
         objects = self._state.objects
         keys = sorted(key for key in objects if not prefix or key.startswith(prefix))
         if limit:
             keys = keys[:limit]
-        out: list[dict[str, Any]] = orjson.loads(orjson.dumps([_describe(key, objects[key]) for key in keys]))
+        out: list[dict[str, Any]] = orjson.loads(
+            orjson.dumps([_describe(key, objects[key]) for key in keys])
+        )
         return out

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import filelock
 
-from platform_shim.errors import DataDirLocked
+from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store.flusher import Flusher
 from platform_shim.store.jsonl import Record, fsync_dir, read_records, replace_file
 from platform_shim.store.log import FileLog
@@ -88,10 +88,20 @@ class FileStore:
     def put_blob(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
-        if path.exists():
-            return digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_file_bytes(path, data)
+        try:
+            try:
+                # Touched so that a compaction's garbage collection, which spares young blobs,
+                # cannot remove it before the event that refers to it again is written.
+                os.utime(path)
+                return digest
+            except FileNotFoundError:
+                pass
+            path.parent.mkdir(parents=True, exist_ok=True)
+            replace_file_bytes(path, data)
+        except OSError as exc:
+            raise StoreError(
+                exc.errno, f"could not store an object's bytes: {exc.strerror}"
+            ) from exc
         return digest
 
     def read_blob(self, digest: str) -> bytes | None:

@@ -12,8 +12,9 @@ Invariants this module keeps:
   state applies records.
 - **Nothing half-written.** A write that fails (disk full, permissions) is truncated away and
   fails that submission alone with ``StoreError``; the state only ever holds records that are in
-  the file. A torn line left by a process that died mid-append is terminated with a newline
-  before the next append, so it can never glue itself onto a good record.
+  the file. A torn line left by a process that died mid-append (nobody was told it was
+  written) is cut off by the next writer holding the lock, so it can neither glue itself onto a
+  good record nor, if it happens to parse, come back to life at the next load.
 - **Tail by offset.** ``refresh`` applies whatever was appended since this process last looked;
   a file replaced by another process's compaction (new inode) is replayed from the start.
 """

@@ -55,7 +55,9 @@ class EventTrigger:
     ns: str | None = None
 
     def matches(self, t: str, r: str, ns: str | None) -> bool:
-        return t == self.t and (self.r is None or r == self.r) and (self.ns is None or ns == self.ns)
+        return (
+            t == self.t and (self.r is None or r == self.r) and (self.ns is None or ns == self.ns)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "event", "t": self.t}
@@ -98,27 +100,44 @@ def _fail(workflow_id: object, message: str) -> DefinitionError:
     return DefinitionError(f"workflow {workflow_id!r}: {message}")
 
 
-def _parse_descriptor(descriptor: Mapping[str, Any]) -> tuple[str, int, float | None, ScheduleTrigger | EventTrigger | None]:
+def _parse_descriptor(
+    descriptor: Mapping[str, Any],
+) -> tuple[str, int, float | None, ScheduleTrigger | EventTrigger | None]:
     if not isinstance(descriptor, Mapping):
-        raise DefinitionError(f"a workflow descriptor must be a dict like {{'id': ...}}, not {descriptor!r}")
+        raise DefinitionError(
+            f"a workflow descriptor must be a dict like {{'id': ...}}, not {descriptor!r}"
+        )
     workflow_id = descriptor.get("id")
     if not isinstance(workflow_id, str) or not workflow_id.strip():
-        raise DefinitionError(f"a workflow descriptor needs an 'id' that is a non-empty string, not {workflow_id!r}")
+        raise DefinitionError(
+            f"a workflow descriptor needs an 'id' that is a non-empty string, not {workflow_id!r}"
+        )
     unknown = set(descriptor) - _DESCRIPTOR_KEYS
     if unknown:
-        raise _fail(workflow_id, f"unknown descriptor key(s) {sorted(unknown)}; known keys: {sorted(_DESCRIPTOR_KEYS)}")
+        raise _fail(
+            workflow_id,
+            f"unknown descriptor key(s) {sorted(unknown)}; known keys: {sorted(_DESCRIPTOR_KEYS)}",
+        )
     options = descriptor.get("options") or {}
     if not isinstance(options, Mapping):
         raise _fail(workflow_id, f"'options' must be a dict, not {options!r}")
     unknown = set(options) - _OPTION_KEYS
     if unknown:
-        raise _fail(workflow_id, f"unknown option(s) {sorted(unknown)}; known options: {sorted(_OPTION_KEYS)}")
+        raise _fail(
+            workflow_id,
+            f"unknown option(s) {sorted(unknown)}; known options: {sorted(_OPTION_KEYS)}",
+        )
     retries = options.get("retries", 3)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise _fail(workflow_id, f"options.retries must be a non-negative integer, not {retries!r}")
     timeout = options.get("timeoutSecs")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
-        raise _fail(workflow_id, f"options.timeoutSecs must be a positive number of seconds, not {timeout!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise _fail(
+            workflow_id,
+            f"options.timeoutSecs must be a positive number of seconds, not {timeout!r}",
+        )
     return workflow_id, retries, timeout, _parse_trigger(workflow_id, descriptor.get("trigger"))
 
 
@@ -145,7 +164,9 @@ def _parse_trigger(workflow_id: str, trigger: Any) -> ScheduleTrigger | EventTri
             raise _fail(workflow_id, f"unknown event trigger key(s) {sorted(unknown)}")
         t = trigger.get("t")
         if not isinstance(t, str) or not t:
-            raise _fail(workflow_id, f"an event trigger needs 't' (the event type) as a string, not {t!r}")
+            raise _fail(
+                workflow_id, f"an event trigger needs 't' (the event type) as a string, not {t!r}"
+            )
         for key in ("r", "ns"):
             value = trigger.get(key)
             if value is not None and not isinstance(value, str):
@@ -170,7 +191,9 @@ def _build(descriptor: Mapping[str, Any], handler: WorkflowHandler) -> Workflow:
     if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
     ):
-        raise _fail(workflow_id, "the handler must be an 'async def' function taking (input, step, ctx)")
+        raise _fail(
+            workflow_id, "the handler must be an 'async def' function taking (input, step, ctx)"
+        )
     file, line = _where(handler)
     return Workflow(workflow_id, handler, retries, timeout, trigger, file, line, dict(descriptor))
 

@@ -26,6 +26,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from platform_shim.clock import Clock
 from platform_shim.errors import (
     DuplicateStepName,
@@ -143,7 +145,9 @@ class Engine:
             # Asked for while no worker ran: carry it out before anything resumes.
             run = self.state.runs.get(run_id)
             if run is not None and not run.ending and not run.status.terminal:
-                self._stop_run(run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"})
+                self._stop_run(
+                    run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"}
+                )
         for run in list(self.state.runs.values()):
             if run.status.terminal or run.ending:
                 continue
@@ -285,7 +289,9 @@ class Engine:
             "attempt": attempt if attempt is not None else run.attempt,
         }
         if output is not None:
-            record["output"] = loads(output)
+            # A fragment, not a parsed copy: an output nested as deep as JSON allows would be one
+            # level too deep once wrapped in this record and re-serialized.
+            record["output"] = orjson.Fragment(output)
         if error is not None:
             record["error"] = error
         if retry_at is not None:
@@ -295,7 +301,12 @@ class Engine:
         state = self.state
 
         def build(seq: int) -> bytes:
-            if after is not None and after.done() and not after.cancelled() and after.exception() is not None:
+            if (
+                after is not None
+                and after.done()
+                and not after.cancelled()
+                and after.exception() is not None
+            ):
                 raise after.exception()  # type: ignore[misc]
             record["seq"] = seq
             return dumps(record, f"status of run {run.run_id!r}")
@@ -390,7 +401,9 @@ class Engine:
         )
         return rerun_id
 
-    def start_child(self, parent: RunState, step: StepState, workflow_id: str, input_bytes: bytes) -> None:
+    def start_child(
+        self, parent: RunState, step: StepState, workflow_id: str, input_bytes: bytes
+    ) -> None:
         """Create the child an ``invoke`` waits for (once: its id is derived from the step)."""
         assert step.child_run_id is not None
         if step.child_run_id not in self.state.runs:
@@ -451,7 +464,9 @@ class Engine:
             if self._over(run):
                 return
             try:
-                output_bytes = dumps(output, f"output of workflow {run.workflow_id!r} (run {run.run_id!r})")
+                output_bytes = dumps(
+                    output, f"output of workflow {run.workflow_id!r} (run {run.run_id!r})"
+                )
                 if len(output_bytes) > self.output_limit:
                     raise ValueError(
                         f"output of run {run.run_id!r} is {len(output_bytes)} bytes, over the limit of {self.output_limit}"
@@ -487,7 +502,9 @@ class Engine:
         """Whether the run ended or is ending (read after an await: it may have changed)."""
         return run.ending or run.status.terminal
 
-    def _attempt_failed(self, run: RunState, workflow: Workflow, exc: Exception, step_name: str | None) -> None:
+    def _attempt_failed(
+        self, run: RunState, workflow: Workflow, exc: Exception, step_name: str | None
+    ) -> None:
         error = describe_error(exc, step_name)
         if run.ending:
             return
@@ -504,7 +521,9 @@ class Engine:
                 delay,
                 exc_info=exc,
             )
-            self._set_status(run, RunStatus.QUEUED, attempt=run.attempt + 1, error=error, retry_at=retry_at)
+            self._set_status(
+                run, RunStatus.QUEUED, attempt=run.attempt + 1, error=error, retry_at=retry_at
+            )
             self._arm(run, "wake", retry_at)
             return
         log.error(
@@ -531,14 +550,20 @@ class Engine:
         self._cancel_timer(run, "wake")
         self._cancel_timer(run, "deadline")
         self._unwait(run)
-        future = self._set_status(run, status, output=output, error=error, durable=True, after=run.write)
+        future = self._set_status(
+            run, status, output=output, error=error, durable=True, after=run.write
+        )
         future.add_done_callback(functools.partial(self._after_terminal, run))
         return future
 
     def _after_terminal(self, run: RunState, future: asyncio.Future[None]) -> None:
         if future.cancelled() or future.exception() is not None:
             # The final record did not make it to disk (disk full?): the run is not over.
-            log.error("run %s: recording its end failed (%s); retrying it in 1 s", run.run_id, future.exception())
+            log.error(
+                "run %s: recording its end failed (%s); retrying it in 1 s",
+                run.run_id,
+                future.exception(),
+            )
             run.ending = False
             self._arm(run, "wake", self.clock.now_ms() + 1000)
             return
@@ -568,7 +593,12 @@ class Engine:
 
     def _wake_sleep(self, run: RunState, name: str) -> None:
         step = run.steps.get(name)
-        if run.ending or run.status.terminal or step is None or step.status is not StepStatus.PENDING:
+        if (
+            run.ending
+            or run.status.terminal
+            or step is None
+            or step.status is not StepStatus.PENDING
+        ):
             return
         self.complete_step(run, step)
         self._schedule(run)
@@ -588,7 +618,11 @@ class Engine:
     def _wait_timed_out(self, run: RunState, step: StepState) -> None:
         # An event another process recorded before the timeout must win: read the ledger first.
         self.log.refresh()
-        if run.ending or run.steps.get(step.name) is not step or run.run_id not in self._waiting.get(step.event_type or "", {}):
+        if (
+            run.ending
+            or run.steps.get(step.name) is not step
+            or run.run_id not in self._waiting.get(step.event_type or "", {})
+        ):
             return
         self._unwait(run)
         self.complete_step(run, step, output=b"null")
@@ -654,7 +688,9 @@ class Engine:
             return None
         self._cancel_timer(run, "wake")
         if child.status is RunStatus.COMPLETED:
-            return self.complete_step(run, step, output=child.output if child.output is not None else b"null")
+            return self.complete_step(
+                run, step, output=child.output if child.output is not None else b"null"
+            )
         else:
             kind = "WorkflowFailed" if child.status is RunStatus.FAILED else "WorkflowCancelled"
             message = (child.error or {}).get("message", child.status.value)
@@ -662,7 +698,11 @@ class Engine:
                 run,
                 step,
                 status=StepStatus.FAILED,
-                error={"type": kind, "message": f"child run {child.run_id} {child.status.value}: {message}", "childRunId": child.run_id},
+                error={
+                    "type": kind,
+                    "message": f"child run {child.run_id} {child.status.value}: {message}",
+                    "childRunId": child.run_id,
+                },
             )
 
     def child_error(self, step: StepState) -> Exception:
@@ -715,14 +755,18 @@ class Engine:
             return
         workflow = self.registry.get(run.workflow_id)
         timeout_secs = workflow.timeout_secs if workflow is not None else None
-        log.warning("run %s of %r timed out after timeoutSecs=%s", run.run_id, run.workflow_id, timeout_secs)
+        log.warning(
+            "run %s of %r timed out after timeoutSecs=%s", run.run_id, run.workflow_id, timeout_secs
+        )
         self._stop_run(
             run,
             RunStatus.FAILED,
             {"type": "WorkflowTimeout", "message": f"run exceeded timeoutSecs={timeout_secs}"},
         )
 
-    def _stop_run(self, run: RunState, status: RunStatus, error: dict[str, Any]) -> asyncio.Future[None]:
+    def _stop_run(
+        self, run: RunState, status: RunStatus, error: dict[str, Any]
+    ) -> asyncio.Future[None]:
         future = self._terminate(run, status, error=error)
         task = run.task
         if task is not None and not task.done() and task is not asyncio.current_task():
@@ -734,7 +778,10 @@ class Engine:
                 self._stop_run(
                     child,
                     RunStatus.CANCELLED,
-                    {"type": "WorkflowCancelled", "message": f"parent run {run.run_id} {status.value}"},
+                    {
+                        "type": "WorkflowCancelled",
+                        "message": f"parent run {run.run_id} {status.value}",
+                    },
                 )
         return future
 
@@ -745,13 +792,17 @@ class Engine:
         run = self.state.runs.get(run_id)
         if run is None or run.ending or run.status.terminal:
             return False
-        await self._stop_run(run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"})
+        await self._stop_run(
+            run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"}
+        )
         return True
 
     async def send_event(self, event_type: str, payload: Any = None) -> int:
         """Record a signal and resume the matching parked waits; returns how many."""
         if not isinstance(event_type, str) or not event_type:
-            raise ValueError(f"send_event needs an event type as a non-empty string, not {event_type!r}")
+            raise ValueError(
+                f"send_event needs an event type as a non-empty string, not {event_type!r}"
+            )
         body = dumps(payload, f"payload of event {event_type!r}")
         state = self.state
         now = self.clock.now_ms()
@@ -803,7 +854,11 @@ class Engine:
         return run
 
     def list_runs(
-        self, workflow_id: str | None = None, status: str | None = None, limit: int = 100, before: str | None = None
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
     ) -> list[WorkflowRun]:
         return [run.snapshot() for run in self.state.page(workflow_id, status, limit, before)]
 
@@ -830,7 +885,9 @@ class Engine:
         elif kind == "cancel":
             run = self.state.runs.get(record["runId"])
             if run is not None and not run.ending and not run.status.terminal:
-                self._stop_run(run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"})
+                self._stop_run(
+                    run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"}
+                )
         elif kind == "compact" and self.on_compact_request is not None:
             self.on_compact_request()
 
@@ -855,11 +912,17 @@ class Engine:
             return
         stream = self.platform.stream
         for seq, run, status in queue:
-            data: dict[str, Any] = {"runId": run.run_id, "workflowId": run.workflow_id, "status": status.value, "attempt": run.attempt, "seq": seq}
+            data: dict[str, Any] = {
+                "runId": run.run_id,
+                "workflowId": run.workflow_id,
+                "status": status.value,
+                "attempt": run.attempt,
+                "seq": seq,
+            }
             if status.terminal:
                 data["error"] = run.error
                 if status is RunStatus.COMPLETED and run.output is not None:
-                    data["output"] = loads(run.output)
+                    data["output"] = orjson.Fragment(run.output)
             if run.parent_run_id is not None:
                 data["parentRunId"] = run.parent_run_id
             stream.submit(
@@ -878,9 +941,13 @@ class Engine:
 def check_run_id(run_id: object) -> str:
     """A caller-chosen run id must be URL-safe enough to name a run in paths."""
     if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
-        raise ValueError(f"a run id must be a non-empty string of at most 200 characters, not {run_id!r}")
+        raise ValueError(
+            f"a run id must be a non-empty string of at most 200 characters, not {run_id!r}"
+        )
     if any(c in run_id for c in "/\\?#%") or not run_id.isprintable() or run_id.strip() != run_id:
-        raise ValueError(f"a run id may not contain '/', '\\\\', '?', '#', '%', spaces at its ends or control characters: {run_id!r}")
+        raise ValueError(
+            f"a run id may not contain '/', '\\\\', '?', '#', '%', spaces at its ends or control characters: {run_id!r}"
+        )
     return run_id
 
 

@@ -396,7 +396,13 @@ class LedgerState:
                 self.set_status(run, record, seq)
         elif kind == "signal":
             self.add_signal(
-                Signal(record["signalId"], record["type"], _raw(record.get("payload")), record["at"], seq)
+                Signal(
+                    record["signalId"],
+                    record["type"],
+                    _raw(record.get("payload")),
+                    record["at"],
+                    seq,
+                )
             )
         elif kind == "tick":
             self.set_tick(record["workflowId"], record["at"], seq)
@@ -516,7 +522,9 @@ class LedgerState:
 
     # ------------------------------------------------------------------------- queries
 
-    def oldest_signal(self, run: RunState, event_type: str, match: dict[str, Any] | None) -> Signal | None:
+    def oldest_signal(
+        self, run: RunState, event_type: str, match: dict[str, Any] | None
+    ) -> Signal | None:
         """The oldest signal of ``event_type`` sent after ``run`` was created, not yet taken by
         it, whose payload matches (the no-race rule)."""
         taken = run.taken or ()
@@ -550,7 +558,14 @@ class LedgerState:
             if run.status_rec is not None:
                 yield run.status_record(run.status_seq, run.status_rec)
             if run.run_id in self.cancels:
-                yield orjson.dumps({"rec": "cancel", "seq": self.cancels[run.run_id], "runId": run.run_id, "at": run.updated_at})
+                yield orjson.dumps(
+                    {
+                        "rec": "cancel",
+                        "seq": self.cancels[run.run_id],
+                        "runId": run.run_id,
+                        "at": run.updated_at,
+                    }
+                )
         if oldest_live is not None:
             for signals in self.signals.values():
                 for signal in signals:

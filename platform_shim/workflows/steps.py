@@ -50,17 +50,23 @@ class Stop(BaseException):
 
 def child_run_id(parent_run_id: str, step_name: str, attempt: int) -> str:
     """The id of the child an ``invoke`` starts: derived, so a replay finds the same child."""
-    digest = hashlib.blake2b(f"{parent_run_id}\x00{step_name}\x00{attempt}".encode(), digest_size=12)
+    digest = hashlib.blake2b(
+        f"{parent_run_id}\x00{step_name}\x00{attempt}".encode(), digest_size=12
+    )
     return f"{parent_run_id[:26]}-{digest.hexdigest()}"
 
 
 def _epoch_ms(when: object, step: str) -> int:
     if isinstance(when, datetime):
         if when.tzinfo is None:
-            raise ValueError(f"sleep_until for step {step!r} needs an aware datetime (with a tzinfo), not {when!r}")
+            raise ValueError(
+                f"sleep_until for step {step!r} needs an aware datetime (with a tzinfo), not {when!r}"
+            )
         return int(when.timestamp() * 1000)
     if isinstance(when, bool) or not isinstance(when, int | float):
-        raise ValueError(f"sleep_until for step {step!r} needs epoch milliseconds or a datetime, not {when!r}")
+        raise ValueError(
+            f"sleep_until for step {step!r} needs epoch milliseconds or a datetime, not {when!r}"
+        )
     return int(when)
 
 
@@ -118,7 +124,9 @@ class Step:
             if step.status is StepStatus.FAILED and step.attempt == run.attempt:
                 # A failure the handler caught before it parked: replay it the same way.
                 error = step.error or {}
-                raise StepFailed(name, str(error.get("type", "Error")), str(error.get("message", "")))
+                raise StepFailed(
+                    name, str(error.get("type", "Error")), str(error.get("message", ""))
+                )
         if not callable(fn):
             raise TypeError(f"step {name!r}: step.run needs a function, not {fn!r}")
         await engine.barrier(run)
@@ -185,10 +193,20 @@ class Step:
         if wake_at <= now:
             engine.record_step(
                 run,
-                StepState(name, StepKind.SLEEP, StepStatus.COMPLETED, run.attempt, now, completed_at=now, wake_at=wake_at),
+                StepState(
+                    name,
+                    StepKind.SLEEP,
+                    StepStatus.COMPLETED,
+                    run.attempt,
+                    now,
+                    completed_at=now,
+                    wake_at=wake_at,
+                ),
             )
             return
-        step = StepState(name, StepKind.SLEEP, StepStatus.PENDING, run.attempt, now, wake_at=wake_at)
+        step = StepState(
+            name, StepKind.SLEEP, StepStatus.PENDING, run.attempt, now, wake_at=wake_at
+        )
         engine.record_step(run, step)
         raise engine.park_sleep(run, step)
 
@@ -218,17 +236,25 @@ class Step:
         ``wait_for_event(name, {"type": ..., "match": ..., "timeout": ...})`` works too."""
         if options is not None:
             if not isinstance(options, Mapping):
-                raise ValueError(f"wait_for_event options for step {name!r} must be a dict, not {options!r}")
+                raise ValueError(
+                    f"wait_for_event options for step {name!r} must be a dict, not {options!r}"
+                )
             unknown = set(options) - _WAIT_OPTION_KEYS
             if unknown:
-                raise ValueError(f"unknown wait_for_event option(s) {sorted(unknown)} for step {name!r}")
+                raise ValueError(
+                    f"unknown wait_for_event option(s) {sorted(unknown)} for step {name!r}"
+                )
             type = options.get("type", type)
             match = options.get("match", match)
             timeout = options.get("timeout", timeout)
         if not isinstance(type, str) or not type:
-            raise ValueError(f"wait_for_event for step {name!r} needs type= as a non-empty string, not {type!r}")
+            raise ValueError(
+                f"wait_for_event for step {name!r} needs type= as a non-empty string, not {type!r}"
+            )
         if match is not None and not isinstance(match, Mapping):
-            raise ValueError(f"wait_for_event match for step {name!r} must be a dict, not {match!r}")
+            raise ValueError(
+                f"wait_for_event match for step {name!r} must be a dict, not {match!r}"
+            )
         step = self._enter(name, StepKind.WAIT_EVENT)
         engine, run = self._engine, self._run
         if step is not None:
@@ -238,9 +264,15 @@ class Step:
             if taken is not None:
                 return taken
             raise engine.park_wait(run, step)
-        match_copy = loads(dumps(dict(match), f"match of step {name!r}")) if match is not None else None
+        match_copy = (
+            loads(dumps(dict(match), f"match of step {name!r}")) if match is not None else None
+        )
         now = engine.clock.now_ms()
-        timeout_at = None if timeout is None else now + parse_duration_ms(timeout, f"timeout of step {name!r}")
+        timeout_at = (
+            None
+            if timeout is None
+            else now + parse_duration_ms(timeout, f"timeout of step {name!r}")
+        )
         signal = engine.state.oldest_signal(run, type, match_copy)
         if signal is not None or (timeout_at is not None and timeout_at <= now):
             payload = signal.payload if signal is not None else b"null"
@@ -293,7 +325,9 @@ class Step:
         """
         if options is not None:
             if not isinstance(options, Mapping) or set(options) - {"timeout"}:
-                raise ValueError(f"invoke options for step {name!r} may only hold 'timeout', not {options!r}")
+                raise ValueError(
+                    f"invoke options for step {name!r} may only hold 'timeout', not {options!r}"
+                )
             timeout = options.get("timeout", timeout)
         step = self._enter(name, StepKind.INVOKE)
         engine, run = self._engine, self._run

@@ -263,7 +263,16 @@ def test_schedules_lists_the_ticks_of_a_running_cron(tmp_path: Path, data: Path)
         assert schedules[0]["nextAt"] > schedules[0]["lastAt"]
         out = ok(cli("schedules", "--data", str(data)))
     lines = out.splitlines()
-    assert lines[0].split() == ["WORKFLOW", "CRON", "LAST", "TICK", "(UTC)", "NEXT", "TICK", "(UTC)"]
+    assert lines[0].split() == [
+        "WORKFLOW",
+        "CRON",
+        "LAST",
+        "TICK",
+        "(UTC)",
+        "NEXT",
+        "TICK",
+        "(UTC)",
+    ]
     assert lines[1].startswith("beat ")
     assert "* * * * * *" in lines[1]
     assert lines[1].count(":") == 4  # a last and a next tick, each HH:MM:SS

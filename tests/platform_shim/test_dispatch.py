@@ -11,7 +11,13 @@ import orjson
 import pytest
 
 from platform_shim.errors import DefinitionError
-from platform_shim.events import define_event, on_db_change, on_kv_change, on_queue, on_storage_change
+from platform_shim.events import (
+    define_event,
+    on_db_change,
+    on_kv_change,
+    on_queue,
+    on_storage_change,
+)
 from platform_shim.runtime import open_platform
 from platform_shim.testing import FakeClock
 
@@ -22,7 +28,9 @@ def opener(data_dir: Path, clock: FakeClock, handlers: list[Any], **options: Any
     return open_platform(data_dir, handlers=handlers, clock=clock, **options)
 
 
-async def test_kv_db_storage_and_raw_handlers_get_their_events(data_dir: Path, clock: FakeClock) -> None:
+async def test_kv_db_storage_and_raw_handlers_get_their_events(
+    data_dir: Path, clock: FakeClock
+) -> None:
     seen: dict[str, list[Any]] = {"kv": [], "db": [], "storage": [], "raw": []}
 
     @on_kv_change({"namespace": "invites", "keyPattern": "inv:*", "op": "put"})
@@ -52,19 +60,29 @@ async def test_kv_db_storage_and_raw_handlers_get_their_events(data_dir: Path, c
         await platform.storage.put("private/x", b"no")
         await platform.events.publish("order.placed", {"orderId": 1})
         await platform.settle()
-    assert [(e["op"], e["namespace"], e["key"], e["value"]) for e in seen["kv"]] == [("put", "invites", "inv:1", {"to": "a@b.c"})]
-    assert [(e["op"], e["collection"], e["id"], e["doc"]["email"], e["before"]) for e in seen["db"]] == [
-        ("insert", "users", "u1", "a@b.c", None)
+    assert [(e["op"], e["namespace"], e["key"], e["value"]) for e in seen["kv"]] == [
+        ("put", "invites", "inv:1", {"to": "a@b.c"})
     ]
+    assert [
+        (e["op"], e["collection"], e["id"], e["doc"]["email"], e["before"]) for e in seen["db"]
+    ] == [("insert", "users", "u1", "a@b.c", None)]
     assert seen["db"][0]["doc"]["id"] == "u1"
-    assert [(e["op"], e["key"], e["contentType"]) for e in seen["storage"]] == [("put", "uploads/a/b.png", "image/png")]
+    assert [(e["op"], e["key"], e["contentType"]) for e in seen["storage"]] == [
+        ("put", "uploads/a/b.png", "image/png")
+    ]
     assert len(seen["raw"]) == 1
     event, handler_id = seen["raw"][0]
-    assert event["t"] == "order.placed" and event["data"] == {"orderId": 1} and set(event) == {"id", "t", "r", "ns", "k", "data", "ts"}
+    assert (
+        event["t"] == "order.placed"
+        and event["data"] == {"orderId": 1}
+        and set(event) == {"id", "t", "r", "ns", "k", "data", "ts"}
+    )
     assert handler_id == "test_dispatch:orders"
 
 
-async def test_a_failing_handler_is_retried_then_dead_without_blocking_others(data_dir: Path, clock: FakeClock) -> None:
+async def test_a_failing_handler_is_retried_then_dead_without_blocking_others(
+    data_dir: Path, clock: FakeClock
+) -> None:
     attempts: list[int] = []
     healthy: list[str] = []
 
@@ -92,7 +110,9 @@ async def test_a_failing_handler_is_retried_then_dead_without_blocking_others(da
     assert dead[0]["error"] == {"type": "RuntimeError", "message": "cannot handle bad"}
 
 
-async def test_delivery_is_in_order_and_resumes_after_a_restart(data_dir: Path, clock: FakeClock) -> None:
+async def test_delivery_is_in_order_and_resumes_after_a_restart(
+    data_dir: Path, clock: FakeClock
+) -> None:
     got: list[str] = []
 
     @on_kv_change({"namespace": "seq"})
@@ -114,7 +134,9 @@ async def test_delivery_is_in_order_and_resumes_after_a_restart(data_dir: Path, 
     assert got == [f"k{i:02}" for i in range(21)]
 
 
-async def test_queue_consumer_batches_acks_and_dead_letters(data_dir: Path, clock: FakeClock) -> None:
+async def test_queue_consumer_batches_acks_and_dead_letters(
+    data_dir: Path, clock: FakeClock
+) -> None:
     batches: list[list[Any]] = []
 
     @on_queue("emails", {"batch": 2, "maxAttempts": 2})
@@ -125,7 +147,10 @@ async def test_queue_consumer_batches_acks_and_dead_letters(data_dir: Path, cloc
 
     async with opener(data_dir, clock, [send_emails]) as platform:
         # Sent in one go: both are pending when the consumer wakes, so they come as one batch.
-        await asyncio.gather(platform.queue.send("emails", {"to": "a@x"}), platform.queue.send("emails", {"to": "b@x"}))
+        await asyncio.gather(
+            platform.queue.send("emails", {"to": "a@x"}),
+            platform.queue.send("emails", {"to": "b@x"}),
+        )
         await platform.settle()
         await platform.queue.send("emails", {"to": "bounce@x"})
         await platform.queue.send("emails", {"to": "later@x"}, delay="1m")
@@ -139,8 +164,12 @@ async def test_queue_consumer_batches_acks_and_dead_letters(data_dir: Path, cloc
         await platform.settle()
         assert batches[-1] == [("later@x", 1)]
         assert not platform.queue_state.queues["emails"]
-    dead = [orjson.loads(line) for line in (data_dir / "deadletter.jsonl").read_bytes().splitlines()]
-    assert [(d["q"], d["msg"]["payload"]["to"], d["error"]["message"]) for d in dead] == [("emails", "bounce@x", "smtp said no")]
+    dead = [
+        orjson.loads(line) for line in (data_dir / "deadletter.jsonl").read_bytes().splitlines()
+    ]
+    assert [(d["q"], d["msg"]["payload"]["to"], d["error"]["message"]) for d in dead] == [
+        ("emails", "bounce@x", "smtp said no")
+    ]
 
 
 async def test_unacknowledged_messages_survive_a_restart(data_dir: Path, clock: FakeClock) -> None:

@@ -34,7 +34,7 @@ async def write(platform: Platform, tag: str, count: int, go_file: str | None) -
         say("ready")
         deadline = time.monotonic() + 30
         go = Path(go_file)
-        while not go.exists():  # noqa: ASYNC240 - a stat every 2 ms, in a test helper
+        while not go.exists():
             if time.monotonic() > deadline:
                 raise TimeoutError("no go")
             await asyncio.sleep(0.002)

@@ -35,7 +35,7 @@ async def main(data_dir: str, go_file: str, keys: list[str], tag: str) -> None:
         say("ready")
         go = Path(go_file)
         deadline = time.monotonic() + 30
-        while not go.exists():  # noqa: ASYNC240 - a stat every 2 ms, in a test helper
+        while not go.exists():
             if time.monotonic() > deadline:
                 raise TimeoutError("no go")
             await asyncio.sleep(0.002)

@@ -13,6 +13,8 @@
   const names = $("names");
   const pane = $("pane");
   const browser = document.querySelector(".browser");
+  // Each view bumps this; an answer that arrives after the user moved on is dropped.
+  let view = 0;
 
   function remember() {
     history.replaceState(null, "", Dash.href("/_platform/data", { tab: state.tab, name: state.name }));
@@ -42,6 +44,7 @@
   }
 
   async function show() {
+    const mine = ++view;
     for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("current", a.dataset.tab === state.tab);
     remember();
     pane.replaceChildren();
@@ -58,10 +61,12 @@
     try {
       listing = await api(state.tab === "kv" ? "/_platform/api/kv" : "/_platform/api/db");
     } catch (error) {
+      if (mine !== view) return;
       names.replaceChildren();
       fail(error);
       return;
     }
+    if (mine !== view) return;
     const unit = state.tab === "kv" ? "keys" : "documents";
     const buttons = listing.items.map((item) =>
       el(
@@ -93,6 +98,7 @@
   // ------------------------------------------------------------------------------- KV
 
   async function showKv(ns, prefix) {
+    const mine = ++view;
     const prefixInput = el("input", { placeholder: "key prefix", value: prefix, size: "28", "aria-label": "key prefix" });
     const form = el("form", { class: "toolbar" }, prefixInput, el("button", { type: "submit" }, "Filter"));
     form.addEventListener("submit", (submit) => {
@@ -113,9 +119,10 @@
       try {
         answer = await api("/_platform/api/kv/keys" + query({ ns, prefix, cursor, limit: PAGE }));
       } catch (error) {
-        fail(error);
+        if (mine === view) fail(error);
         return;
       }
+      if (mine !== view) return;
       for (const key of answer.keys) {
         body.append(
           el(
@@ -138,6 +145,7 @@
   // -------------------------------------------------------------------------- database
 
   async function showCollection(coll, filterText, skip) {
+    const mine = ++view;
     const filterInput = el("input", { placeholder: '{"status": "active"}', value: filterText, size: "40", class: "mono", "aria-label": "filter" });
     const form = el("form", { class: "toolbar" }, el("label", {}, "Filter", filterInput), el("button", { type: "submit" }, "Find"));
     form.addEventListener("submit", (submit) => {
@@ -148,9 +156,11 @@
     try {
       answer = await api("/_platform/api/db/docs" + query({ coll, filter: filterText, skip, limit: PAGE }));
     } catch (error) {
+      if (mine !== view) return;
       pane.replaceChildren(el("h2", {}, "Collection ", el("code", {}, coll)), form, el("p", { class: "empty" }, error.message));
       return;
     }
+    if (mine !== view) return;
     const rows = answer.docs.map((item) =>
       el("tr", { dataset: { id: String(item.id) } }, el("td", { class: "mono" }, String(item.id)), el("td", {}, jsonBlock(item.doc, item.truncated))),
     );
@@ -169,6 +179,7 @@
   // --------------------------------------------------------------------------- storage
 
   async function showStorage(prefix) {
+    const mine = ++view;
     const prefixInput = el("input", { placeholder: "key prefix, e.g. uploads/", value: prefix, size: "32", "aria-label": "key prefix" });
     const form = el("form", { class: "toolbar" }, prefixInput, el("button", { type: "submit" }, "Filter"));
     form.addEventListener("submit", (submit) => {
@@ -194,9 +205,10 @@
       try {
         answer = await api("/_platform/api/storage" + query({ prefix, after, limit: PAGE }));
       } catch (error) {
-        fail(error);
+        if (mine === view) fail(error);
         return;
       }
+      if (mine !== view) return;
       for (const item of answer.items) body.append(objectRow(item));
       if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "empty" }, "no objects")));
       after = answer.next;

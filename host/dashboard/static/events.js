@@ -28,6 +28,14 @@
 
   for (const [key, input] of Object.entries(inputs)) input.value = filters[key];
 
+  /** The data column: a workflow event's data without what the other columns show. */
+  function summaryOf(event) {
+    const data = event.data;
+    if (event.r !== "workflow" || !data || typeof data !== "object" || Array.isArray(data)) return data;
+    const { runId, workflowId, status, ...rest } = data;
+    return rest;
+  }
+
   function rowOf(event) {
     const source = SOURCES.has(event.r) ? event.r : "custom";
     const key = event.r === "workflow" && event.k ? runLink(event.k) : event.k ?? "";
@@ -40,7 +48,7 @@
       el("td", {}, el("span", { class: "badge plain r r-" + source }, String(event.r))),
       el("td", { class: "mono clip" }, event.ns ?? ""),
       el("td", { class: "mono clip" }, key),
-      el("td", { class: "mono clip" }, oneLine(event.data, 240)),
+      el("td", { class: "mono clip" }, oneLine(summaryOf(event), 240)),
     );
     tr.addEventListener("click", (click) => {
       if (click.target.closest("a")) return;

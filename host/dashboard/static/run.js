@@ -10,6 +10,8 @@
   const $ = (id) => document.getElementById(id);
 
   let current = null; // the last answer of /_platform/api/runs/{id}
+  let asked = 0; // loads started; an answer older than the last one shown is dropped
+  let shown = 0;
   let skew = 0;
   let signalFor = ""; // the wait the signal form was last prefilled for
   const openOutputs = new Set(); // steps whose output the user unfolded
@@ -18,6 +20,7 @@
   // ---------------------------------------------------------------------------- loading
 
   async function load() {
+    const mine = ++asked;
     let detail;
     try {
       detail = await api("/_platform/api/runs/" + encodeURIComponent(runId));
@@ -32,6 +35,8 @@
       }
       return;
     }
+    if (mine < shown) return;
+    shown = mine;
     current = detail;
     skew = detail.now - Date.now();
     render(detail);

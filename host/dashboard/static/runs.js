@@ -19,8 +19,12 @@
   let model = []; // run summaries, newest first
   let next = null; // `before` cursor of the next older page
   let loaded = false;
+  let asked = 0; // refetches started; an answer older than the last one applied is dropped
+  let applied = 0;
   let skew = 0; // the host's clock minus ours
   let workflowsShown = "";
+  let overview = null; // the last counts from the host, adjusted by events since
+  const statusOf = new Map(); // run id -> the last status seen, to move counts between statuses
   const fresh = new Set(); // run ids to flash when next rendered
   const rowCache = new Map(); // run id -> {key, tr}
 
@@ -62,12 +66,12 @@
     const tr = el(
       "tr",
       { dataset: { runId: run.runId, status: run.status } },
-      el("td", { class: "id" }, runLink(run.runId)),
+      el("td", { class: "id", title: run.runId }, runLink(run.runId)),
       el(
         "td",
-        { class: "wf" },
+        { class: "wf", title: run.parentRunId ? `${run.workflowId}, invoked by run ${run.parentRunId}` : run.workflowId },
+        run.parentRunId ? el("span", { class: "muted" }, "↳ ") : null,
         run.workflowId,
-        run.parentRunId ? el("span", { class: "muted", title: "child of run " + run.parentRunId }, " ↳ child") : null,
       ),
       el("td", {}, badge(run.status)),
       el("td", { class: "num" }, String(run.attempt)),
@@ -108,8 +112,8 @@
     summary.textContent = loaded ? `${model.length.toLocaleString()} run${model.length === 1 ? "" : "s"} shown${next ? " (more below)" : ""}` : "loading…";
   }
 
-  function renderOverview(overview) {
-    skew = overview.now - Date.now();
+  function renderOverview() {
+    if (!overview) return;
     const chip = (status, label, n) =>
       el(
         "button",
@@ -145,14 +149,16 @@
   async function refresh() {
     const limit = Math.min(Math.max(model.length, PAGE), WINDOW_MAX);
     const wanted = JSON.stringify(filters);
-    let page, overview;
+    const mine = ++asked;
+    let page, overviewAnswer;
     try {
-      [page, overview] = await Promise.all([api("/_platform/api/runs" + pageQuery({ limit })), api("/_platform/api/overview")]);
+      [page, overviewAnswer] = await Promise.all([api("/_platform/api/runs" + pageQuery({ limit })), api("/_platform/api/overview")]);
     } catch (error) {
       Dash.notify("Could not load runs: " + error.message, true);
       return;
     }
-    if (wanted !== JSON.stringify(filters)) return; // the filters changed meanwhile
+    if (wanted !== JSON.stringify(filters) || mine < applied) return; // stale by now
+    applied = mine;
     const ids = new Set(page.runs.map((r) => r.runId));
     let tail = [];
     if (page.next && page.runs.length) {
@@ -166,7 +172,10 @@
     model = page.runs.concat(tail);
     if (!tail.length) next = page.next;
     loaded = true;
-    renderOverview(overview);
+    skew = overviewAnswer.now - Date.now();
+    overview = overviewAnswer;
+    statusOf.clear();
+    renderOverview();
     render();
   }
 
@@ -202,6 +211,22 @@
     refresh();
   }
 
+  /** Move the run from its last known status to `status` in the counts shown. */
+  function countEvent(runId, status, attempt, rowStatus) {
+    if (!overview) return;
+    const before = statusOf.get(runId) ?? rowStatus;
+    if (before === undefined && status === "queued" && attempt === 1) {
+      overview.counts.queued = (overview.counts.queued || 0) + 1;
+      overview.total += 1;
+    } else if (before !== undefined && before !== status && !TERMINAL.has(before)) {
+      overview.counts[before] = Math.max(0, (overview.counts[before] || 0) - 1);
+      overview.counts[status] = (overview.counts[status] || 0) + 1;
+    }
+    if (statusOf.size > 10000) statusOf.clear();
+    statusOf.set(runId, status);
+    renderOverview();
+  }
+
   /** A workflow.run.<status> event: update the row now; the refetch that follows confirms. */
   function onEvent(event) {
     if (event.r !== "workflow" || typeof event.t !== "string" || !event.t.startsWith("workflow.run.")) return;
@@ -210,6 +235,7 @@
     const status = data.status || event.t.slice("workflow.run.".length);
     if (!runId || !STATUSES.includes(status)) return;
     const i = model.findIndex((r) => r.runId === runId);
+    countEvent(runId, status, data.attempt ?? 1, i >= 0 ? model[i].status : undefined);
     if (i >= 0) {
       const run = model[i];
       if (!TERMINAL.has(run.status)) {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,8 @@ def open_worker(data_dir: Path, clock: FakeClock) -> Opener:
         options.setdefault("retry_backoff", lambda attempt: 0)
         options.setdefault("handler_backoff", lambda attempt: 0)
         options.setdefault("watch", False)
-        return open_platform(data_dir, workflows=workflows, handlers=handlers, clock=clock, **options)
+        return open_platform(
+            data_dir, workflows=workflows, handlers=handlers, clock=clock, **options
+        )
 
     return opener
-
-
-@pytest.fixture
-async def worker(open_worker: Opener) -> AsyncIterator[Callable[..., Any]]:
-    """Kept for symmetry with ``open_worker``; most tests use ``open_worker`` directly."""
-    yield open_worker

@@ -17,7 +17,9 @@ async def handler(input: Any, step: Any, ctx: Any) -> Any:
 def test_call_and_decorator_forms() -> None:
     called = define_workflow({"id": "a", "options": {"retries": 5, "timeoutSecs": 86400}}, handler)
     assert called.id == "a" and called.retries == 5 and called.timeout_secs == 86400
-    assert called.handler is handler and called.file.endswith("test_definition.py") and called.line > 0
+    assert (
+        called.handler is handler and called.file.endswith("test_definition.py") and called.line > 0
+    )
 
     @define_workflow({"id": "b"})
     async def decorated(input: Any, step: Any, ctx: Any) -> Any:
@@ -27,9 +29,13 @@ def test_call_and_decorator_forms() -> None:
 
 
 def test_triggers() -> None:
-    cron = define_workflow({"id": "c", "trigger": {"kind": "schedule", "cron": "0 0 3 * * *"}}, handler)
+    cron = define_workflow(
+        {"id": "c", "trigger": {"kind": "schedule", "cron": "0 0 3 * * *"}}, handler
+    )
     assert isinstance(cron.trigger, ScheduleTrigger) and cron.trigger.cron == "0 0 3 * * *"
-    event = define_workflow({"id": "e", "trigger": {"kind": "event", "t": "auth.user.registered", "r": "auth"}}, handler)
+    event = define_workflow(
+        {"id": "e", "trigger": {"kind": "event", "t": "auth.user.registered", "r": "auth"}}, handler
+    )
     assert event.trigger == EventTrigger("auth.user.registered", "auth", None)
     assert event.trigger.matches("auth.user.registered", "auth", "x")
     assert not event.trigger.matches("auth.user.registered", "other", None)
@@ -53,7 +59,9 @@ def test_triggers() -> None:
         ({"id": "x", "trigger": {"kind": "webhook"}}, "'schedule' or 'event'"),
     ],
 )
-def test_bad_descriptors_fail_at_load_naming_the_problem(descriptor: dict[str, Any], message: str) -> None:
+def test_bad_descriptors_fail_at_load_naming_the_problem(
+    descriptor: dict[str, Any], message: str
+) -> None:
     with pytest.raises(DefinitionError) as caught:
         define_workflow(descriptor)
     assert message in str(caught.value)

@@ -336,7 +336,9 @@ async def test_a_torn_last_line_and_a_corrupt_middle_line_are_skipped_and_the_re
             ]
     assert calls == {"a-one": 1, "a-two": 1, "b-two": 1}
     # The damage that is still there is reported again; the removed torn line is gone for good.
-    assert any("runs.jsonl:4: skipped a corrupt line" in m for m in caplog.messages), caplog.messages
+    assert any("runs.jsonl:4: skipped a corrupt line" in m for m in caplog.messages), (
+        caplog.messages
+    )
     assert not any("a torn line" in m for m in caplog.messages), caplog.messages
 
 

@@ -36,12 +36,19 @@ async def sleepy_child(input: Any, step: Any, ctx: Any) -> str:
 
 @define_workflow({"id": "parent"})
 async def parent(input: Any, step: Any, ctx: Any) -> Any:
-    invoice = await step.invoke("generate-invoice", input["child"], {"orderId": "ord_42"}, timeout=input.get("timeout", "1h"))
+    invoice = await step.invoke(
+        "generate-invoice",
+        input["child"],
+        {"orderId": "ord_42"},
+        timeout=input.get("timeout", "1h"),
+    )
     await step.sleep("after", "1s")
     return invoice
 
 
-async def test_invoke_returns_the_child_output_and_replay_starts_no_second_child(open_worker: Opener, clock: FakeClock) -> None:
+async def test_invoke_returns_the_child_output_and_replay_starts_no_second_child(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     children_started.clear()
     async with open_worker([parent, invoice_builder]) as platform:
         handle = await platform.workflows.start("parent", {"child": "invoice-builder"})
@@ -52,7 +59,11 @@ async def test_invoke_returns_the_child_output_and_replay_starts_no_second_child
         step = (await handle.history())[0]
         assert step.kind is StepKind.INVOKE and step.status is StepStatus.COMPLETED
         child = await platform.workflows.handle(step.child_run_id or "").status()
-        assert child is not None and child.parent_run_id == handle.run_id and child.status is RunStatus.COMPLETED
+        assert (
+            child is not None
+            and child.parent_run_id == handle.run_id
+            and child.status is RunStatus.COMPLETED
+        )
 
 
 async def test_a_failed_child_raises_in_the_parent(open_worker: Opener) -> None:
@@ -79,13 +90,18 @@ async def test_an_uncaught_child_failure_fails_the_parent_attempt(open_worker: O
         with pytest.raises(WorkflowFailed) as caught:
             await handle.result(timeout=5)
         assert caught.value.run.attempt == 2
-        assert caught.value.run.error is not None and caught.value.run.error["type"] == "WorkflowFailed"
+        assert (
+            caught.value.run.error is not None
+            and caught.value.run.error["type"] == "WorkflowFailed"
+        )
         # Each attempt started its own child.
         children = [r for r in await platform.workflows.list(workflow_id="failing-child")]
         assert len(children) == 2
 
 
-async def test_a_child_that_outlives_the_timeout_raises_step_timeout(open_worker: Opener, clock: FakeClock) -> None:
+async def test_a_child_that_outlives_the_timeout_raises_step_timeout(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     @define_workflow({"id": "impatient", "options": {"retries": 0}})
     async def impatient(input: Any, step: Any, ctx: Any) -> str:
         try:

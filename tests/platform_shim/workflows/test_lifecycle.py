@@ -32,12 +32,25 @@ async def test_start_returns_a_handle_and_result_the_output(open_worker: Opener)
         assert await handle.result(timeout=5) == {"x": [1, 2]}
         run = await handle.status()
         assert run is not None
-        assert run.status is RunStatus.COMPLETED and run.output == {"x": [1, 2]} and run.error is None
-        assert run.attempt == 1 and run.completed_at is not None and run.created_at <= run.updated_at
+        assert (
+            run.status is RunStatus.COMPLETED and run.output == {"x": [1, 2]} and run.error is None
+        )
+        assert (
+            run.attempt == 1 and run.completed_at is not None and run.created_at <= run.updated_at
+        )
         wire = run.to_dict()
         assert set(wire) == {
-            "runId", "workflowId", "status", "input", "output", "error", "attempt",
-            "createdAt", "updatedAt", "completedAt", "parentRunId",
+            "runId",
+            "workflowId",
+            "status",
+            "input",
+            "output",
+            "error",
+            "attempt",
+            "createdAt",
+            "updatedAt",
+            "completedAt",
+            "parentRunId",
         }
         assert wire["status"] == "completed" and wire["workflowId"] == "echo"
 
@@ -99,9 +112,14 @@ async def test_list_is_newest_first_and_filters(open_worker: Opener, clock: Fake
         c = await platform.workflows.start("echo", 2)
         await platform.settle()
         assert [r.run_id for r in await platform.workflows.list()] == [c.run_id, b.run_id, a.run_id]
-        assert [r.run_id for r in await platform.workflows.list(workflow_id="echo")] == [c.run_id, a.run_id]
+        assert [r.run_id for r in await platform.workflows.list(workflow_id="echo")] == [
+            c.run_id,
+            a.run_id,
+        ]
         assert [r.run_id for r in await platform.workflows.list(status="sleeping")] == [b.run_id]
-        assert [r.run_id for r in await platform.workflows.list(status=RunStatus.COMPLETED, limit=1)] == [c.run_id]
+        assert [
+            r.run_id for r in await platform.workflows.list(status=RunStatus.COMPLETED, limit=1)
+        ] == [c.run_id]
         with pytest.raises(ValueError, match="unknown run status"):
             await platform.workflows.list(status="done")
 
@@ -146,7 +164,9 @@ async def test_retries_replay_from_the_first_incomplete_step(open_worker: Opener
         assert ship_step.status is StepStatus.COMPLETED and ship_step.attempt == 3
 
 
-async def test_the_last_failure_ends_the_run_failed_with_the_step_named(open_worker: Opener) -> None:
+async def test_the_last_failure_ends_the_run_failed_with_the_step_named(
+    open_worker: Opener,
+) -> None:
     @define_workflow({"id": "doomed", "options": {"retries": 2}})
     async def doomed(input: Any, step: Any, ctx: Any) -> None:
         await step.run("explode", lambda: 1 / 0)
@@ -157,7 +177,11 @@ async def test_the_last_failure_ends_the_run_failed_with_the_step_named(open_wor
             await handle.result(timeout=5)
         run = caught.value.run
         assert run.status is RunStatus.FAILED and run.attempt == 3
-        assert run.error == {"type": "ZeroDivisionError", "message": "division by zero", "step": "explode"}
+        assert run.error == {
+            "type": "ZeroDivisionError",
+            "message": "division by zero",
+            "step": "explode",
+        }
         failed = await handle.history()
         assert failed[0].status is StepStatus.FAILED and failed[0].error is not None
 
@@ -203,7 +227,10 @@ async def test_timeout_fails_a_parked_run(open_worker: Opener, clock: FakeClock)
         clock.advance("1s")
         with pytest.raises(WorkflowFailed) as caught:
             await handle.result(timeout=5)
-        assert caught.value.run.error is not None and caught.value.run.error["type"] == "WorkflowTimeout"
+        assert (
+            caught.value.run.error is not None
+            and caught.value.run.error["type"] == "WorkflowTimeout"
+        )
 
 
 async def test_timeout_stops_a_running_run(open_worker: Opener, clock: FakeClock) -> None:
@@ -268,7 +295,7 @@ async def test_a_handler_that_swallows_cancellation_still_stops(open_worker: Ope
         try:
             started.set()
             await asyncio.Event().wait()
-        except BaseException:  # noqa: BLE001 - exactly what a careless handler does
+        except BaseException:
             pass
         await step.run("after", lambda: "should not run")
         return "finished"

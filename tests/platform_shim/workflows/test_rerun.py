@@ -47,7 +47,9 @@ async def test_rerun_from_a_step_reuses_what_came_before(open_worker: Opener) ->
             await platform.workflows.rerun("missing", "extract")
 
 
-async def test_a_rerun_requested_by_a_client_runs_in_the_worker(open_worker: Opener, data_dir: Any, clock: Any) -> None:
+async def test_a_rerun_requested_by_a_client_runs_in_the_worker(
+    open_worker: Opener, data_dir: Any, clock: Any
+) -> None:
     bodies.clear()
     async with open_worker([pipeline]) as platform:
         first = await platform.workflows.start("pipeline", "y")

@@ -17,13 +17,18 @@ from .conftest import Opener
 @define_workflow({"id": "approval"})
 async def approval(input: Any, step: Any, ctx: Any) -> Any:
     return await step.wait_for_event(
-        "manager-approval", type="expense.approved", match={"expenseId": input["expenseId"]}, timeout="3d"
+        "manager-approval",
+        type="expense.approved",
+        match={"expenseId": input["expenseId"]},
+        timeout="3d",
     )
 
 
 @define_workflow({"id": "seed-form"})
 async def seed_form(input: Any, step: Any, ctx: Any) -> Any:
-    return await step.wait_for_event("reply", {"type": "survey.submitted", "match": {"userId": input}, "timeout": "7d"})
+    return await step.wait_for_event(
+        "reply", {"type": "survey.submitted", "match": {"userId": input}, "timeout": "7d"}
+    )
 
 
 async def test_send_event_resumes_matching_parked_runs_and_counts_them(open_worker: Opener) -> None:
@@ -33,13 +38,17 @@ async def test_send_event_resumes_matching_parked_runs_and_counts_them(open_work
         await platform.settle()
         assert await platform.workflows.send_event("expense.approved", {"expenseId": "exp_9"}) == 0
         assert await platform.workflows.send_event("other.type", {"expenseId": "exp_1"}) == 0
-        count = await platform.workflows.send_event("expense.approved", {"expenseId": "exp_1", "approvedBy": "mgr_7"})
+        count = await platform.workflows.send_event(
+            "expense.approved", {"expenseId": "exp_1", "approvedBy": "mgr_7"}
+        )
         assert count == 1
         assert await a.result(timeout=5) == {"expenseId": "exp_1", "approvedBy": "mgr_7"}
         assert (await b.status()).status is RunStatus.WAITING_EVENT  # type: ignore[union-attr]
 
 
-async def test_the_seed_options_form_and_a_timeout_returning_none(open_worker: Opener, clock: FakeClock) -> None:
+async def test_the_seed_options_form_and_a_timeout_returning_none(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     async with open_worker([seed_form]) as platform:
         handle = await platform.workflows.start("seed-form", "u_1")
         await platform.settle()
@@ -55,7 +64,10 @@ async def test_an_event_sent_right_after_start_is_not_lost(open_worker: Opener) 
         handle = await platform.workflows.start("approval", {"expenseId": "exp_3"})
         # Whether the run already parked on its wait (resumed now: 1) or has yet to reach it
         # (it will take the event when it does: 0), the event reaches it.
-        assert await platform.workflows.send_event("expense.approved", {"expenseId": "exp_3"}) in (0, 1)
+        assert await platform.workflows.send_event("expense.approved", {"expenseId": "exp_3"}) in (
+            0,
+            1,
+        )
         assert await handle.result(timeout=5) == {"expenseId": "exp_3"}
 
     @define_workflow({"id": "late-waiter"})
@@ -69,7 +81,9 @@ async def test_an_event_sent_right_after_start_is_not_lost(open_worker: Opener) 
         assert await handle.result(timeout=5) == {"n": 1}
 
 
-async def test_an_event_sent_while_the_run_sleeps_is_taken_by_the_later_wait(open_worker: Opener, clock: FakeClock) -> None:
+async def test_an_event_sent_while_the_run_sleeps_is_taken_by_the_later_wait(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     @define_workflow({"id": "sleep-then-wait"})
     async def sleep_then_wait(input: Any, step: Any, ctx: Any) -> Any:
         await step.sleep("grace-period", "24h")
@@ -108,7 +122,9 @@ async def test_each_event_is_taken_once_per_run_oldest_first(open_worker: Opener
 
 async def test_one_event_resumes_every_matching_run(open_worker: Opener) -> None:
     async with open_worker([approval]) as platform:
-        handles = [await platform.workflows.start("approval", {"expenseId": "shared"}) for _ in range(5)]
+        handles = [
+            await platform.workflows.start("approval", {"expenseId": "shared"}) for _ in range(5)
+        ]
         await platform.settle()
         assert await platform.workflows.send_event("expense.approved", {"expenseId": "shared"}) == 5
         results = await asyncio.gather(*(h.result(timeout=5) for h in handles))
@@ -142,7 +158,10 @@ async def test_many_parked_runs_and_concurrent_senders(open_worker: Opener) -> N
             *(platform.workflows.start("approval", {"expenseId": f"e{i}"}) for i in range(300))
         )
         counts = await asyncio.gather(
-            *(platform.workflows.send_event("expense.approved", {"expenseId": f"e{i}"}) for i in range(300))
+            *(
+                platform.workflows.send_event("expense.approved", {"expenseId": f"e{i}"})
+                for i in range(300)
+            )
         )
         results = await asyncio.gather(*(h.result(timeout=10) for h in handles))
         assert results == [{"expenseId": f"e{i}"} for i in range(300)]

@@ -17,7 +17,9 @@ from platform_shim.workflows.records import RunStatus, StepKind, StepStatus
 from .conftest import Opener
 
 
-async def test_run_records_results_and_replay_does_not_call_fn_again(open_worker: Opener, clock: FakeClock) -> None:
+async def test_run_records_results_and_replay_does_not_call_fn_again(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     calls: list[str] = []
 
     async def fetch() -> dict[str, int]:
@@ -83,7 +85,9 @@ async def test_a_week_long_sleep_takes_no_time(open_worker: Opener, clock: FakeC
         assert await handle.result(timeout=5) == "done"
 
 
-async def test_sleep_until_past_returns_at_once_and_future_parks(open_worker: Opener, clock: FakeClock) -> None:
+async def test_sleep_until_past_returns_at_once_and_future_parks(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     now = clock.now_ms()
 
     @define_workflow({"id": "until"})
@@ -96,13 +100,18 @@ async def test_sleep_until_past_returns_at_once_and_future_parks(open_worker: Op
         handle = await platform.workflows.start("until")
         await platform.settle()
         history = await handle.history()
-        assert [(s.name, s.status) for s in history] == [("past", StepStatus.COMPLETED), ("future", StepStatus.PENDING)]
+        assert [(s.name, s.status) for s in history] == [
+            ("past", StepStatus.COMPLETED),
+            ("future", StepStatus.PENDING),
+        ]
         clock.advance("1m")
         assert await handle.result(timeout=5) == "woke"
 
 
 @pytest.mark.parametrize("bad", ["5w", -1, "soon", True, None])
-async def test_bad_durations_fail_the_attempt_naming_the_value(open_worker: Opener, bad: Any) -> None:
+async def test_bad_durations_fail_the_attempt_naming_the_value(
+    open_worker: Opener, bad: Any
+) -> None:
     @define_workflow({"id": "bad", "options": {"retries": 0}})
     async def bad_sleep(input: Any, step: Any, ctx: Any) -> None:
         await step.sleep("nap", bad)
@@ -119,7 +128,7 @@ async def test_bad_durations_fail_the_attempt_naming_the_value(open_worker: Open
 async def test_naive_datetime_is_refused(open_worker: Opener) -> None:
     @define_workflow({"id": "naive", "options": {"retries": 0}})
     async def naive(input: Any, step: Any, ctx: Any) -> None:
-        await step.sleep_until("when", datetime(2030, 1, 1))  # noqa: DTZ001 - the point of the test
+        await step.sleep_until("when", datetime(2030, 1, 1))
 
     async with open_worker([naive]) as platform:
         with pytest.raises(WorkflowFailed, match="aware datetime"):
@@ -139,11 +148,17 @@ async def test_duplicate_step_name_fails_without_retry(open_worker: Opener) -> N
         handle = await platform.workflows.start("dup")
         with pytest.raises(WorkflowFailed) as caught:
             await handle.result(timeout=5)
-        assert caught.value.run.error == {"type": "DuplicateStepName", "message": str(DuplicateStepName(handle.run_id, "same")), "step": "same"}
+        assert caught.value.run.error == {
+            "type": "DuplicateStepName",
+            "message": str(DuplicateStepName(handle.run_id, "same")),
+            "step": "same",
+        }
         assert attempts == [1]
 
 
-async def test_a_changed_step_kind_on_replay_is_non_determinism(open_worker: Opener, clock: FakeClock, data_dir: Path) -> None:
+async def test_a_changed_step_kind_on_replay_is_non_determinism(
+    open_worker: Opener, clock: FakeClock, data_dir: Path
+) -> None:
     @define_workflow({"id": "shifty", "options": {"retries": 5}})
     async def before(input: Any, step: Any, ctx: Any) -> None:
         await step.sleep("gap", "1h")
@@ -191,7 +206,11 @@ async def test_step_output_over_the_limit_fails_that_step(open_worker: Opener) -
         with pytest.raises(WorkflowFailed) as caught:
             await (await platform.workflows.start("big")).result(timeout=5)
         error = caught.value.run.error
-        assert error is not None and error["type"] == "StepOutputTooLarge" and "huge" in error["message"]
+        assert (
+            error is not None
+            and error["type"] == "StepOutputTooLarge"
+            and "huge" in error["message"]
+        )
 
 
 async def test_ten_thousand_steps_run_and_replay(open_worker: Opener, clock: FakeClock) -> None:
@@ -216,7 +235,9 @@ async def test_ten_thousand_steps_run_and_replay(open_worker: Opener, clock: Fak
         assert len(await handle.history()) == 10_001
 
 
-async def test_code_outside_steps_reruns_on_every_replay(open_worker: Opener, clock: FakeClock) -> None:
+async def test_code_outside_steps_reruns_on_every_replay(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     passes: list[int] = []
 
     @define_workflow({"id": "replays"})
@@ -235,7 +256,9 @@ async def test_code_outside_steps_reruns_on_every_replay(open_worker: Opener, cl
         assert await handle.result(timeout=5) == 3
 
 
-async def test_a_caught_step_failure_replays_the_same_way(open_worker: Opener, clock: FakeClock) -> None:
+async def test_a_caught_step_failure_replays_the_same_way(
+    open_worker: Opener, clock: FakeClock
+) -> None:
     bodies = 0
 
     def flaky() -> None:
@@ -265,9 +288,15 @@ async def test_steps_see_the_platform_services(open_worker: Opener) -> None:
     @define_workflow({"id": "services"})
     async def services(input: Any, step: Any, ctx: Any) -> Any:
         await step.run("put", lambda: ctx.kv.put("ns", "k", {"v": ctx.attempt}))
-        doc_id = await step.run("insert", lambda: ctx.database.insert_one("users", {"email": input["email"]}))
+        doc_id = await step.run(
+            "insert", lambda: ctx.database.insert_one("users", {"email": input["email"]})
+        )
         user = await step.run("fetch", lambda: ctx.database.find_one("users", {"_id": doc_id}))
-        return {"run": ctx.run_id == ctx.platform.workflows.handle(ctx.run_id).run_id, "wf": ctx.workflow_id, "user": user["email"]}
+        return {
+            "run": ctx.run_id == ctx.platform.workflows.handle(ctx.run_id).run_id,
+            "wf": ctx.workflow_id,
+            "user": user["email"],
+        }
 
     async with open_worker([services]) as platform:
         handle = await platform.workflows.start("services", {"email": "a@b.c"})

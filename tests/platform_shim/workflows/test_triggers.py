@@ -34,7 +34,9 @@ def at(*args: int) -> int:
     return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
-async def test_seconds_first_cron_fires_at_three_every_day(open_worker: Opener, data_dir: Any) -> None:
+async def test_seconds_first_cron_fires_at_three_every_day(
+    open_worker: Opener, data_dir: Any
+) -> None:
     fired.clear()
     clock = FakeClock(at(2026, 1, 1, 2, 59, 0))
     from platform_shim.runtime import open_platform
@@ -55,7 +57,12 @@ async def test_seconds_first_cron_fires_at_three_every_day(open_worker: Opener, 
         )
         schedule = platform.worker.scheduler.schedules()  # type: ignore[union-attr]
         assert schedule == [
-            {"workflowId": "nightly", "cron": "0 0 3 * * *", "nextAt": at(2026, 1, 3, 3), "lastAt": at(2026, 1, 2, 3)}
+            {
+                "workflowId": "nightly",
+                "cron": "0 0 3 * * *",
+                "nextAt": at(2026, 1, 3, 3),
+                "lastAt": at(2026, 1, 2, 3),
+            }
         ]
 
 
@@ -73,7 +80,11 @@ async def test_missed_ticks_are_caught_up_once(data_dir: Any) -> None:
         runs = await platform.workflows.list()
         assert len(runs) == 2
         latest = runs[0]
-        assert latest.input == {"scheduledAt": at(2026, 1, 1, 0, 1, 15), "firedAt": clock.now_ms(), "missedTicks": 4}
+        assert latest.input == {
+            "scheduledAt": at(2026, 1, 1, 0, 1, 15),
+            "firedAt": clock.now_ms(),
+            "missedTicks": 4,
+        }
     # A restart with nothing missed fires nothing again.
     async with open_platform(data_dir, workflows=[every_15s], clock=clock, watch=False) as platform:
         await platform.settle()
@@ -93,10 +104,14 @@ async def test_event_trigger_starts_one_run_per_event(open_worker: Opener) -> No
     async with open_worker([on_signup]) as platform:
         first = await platform.events.publish("auth.user.registered", {"email": "a@x.io"}, r="auth")
         await platform.events.publish("auth.user.deleted", {"email": "b@x.io"}, r="auth")
-        second = await platform.events.publish("auth.user.registered", {"email": "c@x.io"}, r="auth")
+        second = await platform.events.publish(
+            "auth.user.registered", {"email": "c@x.io"}, r="auth"
+        )
         await platform.settle()
         runs = await platform.workflows.list(workflow_id="on-signup")
-        assert sorted(r.run_id for r in runs) == sorted([f"on-signup.evt{first}", f"on-signup.evt{second}"])
+        assert sorted(r.run_id for r in runs) == sorted(
+            [f"on-signup.evt{first}", f"on-signup.evt{second}"]
+        )
         for run in runs:
             assert run.status is RunStatus.COMPLETED
             assert run.input["t"] == "auth.user.registered" and run.input["r"] == "auth"

@@ -1,0 +1,334 @@
+"""What the dashboard tests share: the test project, a host subprocess, and a crafted ledger.
+
+The project's step bodies append their step name to the file named by ``input["log"]``, so a
+test counts how many times each step body really ran (a rerun must not run the steps before
+the one it starts from).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from platform_shim.ids import new_id
+
+REPO = Path(__file__).resolve().parents[3]
+ARTIFACTS = REPO / "test-artifacts"
+
+FLOWS = textwrap.dedent(
+    """
+    from platform_shim.workflows import define_workflow
+
+
+    def _body(input, name, value):
+        def run():
+            path = input.get("log") if isinstance(input, dict) else None
+            if path:
+                with open(path, "a") as log:
+                    log.write(name + "\\n")
+            return value
+
+        return run
+
+
+    @define_workflow({"id": "pipeline", "options": {"retries": 0}})
+    async def pipeline(input, step, ctx):
+        order = await step.run("prepare", _body(input, "prepare", {"items": input.get("items", 3)}))
+        await step.sleep("nap", input.get("sleep", "150ms"))
+        total = await step.run("transform", _body(input, "transform", order["items"] * 10))
+        return await step.run("publish", _body(input, "publish", {"total": total}))
+
+
+    @define_workflow({"id": "approval", "options": {"retries": 0}})
+    async def approval(input, step, ctx):
+        await step.run("submit", lambda: {"orderId": input["orderId"]})
+        decision = await step.wait_for_event(
+            "approval", type="order.approved", match={"orderId": input["orderId"]}, timeout="1h"
+        )
+        return await step.run("finish", lambda: {"approved": decision})
+
+
+    @define_workflow({"id": "child"})
+    async def child(input, step, ctx):
+        return await step.run("work", lambda: {"doubled": input["n"] * 2})
+
+
+    @define_workflow({"id": "parent"})
+    async def parent(input, step, ctx):
+        n = await step.run("plan", lambda: input.get("n", 21))
+        result = await step.invoke("delegate", "child", {"n": n})
+        return await step.run("wrap", lambda: {"child": result})
+
+
+    @define_workflow({"id": "broken", "options": {"retries": 0}})
+    async def broken(input, step, ctx):
+        await step.run("fetch", lambda: {"ok": True})
+
+        def explode():
+            raise RuntimeError(input.get("message", "boom"))
+
+        await step.run("charge", explode)
+    """
+)
+
+PIPELINE_STEPS = ["prepare", "nap", "transform", "publish"]
+
+
+def write_project(root: Path) -> Path:
+    project = root / "project"
+    (project / "workflows").mkdir(parents=True, exist_ok=True)
+    (project / "workflows" / "flows.py").write_text(FLOWS)
+    return project
+
+
+def tally(path: Path) -> Counter[str]:
+    """How many times each step body ran, from the project's log file."""
+    return Counter(path.read_text().split()) if path.exists() else Counter()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "a condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -------------------------------------------------------------------------------- the host
+
+
+@dataclass
+class DashHost:
+    """``python -m host serve`` on the test project, on 127.0.0.1."""
+
+    root: Path
+    token: str | None = None
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    api: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.project = write_project(self.root)
+        self.data = self.root / "data"
+        self.log_path = self.root / "host.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.api = httpx.Client(base_url=self.url, headers=headers, timeout=15.0)
+
+    def start(self) -> DashHost:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.token:
+            env["PLATFORM_TOKEN"] = self.token
+        args = ["serve", str(self.project), "--port", str(self.port), "--data", str(self.data)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "host", *args],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the host exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.TransportError):
+                return self.api.get("/_platform/api/overview").status_code == 200
+            return False
+
+        wait_for(up, 30.0, "the host to answer")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int:
+        self.api.close()
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(
+                    f"the host did not stop on SIGTERM:\n{self.log()[-4000:]}"
+                ) from None
+        return int(proc.returncode)
+
+    # ------------------------------------------------------------------------- API helpers
+
+    def start_run(self, workflow_id: str, input: Any = None) -> str:
+        response = self.api.post(f"/api/workflows/{workflow_id}/start", json=input)
+        assert response.status_code == 200, response.text
+        return str(response.json()["runId"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        response = self.api.get(f"/api/workflows/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        value: dict[str, Any] = response.json()
+        return value
+
+    def history(self, run_id: str) -> list[dict[str, Any]]:
+        response = self.api.get(f"/api/workflows/runs/{run_id}/history")
+        assert response.status_code == 200, response.text
+        value: list[dict[str, Any]] = response.json()
+        return value
+
+    def wait_status(self, run_id: str, *statuses: str, timeout: float = 15.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            run = self.run(run_id)
+            return run if run["status"] in statuses else None
+
+        found: dict[str, Any] = wait_for(check, timeout, f"run {run_id} to be {'/'.join(statuses)}")
+        return found
+
+
+@contextlib.contextmanager
+def running(root: Path, token: str | None = None) -> Iterator[DashHost]:
+    host = DashHost(root, token=token)
+    try:
+        yield host.start()
+    finally:
+        code = host.stop()
+    assert code == 0, f"the host exited with {code}:\n{host.log()[-4000:]}"
+    log = host.log()
+    assert "Exception in ASGI application" not in log, log[-4000:]
+    assert "unhandled error" not in log, log[-4000:]
+
+
+# ------------------------------------------------------------------------- crafted ledgers
+
+CRAFTED_RUNS = 2_500
+STATUS_CYCLE = ["completed"] * 7 + ["failed", "cancelled", "completed"]
+
+
+def write_ledger(
+    data: Path,
+    count: int,
+    *,
+    workflows: tuple[str, ...] = ("pipeline", "approval"),
+    start_ms: int | None = None,
+) -> list[dict[str, Any]]:
+    """``count`` finished runs written straight into ``runs.jsonl`` (the format of
+    ``platform_shim/workflows/ledger.py``), oldest first, one ms apart, ending now; with the
+    status relay marked done so the host does not replay them as events. Returns the runs
+    (``runId, workflowId, status``) newest first, as the API lists them."""
+    data.mkdir(parents=True, exist_ok=True)
+    now = int(time.time() * 1000) if start_ms is None else start_ms
+    first = now - count
+    seq = 0
+    runs = []
+    with (data / "runs.jsonl").open("wb") as out:
+        for i in range(count):
+            at = first + i
+            run_id = new_id(at)
+            workflow_id = workflows[i % len(workflows)]
+            status = STATUS_CYCLE[i % len(STATUS_CYCLE)]
+            lines: list[dict[str, Any]] = []
+            seq += 1
+            lines.append(
+                {
+                    "rec": "run",
+                    "seq": seq,
+                    "runId": run_id,
+                    "workflowId": workflow_id,
+                    "input": {"n": i},
+                    "createdAt": at,
+                    "parentRunId": None,
+                    "parentStep": None,
+                    "deadline": None,
+                    "rerunOf": None,
+                }
+            )
+            seq += 1
+            lines.append(
+                {
+                    "rec": "step",
+                    "seq": seq,
+                    "runId": run_id,
+                    "name": "prepare",
+                    "kind": "run",
+                    "status": "completed",
+                    "attempt": 1,
+                    "startedAt": at,
+                    "completedAt": at,
+                    "output": {"n": i},
+                }
+            )
+            seq += 1
+            end: dict[str, Any] = {
+                "rec": "status",
+                "seq": seq,
+                "runId": run_id,
+                "status": status,
+                "at": at,
+                "attempt": 1,
+                "completedAt": at,
+            }
+            if status == "completed":
+                end["output"] = {"n": i}
+            elif status == "failed":
+                end["error"] = {"type": "RuntimeError", "message": f"boom {i}", "step": "prepare"}
+            else:
+                end["error"] = {"type": "WorkflowCancelled", "message": "cancelled"}
+            lines.append(end)
+            out.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+            runs.append({"runId": run_id, "workflowId": workflow_id, "status": status})
+    (data / "dispatch.jsonl").write_bytes(orjson.dumps({"rec": "relay", "c": seq}) + b"\n")
+    runs.reverse()
+    return runs
+
+
+# ------------------------------------------------------------------------------- browsers
+
+
+class PageErrors(list[str]):
+    """Script errors and console errors a page produced; ``expect`` tolerates known ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expected: list[str] = []
+
+    def expect(self, text: str) -> None:
+        self.expected.append(text)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self if not any(x in e for x in self.expected)]
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot as ``test-artifacts/dashboard-<name>.png`` (git-ignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"dashboard-{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
