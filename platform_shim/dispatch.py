@@ -30,6 +30,7 @@ from platform_shim.clock import Clock, TimerHandle
 from platform_shim.errors import DefinitionError
 from platform_shim.events import EventHandler
 from platform_shim.jsonvalue import dumps
+from platform_shim.platform import ServicesContext
 from platform_shim.services.stream import StreamEvent
 from platform_shim.store.protocol import Log, Record, Store
 from platform_shim.workflows.definition import EventTrigger, Workflow
@@ -90,30 +91,14 @@ class DispatchState:
             del self.dead[:-1000]
 
 
-class HandlerContext:
-    """The ``ctx`` argument of an event handler."""
+class HandlerContext(ServicesContext):
+    """The ``ctx`` argument of an event handler: the services, and which handler this is."""
 
-    __slots__ = (
-        "database",
-        "db",
-        "events",
-        "handler_id",
-        "kv",
-        "platform",
-        "queue",
-        "storage",
-        "workflows",
-    )
+    __slots__ = ("handler_id",)
 
     def __init__(self, platform: Platform, handler_id: str) -> None:
+        super().__init__(platform)
         self.handler_id = handler_id
-        self.platform = platform
-        self.kv = platform.kv
-        self.database = self.db = platform.database
-        self.storage = platform.storage
-        self.queue = platform.queue
-        self.workflows = platform.workflows
-        self.events = platform.events
 
 
 class _Consumer:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from platform_shim.runtime import Worker
     from platform_shim.workflows.service import WorkflowsService
 
-__all__ = ["Platform", "current_platform", "get_platform"]
+__all__ = ["Platform", "ServicesContext", "current_platform", "get_platform"]
 
 current_platform: ContextVar[Platform | None] = ContextVar("current_platform", default=None)
 
@@ -102,6 +102,21 @@ class Platform:
 
     def __repr__(self) -> str:
         return f"<Platform {str(self.data_dir)!r}>"
+
+
+class ServicesContext:
+    """The platform's services as attributes: what a workflow's and a handler's ``ctx`` share."""
+
+    __slots__ = ("database", "db", "events", "kv", "platform", "queue", "storage", "workflows")
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.kv = platform.kv
+        self.database = self.db = platform.database
+        self.storage = platform.storage
+        self.queue = platform.queue
+        self.workflows = platform.workflows
+        self.events = platform.events
 
 
 def open_client(

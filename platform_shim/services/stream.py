@@ -98,7 +98,6 @@ class EventStream:
         # that has not handled them yet; None: nobody consumes here, keep just the window.
         self.retain_from = retain_from
         self._listeners: list[Callable[[StreamEvent], None]] = []
-        self._fresh = False
         self._loading = True
         self.log: Log = store.open_log("events", self)
         self._loading = False
@@ -291,24 +290,8 @@ class EventStream:
     # --------------------------------------------------------------------------- reading
 
     def fresh(self) -> None:
-        """Catch up with other processes, at most once per turn of the event loop.
-
-        Whatever another process wrote before it could tell us about it reaches us through I/O,
-        which a later loop turn handles; so once per turn sees every write we can know about,
-        and a tight loop of reads pays for one ``fstat`` instead of one per read.
-        """
-        if self._fresh:
-            return
-        self.log.refresh()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._fresh = True
-        loop.call_soon(self._stale)
-
-    def _stale(self) -> None:
-        self._fresh = False
+        """Catch up with other processes (at most once per loop turn: ``Log.fresh``)."""
+        self.log.fresh()
 
     def add_listener(self, listener: Callable[[StreamEvent], None]) -> None:
         """Call ``listener`` with every event applied from now on (ours and other processes')."""

@@ -53,6 +53,9 @@ class Log(Protocol):
         ``durable`` and the store's ``fsync`` durability, on stable storage; writers waiting at
         the same moment share one fsync."""
 
+    def fresh(self) -> None:
+        """``refresh``, at most once per turn of the event loop (cheap enough before every read)."""
+
     def has_pending(self) -> bool:
         """Whether submissions are still waiting to be written and applied."""
 

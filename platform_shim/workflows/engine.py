@@ -40,6 +40,7 @@ from platform_shim.errors import (
 )
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
+from platform_shim.platform import ServicesContext
 from platform_shim.store.protocol import Log, Record, Store
 from platform_shim.workflows.definition import Workflow, WorkflowRegistry
 from platform_shim.workflows.ledger import (
@@ -69,34 +70,16 @@ def default_backoff(attempt: int) -> int:
     return int(min(1000 * 2 ** (attempt - 1), 300_000))
 
 
-class WorkflowContext:
-    """The ``ctx`` argument of a workflow handler."""
+class WorkflowContext(ServicesContext):
+    """The ``ctx`` argument of a workflow handler: the services, and which run this is."""
 
-    __slots__ = (
-        "attempt",
-        "database",
-        "db",
-        "events",
-        "kv",
-        "platform",
-        "queue",
-        "run_id",
-        "storage",
-        "workflow_id",
-        "workflows",
-    )
+    __slots__ = ("attempt", "run_id", "workflow_id")
 
     def __init__(self, platform: Platform, run: RunState) -> None:
+        super().__init__(platform)
         self.run_id = run.run_id
         self.workflow_id = run.workflow_id
         self.attempt = run.attempt
-        self.platform = platform
-        self.kv = platform.kv
-        self.database = self.db = platform.database
-        self.storage = platform.storage
-        self.queue = platform.queue
-        self.workflows = platform.workflows
-        self.events = platform.events
 
 
 class Engine:

@@ -191,21 +191,9 @@ class ClientWorkflows(WorkflowsService):
         self._clock = platform.clock
         self.state = LedgerState()
         self.log = platform.store.open_log("runs", self.state)
-        self._fresh = False
 
     def _refresh(self) -> None:
-        if self._fresh:
-            return
-        self.log.refresh()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._fresh = True
-        loop.call_soon(self._stale)
-
-    def _stale(self) -> None:
-        self._fresh = False
+        self.log.fresh()
 
     def _known_workflows(self) -> list[str] | None:
         """The workflow ids the folder's live worker advertises, if a worker is running."""
