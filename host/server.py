@@ -19,6 +19,7 @@ from hypercorn.utils import LifespanFailureError
 
 from host.app import create_app
 from host.config import HostConfig
+from platform_shim.runtime import WorkerOptions
 
 __all__ = ["run_server"]
 
@@ -32,6 +33,10 @@ def _bind(host: str, port: int) -> str:
 async def run_server(config: HostConfig, **app_options: Any) -> None:
     """Serve until SIGTERM/SIGINT."""
     config.check()
+    # This process is the host's: it may freeze the collector over the state it loads.
+    app_options.setdefault(
+        "worker_options", WorkerOptions(durability=config.durability, freeze_gc=True)
+    )
     app = create_app(config, **app_options)
     hyper = Config()
     hyper.bind = [_bind(config.host, config.port)]

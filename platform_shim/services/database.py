@@ -10,7 +10,7 @@ events is written, and its events are written in one ``write``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -113,10 +113,12 @@ class DbState:
             coll = self.collections[name] = Collection(name)
         return coll
 
-    def load_snapshot(self, records: list[Record]) -> None:
+    def load_snapshot(self, records: Iterable[Record]) -> None:
         self.collections.clear()
-        self.checkpoint = records[0].get("checkpoint", 0) if records else 0
-        for record in records[1:]:
+        records = iter(records)
+        header = next(records, None)
+        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
+        for record in records:
             coll = self.collection(record["c"])
             if "index" in record:
                 coll.add_index(record["index"])

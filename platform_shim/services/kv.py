@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -69,12 +69,14 @@ class KvState:
 
     # ------------------------------------------------------------------------- DomainFold
 
-    def load_snapshot(self, records: list[Record]) -> None:
+    def load_snapshot(self, records: Iterable[Record]) -> None:
         self.spaces.clear()
         self._sorted.clear()
         self.expiring.clear()
-        self.checkpoint = records[0].get("checkpoint", 0) if records else 0
-        for record in records[1:]:
+        records = iter(records)
+        header = next(records, None)
+        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
+        for record in records:
             self.set(
                 record["ns"],
                 record["k"],

@@ -8,7 +8,7 @@ writes it to the ``queue`` snapshot, so an undelivered message outlives any stre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -46,10 +46,12 @@ class QueueState:
             return
         self.acked.add(message_id)
 
-    def load_snapshot(self, records: list[Record]) -> None:
+    def load_snapshot(self, records: Iterable[Record]) -> None:
         self.queues.clear()
-        self.checkpoint = records[0].get("checkpoint", 0) if records else 0
-        for record in records[1:]:
+        records = iter(records)
+        header = next(records, None)
+        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
+        for record in records:
             self.add(record["q"], record["msg"])
 
     def apply_event(self, event: Record) -> None:

@@ -10,7 +10,7 @@ backslashes, empty segments) are refused anyway, so code moved to a file-backed 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -53,10 +53,12 @@ class StorageState:
         self.checkpoint = 0
         self.objects: dict[str, dict[str, Any]] = {}
 
-    def load_snapshot(self, records: list[Record]) -> None:
+    def load_snapshot(self, records: Iterable[Record]) -> None:
         self.objects.clear()
-        self.checkpoint = records[0].get("checkpoint", 0) if records else 0
-        for record in records[1:]:
+        records = iter(records)
+        header = next(records, None)
+        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
+        for record in records:
             self.objects[record["k"]] = record["meta"]
 
     def apply_event(self, event: Record) -> None:

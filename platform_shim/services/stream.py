@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -65,7 +65,7 @@ class DomainFold(Protocol):
     snapshot_name: str
     checkpoint: int  # events with an id up to this are already in the snapshot
 
-    def load_snapshot(self, records: list[Record]) -> None:
+    def load_snapshot(self, records: Iterable[Record]) -> None:
         """Replace the state with a snapshot's records (the first one is the header)."""
 
     def apply_event(self, event: Record) -> None:

@@ -29,7 +29,7 @@ import filelock
 
 from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store.flusher import Flusher
-from platform_shim.store.jsonl import Record, fsync_dir, read_records, replace_file
+from platform_shim.store.jsonl import Record, fsync_dir, iter_snapshot, replace_file
 from platform_shim.store.log import FileLog
 from platform_shim.store.protocol import Consumer, Durability
 
@@ -54,6 +54,8 @@ class FileStore:
         self._doorbell = self.doorbell_dir / f"{os.getpid()}"
         self.flusher = Flusher(self.data_dir.name)
         self._logs: dict[str, FileLog] = {}
+        # Only the worker compacts, so the worker's files are never replaced under it.
+        self.worker = False
         self._worker_lock = filelock.FileLock(
             str(self.lock_dir / "worker.lock"), thread_local=False, is_singleton=False
         )
@@ -72,8 +74,9 @@ class FileStore:
 
     # ----------------------------------------------------------------------- snapshots
 
-    def read_snapshot(self, name: str) -> list[Record]:
-        return [record for _, record, _ in read_records(self.log_path(name))]
+    def read_snapshot(self, name: str) -> Iterator[Record]:
+        """The snapshot's records, read line by line (a million of them need not sit in a list)."""
+        return iter_snapshot(self.log_path(name))
 
     def write_snapshot(self, name: str, lines: Iterable[bytes]) -> None:
         replace_file(self.log_path(name), lines)
@@ -143,6 +146,7 @@ class FileStore:
             self._worker_lock.acquire(blocking=False)
         except filelock.Timeout:
             raise DataDirLocked(str(self.data_dir), self.worker_pid()) from None
+        self.worker = True
         pid_file = self.lock_dir / "worker.pid"
         replace_file_bytes(pid_file, f"{os.getpid()}\n".encode())
         self._remove_stale_temp_files()
@@ -151,10 +155,11 @@ class FileStore:
         if self._worker_lock.is_locked:
             (self.lock_dir / "worker.pid").unlink(missing_ok=True)
             self._worker_lock.release(force=True)
+        self.worker = False
 
     @property
     def is_worker(self) -> bool:
-        return self._worker_lock.is_locked
+        return self.worker
 
     def worker_pid(self) -> int | None:
         """The pid of the live worker on this folder, or None when there is none."""

@@ -71,6 +71,24 @@ def _parse(line: bytes, path: Path | str, lineno: int) -> Record | None:
     return record
 
 
+def iter_snapshot(path: Path) -> Iterator[Record]:
+    """The records of a snapshot file, one line at a time (nothing when it does not exist).
+
+    Snapshots are replaced whole, so a bad line here is damage: it is skipped with a warning
+    naming the file and line, like any other."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        for lineno, line in enumerate(handle, 1):
+            line = line.rstrip(b"\n")
+            if line:
+                record = _parse(line, path, lineno)
+                if record is not None:
+                    yield record
+
+
 def read_records(path: Path) -> list[tuple[int, Record, bytes]]:
     """Read a whole file (missing file: no records), tolerating torn and corrupt lines."""
     try:

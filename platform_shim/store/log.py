@@ -89,8 +89,8 @@ class FileLog:
         self.generation += 1
         self._offset = 0
         self._lineno = 1
-        self._consumer.reset()
-        with bulk_load():
+        with bulk_load():  # the reset loads the snapshots: as many objects as the log, or more
+            self._consumer.reset()
             self._read_to_end(final=False)
         self.written = self.synced = self._offset
 
@@ -219,7 +219,7 @@ class FileLog:
         released: list[_Submission] = []
         wrote = False
         try:
-            if self._replaced():
+            if not self._store.worker and self._replaced():
                 self._reopen()
             else:
                 self._read_to_end(final=True)

@@ -13,7 +13,7 @@ to two more tables. Nothing in the services would change.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -90,8 +90,8 @@ class Store(Protocol):
     def open_log(self, name: str, consumer: Consumer) -> Log:
         """Open (creating if needed) the log ``name`` and replay it into ``consumer``."""
 
-    def read_snapshot(self, name: str) -> list[Record]:
-        """Records of the snapshot ``name`` (empty when there is none)."""
+    def read_snapshot(self, name: str) -> Iterator[Record]:
+        """Records of the snapshot ``name``, the header first (none when there is none)."""
 
     def write_snapshot(self, name: str, lines: Iterable[bytes]) -> None:
         """Atomically replace the snapshot ``name``."""

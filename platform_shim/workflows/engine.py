@@ -213,7 +213,11 @@ class Engine:
         """Wait until the run's recorded steps are durable (before any new visible effect)."""
         write = run.write
         if write is not None and not write.done():
-            await asyncio.shield(write)
+            # A private waiter rather than asyncio.shield: cancelling this run must not cancel
+            # the write, and shield costs a future and two callbacks more per step.
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            write.add_done_callback(functools.partial(_release, waiter))
+            await waiter
         if run.write_error is not None:
             error, run.write_error = run.write_error, None
             raise error
@@ -919,6 +923,11 @@ class Engine:
         self._relay_cursor = max(self._relay_cursor, *(seq for seq, _, _ in queue))
         if self.on_relayed is not None:
             self.on_relayed(self._relay_cursor)
+
+
+def _release(waiter: asyncio.Future[None], _: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def check_run_id(run_id: object) -> str:

@@ -33,8 +33,8 @@ def test_blobs_are_content_addressed_and_durable(data_dir: Path) -> None:
 def test_snapshots_replace_whole(data_dir: Path) -> None:
     store = FileStore(data_dir)
     store.write_snapshot("kv", [orjson.dumps({"checkpoint": 3}), orjson.dumps({"k": "a"})])
-    assert store.read_snapshot("kv") == [{"checkpoint": 3}, {"k": "a"}]
-    assert store.read_snapshot("missing") == []
+    assert list(store.read_snapshot("kv")) == [{"checkpoint": 3}, {"k": "a"}]
+    assert list(store.read_snapshot("missing")) == []
     store.close()
 
 
