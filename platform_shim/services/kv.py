@@ -19,7 +19,7 @@ import orjson
 from sortedcontainers import SortedList
 
 from platform_shim.clock import Clock, TimerHandle
-from platform_shim.jsonvalue import dumps, loads
+from platform_shim.jsonvalue import dumps, loads, tight
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import Record
 
@@ -76,13 +76,22 @@ class KvState:
         records = iter(records)
         header = next(records, None)
         self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
+        # set() inlined: a million keys load here at every start. The sorted listing is built on
+        # first use and the expiry heap once at the end; values were checked when written.
+        spaces = self.spaces
+        expiring = self.expiring
+        encode = orjson.dumps
         for record in records:
-            self.set(
-                record["ns"],
-                record["k"],
-                dumps(record["v"], "kv snapshot value"),
-                record.get("exp"),
-            )
+            ns = record["ns"]
+            space = spaces.get(ns)
+            if space is None:
+                space = spaces[ns] = {}
+            expiration = record.get("exp")
+            key = record["k"]
+            space[key] = (tight(encode(record["v"])), expiration)
+            if expiration is not None:
+                expiring.append((expiration, ns, key))
+        heapq.heapify(expiring)
 
     def apply_event(self, event: Record) -> None:
         t = event["t"]

@@ -80,13 +80,19 @@ def iter_snapshot(path: Path) -> Iterator[Record]:
         handle = path.open("rb")
     except FileNotFoundError:
         return
+    parse = orjson.loads
     with handle:
         for lineno, line in enumerate(handle, 1):
-            line = line.rstrip(b"\n")
-            if line:
-                record = _parse(line, path, lineno)
-                if record is not None:
-                    yield record
+            try:
+                record = parse(line)  # the trailing newline is whitespace to the parser
+            except orjson.JSONDecodeError:
+                if line.strip():
+                    _parse(line.rstrip(b"\n"), path, lineno)  # warns, naming file and line
+                continue
+            if isinstance(record, dict):
+                yield record
+            else:
+                log.warning("%s:%d: skipped a line that is not a JSON object", path, lineno)
 
 
 def read_records(path: Path) -> list[tuple[int, Record, bytes]]:
