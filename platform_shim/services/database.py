@@ -102,6 +102,7 @@ class DbState:
     """All collections, as a fold of ``db.*`` events."""
 
     snapshot_name = "db"
+    resource = "db"
 
     def __init__(self) -> None:
         self.checkpoint = 0

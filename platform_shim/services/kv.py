@@ -32,6 +32,7 @@ class KvState:
     """Namespaces of ``key -> (value bytes, expiration ms or None)``."""
 
     snapshot_name = "kv"
+    resource = "kv"
 
     def __init__(self) -> None:
         self.checkpoint = 0
@@ -97,9 +98,9 @@ class KvState:
         t = event["t"]
         if t == "kv.put":
             data = event["data"]
-            self.set(
-                event["ns"], event["k"], dumps(data["value"], "kv value"), data.get("expiration")
-            )
+            # Checked when written: no need for dumps()'s depth margin here.
+            value = tight(orjson.dumps(data["value"]))
+            self.set(event["ns"], event["k"], value, data.get("expiration"))
         elif t == "kv.delete":
             self.remove(event["ns"], event["k"])
         elif t == "kv.expired":

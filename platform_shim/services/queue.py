@@ -28,6 +28,7 @@ class QueueState:
     """Pending messages per queue: ``{id: {"id", "payload", "enqueuedAt", "deliverAt"}}``."""
 
     snapshot_name = "queue"
+    resource = "queue"
 
     def __init__(self) -> None:
         self.checkpoint = 0

@@ -48,6 +48,7 @@ class StorageState:
     """Object metadata by key: ``size, contentType, lastModified, metadata, blob``."""
 
     snapshot_name = "storage"
+    resource = "storage"
 
     def __init__(self) -> None:
         self.checkpoint = 0
