@@ -175,7 +175,7 @@ class Worker:
             handler_attempts=options.handler_attempts,
             handler_backoff=options.handler_backoff,
         )
-        engine.on_relayed = dispatcher.save_relay
+        engine.relay.on_relayed = dispatcher.save_relay
         engine.on_compact_request = self.request_compaction
         self._scheduler = Scheduler(engine, self.clock)
         context = contextvars.copy_context()

@@ -32,28 +32,20 @@ from platform_shim.clock import Clock
 from platform_shim.errors import (
     DuplicateStepName,
     NonDeterminismError,
-    StepTimeout,
     UnknownRun,
     UnknownWorkflow,
-    WorkflowCancelled,
-    WorkflowFailed,
 )
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.platform import ServicesContext
 from platform_shim.store.protocol import Log, Record, Store
 from platform_shim.workflows.definition import Workflow, WorkflowRegistry
-from platform_shim.workflows.ledger import (
-    LedgerState,
-    RunState,
-    Signal,
-    StepState,
-    matches,
-    steps_before,
-)
+from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, StepStatus, WorkflowRun
+from platform_shim.workflows.relay import StatusRelay
+from platform_shim.workflows.state import RunState, Signal, StepState, steps_before
 from platform_shim.workflows.steps import Park, Step, Stop, describe_error
-from platform_shim.workflows.timers import TimerWheel
+from platform_shim.workflows.waiting import Waiting
 
 if TYPE_CHECKING:
     from platform_shim.platform import Platform
@@ -103,16 +95,12 @@ class Engine:
         self.output_limit = output_limit
         self.retry_backoff = retry_backoff
         self.state = LedgerState()
-        self._wheel = TimerWheel(clock, self._on_timer)
-        self._waiting: dict[str, dict[str, tuple[RunState, StepState]]] = {}
+        self.waiting = Waiting(self)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._relay_cursor = relay_cursor
-        self._relay_queue: list[tuple[int, RunState, RunStatus]] = []
-        self._relay_scheduled = False
-        self.on_relayed = on_relayed
+        self.relay = StatusRelay(lambda: platform.stream, relay_cursor, on_relayed)
         self.on_compact_request: Callable[[], None] | None = None
         self._started = False
-        self.state.on_status = self._on_status
+        self.state.on_status = self.relay.note
         self.state.loading = True
         self.log: Log = store.open_log("runs", self.state)
         self.state.loading = False
@@ -128,39 +116,40 @@ class Engine:
             # Asked for while no worker ran: carry it out before anything resumes.
             run = self.state.runs.get(run_id)
             if run is not None and not run.ending and not run.status.terminal:
-                self._stop_run(
+                self.stop_run(
                     run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"}
                 )
         for run in list(self.state.runs.values()):
             if run.status.terminal or run.ending:
                 continue
-            self._arm_deadline(run)
+            self.waiting.arm_deadline(run)
             if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
                 if run.retry_at is not None and run.retry_at > now:
-                    self._arm(run, "wake", run.retry_at)
+                    self.waiting.arm(run, "wake", run.retry_at)
                 else:
-                    self._schedule(run)
+                    self.schedule(run)
                 continue
             step = run.pending_step()
             if step is None:
-                self._schedule(run)
+                self.schedule(run)
             elif step.kind is StepKind.SLEEP:
-                self.park_sleep(run, step)
+                self.waiting.park_sleep(run, step)
             elif step.kind is StepKind.WAIT_EVENT:
-                if self.take_waiting_signal(run, step) is not None:
-                    self._schedule(run)
+                if self.waiting.take_waiting_signal(run, step) is not None:
+                    self.schedule(run)
                 else:
-                    self.park_wait(run, step)
-            elif self.settle_invoke(run, step) is not None:
-                self._schedule(run)
+                    self.waiting.park_wait(run, step)
+            elif self.waiting.settle_invoke(run, step) is not None:
+                self.schedule(run)
             else:
-                self.park_invoke(run, step)
-        self._flush_relay()
+                self.waiting.park_invoke(run, step)
+        self.relay.paused = False
+        self.relay.flush()
 
     async def stop(self) -> None:
         """Stop every activation (runs resume after the next start) and flush the ledger."""
         self._started = False
-        self._wheel.stop()
+        self.waiting.wheel.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -179,7 +168,7 @@ class Engine:
                 and run.retry_at is None
                 and self.registry.get(run.workflow_id) is not None
             ):
-                self._schedule(run)
+                self.schedule(run)
 
     # ------------------------------------------------------------------------ the ledger
 
@@ -360,8 +349,8 @@ class Engine:
                 state.add_run(run, seq)
                 for step in prefill or ():
                     state.put_step(run, step)
-                self._arm_deadline(run)
-                self._schedule(run)
+                self.waiting.arm_deadline(run)
+                self.schedule(run)
 
             # One write: the run and the steps it starts with appear together or not at all.
             return b"\n".join(lines), applied
@@ -396,7 +385,7 @@ class Engine:
         if step.child_run_id not in self.state.runs:
             self._create_run(step.child_run_id, workflow_id, input_bytes, (parent, step.name))
 
-    def _schedule(self, run: RunState) -> None:
+    def schedule(self, run: RunState) -> None:
         if run.active or run.ending or run.status.terminal or not self._started:
             return
         run.active = True
@@ -412,7 +401,7 @@ class Engine:
     async def _activate(self, run: RunState) -> None:
         step: Step | None = None
         try:
-            self._cancel_timer(run, "wake")
+            self.waiting.cancel_timer(run, "wake")
             workflow = self.registry.get(run.workflow_id)
             if workflow is None:
                 log.warning(
@@ -482,7 +471,7 @@ class Engine:
         self.state.change_status(run, RunStatus.RUNNING)
         run.retry_at = None
         run.updated_at = self.clock.now_ms()
-        self._on_status(run, 0)
+        self.relay.note(run, 0)
 
     @staticmethod
     def _over(run: RunState) -> bool:
@@ -511,7 +500,7 @@ class Engine:
             self._set_status(
                 run, RunStatus.QUEUED, attempt=run.attempt + 1, error=error, retry_at=retry_at
             )
-            self._arm(run, "wake", retry_at)
+            self.waiting.arm(run, "wake", retry_at)
             return
         log.error(
             "run %s of %r failed on its last attempt %d: %s: %s",
@@ -534,9 +523,9 @@ class Engine:
     ) -> asyncio.Future[None]:
         """Submit the run's final status; when it is durable, wake whoever waits on it."""
         run.ending = True
-        self._cancel_timer(run, "wake")
-        self._cancel_timer(run, "deadline")
-        self._unwait(run)
+        self.waiting.cancel_timer(run, "wake")
+        self.waiting.cancel_timer(run, "deadline")
+        self.waiting.unwait(run)
         future = self._set_status(
             run, status, output=output, error=error, durable=True, after=run.write
         )
@@ -552,7 +541,7 @@ class Engine:
                 future.exception(),
             )
             run.ending = False
-            self._arm(run, "wake", self.clock.now_ms() + 1000)
+            self.waiting.arm(run, "wake", self.clock.now_ms() + 1000)
             return
         waiters, run.waiters = run.waiters, None
         for waiter in waiters or ():
@@ -567,191 +556,11 @@ class Engine:
                     and step.kind is StepKind.INVOKE
                     and step.status is StepStatus.PENDING
                     and step.child_run_id == run.run_id
-                    and self.settle_invoke(parent, step) is not None
+                    and self.waiting.settle_invoke(parent, step) is not None
                 ):
-                    self._schedule(parent)
+                    self.schedule(parent)
 
-    # --------------------------------------------------------------------------- parking
-
-    def park_sleep(self, run: RunState, step: StepState) -> Park:
-        assert step.wake_at is not None
-        self._arm(run, "wake", step.wake_at)
-        return Park()
-
-    def _wake_sleep(self, run: RunState, name: str) -> None:
-        step = run.steps.get(name)
-        if (
-            run.ending
-            or run.status.terminal
-            or step is None
-            or step.status is not StepStatus.PENDING
-        ):
-            return
-        self.complete_step(run, step)
-        self._schedule(run)
-
-    def park_wait(self, run: RunState, step: StepState) -> Park:
-        assert step.event_type is not None
-        self._waiting.setdefault(step.event_type, {})[run.run_id] = (run, step)
-        if step.timeout_at is not None:
-            self._arm(run, "wake", step.timeout_at)
-        return Park()
-
-    def _unwait(self, run: RunState) -> None:
-        for waiting in self._waiting.values():
-            if waiting.pop(run.run_id, None) is not None:
-                return
-
-    def _wait_timed_out(self, run: RunState, step: StepState) -> None:
-        # An event another process recorded before the timeout must win: read the ledger first.
-        self.log.refresh()
-        if (
-            run.ending
-            or run.steps.get(step.name) is not step
-            or run.run_id not in self._waiting.get(step.event_type or "", {})
-        ):
-            return
-        self._unwait(run)
-        self.complete_step(run, step, output=b"null")
-        self._schedule(run)
-
-    def take_waiting_signal(self, run: RunState, step: StepState) -> Any:
-        """If a signal the pending wait ``step`` may take is recorded, take it (the payload)."""
-        assert step.event_type is not None
-        signal = self.state.oldest_signal(run, step.event_type, step.match)
-        if signal is None:
-            return None
-        self._take(run, step, signal)
-        return loads(signal.payload)
-
-    def _take(self, run: RunState, step: StepState, signal: Signal) -> None:
-        self._unwait(run)
-        self._cancel_timer(run, "wake")
-        self.complete_step(run, step, output=signal.payload, signal_id=signal.signal_id)
-
-    def _deliver(self, signal: Signal) -> int:
-        """Resume every parked wait this signal matches; returns how many."""
-        waiting = self._waiting.get(signal.type)
-        if not waiting:
-            return 0
-        payload: Any = None
-        resumed = 0
-        for run, step in list(waiting.values()):
-            if signal.seq <= run.created_seq or (run.taken and signal.signal_id in run.taken):
-                continue
-            if step.match:
-                if payload is None:
-                    payload = loads(signal.payload)
-                if not matches(step.match, payload):
-                    continue
-            self._take(run, step, signal)
-            self._schedule(run)
-            resumed += 1
-        return resumed
-
-    def park_invoke(self, run: RunState, step: StepState) -> Park:
-        if step.timeout_at is not None:
-            self._arm(run, "wake", step.timeout_at)
-        return Park()
-
-    def _invoke_timed_out(self, run: RunState, step: StepState) -> None:
-        if run.ending or run.steps.get(step.name) is not step:
-            return
-        self.complete_step(
-            run,
-            step,
-            status=StepStatus.FAILED,
-            error={
-                "type": "StepTimeout",
-                "message": f"child run {step.child_run_id} of step {step.name!r} did not finish in time",
-            },
-        )
-        self._schedule(run)
-
-    def settle_invoke(self, run: RunState, step: StepState) -> StepState | None:
-        """If the child of a pending ``invoke`` has ended, record the step's outcome (returned)."""
-        child = self.state.runs.get(step.child_run_id or "")
-        if child is None or not child.status.terminal:
-            return None
-        self._cancel_timer(run, "wake")
-        if child.status is RunStatus.COMPLETED:
-            return self.complete_step(
-                run, step, output=child.output if child.output is not None else b"null"
-            )
-        else:
-            kind = "WorkflowFailed" if child.status is RunStatus.FAILED else "WorkflowCancelled"
-            message = (child.error or {}).get("message", child.status.value)
-            return self.complete_step(
-                run,
-                step,
-                status=StepStatus.FAILED,
-                error={
-                    "type": kind,
-                    "message": f"child run {child.run_id} {child.status.value}: {message}",
-                    "childRunId": child.run_id,
-                },
-            )
-
-    def child_error(self, step: StepState) -> Exception:
-        """The exception a failed ``invoke`` step raises in its parent."""
-        error = step.error or {}
-        message = str(error.get("message", "child run failed"))
-        kind = error.get("type")
-        if kind == "StepTimeout":
-            return StepTimeout(message)
-        child = self.state.runs.get(step.child_run_id or "")
-        snapshot = child.snapshot() if child is not None else _missing_run(step.child_run_id or "?")
-        if kind == "WorkflowCancelled":
-            return WorkflowCancelled(message, snapshot)
-        return WorkflowFailed(message, snapshot)
-
-    # ---------------------------------------------------------------------------- timers
-
-    def _arm(self, run: RunState, purpose: str, when: int) -> None:
-        self._wheel.set(run, purpose, when)
-
-    def _cancel_timer(self, run: RunState, purpose: str) -> None:
-        self._wheel.cancel(run, purpose)
-
-    def _on_timer(self, run: RunState, purpose: str) -> None:
-        """A run's timer came due: what it means follows from where the run stands."""
-        if purpose == "deadline":
-            self._deadline_passed(run)
-            return
-        if run.ending or run.status.terminal:
-            return
-        step = run.pending_step()
-        if step is None or run.status is RunStatus.QUEUED:
-            self._schedule(run)  # a retry's backoff ended (or a failed final write is retried)
-        elif step.kind is StepKind.SLEEP:
-            self._wake_sleep(run, step.name)
-        elif step.kind is StepKind.WAIT_EVENT:
-            self._wait_timed_out(run, step)
-        else:
-            self._invoke_timed_out(run, step)
-
-    def _arm_deadline(self, run: RunState) -> None:
-        workflow = self.registry.get(run.workflow_id)
-        if workflow is None or workflow.timeout_secs is None or run.status.terminal:
-            return
-        deadline = run.created_at + int(workflow.timeout_secs * 1000)
-        self._arm(run, "deadline", deadline)
-
-    def _deadline_passed(self, run: RunState) -> None:
-        if run.ending or run.status.terminal:
-            return
-        workflow = self.registry.get(run.workflow_id)
-        timeout_secs = workflow.timeout_secs if workflow is not None else None
-        log.warning(
-            "run %s of %r timed out after timeoutSecs=%s", run.run_id, run.workflow_id, timeout_secs
-        )
-        self._stop_run(
-            run,
-            RunStatus.FAILED,
-            {"type": "WorkflowTimeout", "message": f"run exceeded timeoutSecs={timeout_secs}"},
-        )
-
-    def _stop_run(
+    def stop_run(
         self, run: RunState, status: RunStatus, error: dict[str, Any]
     ) -> asyncio.Future[None]:
         future = self._terminate(run, status, error=error)
@@ -762,7 +571,7 @@ class Engine:
         if step is not None and step.kind is StepKind.INVOKE and step.child_run_id:
             child = self.state.runs.get(step.child_run_id)
             if child is not None and not child.ending and not child.status.terminal:
-                self._stop_run(
+                self.stop_run(
                     child,
                     RunStatus.CANCELLED,
                     {
@@ -779,7 +588,7 @@ class Engine:
         run = self.state.runs.get(run_id)
         if run is None or run.ending or run.status.terminal:
             return False
-        await self._stop_run(
+        await self.stop_run(
             run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"}
         )
         return True
@@ -802,7 +611,7 @@ class Engine:
         def apply(seq: int) -> None:
             signal = Signal(signal_id, event_type, body, now, seq)
             state.add_signal(signal)
-            resumed.append(self._deliver(signal))
+            resumed.append(self.waiting.deliver(signal))
 
         await self._submit(build, apply)
         return resumed[0] if resumed else 0
@@ -861,68 +670,22 @@ class Engine:
                 error = UnknownWorkflow(run.workflow_id, self.registry.ids())
                 self._terminate(run, RunStatus.FAILED, error=describe_error(error))
                 return
-            self._arm_deadline(run)
-            self._schedule(run)
+            self.waiting.arm_deadline(run)
+            self.schedule(run)
         elif kind == "signal":
             signals = self.state.signals.get(record["type"], [])
             for signal in reversed(signals):
                 if signal.signal_id == record["signalId"]:
-                    self._deliver(signal)
+                    self.waiting.deliver(signal)
                     break
         elif kind == "cancel":
             run = self.state.runs.get(record["runId"])
             if run is not None and not run.ending and not run.status.terminal:
-                self._stop_run(
+                self.stop_run(
                     run, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": "cancelled"}
                 )
         elif kind == "compact" and self.on_compact_request is not None:
             self.on_compact_request()
-
-    # ------------------------------------------------------------------------------ relay
-
-    def _on_status(self, run: RunState, seq: int) -> None:
-        if seq and seq <= self._relay_cursor:
-            return
-        self._relay_queue.append((seq, run, run.status))
-        if not self._relay_scheduled and not self.state.loading:
-            self._relay_scheduled = True
-            try:
-                asyncio.get_running_loop().call_soon(self._flush_relay)
-            except RuntimeError:
-                self._relay_scheduled = False
-
-    def _flush_relay(self) -> None:
-        """Put ``workflow.run.<status>`` events on the platform stream (at least once)."""
-        self._relay_scheduled = False
-        queue, self._relay_queue = self._relay_queue, []
-        if not queue:
-            return
-        stream = self.platform.stream
-        for seq, run, status in queue:
-            data: dict[str, Any] = {
-                "runId": run.run_id,
-                "workflowId": run.workflow_id,
-                "status": status.value,
-                "attempt": run.attempt,
-                "seq": seq,
-            }
-            if status.terminal:
-                data["error"] = run.error
-                if status is RunStatus.COMPLETED and run.output is not None:
-                    data["output"] = orjson.Fragment(run.output)
-            if run.parent_run_id is not None:
-                data["parentRunId"] = run.parent_run_id
-            stream.submit(
-                f"workflow.run.{status.value}",
-                "workflow",
-                run.workflow_id,
-                run.run_id,
-                dumps(data, "workflow status event"),
-                durable=False,
-            )
-        self._relay_cursor = max(self._relay_cursor, *(seq for seq, _, _ in queue))
-        if self.on_relayed is not None:
-            self.on_relayed(self._relay_cursor)
 
 
 def _release(waiter: asyncio.Future[None], _: object) -> None:
@@ -941,10 +704,6 @@ def check_run_id(run_id: object) -> str:
             f"a run id may not contain '/', '\\\\', '?', '#', '%', spaces at its ends or control characters: {run_id!r}"
         )
     return run_id
-
-
-def _missing_run(run_id: str) -> WorkflowRun:
-    return WorkflowRun(run_id, "?", RunStatus.FAILED, None, None, None, 1, 0, 0, None, None)
 
 
 def _applied_fence() -> tuple[None, None]:

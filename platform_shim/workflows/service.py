@@ -17,8 +17,9 @@ from platform_shim.errors import UnknownRun, UnknownWorkflow, WorkflowCancelled,
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.workflows.engine import Engine, check_run_id
-from platform_shim.workflows.ledger import LedgerState, RunState, Signal, matches, steps_before
+from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, WorkflowRun
+from platform_shim.workflows.state import RunState, Signal, matches, steps_before
 
 if TYPE_CHECKING:
     from platform_shim.platform import Platform

@@ -27,8 +27,8 @@ from platform_shim.errors import (
     UnknownWorkflow,
 )
 from platform_shim.jsonvalue import dumps, loads
-from platform_shim.workflows.ledger import RunState, StepState
 from platform_shim.workflows.records import StepKind, StepStatus
+from platform_shim.workflows.state import RunState, StepState
 
 if TYPE_CHECKING:
     from platform_shim.workflows.engine import Engine
@@ -208,7 +208,7 @@ class Step:
             name, StepKind.SLEEP, StepStatus.PENDING, run.attempt, now, wake_at=wake_at
         )
         engine.record_step(run, step)
-        raise engine.park_sleep(run, step)
+        raise engine.waiting.park_sleep(run, step)
 
     def _sleep_recorded(self, step: StepState) -> None:
         if step.status is StepStatus.COMPLETED:
@@ -218,7 +218,7 @@ class Step:
         if engine.clock.now_ms() >= step.wake_at:
             engine.complete_step(run, step)
             return
-        raise engine.park_sleep(run, step)
+        raise engine.waiting.park_sleep(run, step)
 
     # ----------------------------------------------------------------------------- events
 
@@ -260,10 +260,10 @@ class Step:
         if step is not None:
             if step.status is StepStatus.COMPLETED:
                 return loads(step.output) if step.output is not None else None
-            taken = engine.take_waiting_signal(run, step)
+            taken = engine.waiting.take_waiting_signal(run, step)
             if taken is not None:
                 return taken
-            raise engine.park_wait(run, step)
+            raise engine.waiting.park_wait(run, step)
         match_copy = (
             loads(dumps(dict(match), f"match of step {name!r}")) if match is not None else None
         )
@@ -304,7 +304,7 @@ class Step:
             timeout_at=timeout_at,
         )
         engine.record_step(run, step)
-        raise engine.park_wait(run, step)
+        raise engine.waiting.park_wait(run, step)
 
     # ----------------------------------------------------------------------------- invoke
 
@@ -335,12 +335,12 @@ class Step:
             if step.status is StepStatus.COMPLETED:
                 return loads(step.output) if step.output is not None else None
             if step.status is StepStatus.FAILED and step.attempt == run.attempt:
-                raise engine.child_error(step)
+                raise engine.waiting.child_error(step)
             if step.status is StepStatus.PENDING:
-                settled = engine.settle_invoke(run, step)
+                settled = engine.waiting.settle_invoke(run, step)
                 if settled is not None:
                     return self._invoke_outcome(settled)
-                raise engine.park_invoke(run, step)
+                raise engine.waiting.park_invoke(run, step)
         if not isinstance(workflow_id, str) or engine.registry.get(workflow_id) is None:
             raise UnknownWorkflow(str(workflow_id), engine.registry.ids())
         input_bytes = dumps(input, f"input of step {name!r} (workflow {workflow_id!r})")
@@ -363,12 +363,12 @@ class Step:
         engine.record_step(run, step)
         # The child may exist and have ended already: a crash lost this step's record after the
         # child was created, and this replay found it by its derived id.
-        settled = engine.settle_invoke(run, step)
+        settled = engine.waiting.settle_invoke(run, step)
         if settled is not None:
             return self._invoke_outcome(settled)
-        raise engine.park_invoke(run, step)
+        raise engine.waiting.park_invoke(run, step)
 
     def _invoke_outcome(self, step: StepState) -> Any:
         if step.status is StepStatus.COMPLETED:
             return loads(step.output) if step.output is not None else None
-        raise self._engine.child_error(step)
+        raise self._engine.waiting.child_error(step)

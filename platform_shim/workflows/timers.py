@@ -14,7 +14,7 @@ import heapq
 from collections.abc import Callable
 
 from platform_shim.clock import Clock, TimerHandle
-from platform_shim.workflows.ledger import RunState
+from platform_shim.workflows.state import RunState
 
 __all__ = ["TimerWheel"]
 

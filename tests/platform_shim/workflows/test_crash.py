@@ -47,8 +47,9 @@ from platform_shim.store import FileStore
 from platform_shim.store.lock import AppendLock
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
-from platform_shim.workflows.ledger import LedgerState, RunState
+from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepStatus
+from platform_shim.workflows.state import RunState
 from tests.support import engine_worker
 from tests.support.procs import ROOT, env
 
@@ -579,7 +580,7 @@ async def test_a_parent_resumed_while_another_process_appends_gets_its_childs_ou
         other = other_process_lock(data_dir)
         try:
             engine = platform.worker.engine  # type: ignore[union-attr]
-            settle = engine.settle_invoke
+            settle = engine.waiting.settle_invoke
 
             def busy_settle(run: Any, step: Any) -> Any:
                 # Another process appends just as the child's end resumes the parent.
@@ -587,7 +588,7 @@ async def test_a_parent_resumed_while_another_process_appends_gets_its_childs_ou
                     asyncio.get_running_loop().call_later(0.02, other.release)
                 return settle(run, step)
 
-            monkeypatch.setattr(engine, "settle_invoke", busy_settle)
+            monkeypatch.setattr(engine.waiting, "settle_invoke", busy_settle)
             handle = await platform.workflows.start("race-parent")
             await platform.settle()
             clock.advance("1s")
