@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from platform_shim.clock import Clock, TimerHandle
+from platform_shim.clock import Clock
 from platform_shim.errors import DefinitionError
 from platform_shim.events import EventHandler
 from platform_shim.jsonvalue import dumps
 from platform_shim.platform import ServicesContext
+from platform_shim.queue_consumer import QueueConsumer
 from platform_shim.services.stream import StreamEvent
 from platform_shim.store.protocol import Log, Record, Store
 from platform_shim.workflows.definition import EventTrigger, Workflow
@@ -165,98 +166,6 @@ class _TriggerConsumer(_Consumer):
         )
 
 
-class _QueueConsumer:
-    """Delivers one queue's due messages to its handler in batches."""
-
-    def __init__(self, dispatcher: Dispatcher, handler: EventHandler) -> None:
-        self.dispatcher = dispatcher
-        self.handler = handler
-        self.queue = handler.queue or ""
-        self.context = HandlerContext(dispatcher.platform, handler.id)
-        self.wake = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.timer: TimerHandle | None = None
-        self.retry_at: dict[str, int] = {}
-        self.busy = False
-
-    def _due(self, now: int) -> tuple[list[dict[str, Any]], int | None]:
-        pending = self.dispatcher.platform.queue_state.queues.get(self.queue, {})
-        due: list[dict[str, Any]] = []
-        later: int | None = None
-        for message in pending.values():
-            at = max(message["deliverAt"], self.retry_at.get(message["id"], 0))
-            if at <= now:
-                due.append(message)
-                if len(due) >= self.handler.batch:
-                    break
-            elif later is None or at < later:
-                later = at
-        return due, later
-
-    async def run(self) -> None:
-        clock = self.dispatcher.clock
-        while True:
-            self.busy = True
-            self.wake.clear()
-            due, later = self._due(clock.now_ms())
-            if due:
-                await self._deliver(due)
-                await asyncio.sleep(0)  # a handler that never awaits must not starve the loop
-                continue
-            self.busy = False
-            if later is not None:
-                if self.timer is not None:
-                    self.timer.cancel()
-                self.timer = clock.call_at(later, self.wake.set)
-            await self.wake.wait()
-
-    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
-        dispatcher = self.dispatcher
-        state = dispatcher.state
-        messages = []
-        for message in batch:
-            attempt = state.attempts.get(message["id"], 0) + 1
-            # Counted now, not when the record is applied: a handler that fails without
-            # awaiting anything would otherwise be redelivered as attempt 1 forever.
-            state.attempts[message["id"]] = attempt
-            dispatcher.record(
-                {"rec": "attempt", "q": self.queue, "id": message["id"], "n": attempt}
-            )
-            messages.append(
-                {
-                    "id": message["id"],
-                    "payload": orjson.loads(orjson.dumps(message["payload"])),
-                    "attempt": attempt,
-                    "enqueuedAt": message["enqueuedAt"],
-                }
-            )
-        try:
-            await self.handler.fn(messages, self.context)
-        except Exception as exc:
-            log.error(
-                "queue %r handler %s failed on %d message(s)",
-                self.queue,
-                self.handler.id,
-                len(messages),
-                exc_info=exc,
-            )
-            error = {"type": type(exc).__name__, "message": str(exc)}
-            done: list[str] = []
-            for message in messages:
-                if message["attempt"] >= self.handler.max_attempts:
-                    await dispatcher.dead_letter(self.queue, message, error)
-                    done.append(message["id"])
-                else:
-                    delay = dispatcher.handler_backoff(message["attempt"])
-                    self.retry_at[message["id"]] = dispatcher.clock.now_ms() + delay
-            if done:
-                dispatcher.ack(self.queue, done)
-            return
-        dispatcher.ack(self.queue, [message["id"] for message in messages])
-        for message in messages:
-            self.retry_at.pop(message["id"], None)
-
-
 class Dispatcher:
     """Runs every consumer of the stream in the worker."""
 
@@ -281,7 +190,7 @@ class Dispatcher:
         self.handler_backoff = handler_backoff
         self.deadletter = store.open_log("deadletter", _Ignore())
         self._consumers: dict[str, _Consumer] = {}
-        self._queues: dict[str, _QueueConsumer] = {}
+        self._queues: dict[str, QueueConsumer] = {}
         self._saved: dict[str, int] = {}
         self._running = False
         platform.stream.add_listener(self._on_event)
@@ -339,7 +248,7 @@ class Dispatcher:
                 self._stop(self._queues.pop(name))
         for name, handler in queues.items():
             if name not in self._queues:
-                self._queues[name] = _QueueConsumer(self, handler)
+                self._queues[name] = QueueConsumer(self, handler)
         self._update_retention()
         if self._running:
             self._start_all()
@@ -348,7 +257,7 @@ class Dispatcher:
         self._running = True
         self._start_all()
 
-    def _all(self) -> list[_Consumer | _QueueConsumer]:
+    def _all(self) -> list[_Consumer | QueueConsumer]:
         return [*self._consumers.values(), *self._queues.values()]
 
     def _start_all(self) -> None:
@@ -362,7 +271,7 @@ class Dispatcher:
                 )
 
     @staticmethod
-    def _stop(consumer: _Consumer | _QueueConsumer) -> None:
+    def _stop(consumer: _Consumer | QueueConsumer) -> None:
         if consumer.task is not None:
             consumer.task.cancel()
             consumer.task = None
@@ -522,6 +431,10 @@ class Dispatcher:
         self.log.rewrite(produce)
         for queue in list(state.acked):
             state.acked[queue] &= retained
+
+    def context_for(self, handler_id: str) -> HandlerContext:
+        """The ``ctx`` a handler receives."""
+        return HandlerContext(self.platform, handler_id)
 
     def consumers(self) -> dict[str, int]:
         """Cursor of each stream consumer (for the dashboard and tests)."""

@@ -1,0 +1,117 @@
+"""Queue consumers: delivering one queue's due messages to its ``on_queue`` handler.
+
+The pending set is the fold of ``queue.sent`` events minus acknowledgements. A consumer takes
+due messages (``deliverAt`` passed, retry backoff over) in batches of up to ``batch``, records
+each attempt before delivering, acknowledges the batch when the handler returns, and after
+``maxAttempts`` failures moves a message to ``deadletter.jsonl``: at least once, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from platform_shim.clock import TimerHandle
+from platform_shim.events import EventHandler
+
+if TYPE_CHECKING:
+    from platform_shim.dispatch import Dispatcher, HandlerContext
+
+__all__ = ["QueueConsumer"]
+
+log = logging.getLogger("platform_shim.dispatch")
+
+
+class QueueConsumer:
+    """Delivers one queue's due messages to its handler in batches."""
+
+    def __init__(self, dispatcher: Dispatcher, handler: EventHandler) -> None:
+        self.dispatcher = dispatcher
+        self.handler = handler
+        self.queue = handler.queue or ""
+        self.context: HandlerContext = dispatcher.context_for(handler.id)
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.timer: TimerHandle | None = None
+        self.retry_at: dict[str, int] = {}
+        self.busy = False
+
+    def _due(self, now: int) -> tuple[list[dict[str, Any]], int | None]:
+        pending = self.dispatcher.platform.queue_state.queues.get(self.queue, {})
+        due: list[dict[str, Any]] = []
+        later: int | None = None
+        for message in pending.values():
+            at = max(message["deliverAt"], self.retry_at.get(message["id"], 0))
+            if at <= now:
+                due.append(message)
+                if len(due) >= self.handler.batch:
+                    break
+            elif later is None or at < later:
+                later = at
+        return due, later
+
+    async def run(self) -> None:
+        clock = self.dispatcher.clock
+        while True:
+            self.busy = True
+            self.wake.clear()
+            due, later = self._due(clock.now_ms())
+            if due:
+                await self._deliver(due)
+                await asyncio.sleep(0)  # a handler that never awaits must not starve the loop
+                continue
+            self.busy = False
+            if later is not None:
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = clock.call_at(later, self.wake.set)
+            await self.wake.wait()
+
+    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        dispatcher = self.dispatcher
+        state = dispatcher.state
+        messages = []
+        for message in batch:
+            attempt = state.attempts.get(message["id"], 0) + 1
+            # Counted now, not when the record is applied: a handler that fails without
+            # awaiting anything would otherwise be redelivered as attempt 1 forever.
+            state.attempts[message["id"]] = attempt
+            dispatcher.record(
+                {"rec": "attempt", "q": self.queue, "id": message["id"], "n": attempt}
+            )
+            messages.append(
+                {
+                    "id": message["id"],
+                    "payload": orjson.loads(orjson.dumps(message["payload"])),
+                    "attempt": attempt,
+                    "enqueuedAt": message["enqueuedAt"],
+                }
+            )
+        try:
+            await self.handler.fn(messages, self.context)
+        except Exception as exc:
+            log.error(
+                "queue %r handler %s failed on %d message(s)",
+                self.queue,
+                self.handler.id,
+                len(messages),
+                exc_info=exc,
+            )
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            done: list[str] = []
+            for message in messages:
+                if message["attempt"] >= self.handler.max_attempts:
+                    await dispatcher.dead_letter(self.queue, message, error)
+                    done.append(message["id"])
+                else:
+                    delay = dispatcher.handler_backoff(message["attempt"])
+                    self.retry_at[message["id"]] = dispatcher.clock.now_ms() + delay
+            if done:
+                dispatcher.ack(self.queue, done)
+            return
+        dispatcher.ack(self.queue, [message["id"] for message in messages])
+        for message in messages:
+            self.retry_at.pop(message["id"], None)
