@@ -14,6 +14,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote_plus
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -157,7 +158,8 @@ class HostMiddleware:
         query = scope.get("query_string", b"").decode("latin-1")
         for part in query.split("&"):
             if part.startswith("token="):
-                return hmac.compare_digest(part[6:].encode(), expected.encode())
+                given = unquote_plus(part[6:])
+                return hmac.compare_digest(given.encode(), expected.encode())
         return False
 
 

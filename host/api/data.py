@@ -226,7 +226,16 @@ async def storage_object(request: Request) -> Response:
         meta = await storage.get_metadata(key)
         media = meta["contentType"] if meta else "application/octet-stream"
         # Exactly the stored type (``media_type=`` would append a charset to text/* types).
-        return Response(data, headers={"content-type": media, "x-content-type-options": "nosniff"})
+        # Served as stored, but never as a page of this origin: an uploaded text/html or SVG
+        # must not run script next to the API and the dashboard.
+        return Response(
+            data,
+            headers={
+                "content-type": media,
+                "x-content-type-options": "nosniff",
+                "content-security-policy": "sandbox",
+            },
+        )
     if request.method == "PUT":
         metadata: dict[str, Any] | None = None
         header = request.headers.get("x-metadata")

@@ -81,6 +81,7 @@ async def run_list(request: Request) -> Response:
         workflow_id=request.query_params.get("workflowId") or None,
         status=request.query_params.get("status") or None,
         limit=limit,
+        before=request.query_params.get("before") or None,
     )
     return json_response([run.to_dict() for run in runs])
 

@@ -220,3 +220,21 @@ async def test_errors_are_logged_in_full_but_answered_as_a_message(
     for line in (tmp_path / "data" / "runs.jsonl").read_bytes().splitlines():
         record = orjson.loads(line)
         assert SECRET not in orjson.dumps(record).decode()
+
+
+def test_a_token_with_url_special_characters_works_as_a_query_parameter() -> None:
+    from urllib.parse import quote_plus
+
+    from host.app import HostMiddleware, HostState
+    from host.config import HostConfig
+
+    token = 'tok"<&> é'
+    state = HostState(HostConfig(token=token))
+    middleware = HostMiddleware(app=None, state=state)  # type: ignore[arg-type]
+    stream = "/api/events/stream"
+    ok = {"path": stream, "headers": [], "query_string": f"token={quote_plus(token)}".encode()}
+    wrong = {"path": stream, "headers": [], "query_string": b"token=nope"}
+    elsewhere = {"path": "/api/kv/ns", "headers": [], "query_string": ok["query_string"]}
+    assert middleware._authorized(ok)
+    assert not middleware._authorized(wrong)
+    assert not middleware._authorized(elsewhere)  # a token in a URL only where EventSource needs it

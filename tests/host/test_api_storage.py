@@ -224,3 +224,16 @@ def test_wrong_methods_are_405(http: httpx.Client) -> None:
     assert_error(http.post("/api/storage/some/key", content=b"x"), 405, "POST")
     assert_error(http.delete("/api/storage"), 405)
     assert_error(http.patch("/api/storage/some/key"), 405)
+
+
+def test_stored_html_is_never_served_as_a_page_of_this_origin(http: httpx.Client) -> None:
+    put = http.put(
+        "/api/storage/evil.html",
+        content=b"<script>alert(1)</script>",
+        headers={"Content-Type": "text/html"},
+    )
+    assert put.status_code == 200
+    got = http.get("/api/storage/evil.html")
+    assert got.headers["content-type"] == "text/html"
+    assert got.headers["content-security-policy"] == "sandbox"
+    assert got.headers["x-content-type-options"] == "nosniff"

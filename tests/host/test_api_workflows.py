@@ -251,3 +251,16 @@ def test_client_mistakes_are_4xx_and_start_nothing(
     before = runs(http, limit=1000)
     assert_error(http.request(method, path, content=body), status, needle)
     assert runs(http, limit=1000) == before
+
+
+def test_runs_list_pages_with_before(http: httpx.Client) -> None:
+    ids = [http.post("/api/workflows/echo/start", json={"i": i}).json()["runId"] for i in range(5)]
+    first = http.get("/api/workflows/runs", params={"workflowId": "echo", "limit": 2}).json()
+    assert len(first) == 2
+    rest = http.get(
+        "/api/workflows/runs",
+        params={"workflowId": "echo", "limit": 100, "before": first[-1]["runId"]},
+    ).json()
+    seen = [r["runId"] for r in first + rest]
+    assert len(seen) == len(set(seen))
+    assert set(ids) <= set(seen)
