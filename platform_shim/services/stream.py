@@ -59,6 +59,14 @@ class StreamEvent:
         return f"StreamEvent(id={self.id}, t={self.t!r}, ns={self.ns!r}, k={self.k!r})"
 
 
+def _event(
+    eid: int, t: str, r: str, ns: str | None, k: str | None, data: bytes, ts: int
+) -> StreamEvent:
+    """A new event with its line (``data`` is JSON already, embedded as is)."""
+    fields = {"id": eid, "t": t, "r": r, "ns": ns, "k": k, "data": orjson.Fragment(data), "ts": ts}
+    return StreamEvent(eid, t, r, ns, k, ts, tight(orjson.dumps(fields)))
+
+
 class DomainFold(Protocol):
     """A service's state as a fold of stream events, with a snapshot for compaction."""
 
@@ -189,29 +197,16 @@ class EventStream:
         def prepare() -> tuple[bytes | None, Callable[[], T | None] | None]:
             if validate is not None and not validate():
                 return None, None
-            eid = self.last_id + 1
             ts = self.clock.now_ms()
             body = data if isinstance(data, bytes) else data()
-            line = tight(
-                orjson.dumps(
-                    {
-                        "id": eid,
-                        "t": t,
-                        "r": r,
-                        "ns": ns,
-                        "k": k,
-                        "data": orjson.Fragment(body),
-                        "ts": ts,
-                    }
-                )
-            )
+            event = _event(self.last_id + 1, t, r, ns, k, body, ts)
 
             def applied() -> T | None:
-                result = apply(eid, ts) if apply is not None else None
-                self._record(StreamEvent(eid, t, r, ns, k, ts, line))
+                result = apply(event.id, ts) if apply is not None else None
+                self._record(event)
                 return result
 
-            return line, applied
+            return event.line, applied
 
         return self.log.submit(prepare, durable=durable)
 
@@ -235,22 +230,10 @@ class EventStream:
                 return None, (lambda: apply([])) if apply is not None else None
             ts = self.clock.now_ms()
             first = self.last_id + 1
-            events = []
-            for offset, (t, r, ns, k, body) in enumerate(specs):
-                line = tight(
-                    orjson.dumps(
-                        {
-                            "id": first + offset,
-                            "t": t,
-                            "r": r,
-                            "ns": ns,
-                            "k": k,
-                            "data": orjson.Fragment(body),
-                            "ts": ts,
-                        }
-                    )
-                )
-                events.append(StreamEvent(first + offset, t, r, ns, k, ts, line))
+            events = [
+                _event(first + offset, t, r, ns, k, body, ts)
+                for offset, (t, r, ns, k, body) in enumerate(specs)
+            ]
 
             def applied() -> T | None:
                 result = apply([event.id for event in events]) if apply is not None else None
