@@ -35,8 +35,15 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
+import schemathesis  # in the 'test' extra: a missing one is a broken install, not a skip
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from starlette.routing import Route
 
 from host.openapi import OPENAPI
@@ -648,11 +655,6 @@ def test_client_hanging_up_mid_body_is_not_an_error(fuzz_root: Path) -> None:
 
 # ------------------------------------------------------------------------------ schemathesis
 
-try:
-    import schemathesis
-except ImportError:  # the optional extra: pip install -e '.[fuzz]'
-    schemathesis = None
-
 SCHEMATHESIS_CALLS = [0]
 
 
@@ -672,35 +674,21 @@ def schema_host(fuzz_root: Path) -> Iterator[str]:
     print(f"\nFUZZ schemathesis: {SCHEMATHESIS_CALLS[0]} requests, 0 5xx")
 
 
-if schemathesis is not None:
-    from schemathesis.checks import (
-        content_type_conformance,
-        not_a_server_error,
-        response_schema_conformance,
-        status_code_conformance,
+SCHEMA = schemathesis.openapi.from_dict(OPENAPI).exclude(path="/api/events/stream")
+
+
+@SCHEMA.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_schemathesis(case: Any, schema_host: str) -> None:
+    """Every operation of /openapi.json (the SSE stream aside: it never ends): no 5xx,
+    every status code, content type and body as documented."""
+    SCHEMATHESIS_CALLS[0] += 1
+    case.call_and_validate(
+        base_url=schema_host,
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
     )
-
-    SCHEMA = schemathesis.openapi.from_dict(OPENAPI).exclude(path="/api/events/stream")
-
-    @SCHEMA.parametrize()
-    @settings(
-        max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None
-    )
-    def test_schemathesis(case: Any, schema_host: str) -> None:
-        """Every operation of /openapi.json (the SSE stream aside: it never ends): no 5xx,
-        every status code, content type and body as documented."""
-        SCHEMATHESIS_CALLS[0] += 1
-        case.call_and_validate(
-            base_url=schema_host,
-            checks=[
-                not_a_server_error,
-                status_code_conformance,
-                content_type_conformance,
-                response_schema_conformance,
-            ],
-        )
-
-else:
-
-    def test_schemathesis() -> None:
-        pytest.skip("schemathesis is not installed: pip install -e '.[fuzz]'")
