@@ -1,8 +1,9 @@
 """Fixtures for the dashboard tests: a host on the test project, and a headless Chromium.
 
-``chromium`` drives Debian's ``/usr/bin/chromium`` through Playwright (``pip install -e
-'.[ui]'`` and ``apt-get install -y chromium``; Playwright cannot download browsers here). When
-either is missing or the browser cannot start, the browser tests are skipped with that reason;
+``chromium`` drives Debian's ``/usr/bin/chromium`` through Playwright (in the ``test`` extra;
+``apt-get install -y chromium``, as Playwright cannot download browsers here). When
+it is missing or the browser cannot start, the browser tests are skipped with that reason, or
+fail where ``PLATFORM_TESTS_REQUIRE`` names ``chromium`` (as CI does: ``tests/support/required.py``);
 the endpoint and CLI tests beside them do not need it and always run.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.host.dashboard.support import CRAFTED_RUNS, DashHost, PageErrors, running, write_ledger
+from tests.support.required import unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -54,16 +56,16 @@ def crafted(
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     # Playwright is in the 'test' extra; the browser is Debian's, which pip cannot provide:
-    # without it (or if it will not start) the browser tests skip and say why.
+    # without it (or if it will not start) the browser tests skip and say why, or fail in CI.
     from playwright.sync_api import Error, sync_playwright
 
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+        unavailable("chromium", f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
     with sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         except Error as exc:
-            pytest.skip(f"Chromium at {CHROMIUM} does not start: {exc}")
+            unavailable("chromium", f"Chromium at {CHROMIUM} does not start: {exc}")
         yield browser
         browser.close()
 
