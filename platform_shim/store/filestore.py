@@ -29,11 +29,17 @@ import filelock
 
 from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store.flusher import Flusher
-from platform_shim.store.jsonl import Record, fsync_dir, iter_snapshot, replace_file
+from platform_shim.store.jsonl import (
+    Record,
+    iter_snapshot,
+    replace_file,
+    replace_file_bytes,
+)
 from platform_shim.store.log import FileLog
 from platform_shim.store.protocol import Consumer, Durability
 
-__all__ = ["FileStore"]
+# replace_file_bytes is re-exported: the worker writes its pid and advert files with it.
+__all__ = ["FileStore", "replace_file_bytes"]
 
 
 class FileStore:
@@ -132,7 +138,7 @@ class FileStore:
 
         Only other processes ring: the worker's own appends would otherwise wake its watcher
         thousands of times a second for nothing."""
-        if self.is_worker:
+        if self.worker:
             return
         try:
             os.utime(self._doorbell)
@@ -156,10 +162,6 @@ class FileStore:
             (self.lock_dir / "worker.pid").unlink(missing_ok=True)
             self._worker_lock.release(force=True)
         self.worker = False
-
-    @property
-    def is_worker(self) -> bool:
-        return self.worker
 
     def worker_pid(self) -> int | None:
         """The pid of the live worker on this folder, or None when there is none."""
@@ -200,21 +202,3 @@ class FileStore:
             opened.close()
         self._logs.clear()
         self.release_worker_lock()
-
-
-def replace_file_bytes(path: Path, data: bytes) -> None:
-    """Atomically put ``data`` at ``path`` (temp file, fsync, rename, fsync the folder)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)

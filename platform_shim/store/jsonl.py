@@ -16,10 +16,11 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -28,11 +29,14 @@ __all__ = [
     "bulk_load",
     "fsync_dir",
     "iter_records",
-    "read_records",
+    "iter_snapshot",
     "replace_file",
+    "replace_file_bytes",
+    "write_all",
 ]
 
 Record = dict[str, Any]
+T = TypeVar("T")
 
 log = logging.getLogger("platform_shim.store")
 
@@ -95,16 +99,6 @@ def iter_snapshot(path: Path) -> Iterator[Record]:
                 log.warning("%s:%d: skipped a line that is not a JSON object", path, lineno)
 
 
-def read_records(path: Path) -> list[tuple[int, Record, bytes]]:
-    """Read a whole file (missing file: no records), tolerating torn and corrupt lines."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    with bulk_load():
-        return list(iter_records(data, path))
-
-
 @contextmanager
 def bulk_load() -> Iterator[None]:
     """Pause the cyclic garbage collector while building many objects at once.
@@ -143,22 +137,26 @@ def replace_file(
     before the rename; crash tests use it to die at that instant.
     """
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    size = count = 0
+    return _replace(path, tmp, lambda fd: _write_lines(fd, lines), before_rename)
+
+
+def replace_file_bytes(path: Path, data: bytes) -> None:
+    """Atomically put ``data`` at ``path`` (temp file, fsync, rename, fsync the folder).
+
+    The temp name is unique per call: threads of one process may write the same path at once
+    (two puts of the same blob)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    _replace(path, tmp, lambda fd: write_all(fd, data), None)
+
+
+def _replace(
+    path: Path, tmp: Path, write: Callable[[int], T], before_rename: Callable[[], None] | None
+) -> T:
+    # The one replace sequence: write the temp file, fsync it, rename it over ``path``, fsync the
+    # folder. Until the rename ``path`` is untouched; a failed write leaves no temp file behind.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        buf: list[bytes] = []
-        pending = 0
-        for line in lines:
-            buf.append(line)
-            buf.append(b"\n")
-            count += 1
-            pending += len(line) + 1
-            if pending >= 1 << 20:
-                size += _write_all(fd, b"".join(buf))
-                buf.clear()
-                pending = 0
-        if buf:
-            size += _write_all(fd, b"".join(buf))
+        result = write(fd)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -169,10 +167,30 @@ def replace_file(
         before_rename()
     os.replace(tmp, path)
     fsync_dir(path.parent)
+    return result
+
+
+def _write_lines(fd: int, lines: Iterable[bytes]) -> tuple[int, int]:
+    # Joined into writes of about 1 MiB: one syscall per line would dominate a snapshot's cost.
+    size = count = 0
+    buf: list[bytes] = []
+    pending = 0
+    for line in lines:
+        buf.append(line)
+        buf.append(b"\n")
+        count += 1
+        pending += len(line) + 1
+        if pending >= 1 << 20:
+            size += write_all(fd, b"".join(buf))
+            buf.clear()
+            pending = 0
+    if buf:
+        size += write_all(fd, b"".join(buf))
     return size, count
 
 
-def _write_all(fd: int, data: bytes) -> int:
+def write_all(fd: int, data: bytes) -> int:
+    """Write all of ``data`` (``os.write`` may write less than asked); returns its length."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

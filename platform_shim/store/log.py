@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from platform_shim.errors import StoreError
-from platform_shim.store.jsonl import bulk_load, iter_records, replace_file
+from platform_shim.store.jsonl import bulk_load, iter_records, replace_file, write_all
 from platform_shim.store.lock import AppendLock
 from platform_shim.store.protocol import Consumer, Prepare
 
@@ -61,7 +61,7 @@ class FileLog:
 
     def __init__(self, store: FileStore, name: str, consumer: Consumer) -> None:
         self.name = name
-        self.path = store.data_dir / f"{name}.jsonl"
+        self.path = store.log_path(name)
         self._store = store
         self._consumer = consumer
         self._lock = AppendLock(store.lock_dir / f"{name}.lock")
@@ -281,9 +281,7 @@ class FileLog:
         data = line + b"\n"
         start = self._offset
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, data)
         except OSError as exc:
             try:
                 os.ftruncate(self._fd, start)
