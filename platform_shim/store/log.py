@@ -106,20 +106,21 @@ class FileLog:
         if size == self._offset:
             return 0
         data = os.pread(self._fd, size - self._offset, self._offset)
+        # The fragment after the last newline (a line still being written, or torn) is left
+        # for later: iter_records without ``final`` skips it, so ``data`` is not copied to cut it.
         end = data.rfind(b"\n") + 1
-        complete, tail = data[:end], data[end:]
         count = 0
         apply = self._consumer.apply
-        for lineno, record, line in iter_records(complete, self.path, self._lineno, final=False):
+        for lineno, record, line in iter_records(data, self.path, self._lineno, final=False):
             try:
                 apply(record, line)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.warning("%s:%d: skipped an unreadable record (%r)", self.path, lineno, exc)
                 continue
             count += 1
-        self._lineno += complete.count(b"\n")
+        self._lineno += data.count(b"\n")
         self._offset += end
-        if tail and final:
+        if end < len(data) and final:
             # We hold the append lock, so no live writer owns this fragment: its writer died
             # before the write ended, so nobody was told it was written. Cut it off: left in
             # place and terminated, a fragment that happens to be a whole record without its
