@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -13,16 +14,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_MARK = "BENCH-RESULT "
 
 # File systems that are memory, not disk: an fsync there costs nothing and proves nothing.
 _MEMORY_FS = {"tmpfs", "ramfs", "devtmpfs", "overlay-tmpfs"}
+
+H = TypeVar("H")
 
 
 class JobError(RuntimeError):
@@ -198,6 +201,24 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+async def time_runs(
+    start: Callable[[], Awaitable[H]],
+    result: Callable[[H], Awaitable[Any]],
+    runs: int,
+    steps: int,
+) -> float:
+    """Start ``runs`` runs of ``steps`` steps at once (``start()``; step i returns i), wait for
+    every ``result(handle)``; wall seconds. Ours and the peer are timed by this same code."""
+    expected = steps * (steps - 1) // 2
+    t0 = time.perf_counter()
+    handles = await asyncio.gather(*(start() for _ in range(runs)))
+    results = await asyncio.gather(*(result(h) for h in handles))
+    elapsed = time.perf_counter() - t0
+    if any(r != expected for r in results):
+        raise AssertionError(f"wrong results: {set(results)} (expected {expected})")
+    return elapsed
 
 
 def rss_bytes() -> int:

@@ -10,13 +10,13 @@ journal and ``synchronous=FULL``: every commit is fsync'd). Workflows are starte
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench.common import median, percentile
+from bench.common import median, percentile, time_runs
 
 Args = dict[str, Any]
 
@@ -51,33 +51,17 @@ def _setup(data: str) -> Any:
 
 
 def _describe(data: str) -> dict[str, Any]:
-    import dbos
-
     db_path = Path(data) / "dbos_sys.sqlite"
-    info: dict[str, Any] = {
-        "dbos_version": getattr(dbos, "__version__", None),
-        "sqlite": sqlite3.sqlite_version,
-    }
-    if info["dbos_version"] is None:
-        from importlib.metadata import version
-
-        info["dbos_version"] = version("dbos")
+    info: dict[str, Any] = {"dbos_version": version("dbos"), "sqlite": sqlite3.sqlite_version}
     with sqlite3.connect(db_path) as conn:
         info["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
     return info
 
 
 async def _runs_x_steps(dbos: Any, workflow: Any, runs: int, steps: int) -> float:
-    expected = steps * (steps - 1) // 2
-    t0 = time.perf_counter()
-    handles = await asyncio.gather(
-        *(dbos.start_workflow_async(workflow, steps) for _ in range(runs))
+    return await time_runs(
+        lambda: dbos.start_workflow_async(workflow, steps), lambda h: h.get_result(), runs, steps
     )
-    results = await asyncio.gather(*(h.get_result() for h in handles))
-    elapsed = time.perf_counter() - t0
-    if any(r != expected for r in results):
-        raise AssertionError(f"wrong results: {set(results)}")
-    return elapsed
 
 
 async def throughput(args: Args) -> dict[str, Any]:
@@ -118,8 +102,6 @@ async def latency(args: Args) -> dict[str, Any]:
 
 def probe(args: Args) -> dict[str, Any]:
     """Whether DBOS imports here (and which version)."""
-    from importlib.metadata import version
-
     import dbos  # noqa: F401
 
     return {"dbos_version": version("dbos")}

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench.common import median, percentile, profiled
+from bench.common import median, percentile, profiled, time_runs
 from bench.flows import ALL, MARKS
 from platform_shim import open_platform
 
@@ -26,16 +26,9 @@ async def _until_status(handle: Any, status: str, poll: float = 0.002) -> None:
 async def _runs_x_steps(platform: Any, runs: int, steps: int) -> float:
     """Start ``runs`` runs of ``steps`` steps at once, wait for every result; wall seconds."""
     workflows = platform.workflows
-    expected = steps * (steps - 1) // 2
-    t0 = time.perf_counter()
-    handles = await asyncio.gather(
-        *(workflows.start("bench-steps", {"n": steps}) for _ in range(runs))
+    return await time_runs(
+        lambda: workflows.start("bench-steps", {"n": steps}), lambda h: h.result(), runs, steps
     )
-    results = await asyncio.gather(*(h.result() for h in handles))
-    elapsed = time.perf_counter() - t0
-    if any(r != expected for r in results):
-        raise AssertionError(f"wrong results: {set(results)} (expected {expected})")
-    return elapsed
 
 
 async def throughput(args: Args) -> dict[str, Any]:
