@@ -116,9 +116,6 @@ class DbState:
 
     def load_snapshot(self, records: Iterable[Record]) -> None:
         self.collections.clear()
-        records = iter(records)
-        header = next(records, None)
-        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
         for record in records:
             coll = self.collection(record["c"])
             if "index" in record:

@@ -74,9 +74,6 @@ class KvState:
         self.spaces.clear()
         self._sorted.clear()
         self.expiring.clear()
-        records = iter(records)
-        header = next(records, None)
-        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
         # set() inlined: a million keys load here at every start. The sorted listing is built on
         # first use and the expiry heap once at the end; values were checked when written.
         spaces = self.spaces

@@ -49,9 +49,6 @@ class QueueState:
 
     def load_snapshot(self, records: Iterable[Record]) -> None:
         self.queues.clear()
-        records = iter(records)
-        header = next(records, None)
-        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
         for record in records:
             self.add(record["q"], record["msg"])
 

@@ -56,9 +56,6 @@ class StorageState:
 
     def load_snapshot(self, records: Iterable[Record]) -> None:
         self.objects.clear()
-        records = iter(records)
-        header = next(records, None)
-        self.checkpoint = header.get("checkpoint", 0) if header is not None else 0
         for record in records:
             self.objects[record["k"]] = record["meta"]
 

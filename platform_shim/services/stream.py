@@ -59,6 +59,10 @@ class StreamEvent:
         return f"StreamEvent(id={self.id}, t={self.t!r}, ns={self.ns!r}, k={self.k!r})"
 
 
+def _event_id(event: StreamEvent) -> int:
+    return event.id
+
+
 def _event(
     eid: int, t: str, r: str, ns: str | None, k: str | None, data: bytes, ts: int
 ) -> StreamEvent:
@@ -75,7 +79,8 @@ class DomainFold(Protocol):
     checkpoint: int  # events with an id up to this are already in the snapshot
 
     def load_snapshot(self, records: Iterable[Record]) -> None:
-        """Replace the state with a snapshot's records (the first one is the header)."""
+        """Replace the state with a snapshot's records (the stream has read the header and set
+        ``checkpoint`` from it)."""
 
     def apply_event(self, event: Record) -> None:
         """Apply an event read from the file (ours at load time, or another process's)."""
@@ -118,7 +123,9 @@ class EventStream:
         self.events.clear()
         self.last_id = self._last_read = 0
         for fold in self.folds:
-            records = self._store.read_snapshot(fold.snapshot_name)
+            records = iter(self._store.read_snapshot(fold.snapshot_name))
+            header = next(records, None)  # written by compaction: {"checkpoint", "format"}
+            fold.checkpoint = header.get("checkpoint", 0) if header is not None else 0
             fold.load_snapshot(records)
             self.last_id = max(self.last_id, fold.checkpoint)
 
@@ -163,13 +170,15 @@ class EventStream:
             for listener in self._listeners:
                 listener(event)
 
-    def _trim(self) -> None:
+    def _first_retained(self) -> int:
         # Keep everything a consumer still needs, and at least the last `window` events.
-        cut = len(self.events) - self.window
+        cut = max(0, len(self.events) - self.window)
         if self.retain_from is not None:
-            cut = min(cut, bisect.bisect_right(self.events, self.retain_from, key=lambda e: e.id))
-        if cut > 0:
-            del self.events[:cut]
+            cut = min(cut, bisect.bisect_right(self.events, self.retain_from, key=_event_id))
+        return cut
+
+    def _trim(self) -> None:
+        del self.events[: self._first_retained()]
 
     # ------------------------------------------------------------------------- appending
 
@@ -291,12 +300,9 @@ class EventStream:
 
     def retained(self) -> list[StreamEvent]:
         """The events compaction keeps: unconsumed ones and the recent window."""
-        cut = max(0, len(self.events) - self.window)
-        if self.retain_from is not None:
-            cut = min(cut, bisect.bisect_right(self.events, self.retain_from, key=lambda e: e.id))
-        return self.events[cut:]
+        return self.events[self._first_retained() :]
 
     def since(self, after_id: int) -> list[StreamEvent]:
         """Events still held in memory with an id above ``after_id``, oldest first."""
-        start = bisect.bisect_right(self.events, after_id, key=lambda e: e.id)
+        start = bisect.bisect_right(self.events, after_id, key=_event_id)
         return self.events[start:]
