@@ -19,10 +19,10 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from platform_shim.clock import Clock
-from platform_shim.jsonvalue import dumps, loads, tight
+from platform_shim.jsonvalue import loads, tight
 from platform_shim.store.protocol import Log, Record, Store
 
-__all__ = ["RESERVED_PREFIXES", "DomainFold", "EventSpec", "EventStream", "StreamEvent"]
+__all__ = ["DomainFold", "EventSpec", "EventStream", "StreamEvent"]
 
 T = TypeVar("T")
 
@@ -30,9 +30,6 @@ EventSpec = tuple[str, str, "str | None", "str | None", bytes]
 """``(t, r, ns, k, data as JSON bytes)`` of one event to append."""
 
 _DEFAULT_WINDOW = 1000
-
-RESERVED_PREFIXES = ("kv.", "db.", "storage.", "queue.")
-"""Event types the services' folds read; ``publish`` refuses them."""
 
 
 class StreamEvent:
@@ -253,37 +250,6 @@ class EventStream:
             return b"\n".join(event.line for event in events), applied
 
         return self.log.submit(prepare, durable=durable)
-
-    async def publish(
-        self,
-        t: str,
-        data: Any = None,
-        *,
-        r: str = "custom",
-        ns: str | None = None,
-        k: str | None = None,
-    ) -> int:
-        """Put a custom event on the stream; returns its id."""
-        if not isinstance(t, str) or not t:
-            raise ValueError(f"event type must be a non-empty string, not {t!r}")
-        if not t.isprintable():
-            raise ValueError(f"event type {t!r} contains control characters")
-        if t.startswith(RESERVED_PREFIXES):
-            # The services' state is a fold of these types: a look-alike would change state in
-            # every process that reads it back, and not in this one.
-            raise ValueError(
-                f"event type {t!r} is reserved for the platform's services "
-                f"({', '.join(p + '*' for p in RESERVED_PREFIXES)}); use another name"
-            )
-        for name, value in (("r", r), ("ns", ns), ("k", k)):
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"event field {name!r} must be a string or None, not {value!r}")
-        if not isinstance(r, str) or not r:
-            raise ValueError(f"event resource 'r' must be a non-empty string, not {r!r}")
-        body = dumps(data, f"data of event {t!r}")
-        eid = await self.submit(t, r, ns, k, body, lambda eid, ts: eid)
-        assert eid is not None
-        return eid
 
     # --------------------------------------------------------------------------- reading
 
