@@ -220,7 +220,13 @@ class Engine:
             step.seq = seq
             return step.record(run_id)
 
-        self._track(run, self._submit(build, lambda seq: state.put_step(run, step)))
+        future = self._submit(build, lambda seq: state.put_step(run, step))
+        if step.signal_id is not None:
+            # Taken now, not when the record is applied: the next wait of this activation may
+            # look for a signal before this record's commit cycle runs.
+            run.claim(step.signal_id)
+            future.add_done_callback(functools.partial(_unclaim_if_lost, run, step.signal_id))
+        self._track(run, future)
 
     def complete_step(self, run: RunState, pending: StepState, **fields: Any) -> StepState:
         """Record ``pending`` (a sleep, wait or invoke) as finished."""
@@ -686,6 +692,11 @@ class Engine:
                 )
         elif kind == "compact" and self.on_compact_request is not None:
             self.on_compact_request()
+
+
+def _unclaim_if_lost(run: RunState, signal_id: str, future: asyncio.Future[None]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        run.unclaim(signal_id)
 
 
 def _release(waiter: asyncio.Future[None], _: object) -> None:

@@ -20,6 +20,7 @@ objects it builds are in ``state.py``.
 
 from __future__ import annotations
 
+import bisect
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,6 +41,13 @@ from platform_shim.workflows.state import (
 
 __all__ = ["LedgerState"]
 
+# Held signals are pruned when their count doubles, and never below this many.
+_PRUNE_MIN = 1024
+
+
+def _seq(signal: Signal) -> int:
+    return signal.seq
+
 
 class LedgerState:
     """The fold of ``runs.jsonl``."""
@@ -49,6 +57,8 @@ class LedgerState:
         self.signals: dict[str, list[Signal]] = {}  # by type, oldest first
         self.ticks: dict[str, tuple[int, int]] = {}  # workflow id -> (tick time, seq)
         self.signal_ids: set[str] = set()
+        self._signal_count = 0  # signals held, all types
+        self._prune_at = _PRUNE_MIN  # prune signals once this many are held
         self.counts: dict[RunStatus, int] = dict.fromkeys(RunStatus, 0)  # runs by status
         # Cancels requested by other processes that no worker has carried out yet (run -> seq).
         self.cancels: dict[str, int] = {}
@@ -65,6 +75,8 @@ class LedgerState:
         self.runs.clear()
         self.signals.clear()
         self.signal_ids.clear()
+        self._signal_count = 0
+        self._prune_at = _PRUNE_MIN
         self.counts = dict.fromkeys(RunStatus, 0)
         self.cancels.clear()
         self.ticks.clear()
@@ -160,9 +172,7 @@ class LedgerState:
             elif run.pending is not None and run.pending.name == step.name:
                 run.pending = None
         if step.signal_id is not None:
-            if run.taken is None:
-                run.taken = set()
-            run.taken.add(step.signal_id)
+            run.claim(step.signal_id)
         # A parked run's status follows from its pending step: no status record is written for
         # parking or resuming, which keeps a parked run at three ledger lines.
         status = run.status
@@ -221,7 +231,43 @@ class LedgerState:
         if signal.signal_id in self.signal_ids:
             return
         self.signal_ids.add(signal.signal_id)
-        self.signals.setdefault(signal.type, []).append(signal)
+        signals = self.signals.setdefault(signal.type, [])
+        if signals and signals[-1].seq > signal.seq:
+            bisect.insort(signals, signal, key=_seq)  # kept in seq order: lookups bisect on it
+        else:
+            signals.append(signal)
+        self._signal_count += 1
+        if self._signal_count >= self._prune_at and not self.loading:
+            self.prune_signals()
+
+    def prune_signals(self) -> int:
+        """Drop the signals no run could still take: those recorded before every non-terminal
+        run was created (the no-race rule lets a wait take only signals sent after its run was
+        created). Returns how many were dropped.
+
+        Without this, every signal ever sent would stay in memory until a compaction reloads
+        the ledger. Amortized: it runs when the count of held signals has doubled since the last
+        pass, so its O(runs + signals) cost is spread over as many ``add_signal`` calls."""
+        oldest_live = min(
+            (run.created_seq for run in self.runs.values() if not run.status.terminal),
+            default=self.last_seq,
+        )
+        dropped = 0
+        for event_type in list(self.signals):
+            signals = self.signals[event_type]
+            cut = bisect.bisect_right(signals, oldest_live, key=_seq)
+            if not cut:
+                continue
+            for signal in signals[:cut]:
+                self.signal_ids.discard(signal.signal_id)
+            dropped += cut
+            if cut == len(signals):
+                del self.signals[event_type]
+            else:
+                del signals[:cut]
+        self._signal_count -= dropped
+        self._prune_at = max(_PRUNE_MIN, 2 * self._signal_count)
+        return dropped
 
     def set_tick(self, workflow_id: str, at: int, seq: int) -> None:
         if at > self.ticks.get(workflow_id, (0, 0))[0]:
@@ -234,9 +280,15 @@ class LedgerState:
     ) -> Signal | None:
         """The oldest signal of ``event_type`` sent after ``run`` was created, not yet taken by
         it, whose payload matches (the no-race rule)."""
+        signals = self.signals.get(event_type)
+        if not signals:
+            return None
         taken = run.taken or ()
-        for signal in self.signals.get(event_type, ()):
-            if signal.seq <= run.created_seq or signal.signal_id in taken:
+        # Signals are held in seq order: skip those sent before the run was created at once.
+        start = bisect.bisect_right(signals, run.created_seq, key=_seq)
+        for index in range(start, len(signals)):
+            signal = signals[index]
+            if signal.signal_id in taken:
                 continue
             if match is None or matches(match, loads(signal.payload)):
                 return signal

@@ -261,6 +261,23 @@ class RunState:
         """The step the run is parked on (its pending sleep, wait or invoke), if any."""
         return self.pending
 
+    def claim(self, signal_id: str) -> None:
+        """Mark a signal as taken by one of this run's waits.
+
+        Called when the wait's record is *submitted*, not when it is written: a second wait
+        reached in the same activation must already see the signal as taken.
+        """
+        if self.taken is None:
+            self.taken = set()
+        self.taken.add(signal_id)
+
+    def unclaim(self, signal_id: str) -> None:
+        """Give a claimed signal back (the record that took it was never written)."""
+        if self.taken is not None and not any(
+            step.signal_id == signal_id for step in self.steps.values()
+        ):
+            self.taken.discard(signal_id)
+
     def run_record(self, seq: int) -> bytes:
         return orjson.dumps(
             {

@@ -262,7 +262,7 @@ class Step:
                 return loads(step.output) if step.output is not None else None
             taken = engine.waiting.take_waiting_signal(run, step)
             if taken is not None:
-                return taken
+                return loads(taken.payload)
             raise engine.waiting.park_wait(run, step)
         match_copy = (
             loads(dumps(dict(match), f"match of step {name!r}")) if match is not None else None

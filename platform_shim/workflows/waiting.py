@@ -81,14 +81,14 @@ class Waiting:
         self.engine.complete_step(run, step, output=b"null")
         self.engine.schedule(run)
 
-    def take_waiting_signal(self, run: RunState, step: StepState) -> Any:
-        """If a signal the pending wait ``step`` may take is recorded, take it (the payload)."""
+    def take_waiting_signal(self, run: RunState, step: StepState) -> Signal | None:
+        """If a signal the pending wait ``step`` may take is recorded, take it (and return it:
+        its payload may be ``null``, so the payload cannot say whether one was taken)."""
         assert step.event_type is not None
         signal = self.state.oldest_signal(run, step.event_type, step.match)
-        if signal is None:
-            return None
-        self._take(run, step, signal)
-        return loads(signal.payload)
+        if signal is not None:
+            self._take(run, step, signal)
+        return signal
 
     def _take(self, run: RunState, step: StepState, signal: Signal) -> None:
         self.unwait(run)

@@ -167,3 +167,88 @@ async def test_many_parked_runs_and_concurrent_senders(open_worker: Opener) -> N
         assert results == [{"expenseId": f"e{i}"} for i in range(300)]
         # A run counted by a sender was parked; the others took their event by the no-race rule.
         assert all(c in (0, 1) for c in counts)
+
+
+@define_workflow({"id": "two-replies"})
+async def two_replies(input: Any, step: Any, ctx: Any) -> Any:
+    await step.sleep("grace", "1500ms")
+    first = await step.wait_for_event("r1", type="acc.reply", match={"u": "u1"}, timeout="10s")
+    second = await step.wait_for_event("r2", type="acc.reply", match={"u": "u1"}, timeout="1s")
+    return [first, second]
+
+
+async def test_one_event_is_taken_by_one_wait_of_a_run(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    # Both waits are reached in the same activation, one right after the other: the second
+    # must see the signal the first took, before the first's record is even written.
+    async with open_worker([two_replies]) as platform:
+        handle = await platform.workflows.start("two-replies")
+        await platform.settle()
+        assert await platform.workflows.send_event("acc.reply", {"u": "u1", "n": 1}) == 0
+        clock.advance("1500ms")
+        await platform.settle()
+        clock.advance("1s")
+        assert await handle.result(timeout=5) == [{"u": "u1", "n": 1}, None]
+        history = {step.name: step for step in await handle.history()}
+        assert history["r2"].output is None
+
+
+async def test_a_second_event_goes_to_the_second_wait_oldest_first(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    async with open_worker([two_replies]) as platform:
+        handle = await platform.workflows.start("two-replies")
+        await platform.settle()
+        await platform.workflows.send_event("acc.reply", {"u": "u1", "n": 1})
+        await platform.workflows.send_event("acc.reply", {"u": "u1", "n": 2})
+        clock.advance("1500ms")
+        assert await handle.result(timeout=5) == [{"u": "u1", "n": 1}, {"u": "u1", "n": 2}]
+
+
+@define_workflow({"id": "null-reply"})
+async def null_reply(input: Any, step: Any, ctx: Any) -> Any:
+    await step.sleep("nap", "1s")
+    got = await step.wait_for_event("w", type="nothing.here", timeout="1h")
+    return {"got": got, "after": await step.run("after", lambda: "done")}
+
+
+async def test_a_null_payload_taken_from_the_recorded_signals_resumes_the_run(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    # Recovery looks for recorded signals a pending wait may take; a signal whose payload is
+    # null is still a signal (it used to read as "none found" and park the run again).
+    async with open_worker([null_reply]) as platform:
+        handle = await platform.workflows.start("null-reply")
+        await platform.settle()
+        clock.advance("1s")
+        await platform.settle()
+        run = await handle.status()
+        assert run is not None and run.status is RunStatus.WAITING_EVENT
+    # Sent while no worker runs: at the next start, recovery finds it for the pending wait.
+    from platform_shim.platform import open_client
+
+    client = open_client(platform.data_dir, clock=clock)
+    try:
+        await client.workflows.send_event("nothing.here", None)
+    finally:
+        client.close()
+    async with open_worker([null_reply]) as platform:
+        handle = platform.workflows.handle(handle.run_id)
+        assert await handle.result(timeout=5) == {"got": None, "after": "done"}
+
+
+async def test_signals_no_run_can_take_are_not_held_in_memory(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    async with open_worker([approval]) as platform:
+        for n in range(3000):
+            await platform.workflows.send_event("nobody.waits", {"n": n})
+        ledger = platform.worker.engine.state  # type: ignore[union-attr]
+        held = sum(len(signals) for signals in ledger.signals.values())
+        assert held < 2048, held
+        assert len(ledger.signal_ids) == held
+        # A run created now can still take a signal sent after it.
+        handle = await platform.workflows.start("approval", {"expenseId": "late"})
+        await platform.workflows.send_event("expense.approved", {"expenseId": "late"})
+        assert await handle.result(timeout=5) == {"expenseId": "late"}
