@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Park", "Step", "Stop"]
 
 _WAIT_OPTION_KEYS = {"type", "match", "timeout"}
+_INVOKE_OPTION_KEYS = {"timeout"}
 _DEFAULT_INVOKE_TIMEOUT = "1h"
 
 
@@ -313,22 +314,38 @@ class Step:
         name: str,
         workflow_id: str,
         input: Any = None,
-        timeout: int | float | str | timedelta = _DEFAULT_INVOKE_TIMEOUT,
+        options: Mapping[str, Any] | int | float | str | timedelta | None = None,
         *,
-        options: Mapping[str, Any] | None = None,
+        timeout: int | float | str | timedelta | None = None,
     ) -> Any:
         """Start child workflow ``workflow_id`` once, park until it ends, return its output.
 
         A child that fails or is cancelled raises ``WorkflowFailed``/``WorkflowCancelled`` here;
-        one that outlives ``timeout`` (default 1 hour) raises ``StepTimeout``. The seed's
-        ``options={"timeout": ...}`` form works too.
+        one that outlives ``timeout`` (default 1 hour) raises ``StepTimeout``. The seed's form,
+        ``invoke(name, workflow_id, input, {"timeout": "2h"})``, works too (``options`` may also
+        be given by keyword); so does a duration in that place, ``invoke(name, wf, input, "2h")``.
         """
-        if options is not None:
-            if not isinstance(options, Mapping) or set(options) - {"timeout"}:
+        if options is not None and not isinstance(options, Mapping):
+            if timeout is not None:
                 raise ValueError(
-                    f"invoke options for step {name!r} may only hold 'timeout', not {options!r}"
+                    f"invoke for step {name!r} got two timeouts: {options!r} and {timeout!r}"
                 )
-            timeout = options.get("timeout", timeout)
+            options = {"timeout": options}
+        if options is not None:
+            unknown = set(options) - _INVOKE_OPTION_KEYS
+            if unknown:
+                raise ValueError(
+                    f"unknown invoke option(s) {sorted(unknown)} for step {name!r}; "
+                    f"known: {sorted(_INVOKE_OPTION_KEYS)}"
+                )
+            if "timeout" in options:
+                if timeout is not None:
+                    raise ValueError(
+                        f"invoke for step {name!r} got a timeout both in options and as timeout="
+                    )
+                timeout = options["timeout"]
+        if timeout is None:
+            timeout = _DEFAULT_INVOKE_TIMEOUT
         step = self._enter(name, StepKind.INVOKE)
         engine, run = self._engine, self._run
         if step is not None:

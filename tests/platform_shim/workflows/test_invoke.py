@@ -152,3 +152,41 @@ async def test_invoking_an_unknown_workflow_fails_the_attempt(open_worker: Opene
         with pytest.raises(WorkflowFailed, match="ghost"):
             await handle.result(timeout=5)
         await asyncio.sleep(0)
+
+
+async def test_invoke_takes_the_seed_options_dict_as_its_fourth_argument(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    @define_workflow({"id": "seed-shaped", "options": {"retries": 0}})
+    async def seed_shaped(input: Any, step: Any, ctx: Any) -> Any:
+        try:
+            await step.invoke("arrange-shipment", "sleepy-child", {"orderId": 1}, {"timeout": "90m"})
+        except StepTimeout:
+            return "timed out"
+        return "shipped"
+
+    async with open_worker([seed_shaped, sleepy_child]) as platform:
+        handle = await platform.workflows.start("seed-shaped")
+        await platform.settle()
+        step = (await handle.history())[0]
+        assert step.timeout_at == step.started_at + 90 * 60_000
+        clock.advance("90m")  # the child sleeps 2 h
+        assert await handle.result(timeout=5) == "timed out"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"timeout": "2h", "retries": 3}, "unknown invoke option"), ("soon", "soon")],
+)
+async def test_invoke_refuses_bad_options_naming_them(
+    open_worker: Opener, options: Any, message: str
+) -> None:
+    @define_workflow({"id": "bad-options", "options": {"retries": 0}})
+    async def bad_options(input: Any, step: Any, ctx: Any) -> Any:
+        await step.invoke("child", "sleepy-child", None, options)
+
+    async with open_worker([bad_options, sleepy_child]) as platform:
+        handle = await platform.workflows.start("bad-options")
+        with pytest.raises(WorkflowFailed) as caught:
+            await handle.result(timeout=5)
+        assert message in caught.value.run.error["message"]  # type: ignore[index]
