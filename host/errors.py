@@ -16,7 +16,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from platform_shim.errors import DuplicateKey, StoreError, UnknownRun, UnknownWorkflow
+from platform_shim.errors import (
+    DuplicateKey,
+    RunIdConflict,
+    StoreError,
+    UnknownRun,
+    UnknownWorkflow,
+)
 
 __all__ = ["ApiError", "error_response", "exception_handlers", "json_response"]
 
@@ -100,6 +106,8 @@ async def _client_error(request: Request, exc: Exception) -> Response:
         return error_response(404, str(exc))
     if isinstance(exc, DuplicateKey):
         return error_response(409, str(exc), "duplicate_key")
+    if isinstance(exc, RunIdConflict):
+        return error_response(409, str(exc), "conflict")
     return error_response(400, str(exc))
 
 
@@ -131,6 +139,7 @@ exception_handlers: dict[Any, Any] = {
     UnknownWorkflow: _client_error,
     UnknownRun: _client_error,
     DuplicateKey: _client_error,
+    RunIdConflict: _client_error,
     ValueError: _client_error,
     RecursionError: _client_error,
     TypeError: _client_error,

@@ -18,6 +18,7 @@ __all__ = [
     "DuplicateStepName",
     "NonDeterminismError",
     "PlatformError",
+    "RunIdConflict",
     "StepFailed",
     "StepOutputTooLarge",
     "StepTimeout",
@@ -71,6 +72,19 @@ class UnknownWorkflow(PlatformError, LookupError):
         super().__init__(f"unknown workflow {workflow_id!r}; known workflows: {listing}")
         self.workflow_id = workflow_id
         self.known = sorted(known)
+
+
+class RunIdConflict(PlatformError, ValueError):
+    """A caller-chosen run id already names a run of another workflow."""
+
+    def __init__(self, run_id: str, existing_workflow: str, workflow_id: str) -> None:
+        super().__init__(
+            f"run id {run_id!r} already belongs to a run of workflow {existing_workflow!r}; "
+            f"it cannot also start workflow {workflow_id!r}"
+        )
+        self.run_id = run_id
+        self.existing_workflow = existing_workflow
+        self.workflow_id = workflow_id
 
 
 class UnknownRun(PlatformError, LookupError):

@@ -16,17 +16,8 @@ async def start(request: Request) -> Response:
     workflow_id = request.path_params["workflow_id"]
     payload = await read_json(request, default=None)
     run_id = request.query_params.get("runId") or None
-    workflows = platform_of(request).workflows
-    if run_id is not None:
-        existing = await workflows.handle(run_id).status()
-        if existing is not None and existing.workflow_id != workflow_id:
-            # An idempotent start names *this* workflow's run; another workflow's is a clash.
-            raise ApiError(
-                409,
-                f"run {run_id!r} already exists and belongs to workflow {existing.workflow_id!r}",
-                "conflict",
-            )
-    handle = await workflows.start(workflow_id, payload, run_id=run_id)
+    # A run id of another workflow's run is a RunIdConflict (409), decided in the commit path.
+    handle = await platform_of(request).workflows.start(workflow_id, payload, run_id=run_id)
     return json_response({"runId": handle.run_id})
 
 

@@ -313,7 +313,7 @@ class Engine:
             run_id = new_id(self.clock.now_ms())
         else:
             check_run_id(run_id)
-            if run_id in self.state.runs:
+            if not self.state.claim_run_id(run_id, workflow_id):
                 return run_id
         await self._create_run(run_id, workflow_id, input_bytes, parent)
         return run_id
@@ -332,8 +332,8 @@ class Engine:
         created_at = self.clock.now_ms()
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
-            if run_id in state.runs:  # created meanwhile, here or by another process
-                return None, None
+            if not state.claim_run_id(run_id, workflow_id):
+                return None, None  # created meanwhile, here or by another process
             seq = state.last_seq + 1
             run = RunState(
                 run_id,

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from platform_shim.errors import RunIdConflict
 from platform_shim.jsonvalue import loads
 from platform_shim.store.protocol import Record
 from platform_shim.workflows.records import RunStatus, StepKind, StepStatus
@@ -189,6 +190,22 @@ class LedgerState:
             run.updated_at = step.completed_at or step.started_at
             if self.on_status is not None:
                 self.on_status(run, step.seq)
+
+    def workflow_of(self, run_id: str) -> str | None:
+        """The workflow a run id belongs to, if that run exists."""
+        run = self.runs.get(run_id)
+        return run.workflow_id if run is not None else None
+
+    def claim_run_id(self, run_id: str, workflow_id: str) -> bool:
+        """Whether a new run ``run_id`` of ``workflow_id`` may be created: False if that run
+        exists already (an idempotent start), ``RunIdConflict`` if another workflow's does.
+        Called inside the commit cycle, so two concurrent starts cannot both pass."""
+        existing = self.workflow_of(run_id)
+        if existing is None:
+            return True
+        if existing != workflow_id:
+            raise RunIdConflict(run_id, existing, workflow_id)
+        return False
 
     def change_status(self, run: RunState, status: RunStatus) -> None:
         """Set a run's status, keeping the counts by status exact."""

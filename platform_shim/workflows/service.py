@@ -223,7 +223,7 @@ class ClientWorkflows(WorkflowsService):
         state = self.state
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
-            if run_id in state.runs:
+            if not state.claim_run_id(run_id, workflow_id):
                 return None, None
             seq = state.last_seq + 1
             run = RunState(run_id, workflow_id, input_bytes, now, seq)

@@ -160,7 +160,9 @@ async def test_invoke_takes_the_seed_options_dict_as_its_fourth_argument(
     @define_workflow({"id": "seed-shaped", "options": {"retries": 0}})
     async def seed_shaped(input: Any, step: Any, ctx: Any) -> Any:
         try:
-            await step.invoke("arrange-shipment", "sleepy-child", {"orderId": 1}, {"timeout": "90m"})
+            await step.invoke(
+                "arrange-shipment", "sleepy-child", {"orderId": 1}, {"timeout": "90m"}
+            )
         except StepTimeout:
             return "timed out"
         return "shipped"

@@ -308,3 +308,42 @@ async def test_a_handler_that_swallows_cancellation_still_stops(open_worker: Ope
             await handle.result(timeout=5)
         await platform.settle()
         assert await handle.history() == []
+
+
+async def test_a_run_id_of_another_workflow_is_a_conflict_even_when_started_concurrently(
+    open_worker: Opener, data_dir: Any, clock: FakeClock
+) -> None:
+    from platform_shim.errors import RunIdConflict
+    from platform_shim.platform import open_client
+
+    async with open_worker([echo, napper]) as platform:
+        # Both starts are in flight at once: neither has been written when the other checks.
+        results = await asyncio.gather(
+            platform.workflows.start("echo", {"n": 1}, run_id="x"),
+            platform.workflows.start("napper", {"n": 2}, run_id="x"),
+            return_exceptions=True,
+        )
+        conflicts = [r for r in results if isinstance(r, RunIdConflict)]
+        handles = [r for r in results if not isinstance(r, BaseException)]
+        assert len(conflicts) == 1 and len(handles) == 1, results
+        assert "echo" in str(conflicts[0]) and "napper" in str(conflicts[0])
+        run = await platform.workflows.handle("x").status()
+        assert run is not None and run.workflow_id == "echo"
+        # The same workflow again is an idempotent start.
+        again = await platform.workflows.start("echo", {"n": 3}, run_id="x")
+        assert again.run_id == "x"
+        with pytest.raises(RunIdConflict):
+            await platform.workflows.start("napper", run_id="x")
+
+        client = open_client(data_dir, clock=clock)
+        try:
+            pair = await asyncio.gather(
+                client.workflows.start("echo", run_id="y"),
+                client.workflows.start("napper", run_id="y"),
+                return_exceptions=True,
+            )
+            assert sum(isinstance(r, RunIdConflict) for r in pair) == 1, pair
+            with pytest.raises(RunIdConflict):
+                await client.workflows.start("napper", run_id="x")
+        finally:
+            client.close()
