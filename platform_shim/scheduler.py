@@ -103,7 +103,13 @@ class Scheduler:
         workflow = self._workflows.get(workflow_id)
         if workflow is None or not self._running:
             return
-        self._fire(workflow, when, 0)
+        try:
+            self._fire(workflow, when, 0)
+        except Exception:
+            # Logged, and the schedule goes on from the next tick rather than stopping for good.
+            log.exception("cron tick %d of workflow %r failed", when, workflow_id)
+            if workflow_id not in self._timers:
+                self._arm(workflow, self._trigger(workflow).schedule.next_after(when))
 
     def _fire(self, workflow: Workflow, tick: int, missed: int) -> None:
         task = asyncio.get_running_loop().create_task(

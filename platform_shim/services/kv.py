@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -24,6 +25,8 @@ from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import Record
 
 __all__ = ["KvNamespace", "KvService", "KvState"]
+
+log = logging.getLogger("platform_shim.kv")
 
 _MAX_KEY = 1024
 
@@ -297,7 +300,10 @@ class KvService:
             entry = self._state.spaces.get(ns, {}).get(key)
             if entry is None or entry[1] != expiration:
                 continue  # deleted or overwritten since
-            self._expire(ns, key, expiration)
+            try:
+                self._expire(ns, key, expiration)
+            except Exception:  # one key's failure must not stop the sweeper for every key
+                log.exception("kv: expiring %r in namespace %r failed", key, ns)
         if heap and self._sweeping:
             self._arm(heap[0][0])
 

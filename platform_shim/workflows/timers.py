@@ -11,12 +11,15 @@ token, and stale heap entries are skipped when they surface (or swept when they 
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Callable
 
 from platform_shim.clock import Clock, TimerHandle
 from platform_shim.workflows.state import RunState
 
 __all__ = ["TimerWheel"]
+
+log = logging.getLogger("platform_shim.workflows")
 
 PURPOSES = ("wake", "deadline")
 
@@ -77,17 +80,24 @@ class TimerWheel:
         self._armed_for = None
         now = self._clock.now_ms()
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, token, run, purpose = heapq.heappop(heap)
-            if _token(run, purpose) != token:
-                continue  # re-armed or cancelled since
-            _set_token(run, purpose, 0)
-            self._live -= 1
-            self._fire(run, purpose)
-        while heap and _token(heap[0][2], heap[0][3]) != heap[0][1]:
-            heapq.heappop(heap)
-        if heap:
-            self._arm(heap[0][0])
+        try:
+            while heap and heap[0][0] <= now:
+                _, token, run, purpose = heapq.heappop(heap)
+                if _token(run, purpose) != token:
+                    continue  # re-armed or cancelled since
+                _set_token(run, purpose, 0)
+                self._live -= 1
+                try:
+                    self._fire(run, purpose)
+                except Exception:
+                    # One run's failure must not keep every other parked run asleep.
+                    log.exception("run %s: its %s timer failed", run.run_id, purpose)
+        finally:
+            # Always re-armed, whatever happened above: a wheel left unarmed wakes nobody.
+            while heap and _token(heap[0][2], heap[0][3]) != heap[0][1]:
+                heapq.heappop(heap)
+            if heap:
+                self._arm(heap[0][0])
 
     def _sweep(self) -> None:
         self._heap = [entry for entry in self._heap if _token(entry[2], entry[3]) == entry[1]]

@@ -399,3 +399,32 @@ async def test_expiry_survives_a_reopen(data_dir: Path, clock: FakeClock) -> Non
     finally:
         second.kv.stop_sweeper()
         second.close()
+
+
+async def test_a_key_whose_expiry_fails_stops_no_other_expiry(
+    platform: Platform, clock: FakeClock, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: expiring one key raises (a bug, say); the sweeper must go on.
+    real_expire = platform.kv._expire
+
+    def expire(ns: str, key: str, expiration: int) -> None:
+        if key == "bad":
+            raise RuntimeError("injected")
+        real_expire(ns, key, expiration)
+
+    monkeypatch.setattr(platform.kv, "_expire", expire)
+    platform.kv.start_sweeper()
+    try:
+        await platform.kv.put("ns", "bad", 1, ttl=1)
+        await platform.kv.put("ns", "good", 2, ttl=1)
+        await platform.kv.put("ns", "later", 3, ttl=5)
+        clock.advance("2s")
+        await run_loop(platform)
+        clock.advance("5s")
+        await run_loop(platform)
+        assert sorted(event["k"] for event in of_type(data_dir, "kv.expired")) == [
+            "good",
+            "later",
+        ]
+    finally:
+        platform.kv.stop_sweeper()

@@ -126,3 +126,30 @@ async def test_event_trigger_across_a_restart_starts_nothing_twice(open_worker: 
         await platform.events.publish("auth.user.registered", {"email": "b@x.io"})
         await platform.settle()
         assert len(await platform.workflows.list(workflow_id="on-signup")) == 2
+
+
+async def test_a_cron_tick_that_fails_to_fire_does_not_end_the_schedule(
+    data_dir: Any, monkeypatch: Any
+) -> None:
+    from platform_shim.runtime import open_platform
+
+    clock = FakeClock(at(2026, 1, 1, 0, 0, 1))
+    async with open_platform(data_dir, workflows=[every_15s], clock=clock, watch=False) as platform:
+        scheduler = platform.worker.scheduler  # type: ignore[union-attr]
+        real_fire = scheduler._fire
+        failures: list[int] = []
+
+        def fire(workflow: Any, tick: int, missed: int) -> None:
+            if not failures:  # fault injection: the first tick's firing raises
+                failures.append(tick)
+                raise RuntimeError("injected")
+            real_fire(workflow, tick, missed)
+
+        monkeypatch.setattr(scheduler, "_fire", fire)
+        clock.advance("14s")  # 00:00:15: fails
+        await platform.settle()
+        clock.advance("15s")  # 00:00:30: still scheduled
+        await platform.settle()
+        runs = await platform.workflows.list()
+        assert failures == [at(2026, 1, 1, 0, 0, 15)]
+        assert [r.run_id for r in runs] == [f"every-15s.cron{at(2026, 1, 1, 0, 0, 30)}"]
