@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from platform_shim.background import observe, supervise
 from platform_shim.clock import Clock
 from platform_shim.errors import DefinitionError
 from platform_shim.events import EventHandler
@@ -264,10 +265,15 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         for consumer in self._all():
             if consumer.task is None:
+                name = (
+                    f"handler {consumer.key}"
+                    if isinstance(consumer, _Consumer)
+                    else f"queue consumer {consumer.handler.id} of {consumer.queue!r}"
+                )
+                # Supervised: a consumer loop that crashes (a bug, a failed write) is logged and
+                # restarted from its cursor, instead of ending silently with its task.
                 consumer.task = loop.create_task(
-                    consumer.run(),
-                    name=f"dispatch:{getattr(consumer, 'key', '')}",
-                    context=self.platform.context,
+                    supervise(name, consumer.run, log), name=name, context=self.platform.context
                 )
 
     @staticmethod
@@ -362,20 +368,35 @@ class Dispatcher:
 
     # ---------------------------------------------------------------------- bookkeeping
 
-    def record(self, record: Record, *, durable: bool = False) -> asyncio.Future[None]:
+    def record(
+        self,
+        record: Record,
+        *,
+        durable: bool = False,
+        then: Callable[[], None] | None = None,
+    ) -> asyncio.Future[None]:
+        """Append a bookkeeping record; ``then`` is its in-memory effect, applied with it (so
+        never for a write that failed). A failure is logged: most callers do not await."""
         state = self.state
         line = dumps(record, "dispatch record")
 
-        def prepare() -> tuple[bytes, Callable[[], None]]:
-            return line, lambda: state.apply(record, line)
+        def apply() -> None:
+            state.apply(record, line)
+            if then is not None:
+                then()
 
-        return self.log.submit(prepare, durable=durable)
+        future = self.log.submit(lambda: (line, apply), durable=durable)
+        observe(future, f"dispatch.jsonl: writing a {record['rec']!r} record", log)
+        return future
 
     def save_cursor(self, key: str, cursor: int) -> None:
         if self._saved.get(key) == cursor:
             return
-        self._saved[key] = cursor
-        self.record({"rec": "cursor", "h": key, "c": cursor})
+
+        def saved() -> None:
+            self._saved[key] = cursor
+
+        self.record({"rec": "cursor", "h": key, "c": cursor}, then=saved)
         self._update_retention()
 
     def save_relay(self, seq: int) -> None:
@@ -387,10 +408,16 @@ class Dispatcher:
         else:
             self.platform.stream.retain_from = None
 
-    def ack(self, queue: str, ids: list[str]) -> None:
-        self.record({"rec": "ack", "q": queue, "ids": ids})
-        for message_id in ids:
-            self.platform.queue_state.ack(queue, message_id)
+    def ack(self, queue: str, ids: list[str]) -> asyncio.Future[None]:
+        queue_state = self.platform.queue_state
+
+        def acked() -> None:
+            for message_id in ids:
+                queue_state.ack(queue, message_id)
+
+        # Acknowledged in memory only once written: a failed write leaves them pending, to be
+        # delivered again (at least once), rather than dropped until the next restart.
+        return self.record({"rec": "ack", "q": queue, "ids": ids}, then=acked)
 
     async def dead_letter(self, queue: str, message: dict[str, Any], error: dict[str, Any]) -> None:
         line = dumps(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from platform_shim.clock import TimerHandle
+from platform_shim.errors import StoreError
 from platform_shim.events import EventHandler
 
 if TYPE_CHECKING:
@@ -110,8 +111,22 @@ class QueueConsumer:
                     delay = dispatcher.handler_backoff(message["attempt"])
                     self.retry_at[message["id"]] = dispatcher.clock.now_ms() + delay
             if done:
-                dispatcher.ack(self.queue, done)
+                await self._ack(done, messages)
             return
-        dispatcher.ack(self.queue, [message["id"] for message in messages])
-        for message in messages:
-            self.retry_at.pop(message["id"], None)
+        if await self._ack([message["id"] for message in messages], messages):
+            for message in messages:
+                self.retry_at.pop(message["id"], None)
+
+    async def _ack(self, ids: list[str], messages: list[dict[str, Any]]) -> bool:
+        """Record the acknowledgement; if that write fails the messages stay pending and are
+        delivered again after a backoff (at least once), instead of being retried at once."""
+        try:
+            await self.dispatcher.ack(self.queue, ids)
+        except StoreError:  # logged by the dispatcher
+            now = self.dispatcher.clock.now_ms()
+            for message in messages:
+                if message["id"] in ids:
+                    delay = self.dispatcher.handler_backoff(message["attempt"])
+                    self.retry_at[message["id"]] = now + max(delay, 1000)
+            return False
+        return True

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from platform_shim.background import supervise
 from platform_shim.clock import Clock, SystemClock
 from platform_shim.dispatch import Dispatcher, DispatchState, default_handler_backoff
 from platform_shim.events import EventHandler
@@ -206,7 +207,7 @@ class Worker:
             )
             self._watcher.start()
         self._maintenance = asyncio.get_running_loop().create_task(
-            self._maintain(), context=platform.context
+            supervise("maintenance", self._maintain, log), context=platform.context
         )
         log.info(
             "worker on %s: %d workflow(s), %d handler(s), %d run(s) in the ledger",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from platform_shim.background import observe
 from platform_shim.clock import Clock
 from platform_shim.errors import (
     DuplicateStepName,
@@ -122,29 +123,41 @@ class Engine:
         for run in list(self.state.runs.values()):
             if run.status.terminal or run.ending:
                 continue
-            self.waiting.arm_deadline(run)
-            if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-                if run.retry_at is not None and run.retry_at > now:
-                    self.waiting.arm(run, "wake", run.retry_at)
-                else:
-                    self.schedule(run)
-                continue
-            step = run.pending_step()
-            if step is None:
-                self.schedule(run)
-            elif step.kind is StepKind.SLEEP:
-                self.waiting.park_sleep(run, step)
-            elif step.kind is StepKind.WAIT_EVENT:
-                if self.waiting.take_waiting_signal(run, step) is not None:
-                    self.schedule(run)
-                else:
-                    self.waiting.park_wait(run, step)
-            elif self.waiting.settle_invoke(run, step) is not None:
-                self.schedule(run)
-            else:
-                self.waiting.park_invoke(run, step)
+            try:
+                self._recover(run, now)
+            except Exception as exc:
+                # One run that cannot be recovered must not keep the others from resuming: it
+                # is logged and ended failed, naming the error, so it shows instead of hanging.
+                log.exception("run %s of %r could not be recovered", run.run_id, run.workflow_id)
+                error = describe_error(exc)
+                error["message"] = f"could not be recovered after a restart: {error['message']}"
+                self._terminate(run, RunStatus.FAILED, error=error)
         self.relay.paused = False
         self.relay.flush()
+
+    def _recover(self, run: RunState, now: int) -> None:
+        """Re-arm a non-terminal run's timers and waits, or schedule it (idempotent)."""
+        self.waiting.arm_deadline(run)
+        if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            if run.retry_at is not None and run.retry_at > now:
+                self.waiting.arm(run, "wake", run.retry_at)
+            else:
+                self.schedule(run)
+            return
+        step = run.pending_step()
+        if step is None:
+            self.schedule(run)
+        elif step.kind is StepKind.SLEEP:
+            self.waiting.park_sleep(run, step)
+        elif step.kind is StepKind.WAIT_EVENT:
+            if self.waiting.take_waiting_signal(run, step) is not None:
+                self.schedule(run)
+            else:
+                self.waiting.park_wait(run, step)
+        elif self.waiting.settle_invoke(run, step) is not None:
+            self.schedule(run)
+        else:
+            self.waiting.park_invoke(run, step)
 
     async def stop(self) -> None:
         """Stop every activation (runs resume after the next start) and flush the ledger."""
@@ -196,6 +209,8 @@ class Engine:
     @staticmethod
     def _note_write(run: RunState, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
+            # Raised at the run's next barrier; logged now, as the run may be parked.
+            log.error("run %s: a ledger write failed: %s", run.run_id, future.exception())
             run.write_error = future.exception()
 
     async def barrier(self, run: RunState) -> None:
@@ -388,8 +403,23 @@ class Engine:
     ) -> None:
         """Create the child an ``invoke`` waits for (once: its id is derived from the step)."""
         assert step.child_run_id is not None
-        if step.child_run_id not in self.state.runs:
-            self._create_run(step.child_run_id, workflow_id, input_bytes, (parent, step.name))
+        if self.state.workflow_of(step.child_run_id) is None:
+            future = self._create_run(
+                step.child_run_id, workflow_id, input_bytes, (parent, step.name)
+            )
+            future.add_done_callback(functools.partial(self._child_written, parent))
+
+    def _child_written(self, parent: RunState, future: asyncio.Future[None]) -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        # The parent would wait for a child that does not exist: replay it soon, which creates
+        # the child again (a pending invoke whose child is missing starts it).
+        log.error(
+            "run %s: creating its child run failed (%s); trying again in 1 s",
+            parent.run_id,
+            future.exception(),
+        )
+        self.clock.call_at(self.clock.now_ms() + 1000, functools.partial(self.schedule, parent))
 
     def schedule(self, run: RunState) -> None:
         if run.active or run.ending or run.status.terminal or not self._started:
@@ -503,8 +533,12 @@ class Engine:
                 delay,
                 exc_info=exc,
             )
-            self._set_status(
-                run, RunStatus.QUEUED, attempt=run.attempt + 1, error=error, retry_at=retry_at
+            observe(
+                self._set_status(
+                    run, RunStatus.QUEUED, attempt=run.attempt + 1, error=error, retry_at=retry_at
+                ),
+                f"run {run.run_id}: recording its retry",
+                log,
             )
             self.waiting.arm(run, "wake", retry_at)
             return

@@ -354,13 +354,18 @@ class Step:
             if step.status is StepStatus.FAILED and step.attempt == run.attempt:
                 raise engine.waiting.child_error(step)
             if step.status is StepStatus.PENDING:
+                if engine.state.workflow_of(step.child_run_id or "") is None:
+                    # Its creation was lost (a failed write): start it now, from this call.
+                    self._check_child(name, workflow_id)
+                    engine.start_child(
+                        run, step, workflow_id, self._child_input(name, workflow_id, input)
+                    )
                 settled = engine.waiting.settle_invoke(run, step)
                 if settled is not None:
                     return self._invoke_outcome(settled)
                 raise engine.waiting.park_invoke(run, step)
-        if not isinstance(workflow_id, str) or engine.registry.get(workflow_id) is None:
-            raise UnknownWorkflow(str(workflow_id), engine.registry.ids())
-        input_bytes = dumps(input, f"input of step {name!r} (workflow {workflow_id!r})")
+        self._check_child(name, workflow_id)
+        input_bytes = self._child_input(name, workflow_id, input)
         wait = parse_duration_ms(timeout, f"timeout of step {name!r}")
         await engine.barrier(run)
         now = engine.clock.now_ms()
@@ -384,6 +389,15 @@ class Step:
         if settled is not None:
             return self._invoke_outcome(settled)
         raise engine.waiting.park_invoke(run, step)
+
+    def _check_child(self, name: str, workflow_id: object) -> None:
+        registry = self._engine.registry
+        if not isinstance(workflow_id, str) or registry.get(workflow_id) is None:
+            raise UnknownWorkflow(str(workflow_id), registry.ids())
+
+    @staticmethod
+    def _child_input(name: str, workflow_id: str, input: Any) -> bytes:
+        return dumps(input, f"input of step {name!r} (workflow {workflow_id!r})")
 
     def _invoke_outcome(self, step: StepState) -> Any:
         if step.status is StepStatus.COMPLETED:

@@ -1,0 +1,121 @@
+"""Writes nobody awaits: a failure is logged, memory follows only what was written, and the
+work is done again once the disk takes writes again (issue: "nothing in the background may die
+or be dropped silently"). Faults are injected into ``os.write`` for one file of the folder."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platform_shim import open_platform
+from platform_shim.events import on_queue
+from platform_shim.testing import FakeClock
+from platform_shim.workflows import define_workflow
+from tests.chaos.test_storage_faults import WriteFault
+from tests.support.eventlog import of_type
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+    return value
+
+
+@define_workflow({"id": "bw-one"})
+async def bw_one(input: Any, step: Any, ctx: Any) -> Any:
+    return await step.run("a", lambda: input)
+
+
+async def test_a_status_event_that_failed_to_relay_is_relayed_again(
+    data_dir: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fault = WriteFault(data_dir, errno.ENOSPC, only="events.jsonl")
+    monkeypatch.setattr(os, "write", fault)
+    async with open_platform(data_dir, workflows=[bw_one], clock=clock, watch=False) as platform:
+        engine = platform.worker.engine  # type: ignore[union-attr]
+        fault.active = True
+        with caplog.at_level(logging.ERROR):
+            handle = await platform.workflows.start("bw-one", 7)
+            assert await handle.result(timeout=5) == 7
+            await until(lambda: fault.failures >= 1)
+            await asyncio.sleep(0.05)
+        assert any("relaying" in r.getMessage() for r in caplog.records)
+        # The relayed position did not move past the change whose event was not written.
+        assert engine.relay.cursor < engine.state.runs[handle.run_id].status_seq
+        fault.active = False
+        await until(lambda: of_type(data_dir, "workflow.run.completed"))
+        await until(lambda: engine.relay.cursor >= engine.state.runs[handle.run_id].status_seq)
+
+
+async def test_a_queue_ack_that_failed_to_write_leaves_the_message_pending(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    @on_queue("bw-mail", {"batch": 1, "maxAttempts": 5})
+    async def consume(messages: Any, ctx: Any) -> None:
+        seen.extend((m["payload"]["to"], m["attempt"]) for m in messages)
+
+    fault = WriteFault(data_dir, errno.ENOSPC, partial=False, only="dispatch.jsonl")
+    monkeypatch.setattr(os, "write", fault)
+    async with open_platform(
+        data_dir, handlers=[consume], clock=clock, watch=False, handler_backoff=lambda a: 0
+    ) as platform:
+        fault.active = True
+        message_id = await platform.queue.send("bw-mail", {"to": "a@x"})
+        await until(lambda: seen)
+        await until(lambda: fault.failures >= 1)
+        await asyncio.sleep(0.05)
+        # Not acknowledged in memory: the ack was never written.
+        assert message_id in platform.queue_state.queues.get("bw-mail", {})
+        fault.active = False
+        clock.advance("1s")  # the backoff of a failed ack
+        await until(lambda: message_id not in platform.queue_state.queues.get("bw-mail", {}))
+        assert [to for to, _ in seen] == ["a@x", "a@x"]  # delivered again, at least once
+
+
+@define_workflow({"id": "bw-parent"})
+async def bw_parent(input: Any, step: Any, ctx: Any) -> Any:
+    return await step.invoke("child", "bw-one", {"n": 1})
+
+
+class ChildCreationFault:
+    """``os.write`` failing once for the ledger line that creates a child run."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self._real = os.write
+
+    def __call__(self, fd: int, data: Any) -> int:
+        if not self.failed and b'"parentStep":"child"' in bytes(data):
+            self.failed += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._real(fd, data)
+
+
+async def test_a_child_whose_creation_failed_is_created_again(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fault = ChildCreationFault()
+    monkeypatch.setattr(os, "write", fault)
+    async with open_platform(
+        data_dir, workflows=[bw_parent, bw_one], clock=clock, watch=False
+    ) as platform:
+        handle = await platform.workflows.start("bw-parent")
+        await platform.settle()
+        assert fault.failed == 1
+        clock.advance("1s")  # the parent is replayed and creates its child again
+        assert await handle.result(timeout=5) == {"n": 1}
