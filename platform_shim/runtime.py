@@ -33,7 +33,14 @@ from platform_shim.store.jsonl import bulk_load
 from platform_shim.store.protocol import Durability
 from platform_shim.watcher import DataWatcher
 from platform_shim.workflows.definition import ScheduleTrigger, Workflow, WorkflowRegistry
-from platform_shim.workflows.engine import DEFAULT_OUTPUT_LIMIT, Engine, default_backoff
+from platform_shim.workflows.engine import (
+    DEFAULT_MAX_RECOVERIES,
+    DEFAULT_MAX_SUSPENDED,
+    DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_STEP_THREADS,
+    Engine,
+    default_backoff,
+)
 from platform_shim.workflows.service import EngineWorkflows
 
 __all__ = ["Worker", "WorkerOptions", "open_platform"]
@@ -62,6 +69,9 @@ class WorkerOptions:
         run_retention_ms: int = DEFAULT_RUN_RETENTION_MS,
         tune_gc: bool = True,
         freeze_gc: bool = False,
+        max_suspended: int = DEFAULT_MAX_SUSPENDED,
+        max_recoveries: int = DEFAULT_MAX_RECOVERIES,
+        step_threads: int = DEFAULT_STEP_THREADS,
     ) -> None:
         self.durability: Durability = durability
         self.retry_backoff = retry_backoff
@@ -79,6 +89,13 @@ class WorkerOptions:
         # process) also moves the state loaded at start out of the collector's sight for good.
         self.tune_gc = tune_gc
         self.freeze_gc = freeze_gc
+        # Parked runs whose activation stays suspended in memory (past it, the least recently
+        # parked is unwound and replays when it wakes); 0 unwinds every run as it parks.
+        self.max_suspended = max_suspended
+        # A run whose step body was running each time the process died this many times in a
+        # row is failed instead of run again.
+        self.max_recoveries = max_recoveries
+        self.step_threads = step_threads  # worker threads for sync step bodies
 
 
 class Worker:
@@ -164,6 +181,9 @@ class Worker:
             output_limit=options.output_limit,
             retry_backoff=options.retry_backoff,
             relay_cursor=dispatch_state.relay,
+            max_suspended=options.max_suspended,
+            max_recoveries=options.max_recoveries,
+            step_threads=options.step_threads,
         )
         platform.workflows = EngineWorkflows(engine)
         dispatcher = self._dispatcher = Dispatcher(
@@ -349,10 +369,11 @@ class Worker:
         while quiet < 3:
             if loop.time() > deadline:
                 raise TimeoutError(f"the worker did not settle within {timeout}s")
-            tasks = [t for t in engine._tasks if not t.done()]
+            tasks = engine.busy_tasks()
             if tasks:
+                # Polled: a busy activation may suspend on a parked step instead of ending.
                 quiet = 0
-                await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+                await asyncio.wait(tasks, timeout=min(0.01, max(0.0, deadline - loop.time())))
                 continue
             logs = (self.platform.stream.log, engine.log, dispatcher.log)
             if (

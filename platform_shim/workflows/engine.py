@@ -21,9 +21,13 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -35,6 +39,7 @@ from platform_shim.errors import (
     NonDeterminismError,
     UnknownRun,
     UnknownWorkflow,
+    WorkflowCancelled,
 )
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
@@ -45,7 +50,7 @@ from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, StepStatus, WorkflowRun
 from platform_shim.workflows.relay import StatusRelay
 from platform_shim.workflows.state import RunState, Signal, StepState, steps_before
-from platform_shim.workflows.steps import Park, Step, Stop, describe_error
+from platform_shim.workflows.steps import Step, Stop, describe_error
 from platform_shim.workflows.waiting import Waiting
 
 if TYPE_CHECKING:
@@ -56,6 +61,13 @@ __all__ = ["Engine", "WorkflowContext", "default_backoff"]
 log = logging.getLogger("platform_shim.workflows")
 
 DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024
+# Suspended activations kept in memory (each holds its coroutine: a few kilobytes); past this
+# the least recently parked is unwound, and replays from the ledger when it wakes.
+DEFAULT_MAX_SUSPENDED = 2000
+# A run whose step body was running each time the process died this many times is failed.
+DEFAULT_MAX_RECOVERIES = 5
+# Worker threads for sync step bodies (blocking code must not stall the event loop).
+DEFAULT_STEP_THREADS = 32
 
 
 def default_backoff(attempt: int) -> int:
@@ -89,8 +101,20 @@ class Engine:
         retry_backoff: Callable[[int], int] = default_backoff,
         relay_cursor: int = 0,
         on_relayed: Callable[[int], None] | None = None,
+        max_suspended: int = DEFAULT_MAX_SUSPENDED,
+        max_recoveries: int = DEFAULT_MAX_RECOVERIES,
+        step_threads: int = DEFAULT_STEP_THREADS,
     ) -> None:
         self.platform = platform
+        self.max_suspended = max_suspended
+        self.max_recoveries = max_recoveries
+        self._step_threads = step_threads
+        self._executor: ThreadPoolExecutor | None = None
+        # Runs whose activation is suspended on a parked step, least recently parked first.
+        self._suspended: OrderedDict[str, RunState] = OrderedDict()
+        # Runs that were queued or running when the worker started: their first activation
+        # marks each step body it starts (the poison-pill count).
+        self._recovering: set[str] = set()
         self.registry = registry
         self.clock = clock
         self.output_limit = output_limit
@@ -98,6 +122,7 @@ class Engine:
         self.state = LedgerState()
         self.waiting = Waiting(self)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], RunState] = {}
         self.relay = StatusRelay(lambda: platform.stream, relay_cursor, on_relayed)
         self.on_compact_request: Callable[[], None] | None = None
         self._started = False
@@ -138,36 +163,53 @@ class Engine:
     def _recover(self, run: RunState, now: int) -> None:
         """Re-arm a non-terminal run's timers and waits, or schedule it (idempotent)."""
         self.waiting.arm_deadline(run)
+        if self.waiting.overdue(run):
+            # Past its timeoutSecs while no worker ran: it ends now, before anything resumes.
+            self.waiting._deadline_passed(run)
+            return
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            self._recovering.add(run.run_id)
             if run.retry_at is not None and run.retry_at > now:
                 self.waiting.arm(run, "wake", run.retry_at)
             else:
                 self.schedule(run)
             return
-        step = run.pending_step()
-        if step is None:
+        parked = run.parked_steps()
+        if not parked:
             self.schedule(run)
-        elif step.kind is StepKind.SLEEP:
-            self.waiting.park_sleep(run, step)
-        elif step.kind is StepKind.WAIT_EVENT:
-            if self.waiting.take_waiting_signal(run, step) is not None:
-                self.schedule(run)
+            return
+        for step in parked:
+            # Each parked step's timer and index entry; one whose outcome is already known
+            # (an event recorded meanwhile, a child that ended) is finished, which resumes it.
+            if step.kind is StepKind.WAIT_EVENT:
+                if self.waiting.take_waiting_signal(run, step) is None:
+                    self.waiting.park(run, step)
+            elif step.kind is StepKind.INVOKE:
+                if self.waiting.settle_invoke(run, step) is None:
+                    self.waiting.park(run, step)
             else:
-                self.waiting.park_wait(run, step)
-        elif self.waiting.settle_invoke(run, step) is not None:
-            self.schedule(run)
-        else:
-            self.waiting.park_invoke(run, step)
+                self.waiting.park(run, step)
 
     async def stop(self) -> None:
-        """Stop every activation (runs resume after the next start) and flush the ledger."""
+        """Unwind every activation (runs resume after the next start) and flush the ledger.
+
+        Unwinding runs the handlers' cleanup code (``finally``), but no ``step.*`` call made
+        during it runs or is recorded: the run goes on from its last record next time."""
         self._started = False
         self.waiting.wheel.stop()
+        for run in self.state.runs.values():
+            if run.activation is not None:
+                run.activation.unwinding = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._suspended.clear()
+        if self._executor is not None:
+            # Bodies still running in threads finish on their own; nobody records them.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         await self.log.barrier()
 
     def registry_changed(self) -> None:
@@ -244,7 +286,8 @@ class Engine:
         self._track(run, future)
 
     def complete_step(self, run: RunState, pending: StepState, **fields: Any) -> StepState:
-        """Record ``pending`` (a sleep, wait or invoke) as finished."""
+        """Record ``pending`` (a sleep, wait or invoke) as finished (once: ``pending.done``
+        holds the record until it is applied, or is cleared if its write fails)."""
         now = self.clock.now_ms()
         done = StepState(
             pending.name,
@@ -258,9 +301,12 @@ class Engine:
             match=pending.match,
             timeout_at=pending.timeout_at,
             child_run_id=pending.child_run_id,
+            on_parent_close=pending.on_parent_close,
             **fields,
         )
+        pending.done = done
         self.record_step(run, done)
+        run.write.add_done_callback(functools.partial(_undo_if_lost, pending, done))
         return done
 
     def _set_status(
@@ -422,15 +468,124 @@ class Engine:
         self.clock.call_at(self.clock.now_ms() + 1000, functools.partial(self.schedule, parent))
 
     def schedule(self, run: RunState) -> None:
-        if run.active or run.ending or run.status.terminal or not self._started:
+        """Start an activation of ``run``, or, if one is active, have it looked at again when
+        that one ends (a wake-up that arrives while a run unwinds is not lost)."""
+        if run.ending or run.status.terminal or not self._started:
+            return
+        if run.active:
+            run.rewake = True
             return
         run.active = True
+        run.rewake = False
         task = asyncio.get_running_loop().create_task(
             self._activate(run), name=f"run:{run.run_id}", context=self.platform.context
         )
         run.task = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._running[task] = run
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._running.pop(task, None)
+
+    def resume(self, run: RunState, pending: StepState, done: StepState) -> None:
+        """``pending`` was finished by ``done``: continue the activation suspended on it, or
+        start one (which finds ``done`` when it reaches the step)."""
+        future = pending.resume
+        if future is not None and not future.done():
+            future.set_result(done)
+        else:
+            self.schedule(run)
+
+    # ------------------------------------------------------------- suspended activations
+
+    def suspending(self, run: RunState) -> None:
+        """``run``'s activation suspends on a parked step: keep it, within the cache's bound."""
+        self._suspended[run.run_id] = run
+        self._suspended.move_to_end(run.run_id)
+        while len(self._suspended) > self.max_suspended:
+            _, oldest = self._suspended.popitem(last=False)
+            self._evict(oldest)
+
+    def resumed(self, run: RunState, step: Step) -> None:
+        if step.suspended == 0:
+            self._suspended.pop(run.run_id, None)
+
+    @staticmethod
+    def parked(run: RunState) -> bool:
+        """Whether ``run``'s activation is suspended on parked steps with nothing else to do."""
+        step = run.activation
+        return (
+            step is not None
+            and step.calls == 0
+            and bool(step.waits)
+            and not any(future.done() for future in step.waits)
+        )
+
+    def busy_tasks(self) -> list[asyncio.Task[None]]:
+        """Activations doing work (not suspended on parked steps)."""
+        return [
+            task for task, run in self._running.items() if not task.done() and not self.parked(run)
+        ]
+
+    def _evict(self, run: RunState) -> None:
+        """Unwind a suspended activation to free its memory; its wake-up replays it."""
+        activation, task = run.activation, run.task
+        if activation is None or task is None or task.done():
+            return
+        activation.unwinding = True
+        task.cancel()
+
+    # ---------------------------------------------------------------------- step bodies
+
+    async def call_body(self, fn: Callable[[], Any], *, inline: bool) -> Any:
+        """Call a ``step.run`` body: a sync one in a worker thread (unless ``inline``), and
+        whatever awaitable it returns on the loop."""
+        if inline or inspect.iscoroutinefunction(fn):
+            result = fn()
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self._step_threads, thread_name_prefix="step-body"
+                )
+            context = contextvars.copy_context()  # get_platform() and friends in the thread
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, context.run, fn)
+        if inspect.isawaitable(result):
+            try:
+                result = await result
+            except asyncio.CancelledError:
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise
+        return result
+
+    async def mark_attempting(self, run: RunState, name: str) -> None:
+        """Before a recovered run starts the body of step ``name``: count, durably, how many
+        times the process died while that body ran; past the bound the run fails instead."""
+        previous = run.attempting
+        count = previous[1] + 1 if previous is not None and previous[0] == name else 1
+        if count > self.max_recoveries:
+            error = {
+                "type": "StepCrashedProcess",
+                "message": (
+                    f"the process died while step {name!r} ran, {count - 1} times in a row; "
+                    "the run was failed instead of running it again"
+                ),
+                "step": name,
+            }
+            log.error("run %s of %r: %s", run.run_id, run.workflow_id, error["message"])
+            self._terminate(run, RunStatus.FAILED, error=error)
+            raise Stop
+        now = self.clock.now_ms()
+        record = {"rec": "attempting", "runId": run.run_id, "step": name, "n": count, "at": now}
+        state = self.state
+
+        def build(seq: int) -> bytes:
+            return dumps({**record, "seq": seq}, "attempting record")
+
+        await self._submit(build, lambda seq: state.set_attempting(run, name, count, seq))
 
     # ----------------------------------------------------------------------- activations
 
@@ -454,26 +609,46 @@ class Engine:
                 await self.log.submit(_applied_fence, durable=False)
             if self._over(run):
                 return
+            if self.waiting.overdue(run):
+                self.waiting._deadline_passed(run)  # before any step body runs again
+                return
             if run.status is not RunStatus.RUNNING or run.retry_at is not None:
                 self._mark_running(run)
-            step = Step(self, run)
+            recovering = run.run_id in self._recovering
+            self._recovering.discard(run.run_id)
+            step = run.activation = Step(self, run, recovering=recovering)
             context = WorkflowContext(self.platform, run)
             try:
                 output = await workflow.handler(loads(run.input), step, context)
-            except (Park, Stop):
+            except Stop:
                 return
             except asyncio.CancelledError:
-                if self._over(run):
+                if self._over(run) or step.unwinding:
                     return
                 raise
-            except (DuplicateStepName, NonDeterminismError) as exc:
-                log.error("run %s of %r failed without retry: %s", run.run_id, run.workflow_id, exc)
-                self._terminate(run, RunStatus.FAILED, error=describe_error(exc, step.current))
-                return
+            except BaseExceptionGroup as group:
+                # A TaskGroup of steps: Stop and cancellation inside it mean the same as alone.
+                rest = group.split((Stop, asyncio.CancelledError))[1]
+                if rest is None or self._over(run) or step.unwinding:
+                    return
+                if isinstance(rest, ExceptionGroup):
+                    self._attempt_failed(run, workflow, rest, None)
+                    return
+                raise
             except Exception as exc:
-                self._attempt_failed(run, workflow, exc, step.current)
+                if self._over(run) or step.unwinding:
+                    return  # raised while unwinding: the run goes on from its records
+                if isinstance(exc, DuplicateStepName | NonDeterminismError | WorkflowCancelled):
+                    # Retrying cannot help (and for a cancelled child it would silently start
+                    # a replacement): the run fails now.
+                    log.error(
+                        "run %s of %r failed without retry: %s", run.run_id, run.workflow_id, exc
+                    )
+                    self._terminate(run, RunStatus.FAILED, error=describe_error(exc))
+                    return
+                self._attempt_failed(run, workflow, exc, None)
                 return
-            if self._over(run):
+            if self._over(run) or step.unwinding:
                 return
             try:
                 output_bytes = dumps(
@@ -500,6 +675,12 @@ class Engine:
         finally:
             run.active = False
             run.task = None
+            run.activation = None
+            self._suspended.pop(run.run_id, None)
+            if run.rewake:
+                # Something woke the run while this activation was ending: look again now.
+                run.rewake = False
+                self.schedule(run)
 
     def _mark_running(self, run: RunState) -> None:
         """An activation began. Memory only: recovery treats queued and running alike, so a
@@ -566,6 +747,15 @@ class Engine:
         self.waiting.cancel_timer(run, "wake")
         self.waiting.cancel_timer(run, "deadline")
         self.waiting.unwait(run)
+        self._recovering.discard(run.run_id)
+        # Children end with their parent, unless invoked with on_parent_close="abandon".
+        for step in run.steps.values():
+            if (
+                step.kind is StepKind.INVOKE
+                and step.status is StepStatus.PENDING
+                and step.on_parent_close != "abandon"
+            ):
+                self.cancel_child(run, step, f"its parent run {run.run_id} {status.value}")
         future = self._set_status(
             run, status, output=output, error=error, durable=True, after=run.write
         )
@@ -607,19 +797,14 @@ class Engine:
         task = run.task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
-        step = run.pending_step()
-        if step is not None and step.kind is StepKind.INVOKE and step.child_run_id:
-            child = self.state.runs.get(step.child_run_id)
-            if child is not None and not child.ending and not child.status.terminal:
-                self.stop_run(
-                    child,
-                    RunStatus.CANCELLED,
-                    {
-                        "type": "WorkflowCancelled",
-                        "message": f"parent run {run.run_id} {status.value}",
-                    },
-                )
         return future
+
+    def cancel_child(self, parent: RunState, step: StepState, why: str) -> None:
+        """Cancel the child run of ``parent``'s invoke ``step``, if it still runs."""
+        child = self.state.runs.get(step.child_run_id or "")
+        if child is not None and not self._over(child):
+            log.info("run %s: cancelling child run %s (%s)", parent.run_id, child.run_id, why)
+            self.stop_run(child, RunStatus.CANCELLED, {"type": "WorkflowCancelled", "message": why})
 
     # ------------------------------------------------------------------------ public API
 
@@ -726,6 +911,11 @@ class Engine:
                 )
         elif kind == "compact" and self.on_compact_request is not None:
             self.on_compact_request()
+
+
+def _undo_if_lost(pending: StepState, done: StepState, future: asyncio.Future[None]) -> None:
+    if (future.cancelled() or future.exception() is not None) and pending.done is done:
+        pending.done = None  # the step is pending again: a replay parks it anew
 
 
 def _unclaim_if_lost(run: RunState, signal_id: str, future: asyncio.Future[None]) -> None:

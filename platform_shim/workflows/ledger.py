@@ -10,6 +10,8 @@ Record kinds (``"rec"``), each with a ledger-wide ``seq`` that increases in file
 - ``signal``  ``send_event`` recorded an event for ``wait_for_event``
 - ``cancel``  another process asked for a run to be cancelled (the worker carries it out)
 - ``tick``    a cron tick fired for a workflow
+- ``attempting``  a run recovered after a crash starts a step body (step, n): how many times in
+              a row the process died while that body ran (the poison-pill count)
 
 The fold is the same whoever wrote a record, so a client process and the worker agree on every
 run. ``seq`` orders signals against run creation (the no-race rule) and lets the worker relay
@@ -126,6 +128,10 @@ class LedgerState:
             )
         elif kind == "tick":
             self.set_tick(record["workflowId"], record["at"], seq)
+        elif kind == "attempting":
+            run = self.runs.get(record["runId"])
+            if run is not None:
+                self.set_attempting(run, record["step"], record["n"], seq)
         elif kind == "cancel":
             run = self.runs.get(record["runId"])
             if run is not None and not run.status.terminal:
@@ -169,9 +175,9 @@ class LedgerState:
             run.step_seq = step.seq
         if step.kind is not StepKind.RUN:
             if step.status is StepStatus.PENDING:
-                run.pending = step
-            elif run.pending is not None and run.pending.name == step.name:
-                run.pending = None
+                run.park(step)
+            else:
+                run.unpark(step.name)
         if step.signal_id is not None:
             run.claim(step.signal_id)
         # A parked run's status follows from its pending step: no status record is written for
@@ -179,8 +185,10 @@ class LedgerState:
         status = run.status
         if status.terminal or step.kind is StepKind.RUN or step.seq < run.status_seq:
             return
-        if step.status is StepStatus.PENDING:
-            new = RunStatus.SLEEPING if step.kind is StepKind.SLEEP else RunStatus.WAITING_EVENT
+        if run.parked:
+            # Parallel steps may park on several; waiting on anything but sleeps is "waiting".
+            sleeping = all(p.kind is StepKind.SLEEP for p in run.parked.values())
+            new = RunStatus.SLEEPING if sleeping else RunStatus.WAITING_EVENT
         elif status in (RunStatus.SLEEPING, RunStatus.WAITING_EVENT):
             new = RunStatus.RUNNING
         else:
@@ -190,6 +198,10 @@ class LedgerState:
             run.updated_at = step.completed_at or step.started_at
             if self.on_status is not None:
                 self.on_status(run, step.seq)
+
+    def set_attempting(self, run: RunState, step: str, count: int, seq: int) -> None:
+        """A recovered run started step ``step``'s body; ``count`` deaths in a row so far."""
+        run.attempting = (step, count, seq)
 
     def workflow_of(self, run_id: str) -> str | None:
         """The workflow a run id belongs to, if that run exists."""
@@ -333,6 +345,17 @@ class LedgerState:
                 yield step.record(run.run_id)
             if run.status_rec is not None:
                 yield run.status_record(run.status_seq, run.status_rec)
+            if run.attempting is not None and not run.status.terminal:
+                step_name, count, seq = run.attempting
+                yield orjson.dumps(
+                    {
+                        "rec": "attempting",
+                        "seq": seq,
+                        "runId": run.run_id,
+                        "step": step_name,
+                        "n": count,
+                    }
+                )
             if run.run_id in self.cancels:
                 yield orjson.dumps(
                     {

@@ -39,17 +39,21 @@ class StepState:
         "attempt",
         "child_run_id",
         "completed_at",
+        "done",
         "error",
         "event_type",
         "kind",
         "match",
         "name",
+        "on_parent_close",
         "output",
+        "resume",
         "seq",
         "signal_id",
         "started_at",
         "status",
         "timeout_at",
+        "timer",
         "wake_at",
     )
 
@@ -70,6 +74,7 @@ class StepState:
         timeout_at: int | None = None,
         child_run_id: str | None = None,
         signal_id: str | None = None,
+        on_parent_close: str | None = None,
         seq: int = 0,
     ) -> None:
         self.seq = seq
@@ -87,6 +92,14 @@ class StepState:
         self.timeout_at = timeout_at
         self.child_run_id = child_run_id
         self.signal_id = signal_id
+        self.on_parent_close = on_parent_close  # "abandon" keeps an invoked child running
+        # Worker-only, never persisted: the token of this pending step's timer (0: none), and
+        # the future a suspended activation awaits until this step is finished.
+        self.timer = 0
+        self.resume: Any = None
+        # The record that finished this pending step, from when it is submitted until it is
+        # applied (None again if its write failed): a wake-up is never taken twice.
+        self.done: StepState | None = None
 
     def record(self, run_id: str) -> bytes:
         """This step as a ledger line."""
@@ -117,6 +130,8 @@ class StepState:
             out["childRunId"] = self.child_run_id
         if self.signal_id is not None:
             out["signalId"] = self.signal_id
+        if self.on_parent_close is not None:
+            out["onParentClose"] = self.on_parent_close
         return orjson.dumps(out)
 
     @classmethod
@@ -140,7 +155,11 @@ class StepState:
         step.timeout_at = get("timeoutAt")
         step.child_run_id = get("childRunId")
         step.signal_id = get("signalId")
+        step.on_parent_close = get("onParentClose")
         step.seq = record["seq"]
+        step.timer = 0
+        step.resume = None
+        step.done = None
         return step
 
     def snapshot(self) -> StepRecord:
@@ -165,8 +184,10 @@ class RunState:
     """A run as the ledger knows it, plus the worker's bookkeeping for it."""
 
     __slots__ = (
+        "activation",
         "active",
         "attempt",
+        "attempting",
         "completed_at",
         "created_at",
         "created_seq",
@@ -178,9 +199,10 @@ class RunState:
         "output",
         "parent_run_id",
         "parent_step",
-        "pending",
+        "parked",
         "rerun_of",
         "retry_at",
+        "rewake",
         "run_id",
         "status",
         "status_rec",
@@ -230,11 +252,17 @@ class RunState:
         self.completed_at: int | None = None
         self.retry_at: int | None = None
         self.steps: dict[str, StepState] = {}
-        self.pending: StepState | None = None  # the sleep, wait or invoke the run is parked on
+        # The sleeps, waits and invokes the run is parked on (several with parallel steps).
+        self.parked: dict[str, StepState] | None = None
+        # The step body a recovered run last started, and how many times a process died while it
+        # ran (the poison-pill count, from ``attempting`` records).
+        self.attempting: tuple[str, int, int] | None = None  # (step, count, seq)
         self.taken: set[str] | None = None  # ids of signals this run's waits consumed
         # Worker-only, never persisted:
         self.task: Any = None  # the asyncio task of the current activation
+        self.activation: Any = None  # the Step object of the current activation
         self.active = False  # an activation is scheduled or running
+        self.rewake = False  # a wake-up came while active: look again when the activation ends
         self.ending = False  # a terminal status was submitted; nothing else may follow
         self.waiters: list[Any] | None = None  # futures of result() callers
         self.write: Any = None  # the future of this run's latest ledger write
@@ -258,8 +286,25 @@ class RunState:
         )
 
     def pending_step(self) -> StepState | None:
-        """The step the run is parked on (its pending sleep, wait or invoke), if any."""
-        return self.pending
+        """A step the run is parked on (its earliest pending sleep, wait or invoke), if any."""
+        if not self.parked:
+            return None
+        return next(iter(self.parked.values()))
+
+    def parked_steps(self) -> list[StepState]:
+        """Every step the run is parked on, in the order they were reached."""
+        return list(self.parked.values()) if self.parked else []
+
+    def park(self, step: StepState) -> None:
+        if self.parked is None:
+            self.parked = {}
+        self.parked[step.name] = step
+
+    def unpark(self, name: str) -> None:
+        if self.parked is not None:
+            self.parked.pop(name, None)
+            if not self.parked:
+                self.parked = None
 
     def claim(self, signal_id: str) -> None:
         """Mark a signal as taken by one of this run's waits.

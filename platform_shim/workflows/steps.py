@@ -3,20 +3,26 @@
 
 Each call looks its step up by name in the run's recorded steps (a dict: O(1), so replaying a
 history of n steps costs n lookups). A completed step returns its recorded value and nothing
-runs. A new step either runs (``run``), or records that the run now waits and *parks* it: it
-raises a private ``BaseException`` that unwinds the handler, so the run holds no task and no
-thread while it waits, and a user's ``except Exception`` cannot swallow it. The engine resumes
-the run later by calling the handler again from the top; everything before the parked step
-replays from the ledger.
+runs. A new step either runs (``run``), or records that the run now waits, *parks* it (its
+timer armed, its wait indexed) and suspends: the coroutine awaits the step's outcome, so code
+around it (``finally``, ``with``, ``async with``) behaves as Python promises. Parallel calls
+(``asyncio.gather``, ``TaskGroup``) each park and resume on their own, found by their names.
+
+A suspended run holds its coroutine only while its host is up and the engine's cache of
+suspended runs has room; when it is evicted, or the worker stops, the coroutine is unwound
+(``Stop``: no ``step.*`` call made while unwinding runs or is recorded), and its next wake-up
+replays the handler from the top against the recorded steps, as after a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hashlib
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from platform_shim.durations import parse_duration_ms
 from platform_shim.errors import (
@@ -33,20 +39,21 @@ from platform_shim.workflows.state import RunState, StepState
 if TYPE_CHECKING:
     from platform_shim.workflows.engine import Engine
 
-__all__ = ["Park", "Step", "Stop"]
+__all__ = ["Step", "Stop", "describe_error"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _WAIT_OPTION_KEYS = {"type", "match", "timeout"}
-_INVOKE_OPTION_KEYS = {"timeout"}
+_INVOKE_OPTION_KEYS = {"timeout", "onParentClose"}
 _DEFAULT_INVOKE_TIMEOUT = "1h"
 
 
-class Park(BaseException):
-    """Unwinds a handler whose run now waits (sleep, event, child). Never reaches user code's
-    ``except Exception``; the engine catches it and ends the activation."""
-
-
 class Stop(BaseException):
-    """Unwinds a handler whose run was cancelled or timed out while it ran."""
+    """Unwinds a handler whose run ended (cancelled, timed out) or whose activation is being
+    unwound (evicted from the cache of suspended runs, or the worker stops): raised by every
+    ``step.*`` call made then, so nothing runs or is recorded while the run unwinds. A
+    ``BaseException``: a user's ``except Exception`` cannot swallow it."""
 
 
 def child_run_id(parent_run_id: str, step_name: str, attempt: int) -> str:
@@ -72,49 +79,147 @@ def _epoch_ms(when: object, step: str) -> int:
 
 
 def describe_error(exc: BaseException, step: str | None = None) -> dict[str, Any]:
-    """An exception as the JSON error a run or step records (type, message, step)."""
+    """An exception as the JSON error a run or step records (type, message, and the step it
+    was raised in: ``step``, or the one the exception itself names)."""
     if isinstance(exc, StepFailed):
         error: dict[str, Any] = {"type": exc.error_type, "message": exc.message}
     else:
         error = {"type": type(exc).__name__, "message": str(exc)}
+    if step is None:
+        named = getattr(exc, "step", None)
+        step = named if isinstance(named, str) else None
     if step is not None:
         error["step"] = step
     return error
 
 
+def _counted(
+    method: Callable[Concatenate[Step, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Step, P], Coroutine[Any, Any, T]]:
+    """Count the step call as busy while it runs (not while it is suspended on an outcome):
+    ``Engine.parked`` tells a suspended activation from a working one by it."""
+
+    @functools.wraps(method)
+    async def counted(self: Step, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self.calls += 1
+        try:
+            return await method(self, *args, **kwargs)
+        except Exception as exc:
+            # Whatever a step call raises (a bad duration, a failed body) names that step; an
+            # error raised by code between steps names none.
+            if getattr(exc, "step", None) is None and args and isinstance(args[0], str):
+                with contextlib.suppress(AttributeError):
+                    exc.step = args[0]  # type: ignore[attr-defined]
+            raise
+        finally:
+            self.calls -= 1
+
+    return counted
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a step name must be a non-empty string, not {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from os.listdir, say) cannot be written to the ledger: refused here,
+        # rather than failing the record and re-running the step forever.
+        raise ValueError(
+            f"step name {name!r} cannot be encoded as UTF-8 (it holds a lone surrogate)"
+        ) from None
+    return name
+
+
 class Step:
-    """The ``step`` argument of a workflow handler: one replay pass over one run."""
+    """The ``step`` argument of a workflow handler: one activation of one run.
 
-    __slots__ = ("_engine", "_run", "_seen", "current")
+    A step that must wait suspends the activation (its coroutine awaits the step's outcome)
+    instead of unwinding it: ``finally`` blocks and ``async with`` exits run when the code
+    around them finishes, as in any Python. Several ``step.*`` calls may be awaited at once
+    (``asyncio.gather``, ``TaskGroup``); each is found by its name.
+    """
 
-    def __init__(self, engine: Engine, run: RunState) -> None:
+    __slots__ = (
+        "_engine",
+        "_run",
+        "_seen",
+        "calls",
+        "recovering",
+        "suspended",
+        "unwinding",
+        "waits",
+    )
+
+    def __init__(self, engine: Engine, run: RunState, *, recovering: bool = False) -> None:
         self._engine = engine
         self._run = run
         self._seen: set[str] = set()
-        self.current: str | None = None  # the step being executed, named in failures
+        # True once this activation is being unwound (evicted or stopped): every step.* call
+        # then raises Stop, so nothing runs and nothing is recorded.
+        self.unwinding = False
+        self.suspended = 0  # how many of its step calls await an outcome right now
+        self.calls = 0  # step calls doing something (running a body, writing) right now
+        self.waits: set[asyncio.Future[StepState]] = set()  # outcomes awaited right now
+        # The first activation after a restart of a run that was running: step bodies it
+        # starts are marked on disk first, so a body that kills the process is counted.
+        self.recovering = recovering
 
     def _enter(self, name: str, kind: StepKind) -> StepState | None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a step name must be a non-empty string, not {name!r}")
+        _check_name(name)
         run = self._run
-        if run.ending or run.status.terminal:
+        if run.ending or run.status.terminal or self.unwinding:
             raise Stop
         if name in self._seen:
             raise DuplicateStepName(run.run_id, name)
         self._seen.add(name)
-        self.current = name
         step = run.steps.get(name)
         if step is not None and step.kind is not kind:
             raise NonDeterminismError(run.run_id, name, step.kind.value, kind.value)
         return step
 
+    def _check_live(self) -> None:
+        """After an await: the run may have ended, or its activation be unwinding."""
+        run = self._run
+        if run.ending or run.status.terminal or self.unwinding:
+            raise Stop
+
+    async def _wait(self, pending: StepState) -> StepState:
+        """Suspend until ``pending`` (parked) is finished; returns the record that finished it."""
+        if pending.done is not None:
+            return pending.done  # finished while this activation had not reached it yet
+        engine = self._engine
+        future: asyncio.Future[StepState] = asyncio.get_running_loop().create_future()
+        pending.resume = future
+        self.suspended += 1
+        self.calls -= 1
+        self.waits.add(future)
+        engine.suspending(self._run)
+        try:
+            done = await future
+        finally:
+            pending.resume = None
+            self.suspended -= 1
+            self.calls += 1
+            self.waits.discard(future)
+            engine.resumed(self._run, self)
+        self._check_live()
+        return done
+
+    def _parked(self, pending: StepState) -> None:
+        """A recorded pending step reached on replay: make sure what ends it is armed."""
+        if pending.done is None:
+            self._engine.waiting.park(self._run, pending)
+
     # -------------------------------------------------------------------------------- run
 
-    async def run(self, name: str, fn: Callable[[], Any]) -> Any:
+    @_counted
+    async def run(self, name: str, fn: Callable[[], Any], *, inline: bool = False) -> Any:
         """Run ``fn`` once and record its JSON result; on replay return the record instead.
 
-        ``fn`` may be sync or async; if it returns an awaitable, that is awaited. A sync ``fn``
-        runs on the event loop: wrap blocking work in ``asyncio.to_thread`` inside an async fn.
+        ``fn`` may be sync or async; if it returns an awaitable, that is awaited on the event
+        loop. A sync ``fn`` runs in a worker thread (so ``time.sleep`` or a blocking client
+        stalls nothing else), unless ``inline=True`` keeps a trivial one on the loop.
         """
         step = self._enter(name, StepKind.RUN)
         run = self._run
@@ -123,7 +228,7 @@ class Step:
             if step.status is StepStatus.COMPLETED:
                 return loads(step.output) if step.output is not None else None
             if step.status is StepStatus.FAILED and step.attempt == run.attempt:
-                # A failure the handler caught before it parked: replay it the same way.
+                # A failure the handler caught before: replay it the same way.
                 error = step.error or {}
                 raise StepFailed(
                     name, str(error.get("type", "Error")), str(error.get("message", ""))
@@ -131,28 +236,28 @@ class Step:
         if not callable(fn):
             raise TypeError(f"step {name!r}: step.run needs a function, not {fn!r}")
         await engine.barrier(run)
+        self._check_live()
+        if self.recovering:
+            await engine.mark_attempting(run, name)
+            self._check_live()
         started = engine.clock.now_ms()
         try:
-            result = fn()
-            if inspect.isawaitable(result):
-                result = await result
+            result = await engine.call_body(fn, inline=inline)
         except Exception as exc:
-            engine.record_step(
-                run,
-                StepState(
-                    name,
-                    StepKind.RUN,
-                    StepStatus.FAILED,
-                    run.attempt,
-                    started,
-                    completed_at=engine.clock.now_ms(),
-                    error=describe_error(exc),
-                ),
-            )
+            self._check_live()
+            self._record_failure(name, started, exc)
             raise StepFailed(name, type(exc).__name__, str(exc)) from exc
-        output = dumps(result, f"output of step {name!r} in run {run.run_id!r}")
-        if len(output) > engine.output_limit:
-            raise StepOutputTooLarge(name, len(output), engine.output_limit)
+        # The body may have swallowed a cancellation and returned: nothing is recorded for a
+        # run that ended or an activation that is unwinding.
+        self._check_live()
+        try:
+            output = dumps(result, f"output of step {name!r} in run {run.run_id!r}")
+            if len(output) > engine.output_limit:
+                raise StepOutputTooLarge(name, len(output), engine.output_limit)
+        except (TypeError, ValueError, StepOutputTooLarge) as exc:
+            self._record_failure(name, started, exc)
+            raise
+        self.recovering = False
         engine.record_step(
             run,
             StepState(
@@ -168,8 +273,25 @@ class Step:
         # The parsed record, not `result`: exactly what a replay will return.
         return loads(output)
 
+    def _record_failure(self, name: str, started: int, exc: BaseException) -> None:
+        engine, run = self._engine, self._run
+        self.recovering = False
+        engine.record_step(
+            run,
+            StepState(
+                name,
+                StepKind.RUN,
+                StepStatus.FAILED,
+                run.attempt,
+                started,
+                completed_at=engine.clock.now_ms(),
+                error=describe_error(exc),
+            ),
+        )
+
     # ------------------------------------------------------------------------------ sleep
 
+    @_counted
     async def sleep(self, name: str, duration: int | float | str | timedelta) -> None:
         """Park the run for ``duration`` (ms, ``timedelta``, or ``"500ms"``/``"30s"``/``"5m"``/
         ``"1h"``/``"7d"``), also across restarts."""
@@ -178,15 +300,16 @@ class Step:
             delay = parse_duration_ms(duration, f"step {name!r}")
             await self._sleep_new(name, self._engine.clock.now_ms() + delay)
         else:
-            self._sleep_recorded(step)
+            await self._sleep_recorded(step)
 
+    @_counted
     async def sleep_until(self, name: str, when: int | float | datetime) -> None:
         """Park the run until ``when`` (epoch ms or an aware datetime); a past time returns at once."""
         step = self._enter(name, StepKind.SLEEP)
         if step is None:
             await self._sleep_new(name, _epoch_ms(when, name))
         else:
-            self._sleep_recorded(step)
+            await self._sleep_recorded(step)
 
     async def _sleep_new(self, name: str, wake_at: int) -> None:
         engine, run = self._engine, self._run
@@ -209,20 +332,18 @@ class Step:
             name, StepKind.SLEEP, StepStatus.PENDING, run.attempt, now, wake_at=wake_at
         )
         engine.record_step(run, step)
-        raise engine.waiting.park_sleep(run, step)
+        engine.waiting.park(run, step)
+        await self._wait(step)
 
-    def _sleep_recorded(self, step: StepState) -> None:
+    async def _sleep_recorded(self, step: StepState) -> None:
         if step.status is StepStatus.COMPLETED:
             return
-        assert step.wake_at is not None
-        engine, run = self._engine, self._run
-        if engine.clock.now_ms() >= step.wake_at:
-            engine.complete_step(run, step)
-            return
-        raise engine.waiting.park_sleep(run, step)
+        self._parked(step)
+        await self._wait(step)
 
     # ----------------------------------------------------------------------------- events
 
+    @_counted
     async def wait_for_event(
         self,
         name: str,
@@ -261,10 +382,13 @@ class Step:
         if step is not None:
             if step.status is StepStatus.COMPLETED:
                 return loads(step.output) if step.output is not None else None
-            taken = engine.waiting.take_waiting_signal(run, step)
-            if taken is not None:
-                return loads(taken.payload)
-            raise engine.waiting.park_wait(run, step)
+            if step.done is None:
+                taken = engine.waiting.take_waiting_signal(run, step, resume=False)
+                if taken is not None:
+                    return loads(taken.payload)
+            self._parked(step)
+            done = await self._wait(step)
+            return loads(done.output) if done.output is not None else None
         match_copy = (
             loads(dumps(dict(match), f"match of step {name!r}")) if match is not None else None
         )
@@ -305,10 +429,13 @@ class Step:
             timeout_at=timeout_at,
         )
         engine.record_step(run, step)
-        raise engine.waiting.park_wait(run, step)
+        engine.waiting.park(run, step)
+        done = await self._wait(step)
+        return loads(done.output) if done.output is not None else None
 
     # ----------------------------------------------------------------------------- invoke
 
+    @_counted
     async def invoke(
         self,
         name: str,
@@ -317,13 +444,16 @@ class Step:
         options: Mapping[str, Any] | int | float | str | timedelta | None = None,
         *,
         timeout: int | float | str | timedelta | None = None,
+        on_parent_close: str | None = None,
     ) -> Any:
         """Start child workflow ``workflow_id`` once, park until it ends, return its output.
 
         A child that fails or is cancelled raises ``WorkflowFailed``/``WorkflowCancelled`` here;
-        one that outlives ``timeout`` (default 1 hour) raises ``StepTimeout``. The seed's form,
-        ``invoke(name, workflow_id, input, {"timeout": "2h"})``, works too (``options`` may also
-        be given by keyword); so does a duration in that place, ``invoke(name, wf, input, "2h")``.
+        one that outlives ``timeout`` (default 1 hour) raises ``StepTimeout`` and is cancelled.
+        When this run ends (failed, timed out, cancelled) a child still running is cancelled
+        too, unless ``on_parent_close="abandon"``. The seed's form,
+        ``invoke(name, workflow_id, input, {"timeout": "2h"})``, works too (the dict may also
+        hold ``"onParentClose"``); so does a duration in that place.
         """
         if options is not None and not isinstance(options, Mapping):
             if timeout is not None:
@@ -344,30 +474,38 @@ class Step:
                         f"invoke for step {name!r} got a timeout both in options and as timeout="
                     )
                 timeout = options["timeout"]
+            on_parent_close = options.get("onParentClose", on_parent_close)
         if timeout is None:
             timeout = _DEFAULT_INVOKE_TIMEOUT
+        if on_parent_close not in (None, "cancel", "abandon"):
+            raise ValueError(
+                f"invoke on_parent_close for step {name!r} must be 'cancel' or 'abandon', "
+                f"not {on_parent_close!r}"
+            )
         step = self._enter(name, StepKind.INVOKE)
         engine, run = self._engine, self._run
         if step is not None:
             if step.status is StepStatus.COMPLETED:
                 return loads(step.output) if step.output is not None else None
             if step.status is StepStatus.FAILED and step.attempt == run.attempt:
-                raise engine.waiting.child_error(step)
+                raise self._child_error(step)
             if step.status is StepStatus.PENDING:
-                if engine.state.workflow_of(step.child_run_id or "") is None:
-                    # Its creation was lost (a failed write): start it now, from this call.
-                    self._check_child(name, workflow_id)
-                    engine.start_child(
-                        run, step, workflow_id, self._child_input(name, workflow_id, input)
-                    )
-                settled = engine.waiting.settle_invoke(run, step)
-                if settled is not None:
-                    return self._invoke_outcome(settled)
-                raise engine.waiting.park_invoke(run, step)
-        self._check_child(name, workflow_id)
+                if step.done is None:
+                    if engine.state.workflow_of(step.child_run_id or "") is None:
+                        # Its creation was lost (a failed write): start it now, from this call.
+                        self._check_child(workflow_id)
+                        input_bytes = self._child_input(name, workflow_id, input)
+                        engine.start_child(run, step, workflow_id, input_bytes)
+                    settled = engine.waiting.settle_invoke(run, step, resume=False)
+                    if settled is not None:
+                        return self._invoke_outcome(settled)
+                self._parked(step)
+                return self._invoke_outcome(await self._wait(step))
+        self._check_child(workflow_id)
         input_bytes = self._child_input(name, workflow_id, input)
         wait = parse_duration_ms(timeout, f"timeout of step {name!r}")
         await engine.barrier(run)
+        self._check_live()
         now = engine.clock.now_ms()
         child_id = child_run_id(run.run_id, name, run.attempt)
         step = StepState(
@@ -378,6 +516,7 @@ class Step:
             now,
             timeout_at=now + wait,
             child_run_id=child_id,
+            on_parent_close="abandon" if on_parent_close == "abandon" else None,
         )
         # The child first: if we die between the two writes, the replay finds the child by its
         # derived id and records the pending step then.
@@ -385,12 +524,13 @@ class Step:
         engine.record_step(run, step)
         # The child may exist and have ended already: a crash lost this step's record after the
         # child was created, and this replay found it by its derived id.
-        settled = engine.waiting.settle_invoke(run, step)
+        settled = engine.waiting.settle_invoke(run, step, resume=False)
         if settled is not None:
             return self._invoke_outcome(settled)
-        raise engine.waiting.park_invoke(run, step)
+        engine.waiting.park(run, step)
+        return self._invoke_outcome(await self._wait(step))
 
-    def _check_child(self, name: str, workflow_id: object) -> None:
+    def _check_child(self, workflow_id: object) -> None:
         registry = self._engine.registry
         if not isinstance(workflow_id, str) or registry.get(workflow_id) is None:
             raise UnknownWorkflow(str(workflow_id), registry.ids())
@@ -399,7 +539,12 @@ class Step:
     def _child_input(name: str, workflow_id: str, input: Any) -> bytes:
         return dumps(input, f"input of step {name!r} (workflow {workflow_id!r})")
 
+    def _child_error(self, step: StepState) -> Exception:
+        error = self._engine.waiting.child_error(step)
+        error.step = step.name  # type: ignore[attr-defined]
+        return error
+
     def _invoke_outcome(self, step: StepState) -> Any:
         if step.status is StepStatus.COMPLETED:
             return loads(step.output) if step.output is not None else None
-        raise self._engine.waiting.child_error(step)
+        raise self._child_error(step)

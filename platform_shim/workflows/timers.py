@@ -1,11 +1,12 @@
 """The engine's timers: one clock timer for every run's wake-up and deadline.
 
-A parked run needs up to two timers (its wake-up: a sleep's end, a wait's or invoke's timeout,
-a retry; and its deadline). Rather than one event-loop timer and a closure each — about 500
+A parked run needs a few timers: one per pending step (a sleep's end, a wait's or invoke's
+timeout; parallel steps may have several), one for a retry's backoff, and its deadline. Rather than one event-loop timer and a closure each — about 500
 bytes a run, and 100,000 parked runs are a normal restart — the wheel keeps a heap of
-``(when, token, run, purpose)`` tuples and arms a single clock timer for the earliest. A run
-remembers the token of its live timer per purpose; re-arming or cancelling only changes that
-token, and stale heap entries are skipped when they surface (or swept when they pile up).
+``(when, token, run, purpose)`` tuples and arms a single clock timer for the earliest. The token
+of a live timer is kept where it belongs (the run for ``"wake"`` and ``"deadline"``, the
+pending step for a step's timer); re-arming or cancelling only changes that token, and stale
+heap entries are skipped when they surface (or swept when they pile up).
 """
 
 from __future__ import annotations
@@ -15,29 +16,30 @@ import logging
 from collections.abc import Callable
 
 from platform_shim.clock import Clock, TimerHandle
-from platform_shim.workflows.state import RunState
+from platform_shim.workflows.state import RunState, StepState
 
-__all__ = ["TimerWheel"]
+__all__ = ["Purpose", "TimerWheel"]
+
+# "wake" (a retry's backoff), "deadline" (timeoutSecs), or a pending step (its own timer).
+Purpose = str | StepState
 
 log = logging.getLogger("platform_shim.workflows")
-
-PURPOSES = ("wake", "deadline")
 
 
 class TimerWheel:
     """Keyed per-run timers on one clock timer; ``fire(run, purpose)`` runs when one is due."""
 
-    def __init__(self, clock: Clock, fire: Callable[[RunState, str], None]) -> None:
+    def __init__(self, clock: Clock, fire: Callable[[RunState, Purpose], None]) -> None:
         self._clock = clock
         self._fire = fire
-        self._heap: list[tuple[int, int, RunState, str]] = []
+        self._heap: list[tuple[int, int, RunState, Purpose]] = []
         self._token = 0
         self._live = 0
         self._handle: TimerHandle | None = None
         self._armed_for: int | None = None
         self._stopped = False
 
-    def set(self, run: RunState, purpose: str, when: int) -> None:
+    def set(self, run: RunState, purpose: Purpose, when: int) -> None:
         """Arm (or re-arm) ``run``'s timer for ``purpose`` at ``when`` (epoch ms)."""
         self._token += 1
         if _token(run, purpose) == 0:
@@ -49,12 +51,12 @@ class TimerWheel:
         if self._armed_for is None or when < self._armed_for:
             self._arm(when)
 
-    def cancel(self, run: RunState, purpose: str) -> None:
+    def cancel(self, run: RunState, purpose: Purpose) -> None:
         if _token(run, purpose) != 0:
             _set_token(run, purpose, 0)
             self._live -= 1
 
-    def due(self, run: RunState, purpose: str) -> bool:
+    def due(self, run: RunState, purpose: Purpose) -> bool:
         return _token(run, purpose) != 0
 
     def stop(self) -> None:
@@ -104,12 +106,20 @@ class TimerWheel:
         heapq.heapify(self._heap)
 
 
-def _token(run: RunState, purpose: str) -> int:
-    return run.wake_token if purpose == "wake" else run.deadline_token
+def _token(run: RunState, purpose: Purpose) -> int:
+    if purpose == "wake":
+        return run.wake_token
+    if purpose == "deadline":
+        return run.deadline_token
+    assert isinstance(purpose, StepState)
+    return purpose.timer
 
 
-def _set_token(run: RunState, purpose: str, token: int) -> None:
+def _set_token(run: RunState, purpose: Purpose, token: int) -> None:
     if purpose == "wake":
         run.wake_token = token
-    else:
+    elif purpose == "deadline":
         run.deadline_token = token
+    else:
+        assert isinstance(purpose, StepState)
+        purpose.timer = token

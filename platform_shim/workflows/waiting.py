@@ -1,9 +1,11 @@
 """What parked runs wait for: the end of a sleep, an event, a child run, a deadline.
 
-The engine hands a run over here when it parks (``park_*``) and gets it back through its
-``schedule`` when what the run waits for happens: a timer comes due (one ``TimerWheel`` for all
-of them), ``send_event`` delivers a matching signal, or a child ends. Whatever wakes a run first
-records the pending step's outcome, so a run resumes exactly once per wait.
+A step that must wait (a sleep, a wait for an event, an invoke) is *parked* here (``park_*``):
+its timer is armed and a wait is indexed by event type. Parallel steps may park several steps
+of one run at once; each has its own timer and index entry. When what a step waits for happens
+— its timer comes due, ``send_event`` delivers a matching signal, or its child ends — whatever
+came first records the step's outcome and hands it to the engine (``Engine.resume``), which
+continues the run's suspended activation or starts a new one. A step is finished exactly once.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from platform_shim.errors import StepTimeout, WorkflowCancelled, WorkflowFailed
 from platform_shim.jsonvalue import loads
 from platform_shim.workflows.records import RunStatus, StepKind, StepStatus, WorkflowRun
 from platform_shim.workflows.state import RunState, Signal, StepState, matches
-from platform_shim.workflows.steps import Park
-from platform_shim.workflows.timers import TimerWheel
+from platform_shim.workflows.timers import Purpose, TimerWheel
 
 if TYPE_CHECKING:
     from platform_shim.workflows.engine import Engine
@@ -27,76 +28,100 @@ log = logging.getLogger("platform_shim.workflows")
 
 
 class Waiting:
-    """Parked runs, by what they wait for, and the timers that end their waits."""
+    """Parked steps, by what they wait for, and the timers that end their waits."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.state = engine.state
         self.clock = engine.clock
-        # event type -> run id -> (run, its pending wait step)
-        self.index: dict[str, dict[str, tuple[RunState, StepState]]] = {}
+        # event type -> (run id, step name) -> (run, its pending wait step); oldest wait first
+        self.index: dict[str, dict[tuple[str, str], tuple[RunState, StepState]]] = {}
         self.wheel = TimerWheel(engine.clock, self._on_timer)
 
     # --------------------------------------------------------------------------- parking
 
-    def park_sleep(self, run: RunState, step: StepState) -> Park:
-        assert step.wake_at is not None
-        self.arm(run, "wake", step.wake_at)
-        return Park()
+    def park(self, run: RunState, step: StepState) -> None:
+        """Arm what ends ``step`` (a pending sleep, wait or invoke of ``run``)."""
+        if step.kind is StepKind.SLEEP:
+            assert step.wake_at is not None
+            self.wheel.set(run, step, step.wake_at)
+        elif step.kind is StepKind.WAIT_EVENT:
+            assert step.event_type is not None
+            self.index.setdefault(step.event_type, {})[(run.run_id, step.name)] = (run, step)
+            if step.timeout_at is not None:
+                self.wheel.set(run, step, step.timeout_at)
+        elif step.timeout_at is not None:
+            self.wheel.set(run, step, step.timeout_at)
 
-    def _wake_sleep(self, run: RunState, name: str) -> None:
-        step = run.steps.get(name)
-        if (
-            run.ending
-            or run.status.terminal
-            or step is None
-            or step.status is not StepStatus.PENDING
-        ):
-            return
-        self.engine.complete_step(run, step)
-        self.engine.schedule(run)
-
-    def park_wait(self, run: RunState, step: StepState) -> Park:
-        assert step.event_type is not None
-        self.index.setdefault(step.event_type, {})[run.run_id] = (run, step)
-        if step.timeout_at is not None:
-            self.arm(run, "wake", step.timeout_at)
-        return Park()
+    def unpark(self, run: RunState, step: StepState) -> None:
+        """Disarm ``step``'s timer and index entry (it finished, or the run ends)."""
+        self.wheel.cancel(run, step)
+        if step.kind is StepKind.WAIT_EVENT and step.event_type is not None:
+            waiting = self.index.get(step.event_type)
+            if waiting is not None:
+                waiting.pop((run.run_id, step.name), None)
+                if not waiting:
+                    del self.index[step.event_type]
 
     def unwait(self, run: RunState) -> None:
-        for waiting in self.index.values():
-            if waiting.pop(run.run_id, None) is not None:
-                return
+        """Disarm every parked step of ``run`` (it ends)."""
+        for step in run.parked_steps():
+            self.unpark(run, step)
+
+    def _finish(
+        self, run: RunState, pending: StepState, *, resume: bool = True, **fields: Any
+    ) -> StepState:
+        """Record ``pending`` as finished; with ``resume``, hand its outcome to the run (the
+        activation that reached it inline takes the outcome itself)."""
+        self.unpark(run, pending)
+        done = self.engine.complete_step(run, pending, **fields)
+        if resume:
+            self.engine.resume(run, pending, done)
+        return done
+
+    def _open(self, run: RunState, step: StepState) -> bool:
+        """Whether ``step`` is still a parked step of a live run (nothing finished it yet)."""
+        return (
+            not run.ending
+            and not run.status.terminal
+            and step.done is None
+            and run.steps.get(step.name) is step
+            and step.status is StepStatus.PENDING
+        )
+
+    # ------------------------------------------------------------------------- sleeping
+
+    def _wake_sleep(self, run: RunState, step: StepState) -> None:
+        if self._open(run, step):
+            self._finish(run, step)
+
+    # ------------------------------------------------------------------------- events
 
     def _wait_timed_out(self, run: RunState, step: StepState) -> None:
         # An event another process recorded before the timeout must win: read the ledger first.
         self.engine.log.refresh()
-        if (
-            run.ending
-            or run.steps.get(step.name) is not step
-            or run.run_id not in self.index.get(step.event_type or "", {})
-        ):
+        key = (run.run_id, step.name)
+        if not self._open(run, step) or key not in self.index.get(step.event_type or "", {}):
             return
-        self.unwait(run)
-        self.engine.complete_step(run, step, output=b"null")
-        self.engine.schedule(run)
+        self._finish(run, step, output=b"null")
 
-    def take_waiting_signal(self, run: RunState, step: StepState) -> Signal | None:
+    def take_waiting_signal(
+        self, run: RunState, step: StepState, *, resume: bool = True
+    ) -> Signal | None:
         """If a signal the pending wait ``step`` may take is recorded, take it (and return it:
         its payload may be ``null``, so the payload cannot say whether one was taken)."""
         assert step.event_type is not None
         signal = self.state.oldest_signal(run, step.event_type, step.match)
         if signal is not None:
-            self._take(run, step, signal)
+            self._take(run, step, signal, resume=resume)
         return signal
 
-    def _take(self, run: RunState, step: StepState, signal: Signal) -> None:
-        self.unwait(run)
-        self.cancel_timer(run, "wake")
-        self.engine.complete_step(run, step, output=signal.payload, signal_id=signal.signal_id)
+    def _take(self, run: RunState, step: StepState, signal: Signal, *, resume: bool = True) -> None:
+        self._finish(run, step, resume=resume, output=signal.payload, signal_id=signal.signal_id)
 
     def deliver(self, signal: Signal) -> int:
-        """Resume every parked wait this signal matches; returns how many."""
+        """Finish every parked wait this signal matches, at most one per run (the oldest
+        wait); returns how many."""
         waiting = self.index.get(signal.type)
         if not waiting:
             return 0
@@ -104,59 +129,63 @@ class Waiting:
         resumed = 0
         for run, step in list(waiting.values()):
             if signal.seq <= run.created_seq or (run.taken and signal.signal_id in run.taken):
-                continue
+                continue  # too old for this run, or taken by another wait of it
             if step.match:
                 if payload is None:
                     payload = loads(signal.payload)
                 if not matches(step.match, payload):
                     continue
             self._take(run, step, signal)
-            self.engine.schedule(run)
             resumed += 1
         return resumed
 
-    def park_invoke(self, run: RunState, step: StepState) -> Park:
-        if step.timeout_at is not None:
-            self.arm(run, "wake", step.timeout_at)
-        return Park()
+    # ------------------------------------------------------------------------ children
 
     def _invoke_timed_out(self, run: RunState, step: StepState) -> None:
-        if run.ending or run.steps.get(step.name) is not step:
+        if not self._open(run, step):
             return
-        self.engine.complete_step(
+        self._finish(
             run,
             step,
             status=StepStatus.FAILED,
             error={
                 "type": "StepTimeout",
                 "message": f"child run {step.child_run_id} of step {step.name!r} did not finish in time",
+                "childRunId": step.child_run_id,
             },
         )
-        self.engine.schedule(run)
+        if step.on_parent_close != "abandon":
+            self.engine.cancel_child(run, step, "its invoke timed out")
 
-    def settle_invoke(self, run: RunState, step: StepState) -> StepState | None:
+    def settle_invoke(
+        self, run: RunState, step: StepState, *, resume: bool = True
+    ) -> StepState | None:
         """If the child of a pending ``invoke`` has ended, record the step's outcome (returned)."""
+        if step.done is not None:
+            return step.done
         child = self.state.runs.get(step.child_run_id or "")
         if child is None or not child.status.terminal:
             return None
-        self.cancel_timer(run, "wake")
         if child.status is RunStatus.COMPLETED:
-            return self.engine.complete_step(
-                run, step, output=child.output if child.output is not None else b"null"
-            )
-        else:
-            kind = "WorkflowFailed" if child.status is RunStatus.FAILED else "WorkflowCancelled"
-            message = (child.error or {}).get("message", child.status.value)
-            return self.engine.complete_step(
+            return self._finish(
                 run,
                 step,
-                status=StepStatus.FAILED,
-                error={
-                    "type": kind,
-                    "message": f"child run {child.run_id} {child.status.value}: {message}",
-                    "childRunId": child.run_id,
-                },
+                resume=resume,
+                output=child.output if child.output is not None else b"null",
             )
+        kind = "WorkflowFailed" if child.status is RunStatus.FAILED else "WorkflowCancelled"
+        message = (child.error or {}).get("message", child.status.value)
+        return self._finish(
+            run,
+            step,
+            resume=resume,
+            status=StepStatus.FAILED,
+            error={
+                "type": kind,
+                "message": f"child run {child.run_id} {child.status.value}: {message}",
+                "childRunId": child.run_id,
+            },
+        )
 
     def child_error(self, step: StepState) -> Exception:
         """The exception a failed ``invoke`` step raises in its parent."""
@@ -179,24 +208,22 @@ class Waiting:
     def cancel_timer(self, run: RunState, purpose: str) -> None:
         self.wheel.cancel(run, purpose)
 
-    def _on_timer(self, run: RunState, purpose: str) -> None:
-        """A run's timer came due: what it means follows from where the run stands."""
+    def _on_timer(self, run: RunState, purpose: Purpose) -> None:
+        """A timer came due: what it means follows from whose it is."""
         if purpose == "deadline":
             self._deadline_passed(run)
-            return
-        if run.ending or run.status.terminal:
-            return
-        step = run.pending_step()
-        if step is None or run.status is RunStatus.QUEUED:
-            self.engine.schedule(
-                run
-            )  # a retry's backoff ended (or a failed final write is retried)
-        elif step.kind is StepKind.SLEEP:
-            self._wake_sleep(run, step.name)
-        elif step.kind is StepKind.WAIT_EVENT:
-            self._wait_timed_out(run, step)
+        elif purpose == "wake":
+            # A retry's backoff ended (or a failed final write is tried again).
+            if not run.ending and not run.status.terminal:
+                self.engine.schedule(run)
         else:
-            self._invoke_timed_out(run, step)
+            assert isinstance(purpose, StepState)
+            if purpose.kind is StepKind.SLEEP:
+                self._wake_sleep(run, purpose)
+            elif purpose.kind is StepKind.WAIT_EVENT:
+                self._wait_timed_out(run, purpose)
+            else:
+                self._invoke_timed_out(run, purpose)
 
     def arm_deadline(self, run: RunState) -> None:
         workflow = self.engine.registry.get(run.workflow_id)
@@ -204,6 +231,13 @@ class Waiting:
             return
         deadline = run.created_at + int(workflow.timeout_secs * 1000)
         self.arm(run, "deadline", deadline)
+
+    def overdue(self, run: RunState) -> bool:
+        """Whether the run's ``timeoutSecs`` deadline has passed (checked before it resumes)."""
+        workflow = self.engine.registry.get(run.workflow_id)
+        if workflow is None or workflow.timeout_secs is None:
+            return False
+        return self.clock.now_ms() >= run.created_at + int(workflow.timeout_secs * 1000)
 
     def _deadline_passed(self, run: RunState) -> None:
         if run.ending or run.status.terminal:

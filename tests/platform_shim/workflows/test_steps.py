@@ -194,7 +194,11 @@ async def test_non_json_step_output_fails_naming_the_step(open_worker: Opener) -
         assert caught.value.run.error is not None
         assert caught.value.run.error["type"] == "TypeError"
         assert "make-set" in caught.value.run.error["message"]
-        assert await handle.history() == []  # nothing recorded for the refused output
+        assert caught.value.run.error["step"] == "make-set"
+        # The refused output is recorded as the step's failure, so the history says why.
+        [failed] = await handle.history()
+        assert failed.name == "make-set" and failed.status is StepStatus.FAILED
+        assert failed.error is not None and failed.error["type"] == "TypeError"
 
 
 async def test_step_output_over_the_limit_fails_that_step(open_worker: Opener) -> None:
@@ -226,9 +230,10 @@ async def test_ten_thousand_steps_run_and_replay(open_worker: Opener, clock: Fak
         await step.sleep("rest", "1s")
         return total
 
-    async with open_worker([long]) as platform:
+    # No suspended activations kept: the run is unwound at its sleep and replays on waking.
+    async with open_worker([long], max_suspended=0) as platform:
         handle = await platform.workflows.start("long")
-        await platform.settle()
+        await platform.settle(timeout=300)  # 10,000 sequential fsyncs on a shared machine
         clock.advance("1s")
         assert await handle.result(timeout=60) == sum(range(10_000))
         assert runs == 2  # once to the sleep, once replayed from the ledger
@@ -247,13 +252,35 @@ async def test_code_outside_steps_reruns_on_every_replay(
         await step.sleep("two", "1s")
         return len(passes)
 
-    async with open_worker([replays]) as platform:
+    # A run unwound at each park (no suspended activations kept) replays from the top.
+    async with open_worker([replays], max_suspended=0) as platform:
         handle = await platform.workflows.start("replays")
         await platform.settle()
         clock.advance("1s")
         await platform.settle()
         clock.advance("1s")
         assert await handle.result(timeout=5) == 3
+
+
+async def test_a_suspended_run_continues_where_it_parked(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    passes: list[int] = []
+
+    @define_workflow({"id": "continues"})
+    async def continues(input: Any, step: Any, ctx: Any) -> int:
+        passes.append(1)
+        await step.sleep("one", "1s")
+        await step.sleep("two", "1s")
+        return len(passes)
+
+    async with open_worker([continues]) as platform:
+        handle = await platform.workflows.start("continues")
+        await platform.settle()
+        clock.advance("1s")
+        await platform.settle()
+        clock.advance("1s")
+        assert await handle.result(timeout=5) == 1  # never replayed
 
 
 async def test_a_caught_step_failure_replays_the_same_way(
@@ -309,10 +336,15 @@ async def test_parked_runs_hold_no_task(open_worker: Opener) -> None:
     async def parker(input: Any, step: Any, ctx: Any) -> None:
         await step.wait_for_event("never", type="nothing")
 
-    async with open_worker([parker]) as platform:
+    # Suspended activations are a bounded cache: past it, parked runs hold no task.
+    async with open_worker([parker], max_suspended=10) as platform:
         handles = await asyncio.gather(*(platform.workflows.start("parker") for _ in range(50)))
         await platform.settle()
         assert platform.worker is not None
-        assert not platform.worker.engine._tasks
+        assert len(platform.worker.engine._tasks) <= 10
         for handle in handles:
             assert (await handle.status()).status is RunStatus.WAITING_EVENT  # type: ignore[union-attr]
+    async with open_worker([parker], max_suspended=0) as platform:
+        await platform.settle()
+        assert platform.worker is not None
+        assert not platform.worker.engine._tasks  # recovered parked runs: no task at all
