@@ -504,9 +504,16 @@ class Engine:
         """``run``'s activation suspends on a parked step: keep it, within the cache's bound."""
         self._suspended[run.run_id] = run
         self._suspended.move_to_end(run.run_id)
-        while len(self._suspended) > self.max_suspended:
-            _, oldest = self._suspended.popitem(last=False)
-            self._evict(oldest)
+        if len(self._suspended) <= self.max_suspended:
+            return
+        # Only an activation with nothing in flight is unwound: a step body still running in a
+        # parallel branch would be lost with it, and run again on replay.
+        for candidate in list(self._suspended.values()):
+            if self.parked(candidate):
+                del self._suspended[candidate.run_id]
+                self._evict(candidate)
+                if len(self._suspended) <= self.max_suspended:
+                    return
 
     def resumed(self, run: RunState, step: Step) -> None:
         if step.suspended == 0:
