@@ -14,6 +14,7 @@ from typing import Any, overload
 
 from platform_shim.errors import DefinitionError
 from platform_shim.workflows.cron import CronSchedule
+from platform_shim.workflows.records import RunStatus
 
 __all__ = [
     "EventTrigger",
@@ -171,7 +172,20 @@ def _parse_trigger(workflow_id: str, trigger: Any) -> ScheduleTrigger | EventTri
             value = trigger.get(key)
             if value is not None and not isinstance(value, str):
                 raise _fail(workflow_id, f"event trigger '{key}' must be a string, not {value!r}")
-        return EventTrigger(t, trigger.get("r"), trigger.get("ns"))
+        event_trigger = EventTrigger(t, trigger.get("r"), trigger.get("ns"))
+        own = [
+            status.value
+            for status in RunStatus
+            if event_trigger.matches(f"workflow.run.{status.value}", "workflow", workflow_id)
+        ]
+        if own:
+            # Each of its runs would start another run of it, without end.
+            raise _fail(
+                workflow_id,
+                f"event trigger {t!r} matches this workflow's own workflow.run.{own[0]} events, "
+                "so every run would start another; set 'ns' to the workflow it should follow",
+            )
+        return event_trigger
     raise _fail(workflow_id, f"trigger 'kind' must be 'schedule' or 'event', not {kind!r}")
 
 

@@ -17,7 +17,16 @@ from platform_shim.jsonvalue import loads, tight
 from platform_shim.store.protocol import Record
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, StepStatus, WorkflowRun
 
-__all__ = ["RUN_STATUSES", "RunState", "Signal", "StepState", "matches", "raw_json", "steps_before"]
+__all__ = [
+    "RUN_STATUSES",
+    "RunState",
+    "Signal",
+    "StepState",
+    "json_equal",
+    "matches",
+    "raw_json",
+    "steps_before",
+]
 
 
 def raw_json(value: Any) -> bytes:
@@ -421,9 +430,28 @@ def matches(match: dict[str, Any], payload: Any) -> bool:
     if not isinstance(payload, dict):
         return not match
     for key, expected in match.items():
-        if key not in payload:
-            return False
-        actual = payload[key]
-        if actual != expected or isinstance(actual, bool) != isinstance(expected, bool):
+        if key not in payload or not json_equal(payload[key], expected):
             return False
     return True
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality at every depth: ``true`` never equals ``1``, nor ``{"ok": true}``
+    ``{"ok": 1}`` (Python's ``==`` says both do)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(json_equal(value, b[key]) for key, value in a.items())
+        )
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(b, dict | list):
+        return False
+    return bool(a == b)

@@ -57,6 +57,12 @@ def test_triggers() -> None:
         ({"id": "x", "trigger": {"kind": "event"}}, "'t'"),
         ({"id": "x", "trigger": {"kind": "event", "t": "a", "x": 1}}, "unknown event trigger key"),
         ({"id": "x", "trigger": {"kind": "webhook"}}, "'schedule' or 'event'"),
+        # Its own completions would start it again, without end.
+        ({"id": "x", "trigger": {"kind": "event", "t": "workflow.run.completed"}}, "own"),
+        (
+            {"id": "x", "trigger": {"kind": "event", "t": "workflow.run.failed", "ns": "x"}},
+            "own",
+        ),
     ],
 )
 def test_bad_descriptors_fail_at_load_naming_the_problem(
@@ -67,6 +73,17 @@ def test_bad_descriptors_fail_at_load_naming_the_problem(
     assert message in str(caught.value)
     if descriptor.get("id"):
         assert repr(descriptor["id"]) in str(caught.value)
+
+
+def test_a_trigger_on_another_workflows_runs_is_fine() -> None:
+    async def handler(input: Any, step: Any, ctx: Any) -> None:
+        return None
+
+    follower = define_workflow(
+        {"id": "f", "trigger": {"kind": "event", "t": "workflow.run.completed", "ns": "g"}},
+        handler,
+    )
+    assert isinstance(follower.trigger, EventTrigger)
 
 
 def test_the_handler_must_be_async() -> None:

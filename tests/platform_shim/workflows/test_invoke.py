@@ -192,3 +192,76 @@ async def test_invoke_refuses_bad_options_naming_them(
         with pytest.raises(WorkflowFailed) as caught:
             await handle.result(timeout=5)
         assert message in caught.value.run.error["message"]  # type: ignore[index]
+
+
+async def test_a_timed_out_invoke_cancels_its_child_unless_abandoned(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    @define_workflow({"id": "hasty", "options": {"retries": 0}})
+    async def hasty(input: Any, step: Any, ctx: Any) -> str:
+        try:
+            await step.invoke("child", "sleepy-child", None, {"timeout": "1h", **input})
+        except StepTimeout:
+            return "gave up"
+        return "got it"
+
+    async with open_worker([hasty, sleepy_child]) as platform:
+        cancel = await platform.workflows.start("hasty", {})
+        abandon = await platform.workflows.start("hasty", {"onParentClose": "abandon"})
+        await platform.settle()
+        clock.advance("1h")
+        assert await cancel.result(timeout=5) == "gave up"
+        assert await abandon.result(timeout=5) == "gave up"
+        await platform.settle()
+        cancelled_child = (await cancel.history())[0].child_run_id
+        abandoned_child = (await abandon.history())[0].child_run_id
+        child = await platform.workflows.handle(cancelled_child or "").status()
+        assert child is not None and child.status is RunStatus.CANCELLED
+        kept = await platform.workflows.handle(abandoned_child or "").status()
+        assert kept is not None and kept.status is RunStatus.SLEEPING
+        clock.advance("1h")
+        assert await platform.workflows.handle(abandoned_child or "").result(timeout=5) == "late"
+
+
+async def test_a_parent_that_fails_cancels_its_running_children(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    @define_workflow({"id": "doomed", "options": {"retries": 0}})
+    async def doomed(input: Any, step: Any, ctx: Any) -> Any:
+        async def fail_later() -> None:
+            await step.sleep("a-moment", "1s")
+            await step.run("boom", lambda: 1 / 0)
+
+        await asyncio.gather(step.invoke("child", "sleepy-child"), fail_later())
+
+    async with open_worker([doomed, sleepy_child]) as platform:
+        handle = await platform.workflows.start("doomed")
+        await platform.settle()
+        clock.advance("1s")
+        with pytest.raises(WorkflowFailed):
+            await handle.result(timeout=5)
+        await platform.settle()
+        children = await platform.workflows.list(workflow_id="sleepy-child")
+        assert [c.status for c in children] == [RunStatus.CANCELLED]
+
+
+async def test_a_child_cancelled_by_an_operator_fails_the_parent_without_a_replacement(
+    open_worker: Opener,
+) -> None:
+    @define_workflow({"id": "patient", "options": {"retries": 3}})
+    async def patient(input: Any, step: Any, ctx: Any) -> Any:
+        return await step.invoke("child", "sleepy-child")
+
+    async with open_worker([patient, sleepy_child]) as platform:
+        handle = await platform.workflows.start("patient")
+        await platform.settle()
+        child_id = (await handle.history())[0].child_run_id
+        assert await platform.workflows.handle(child_id or "").cancel() is True
+        with pytest.raises(WorkflowFailed) as caught:
+            await handle.result(timeout=5)
+        error = caught.value.run.error
+        assert error is not None and error["type"] == "WorkflowCancelled"
+        assert error["step"] == "child"
+        assert caught.value.run.attempt == 1  # no retry, so no second child
+        await platform.settle()
+        assert len(await platform.workflows.list(workflow_id="sleepy-child")) == 1

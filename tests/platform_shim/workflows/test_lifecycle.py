@@ -347,3 +347,32 @@ async def test_a_run_id_of_another_workflow_is_a_conflict_even_when_started_conc
                 await client.workflows.start("napper", run_id="x")
         finally:
             client.close()
+
+
+async def test_a_deadline_passed_while_no_worker_ran_applies_before_any_body_runs(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    bodies: list[int] = []
+
+    async def hang() -> None:
+        bodies.append(1)
+        await asyncio.Event().wait()
+
+    @define_workflow({"id": "bounded", "options": {"timeoutSecs": 10}})
+    async def bounded(input: Any, step: Any, ctx: Any) -> Any:
+        await step.run("hang", hang)
+
+    async with open_worker([bounded]) as platform:
+        handle = await platform.workflows.start("bounded")
+        for _ in range(200):
+            if bodies:
+                break
+            await asyncio.sleep(0.01)
+    clock.advance("20s")  # the worker is down past the run's deadline
+    async with open_worker([bounded]) as platform:
+        run = await platform.workflows.handle(handle.run_id).status()
+        await platform.settle()
+        run = await platform.workflows.handle(handle.run_id).status()
+        assert run is not None and run.status is RunStatus.FAILED
+        assert run.error is not None and run.error["type"] == "WorkflowTimeout"
+    assert bodies == [1]  # the body did not start again

@@ -252,3 +252,15 @@ async def test_signals_no_run_can_take_are_not_held_in_memory(
         handle = await platform.workflows.start("approval", {"expenseId": "late"})
         await platform.workflows.send_event("expense.approved", {"expenseId": "late"})
         assert await handle.result(timeout=5) == {"expenseId": "late"}
+
+
+def test_match_is_json_equality_at_every_depth() -> None:
+    from platform_shim.workflows.state import matches
+
+    assert matches({"a": {"ok": True}}, {"a": {"ok": True}, "b": 1})
+    assert not matches({"a": {"ok": True}}, {"a": {"ok": 1}})
+    assert not matches({"a": [1, True]}, {"a": [1, 1]})
+    assert not matches({"a": 1}, {"a": True})
+    assert not matches({"a": {"x": 1}}, {"a": {"x": 1, "y": 2}})  # a whole value, not a subset
+    assert matches({"a": [1.0, {"b": None}]}, {"a": [1, {"b": None}]})  # 1 and 1.0: one number
+    assert not matches({"a": None}, {})
