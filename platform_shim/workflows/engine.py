@@ -453,19 +453,32 @@ class Engine:
             future = self._create_run(
                 step.child_run_id, workflow_id, input_bytes, (parent, step.name)
             )
-            future.add_done_callback(functools.partial(self._child_written, parent))
+            retry = functools.partial(self._retry_child, parent, step, workflow_id, input_bytes)
+            future.add_done_callback(retry)
 
-    def _child_written(self, parent: RunState, future: asyncio.Future[None]) -> None:
+    def _retry_child(
+        self,
+        parent: RunState,
+        step: StepState,
+        workflow_id: str,
+        input_bytes: bytes,
+        future: asyncio.Future[None],
+    ) -> None:
         if future.cancelled() or future.exception() is None:
             return
-        # The parent would wait for a child that does not exist: replay it soon, which creates
-        # the child again (a pending invoke whose child is missing starts it).
+        # The parent would wait for a child that does not exist: create it again soon (the
+        # parent's activation may be suspended on the invoke, so nothing else would).
         log.error(
             "run %s: creating its child run failed (%s); trying again in 1 s",
             parent.run_id,
             future.exception(),
         )
-        self.clock.call_at(self.clock.now_ms() + 1000, functools.partial(self.schedule, parent))
+
+        def again() -> None:
+            if not self._over(parent) and step.status is StepStatus.PENDING and step.done is None:
+                self.start_child(parent, step, workflow_id, input_bytes)
+
+        self.clock.call_at(self.clock.now_ms() + 1000, again)
 
     def schedule(self, run: RunState) -> None:
         """Start an activation of ``run``, or, if one is active, have it looked at again when

@@ -83,14 +83,14 @@ async def test_one_run_that_cannot_be_recovered_stops_no_other(
         bad = await p.workflows.start("sup-sleeper", "bad", run_id="bad")
         good = await p.workflows.start("sup-sleeper", "good", run_id="good")
         await p.settle()
-    real_park = Waiting.park_sleep
+    real_park = Waiting.park
 
-    def park_sleep(self: Waiting, run: Any, step: Any) -> Any:
+    def park(self: Waiting, run: Any, step: Any) -> Any:
         if run.run_id == "bad":
             raise RuntimeError("injected recovery failure")
         return real_park(self, run, step)
 
-    monkeypatch.setattr(Waiting, "park_sleep", park_sleep)
+    monkeypatch.setattr(Waiting, "park", park)
     async with open_platform(data_dir, workflows=[sup_sleeper], clock=clock, watch=False) as p:
         clock.advance("1h")
         assert await p.workflows.handle(good.run_id).result(timeout=5) == "good"

@@ -582,11 +582,11 @@ async def test_a_parent_resumed_while_another_process_appends_gets_its_childs_ou
             engine = platform.worker.engine  # type: ignore[union-attr]
             settle = engine.waiting.settle_invoke
 
-            def busy_settle(run: Any, step: Any) -> Any:
+            def busy_settle(run: Any, step: Any, **options: Any) -> Any:
                 # Another process appends just as the child's end resumes the parent.
                 if other.try_acquire():
                     asyncio.get_running_loop().call_later(0.02, other.release)
-                return settle(run, step)
+                return settle(run, step, **options)
 
             monkeypatch.setattr(engine.waiting, "settle_invoke", busy_settle)
             handle = await platform.workflows.start("race-parent")
@@ -662,7 +662,8 @@ async def test_a_retry_sees_its_new_attempt_while_another_process_appends(
 
     @define_workflow({"id": "race-retry", "options": {"retries": 1}})
     async def retried(input: Any, step: Any, ctx: Any) -> Any:
-        return await step.run("s", lambda: flaky(ctx.attempt))
+        # Inline: the body uses the event loop (a sync body otherwise runs in a thread).
+        return await step.run("s", lambda: flaky(ctx.attempt), inline=True)
 
     async with open_worker([retried]) as platform:  # retry_backoff 0
         holder.append(other_process_lock(data_dir))
