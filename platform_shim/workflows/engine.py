@@ -174,11 +174,10 @@ class Engine:
             else:
                 self.schedule(run)
             return
-        parked = run.parked_steps()
-        if not parked:
+        if run.pending is None:
             self.schedule(run)
             return
-        for step in parked:
+        for step in run.parked_steps():
             # Each parked step's timer and index entry; one whose outcome is already known
             # (an event recorded meanwhile, a child that ended) is finished, which resumes it.
             if step.kind is StepKind.WAIT_EVENT:
@@ -806,9 +805,9 @@ class Engine:
                     and step.kind is StepKind.INVOKE
                     and step.status is StepStatus.PENDING
                     and step.child_run_id == run.run_id
-                    and self.waiting.settle_invoke(parent, step) is not None
                 ):
-                    self.schedule(parent)
+                    # Records the invoke's outcome and resumes the parent (or schedules it).
+                    self.waiting.settle_invoke(parent, step)
 
     def stop_run(
         self, run: RunState, status: RunStatus, error: dict[str, Any]

@@ -185,9 +185,13 @@ class LedgerState:
         status = run.status
         if status.terminal or step.kind is StepKind.RUN or step.seq < run.status_seq:
             return
-        if run.parked:
+        pending = run.pending
+        if pending is not None:
             # Parallel steps may park on several; waiting on anything but sleeps is "waiting".
-            sleeping = all(p.kind is StepKind.SLEEP for p in run.parked.values())
+            sleeping = pending.kind is StepKind.SLEEP and (
+                run.more_pending is None
+                or all(p.kind is StepKind.SLEEP for p in run.more_pending.values())
+            )
             new = RunStatus.SLEEPING if sleeping else RunStatus.WAITING_EVENT
         elif status in (RunStatus.SLEEPING, RunStatus.WAITING_EVENT):
             new = RunStatus.RUNNING

@@ -205,10 +205,11 @@ class RunState:
         "ending",
         "error",
         "input",
+        "more_pending",
         "output",
         "parent_run_id",
         "parent_step",
-        "parked",
+        "pending",
         "rerun_of",
         "retry_at",
         "rewake",
@@ -261,8 +262,9 @@ class RunState:
         self.completed_at: int | None = None
         self.retry_at: int | None = None
         self.steps: dict[str, StepState] = {}
-        # The sleeps, waits and invokes the run is parked on (several with parallel steps).
-        self.parked: dict[str, StepState] | None = None
+        # The sleep, wait or invoke the run is parked on, and (parallel steps) any others.
+        self.pending: StepState | None = None
+        self.more_pending: dict[str, StepState] | None = None
         # The step body a recovered run last started, and how many times a process died while it
         # ran (the poison-pill count, from ``attempting`` records).
         self.attempting: tuple[str, int, int] | None = None  # (step, count, seq)
@@ -295,25 +297,40 @@ class RunState:
         )
 
     def pending_step(self) -> StepState | None:
-        """A step the run is parked on (its earliest pending sleep, wait or invoke), if any."""
-        if not self.parked:
-            return None
-        return next(iter(self.parked.values()))
+        """A step the run is parked on (the first one reached), if any."""
+        return self.pending
 
     def parked_steps(self) -> list[StepState]:
         """Every step the run is parked on, in the order they were reached."""
-        return list(self.parked.values()) if self.parked else []
+        if self.pending is None:
+            return []
+        if self.more_pending is None:
+            return [self.pending]
+        return [self.pending, *self.more_pending.values()]
 
     def park(self, step: StepState) -> None:
-        if self.parked is None:
-            self.parked = {}
-        self.parked[step.name] = step
+        # One parked step (the usual case) costs one reference; only parallel steps add a dict.
+        pending = self.pending
+        if pending is None or pending.name == step.name:
+            self.pending = step
+        else:
+            if self.more_pending is None:
+                self.more_pending = {}
+            self.more_pending[step.name] = step
 
     def unpark(self, name: str) -> None:
-        if self.parked is not None:
-            self.parked.pop(name, None)
-            if not self.parked:
-                self.parked = None
+        pending = self.pending
+        more = self.more_pending
+        if pending is not None and pending.name == name:
+            if more:
+                first = next(iter(more))
+                self.pending = more.pop(first)
+                if not more:
+                    self.more_pending = None
+            else:
+                self.pending = None
+        elif more is not None and more.pop(name, None) is not None and not more:
+            self.more_pending = None
 
     def claim(self, signal_id: str) -> None:
         """Mark a signal as taken by one of this run's waits.
