@@ -361,7 +361,11 @@ class Worker:
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait until nothing is running or due: every activation parked or ended, every
-        handler caught up, every write durable (with a fake clock: until only timers remain)."""
+        handler caught up, every write durable (with a fake clock: until only timers remain).
+
+        A run counts as parked once every step call of its activation awaits an outcome; a
+        branch of ``asyncio.gather`` that awaits something other than a step call before it
+        reaches its first step is not seen (await ``handle.result()`` for such runs)."""
         engine, dispatcher, scheduler = self.engine, self.dispatcher, self.scheduler
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -512,14 +512,17 @@ class Engine:
 
     # ------------------------------------------------------------- suspended activations
 
-    def suspending(self, run: RunState) -> None:
-        """``run``'s activation suspends on a parked step: keep it, within the cache's bound."""
+    def suspending(self, run: RunState, *, evictable: bool) -> None:
+        """``run``'s activation suspends on a parked step: keep it, within the cache's bound
+        (which counts only activations that may be evicted: those suspended in the handler's
+        own task; one inside a parallel section stays until it ends)."""
+        if not evictable:
+            self._suspended.pop(run.run_id, None)
+            return
         self._suspended[run.run_id] = run
         self._suspended.move_to_end(run.run_id)
         if len(self._suspended) <= self.max_suspended:
             return
-        # Only an activation with nothing in flight is unwound: a step body still running in a
-        # parallel branch would be lost with it, and run again on replay.
         for candidate in list(self._suspended.values()):
             if self.parked(candidate):
                 del self._suspended[candidate.run_id]

@@ -204,7 +204,11 @@ class Step:
         self.suspended += 1
         self.calls -= 1
         self.waits.add(future)
-        engine.suspending(self._run)
+        # Only a run suspended in its handler's own task (no parallel branch open: a gather or
+        # TaskGroup would hold that task) may be evicted; a branch of a parallel section that
+        # has not reached its step yet, or awaits plain code, cannot be seen from here, and
+        # unwinding would lose it.
+        engine.suspending(self._run, evictable=asyncio.current_task() is self._run.task)
         try:
             done = await future
         finally:
