@@ -142,11 +142,13 @@ class Loader:
             package.__path__ = []
             sys.modules[root] = package
         name = f"{root}.{kind}"
-        if name not in sys.modules:
+        folder = self.project_dir / kind
+        package = sys.modules.get(name)
+        if package is None:
             package = types.ModuleType(name)
-            folder = self.project_dir / kind
-            package.__path__ = [str(folder)] if folder.is_dir() else [str(self.project_dir)]
             sys.modules[name] = package
+        # Again each time: the folder may have been created since (relative imports need it).
+        package.__path__ = [str(folder)] if folder.is_dir() else [str(self.project_dir)]
         return name
 
     def _module_name(self, kind: str, path: Path) -> str:
