@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -208,8 +209,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="A local serverless-style function host for Python with durable workflows.",
-        epilog=f"{FOLDER_RULE}\n\n{EXIT_CODES}\nEvery command has --help.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"{textwrap.fill(FOLDER_RULE, 79)}\n\n{EXIT_CODES}\nEvery command has --help.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog is wrapped by hand
     )
     parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
     _data_option(parser, top=True)
