@@ -190,10 +190,7 @@ def test_clients_see_the_dev_hosts_skipped_clock(project: Path, tmp_path: Path) 
         assert run["createdAt"] >= skipped["now"]
         assert run["updatedAt"] - run["createdAt"] < 3600 * 1000
 
-        script = (
-            "from platform_shim import get_platform\n"
-            "print(get_platform().clock.now_ms())\n"
-        )
+        script = "from platform_shim import get_platform\nprint(get_platform().clock.now_ms())\n"
         now = subprocess.run(
             [sys.executable, "-c", script],
             env=host_env(PLATFORM_DATA_DIR=str(data)),
