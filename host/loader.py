@@ -143,10 +143,9 @@ class Loader:
             sys.modules[root] = package
         name = f"{root}.{kind}"
         folder = self.project_dir / kind
-        package = sys.modules.get(name)
-        if package is None:
-            package = types.ModuleType(name)
-            sys.modules[name] = package
+        if name not in sys.modules:
+            sys.modules[name] = types.ModuleType(name)
+        package = sys.modules[name]
         # Again each time: the folder may have been created since (relative imports need it).
         package.__path__ = [str(folder)] if folder.is_dir() else [str(self.project_dir)]
         return name
