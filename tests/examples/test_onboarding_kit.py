@@ -37,6 +37,8 @@ async def test_an_unanswered_survey_times_out_after_a_week(platform, clock: Fake
     assert clock.now_ms() - start >= 8 * DAY  # 24 h of grace, then 7 days of waiting
     welcome = await platform.kv.list("outbox")  # events/emails.py files each email here
     assert len(welcome["keys"]) == 1
+
+
 # --- README: end
 
 
