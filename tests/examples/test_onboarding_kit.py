@@ -46,4 +46,4 @@ def test_the_readme_shows_this_test() -> None:
     source = Path(__file__).read_text()
     block = source.split("# --- README: begin\n")[1].split("# --- README: end\n")[0]
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert f"```python\n{block}```" in readme
+    assert f"```python\n{block.strip()}\n```" in readme
