@@ -102,6 +102,10 @@ def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
         durability=args.durability,
     )
     try:
+        config.check()
+    except SystemExit as exc:  # another address without a token: refused, one line
+        return _fail(str(exc.code))
+    try:
         asyncio.run(run_server(config))
     except DataDirLocked as exc:
         # Named, so that a person or a script can tell "another host has it" from other errors.
