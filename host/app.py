@@ -3,9 +3,10 @@
 ``HostState.start`` takes the data folder (worker lock, logs), imports the user's code with
 ``get_platform()`` already answering, then starts the engine, dispatcher, scheduler and watcher,
 and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. The lifespan runs
-them, unless the server already did (it starts the host before it announces it is serving). A small ASGI middleware
-in front of everything checks the bearer token (when one is configured), bounds request bodies,
-and makes ``get_platform()`` return the host's platform inside user routes.
+them, unless the server already did (it starts the host before it announces it is serving). A
+small ASGI middleware in front of everything checks the bearer token (when one is configured),
+bounds request bodies, and makes ``get_platform()`` return the host's platform inside user
+routes; in ``dev``, ``/`` leads to the dashboard when the app has no route there.
 """
 
 from __future__ import annotations
