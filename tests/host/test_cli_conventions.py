@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hostproc import ROOT, cli, host_env, running_host
+from tests.support.hostproc import ROOT, cli, host_env, running_host, wait_until
 
 ECHO = """from platform_shim.workflows import define_workflow
 
@@ -170,12 +170,33 @@ def test_runs_list_of_an_unknown_workflow_names_the_known_ones(project: Path) ->
     assert result.stderr == "error: no runs of workflow 'ecko'; known workflows: echo\n"
 
 
+HOURLY = """from platform_shim.workflows import define_workflow
+
+
+@define_workflow({"id": "hourly", "trigger": {"kind": "schedule", "cron": "0 0 * * * *"}})
+async def hourly(input, step, ctx):
+    return input["scheduledAt"]
+"""
+
+
 def test_clients_see_the_dev_hosts_skipped_clock(project: Path, tmp_path: Path) -> None:
     data = project / "data"
     d = ("--data", str(data))
+    (project / "workflows" / "hourly.py").write_text(HOURLY)
     with running_host("dev", project, data, tmp_path / "host.log") as host:
         skipped = host.http.post("/api/dev/clock", json={"advance": "24h"}).json()
         assert skipped["offsetMs"] == 24 * 3600 * 1000
+
+        # The skipped day's hours are caught up with one tick; its next tick is an hour on, by
+        # the folder's clock (before, the CLI computed it from the wall clock: a day behind).
+        wait_until(
+            lambda: any(s["lastAt"] for s in host.http.get("/api/workflows/schedules").json()),
+            10,
+            "the caught-up tick",
+        )
+        [row] = cli("schedules", *d).stdout.splitlines()[1:]
+        last, following = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row)
+        assert following > last, row
 
         # Before, the CLI's clock was the wall clock: a TTL of 60 s written a day "ago" by the
         # host's reckoning was expired at once.
