@@ -209,7 +209,7 @@ def _create_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m host") -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="A local serverless-style function host for Python with durable workflows.",
