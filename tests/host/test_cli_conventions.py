@@ -210,6 +210,9 @@ def test_clients_see_the_dev_hosts_skipped_clock(project: Path, tmp_path: Path) 
         run = host.wait_status(run_id, "completed")
         assert run["createdAt"] >= skipped["now"]
         assert run["updatedAt"] - run["createdAt"] < 3600 * 1000
+        # The host logs the start and end of a run another process recorded, too.
+        log = host.wait_for_log(f"run completed: echo {run_id} in ")
+        assert f"run started: echo {run_id}" in log
 
         script = "from platform_shim import get_platform\nprint(get_platform().clock.now_ms())\n"
         now = subprocess.run(
