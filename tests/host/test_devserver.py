@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from host.app import create_app
+from host.config import HostConfig
 from tests.support.hostproc import ROOT, host_env, running_host
 
 FLAKY = """from platform_shim.workflows import define_workflow
@@ -107,3 +110,29 @@ def test_quiet_leaves_the_request_lines_out(project: Path, tmp_path: Path) -> No
         run_id = host.http.post("/api/workflows/flaky/start", json={"failures": 0}).json()
         host.wait_for_log(f"run completed: flaky {run_id['runId']}")
         assert " host.http: " not in host.log()
+
+
+HOME_ROUTE = """from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+
+async def home(request):
+    return PlainTextResponse("my home")
+
+
+routes = [Route("/", home)]
+"""
+
+
+async def test_an_apps_own_route_at_slash_wins_over_the_redirect(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "routes").mkdir(parents=True)
+    (project / "routes" / "home.py").write_text(HOME_ROUTE)
+    app = create_app(HostConfig(project_dir=project, data_dir=tmp_path / "data", dev=True))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
+        response = await http.get("/")
+    assert (response.status_code, response.text) == (200, "my home")
