@@ -19,5 +19,5 @@ async def nudge_on_invite(event: dict[str, Any], ctx: Any) -> None:
     await ctx.platform.workflows.start(
         "nudge-followup",
         {"inviteKey": event["key"], "ts": event["ts"]},
-        run_id=f"nudge-followup-evt{event['id']}",
+        run_id=f"nudge-followup-evt{event['eventId']}",
     )

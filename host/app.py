@@ -1,10 +1,12 @@
 """The host's Starlette application: the HTTP API, user routes, and one lifespan.
 
-The lifespan takes the data folder (worker lock, logs), imports the user's code with
+``HostState.start`` takes the data folder (worker lock, logs), imports the user's code with
 ``get_platform()`` already answering, then starts the engine, dispatcher, scheduler and watcher,
-and in ``dev`` the code reloader; it stops them in the opposite order. A small ASGI middleware
-in front of everything checks the bearer token (when one is configured), bounds request bodies,
-and makes ``get_platform()`` return the host's platform inside user routes.
+and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. The lifespan runs
+them, unless the server already did (it starts the host before it announces it is serving). A
+small ASGI middleware in front of everything checks the bearer token (when one is configured),
+bounds request bodies, and makes ``get_platform()`` return the host's platform inside user
+routes; in ``dev``, ``/`` leads to the dashboard when the app has no route there.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from host.accesslog import RequestLog, RunLog
 from host.api import api_routes
 from host.api.dev import routes as dev_routes
 from host.config import HostConfig
@@ -28,6 +33,7 @@ from host.devclock import SkippableClock
 from host.errors import ApiError, error_response, exception_handlers
 from host.loader import Loader
 from host.openapi import routes as openapi_routes
+from platform_shim.clock import read_offset, write_offset
 from platform_shim.platform import Platform, current_platform
 from platform_shim.runtime import Worker, WorkerOptions
 
@@ -46,6 +52,9 @@ class HostState:
         self.reloader: Any = None
         self.app: Starlette | None = None
         self.startup_error: BaseException | None = None  # why the lifespan could not start
+        self.clock: Any = None
+        self.worker_options: WorkerOptions | None = None
+        self.run_log: RunLog | None = None
 
     @property
     def platform(self) -> Platform:
@@ -63,7 +72,65 @@ class HostState:
             *openapi_routes,
             *dashboard_routes(),
             *user,
+            # Last, so only when the app itself has no route at /: a newcomer opening the dev
+            # server's address lands on the dashboard instead of a 404.
+            *([dashboard_redirect] if self.config.dev else []),
         ]
+
+    async def start(self) -> None:
+        """Open the data folder, import the user's code, start the worker (and the reloader).
+
+        Raises what stopped it (``DataDirLocked``, ``LoadError``, ``DefinitionError``) with
+        nothing left open."""
+        config = self.config
+        options = self.worker_options or WorkerOptions(durability=config.durability)
+        worker = Worker(
+            config.data_dir or "data",
+            registry=self.loader.registry,
+            clock=self.clock,
+            options=options,
+        )
+        worker.open()
+        self.worker = worker
+        if not config.dev and read_offset(worker.data_dir):
+            # A dev host skipped this folder's clock ahead; a served one runs on the wall clock.
+            log.info("the data folder's dev clock offset is cleared: serving on the wall clock")
+            write_offset(worker.data_dir, 0)
+        assert self.app is not None
+        self.app.state.platform = worker.platform
+        self.app.state.worker = worker
+        try:
+            token = current_platform.set(worker.platform)
+            try:
+                # A project that does not load does not start, under dev too: one clear error
+                # naming the file and line beats a host serving half the code.
+                self.loader.load_all(strict=True)
+            finally:
+                current_platform.reset(token)
+            worker.handlers = self.loader.handlers()
+            self.install_routes()
+            self.describe()
+            await worker.begin()
+            self.run_log = RunLog(worker)
+            if config.dev:
+                from host.reload import Reloader
+
+                self.reloader = Reloader(self)
+                self.reloader.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.reloader is not None:
+            await self.reloader.stop()
+            self.reloader = None
+        if self.run_log is not None:
+            self.run_log.close()
+            self.run_log = None
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
 
     def describe(self) -> None:
         loader = self.loader
@@ -83,6 +150,13 @@ class HostState:
         )
         log.info("triggers: %s", ", ".join(triggers) or "none")
         log.info("user routes: %s", ", ".join(_route_path(r) for r in loader.routes()) or "none")
+
+
+async def _to_dashboard(request: Request) -> Response:
+    return RedirectResponse("/_platform/", status_code=307)
+
+
+dashboard_redirect = Route("/", _to_dashboard, methods=["GET", "HEAD"])
 
 
 def _route_path(route: BaseRoute) -> str:
@@ -176,51 +250,34 @@ def create_app(
     """The host application for ``config`` (its lifespan runs the worker)."""
     state = HostState(config)
     if clock is None and config.dev:
-        clock = SkippableClock()  # POST /api/dev/clock {"advance": "24h"} skips ahead
+        # POST /api/dev/clock {"advance": "24h"} skips ahead; the offset is kept in the data
+        # folder, so the CLI and scripts on the folder see the same time.
+        clock = SkippableClock(config.data_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        options = worker_options or WorkerOptions(durability=config.durability)
-        worker = Worker(
-            config.data_dir or "data", registry=state.loader.registry, clock=clock, options=options
-        )
+        if state.worker is not None:
+            # Started before serving (``run_server`` binds and opens first): it stops it too.
+            yield
+            return
         try:
-            worker.open()
+            await state.start()
         except BaseException as exc:
             state.startup_error = exc
             raise
-        state.worker = worker
-        app.state.platform = worker.platform
-        app.state.worker = worker
         try:
-            token = current_platform.set(worker.platform)
-            try:
-                state.loader.load_all(strict=not config.dev)
-            except BaseException as exc:
-                state.startup_error = exc
-                raise
-            finally:
-                current_platform.reset(token)
-            worker.handlers = state.loader.handlers()
-            state.install_routes()
-            state.describe()
-            await worker.begin()
-            if config.dev:
-                from host.reload import Reloader
-
-                state.reloader = Reloader(state)
-                state.reloader.start()
             yield
         finally:
-            if state.reloader is not None:
-                await state.reloader.stop()
-            await worker.stop()
-            state.worker = None
+            await state.stop()
 
     app = Starlette(lifespan=lifespan, exception_handlers=exception_handlers)
     app.state.host = state
     app.state.clock = clock
     state.app = app
+    state.clock = clock
+    state.worker_options = worker_options
     state.install_routes()
     app.add_middleware(HostMiddleware, state=state)
+    if not config.quiet:
+        app.add_middleware(RequestLog)
     return app

@@ -1,8 +1,13 @@
-"""``python -m host``: serve the project, build it, and work on its data folder.
+"""``python -m host`` (also ``platform-host``): serve the project, build it, work on its data.
 
-The data commands (``runs``, ``start``, ``send-event``, ``kv``, ``schedules``, ``compact``) open
-the data folder as a client, so they work whether or not a host is running on it: a running
-host picks their writes up within a second.
+One rule places the folders, stated once in ``--help`` and the README: the project folder is the
+PROJECT argument of ``dev``, ``serve`` and ``build``, else the current folder; the data folder
+is ``--data DIR``, else ``$PLATFORM_DATA_DIR``, else ``PROJECT/data``. Nothing is created by a
+typo: a missing project folder is an error, and a missing data folder is an error for every
+command except ``dev`` and ``serve`` (which create it) and the writes given ``--create``.
+
+Errors are one line on stderr after ``error: ``; exit codes mean the same everywhere: 0 done,
+1 not found or failed, 2 a wrong command line.
 """
 
 from __future__ import annotations
@@ -12,55 +17,69 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import textwrap
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NoReturn
 
-import orjson
-
+from host import commands
+from host.commands import USAGE, CliError
 from host.config import DEFAULT_MAX_BODY, HostConfig
-from host.progress import Progress
 
 if TYPE_CHECKING:
-    from platform_shim.workflows.records import WorkflowRun
-    from platform_shim.workflows.service import WorkflowsService
+    from platform_shim.platform import Platform
 
 __all__ = ["main"]
 
+FOLDER_RULE = (
+    "Folders: the project folder is the PROJECT argument of dev, serve and build, else the"
+    " current folder; the data folder is --data DIR, else $PLATFORM_DATA_DIR, else PROJECT/data."
+    " dev and serve create the data folder; the other commands need it to exist (the writes"
+    " start, send-event and kv put create it with --create)."
+)
+EXIT_CODES = "Exit codes: 0 done, 1 not found or failed, 2 a wrong command line."
 
-def _data_dir(args: argparse.Namespace) -> Path:
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one error prefix."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE, f"error: {message}\n")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+def _project(args: argparse.Namespace) -> Path:
+    project = Path(getattr(args, "project", ".")).absolute()
+    if not project.is_dir():
+        what = "is not a folder" if project.exists() else "does not exist"
+        raise CliError(f"project folder {project} {what}")
+    return project
+
+
+def _data_dir(args: argparse.Namespace, project: Path) -> Path:
     if args.data:
-        return Path(args.data)
-    return Path(os.environ.get("PLATFORM_DATA_DIR", "data"))
+        return Path(args.data).absolute()
+    env = os.environ.get("PLATFORM_DATA_DIR")
+    return Path(env).absolute() if env else project / "data"
 
 
-def _json_arg(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise SystemExit(f"{what} is not valid JSON: {exc}") from None
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
+def _existing_data_dir(args: argparse.Namespace) -> Path:
+    data = _data_dir(args, Path.cwd())
+    if data.is_dir() or getattr(args, "create", False):
+        return data
+    if data.exists():
+        raise CliError(f"the data folder {data} is not a folder")
+    hint = " (or pass --create)" if hasattr(args, "create") else ""
+    raise CliError(
+        f"no data folder at {data}: run this inside a project whose host has run, or point"
+        f" --data (or $PLATFORM_DATA_DIR) at one{hint}"
+    )
 
 
 # ------------------------------------------------------------------------------- commands
@@ -68,27 +87,31 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
     from host.loader import LoadError
-    from host.server import run_server
+    from host.server import StartupError, run_server
     from platform_shim.errors import DataDirLocked, DefinitionError
 
+    project = _project(args)
     config = HostConfig(
-        project_dir=Path(args.project),
-        data_dir=Path(args.data) if args.data else None,
+        project_dir=project,
+        data_dir=_data_dir(args, project),
         host=args.host,
         port=args.port,
         dev=dev,
+        quiet=args.quiet,
         max_body=args.max_body,
         durability=args.durability,
     )
     try:
+        config.check()
+    except SystemExit as exc:  # another address without a token: refused, one line
+        return _fail(str(exc.code))
+    try:
         asyncio.run(run_server(config))
     except DataDirLocked as exc:
         # Named, so that a person or a script can tell "another host has it" from other errors.
-        logging.getLogger("host").error("DataDirLocked: %s", exc)
-        return 1
-    except (LoadError, DefinitionError) as exc:
-        logging.getLogger("host").error("%s", exc)
-        return 1
+        return _fail(f"DataDirLocked: {exc}")
+    except (StartupError, LoadError, DefinitionError) as exc:
+        return _fail(str(exc))
     except KeyboardInterrupt:
         return 0
     return 0
@@ -100,259 +123,53 @@ def cmd_build(args: argparse.Namespace) -> int:
     from platform_shim.errors import DefinitionError
 
     try:
-        path, manifest = write_manifest(Path(args.project).resolve())
+        path, manifest = write_manifest(_project(args))
     except (LoadError, DefinitionError) as exc:
-        sys.stderr.write(f"❌ build failed: {exc}\n")
-        return 1
+        return _fail(f"build failed: {exc}")
     count = len(manifest["workflows"])
     sys.stdout.write(f"✅ Workflows build completed: {count} workflow(s)\n")
     sys.stdout.write(f"   {len(manifest['events'])} event handler(s); manifest: {path}\n")
     return 0
 
 
-_LIST_CHUNK = 5000
+DataCommand = Callable[["Platform", Path, argparse.Namespace], Awaitable[None]]
 
 
-async def _list_runs(workflows: WorkflowsService, args: argparse.Namespace) -> list[WorkflowRun]:
-    """Up to ``--limit`` runs from ``--before`` on, a page at a time (a bar shows progress)."""
-    if args.before is not None and await workflows.handle(args.before).status() is None:
-        raise LookupError(f"--before names no run: {args.before!r}")
-    counts = await workflows.counts()
-    expected = counts.get(args.status, 0) if args.status else sum(counts.values())
-    runs: list[WorkflowRun] = []
-    before = args.before
-    with Progress("listing runs", min(args.limit, expected)) as bar:
-        while len(runs) < args.limit:
-            chunk = min(_LIST_CHUNK, args.limit - len(runs))
-            page = await workflows.list(
-                workflow_id=args.workflow, status=args.status, limit=chunk, before=before
-            )
-            runs += page
-            bar.advance(len(page))
-            if len(page) < chunk:
-                break
-            before = page[-1].run_id
-    return runs
-
-
-async def _runs(args: argparse.Namespace) -> int:
+async def _on_client(command: DataCommand, args: argparse.Namespace) -> None:
     from platform_shim.platform import open_client
 
-    platform = open_client(_data_dir(args))
+    data = _existing_data_dir(args)
+    platform = open_client(data)
     try:
-        with Progress("reading the run ledger"):
-            workflows = platform.workflows
-            await workflows.counts()
-        if args.runs_command == "list":
-            runs = await _list_runs(workflows, args)
-            if runs and len(runs) == args.limit:
-                more = await workflows.list(
-                    workflow_id=args.workflow, status=args.status, limit=1, before=runs[-1].run_id
-                )
-                if more:
-                    sys.stderr.write(f"more: --before {runs[-1].run_id}\n")
-            if args.json:
-                _print_json([r.to_dict() for r in runs])
-                return 0
-            rows = [
-                [
-                    r.run_id,
-                    r.workflow_id,
-                    r.status.value,
-                    str(r.attempt),
-                    _when(r.created_at),
-                    _when(r.updated_at),
-                ]
-                for r in runs
-            ]
-            sys.stdout.write(
-                _table(
-                    rows, ["RUN", "WORKFLOW", "STATUS", "ATTEMPT", "CREATED (UTC)", "UPDATED (UTC)"]
-                )
-                + "\n"
-            )
-            return 0
-        handle = workflows.handle(args.run_id)
-        run = await handle.status()
-        if run is None:
-            sys.stderr.write(f"unknown run {args.run_id!r}\n")
-            return 1
-        if args.runs_command == "rerun":
-            rerun = await workflows.rerun(args.run_id, args.from_step)
-            sys.stdout.write(rerun.run_id + "\n")
-            return 0
-        if args.runs_command == "cancel":
-            changed = await handle.cancel()
-            sys.stdout.write(
-                ("cancel requested for " if changed else "already ended: ") + args.run_id + "\n"
-            )
-            return 0
-        history = await handle.history()
-        if args.json:
-            _print_json({"run": run.to_dict(), "history": [s.to_dict() for s in history]})
-            return 0
-        sys.stdout.write(
-            f"run       {run.run_id}\nworkflow  {run.workflow_id}\nstatus    {run.status.value} (attempt {run.attempt})\n"
-        )
-        sys.stdout.write(f"created   {_when(run.created_at)}   updated {_when(run.updated_at)}\n")
-        sys.stdout.write(f"input     {orjson.dumps(run.input).decode()}\n")
-        if run.output is not None:
-            sys.stdout.write(f"output    {orjson.dumps(run.output).decode()}\n")
-        if run.error is not None:
-            sys.stdout.write(f"error     {orjson.dumps(run.error).decode()}\n")
-        rows = []
-        for step in history:
-            duration = (
-                f"{step.completed_at - step.started_at} ms"
-                if step.completed_at is not None
-                else "-"
-            )
-            detail = ""
-            if step.wake_at is not None:
-                detail = f"wakes {_when(step.wake_at)}"
-            elif step.event_type is not None:
-                detail = f"waits {step.event_type} {orjson.dumps(step.match).decode() if step.match else ''}".rstrip()
-            elif step.child_run_id is not None:
-                detail = f"child {step.child_run_id}"
-            rows.append(
-                [
-                    step.name,
-                    step.kind.value,
-                    step.status.value,
-                    _when(step.started_at),
-                    duration,
-                    detail,
-                ]
-            )
-        sys.stdout.write(
-            "\n" + _table(rows, ["STEP", "KIND", "STATUS", "STARTED (UTC)", "TOOK", ""]) + "\n"
-        )
-        return 0
+        await command(platform, data, args)
     finally:
         platform.close()
 
 
-async def _start(args: argparse.Namespace) -> int:
-    from platform_shim.platform import open_client
+def _run_data_command(args: argparse.Namespace) -> int:
+    from platform_shim.errors import PlatformError
 
-    platform = open_client(_data_dir(args))
     try:
-        handle = await platform.workflows.start(
-            args.workflow_id, _json_arg(args.input, "input"), run_id=args.run_id
-        )
-        sys.stdout.write(handle.run_id + "\n")
-        return 0
-    finally:
-        platform.close()
-
-
-async def _send_event(args: argparse.Namespace) -> int:
-    from platform_shim.platform import open_client
-
-    platform = open_client(_data_dir(args))
-    try:
-        count = await platform.workflows.send_event(args.type, _json_arg(args.payload, "payload"))
-        sys.stdout.write(f"{count} parked run(s) resumed\n")
-        return 0
-    finally:
-        platform.close()
-
-
-async def _kv(args: argparse.Namespace) -> int:
-    from platform_shim.platform import open_client
-
-    platform = open_client(_data_dir(args))
-    try:
-        if args.kv_command == "get":
-            value = await platform.kv.get(args.ns, args.key)
-            _print_json(value)
-            return 0 if value is not None else 1
-        if args.kv_command == "put":
-            await platform.kv.put(args.ns, args.key, _json_arg(args.value, "value"), args.ttl)
-            return 0
-        listing = await platform.kv.list(args.ns, args.prefix, args.limit, args.cursor)
-        for key in listing["keys"]:
-            sys.stdout.write(key["name"] + "\n")
-        if listing["cursor"]:
-            sys.stderr.write(f"more: --cursor {listing['cursor']}\n")
-        return 0
-    finally:
-        platform.close()
-
-
-async def _schedules(args: argparse.Namespace) -> int:
-    """Cron triggers as the running host advertises them, with their last and next ticks."""
-    import time
-
-    from platform_shim.platform import open_client
-    from platform_shim.workflows.cron import CronSchedule
-
-    platform = open_client(_data_dir(args))
-    try:
-        await platform.workflows.list(limit=1)  # loads the ledger (the fired ticks)
-        ticks = platform.workflows.state.ticks  # type: ignore[attr-defined]
-        advert: dict[str, Any] = {}
-        if platform.store.worker_pid() is not None:
-            try:
-                advert = orjson.loads((_data_dir(args) / ".locks" / "worker.json").read_bytes())
-            except (FileNotFoundError, orjson.JSONDecodeError):
-                advert = {}
-        now = int(time.time() * 1000)
-        rows = []
-        for entry in advert.get("schedules", []):
-            workflow_id, cron = entry["workflowId"], entry["cron"]
-            last = ticks.get(workflow_id, (None, 0))[0]
-            rows.append(
-                [workflow_id, cron, _when(last), _when(CronSchedule.parse(cron).next_after(now))]
-            )
-        for workflow_id, (at, _) in sorted(ticks.items()):
-            if workflow_id not in {entry["workflowId"] for entry in advert.get("schedules", [])}:
-                rows.append([workflow_id, "?", _when(at), "-"])
-        sys.stdout.write(
-            _table(rows, ["WORKFLOW", "CRON", "LAST TICK (UTC)", "NEXT TICK (UTC)"]) + "\n"
-        )
-        if not advert:
-            sys.stdout.write(
-                "(no host is running on this folder: its cron triggers are not known here)\n"
-            )
-        return 0
-    finally:
-        platform.close()
-
-
-def cmd_compact(args: argparse.Namespace) -> int:
-    from platform_shim.errors import DataDirLocked
-    from platform_shim.runtime import Worker
-
-    async def run() -> int:
-        worker = Worker(_data_dir(args))
-        try:
-            with Progress("opening the data folder"):
-                worker.open()
-        except DataDirLocked as exc:
-            # A host owns the folder: ask it to compact (it reads the request within a second).
-            from platform_shim.platform import open_client
-
-            client = open_client(_data_dir(args))
-            try:
-                log_ = client.workflows.log  # type: ignore[attr-defined]
-                state = client.workflows.state  # type: ignore[attr-defined]
-                await log_.submit(
-                    lambda: (orjson.dumps({"rec": "compact", "seq": state.last_seq + 1}), None)
-                )
-            finally:
-                client.close()
-            sys.stdout.write(f"{exc}; asked it to compact\n")
-            return 0
-        try:
-            with Progress("compacting"):
-                report = worker.compact()
-        finally:
-            await worker.stop()
-        _print_json(report)
-        return 0
-
-    return asyncio.run(run())
+        if args.command == "compact":
+            asyncio.run(commands.compact(_existing_data_dir(args), args))
+        else:
+            handler: DataCommand = {
+                "runs": commands.runs,
+                "start": commands.start,
+                "send-event": commands.send_event,
+                "kv": commands.kv,
+                "schedules": commands.schedules,
+            }[args.command]
+            asyncio.run(_on_client(handler, args))
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except (LookupError, PlatformError, OSError) as exc:
+        # Not found (an unknown workflow or run) or failed (a locked or unwritable folder).
+        return _fail(str(exc))
+    except (ValueError, TypeError) as exc:
+        # A value the command line gave that the platform refuses (a bad key, a bad duration).
+        return _fail(str(exc), USAGE)
+    return 0
 
 
 # --------------------------------------------------------------------------------- parser
@@ -368,28 +185,55 @@ def _positive(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m host", description="A local serverless-style function host."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _version() -> str:
+    try:
+        return version("platform-shim")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
-    def data_opt(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", help="data folder (default: $PLATFORM_DATA_DIR or ./data)")
+
+def _data_option(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # On the top parser and on every subcommand: --data goes before or after the subcommand.
+    # A subcommand's default is "not given", so it never hides one given before it.
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        default=None if top else argparse.SUPPRESS,
+        help="the data folder (default: $PLATFORM_DATA_DIR, else PROJECT/data; see --help)",
+    )
+
+
+def _create_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--create", action="store_true", help="create the data folder if it does not exist"
+    )
+
+
+def _parser(prog: str = "python -m host") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="A local serverless-style function host for Python with durable workflows.",
+        epilog=f"{textwrap.fill(FOLDER_RULE, 79)}\n\n{EXIT_CODES}\nEvery command has --help.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog is wrapped by hand
+    )
+    parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
+    _data_option(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     for name, help_text in (
         ("dev", "serve with hot reload of workflows/, events/, routes/"),
         ("serve", "serve (no reload)"),
     ):
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=f"{help_text}. {FOLDER_RULE}")
         p.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
         p.add_argument(
             "--host",
             default="127.0.0.1",
             help="address to bind (default: 127.0.0.1; others need PLATFORM_TOKEN)",
         )
-        p.add_argument("--port", type=int, default=3001, help="port (default: 3001)")
-        data_opt(p)
+        p.add_argument("--port", type=int, default=3001, help="port (default: 3001; 0: any free)")
+        _data_option(p)
+        p.add_argument("--quiet", action="store_true", help="no log line per HTTP request")
         p.add_argument(
             "--max-body",
             type=int,
@@ -406,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "build",
         help="validate and write build/manifest.json",
-        description="validate and write build/manifest.json",
+        description="validate and write PROJECT/build/manifest.json",
     )
     p.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
 
@@ -415,8 +259,8 @@ def _parser() -> argparse.ArgumentParser:
         help="list, show, cancel or rerun runs",
         description="list, show, cancel or rerun runs",
     )
-    runs = p.add_subparsers(dest="runs_command", required=True)
-    q = runs.add_parser("list", help="runs, newest first")
+    runs = p.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
+    q = runs.add_parser("list", help="runs, newest first", description="runs, newest first")
     q.add_argument("--workflow", help="only this workflow id")
     q.add_argument("--status", help="only this status")
     q.add_argument("--limit", type=_positive, default=50, help="at most this many (default: 50)")
@@ -424,14 +268,14 @@ def _parser() -> argparse.ArgumentParser:
         "--before", metavar="RUN_ID", help="only runs older than this one (the next page)"
     )
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    data_opt(q)
+    _data_option(q)
     q = runs.add_parser("show", help="a run and its step timeline")
-    q.add_argument("run_id")
-    q.add_argument("--json", action="store_true")
-    data_opt(q)
+    q.add_argument("run_id", help="the run's id")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    _data_option(q)
     q = runs.add_parser("cancel", help="cancel a run")
-    q.add_argument("run_id")
-    data_opt(q)
+    q.add_argument("run_id", help="the run's id")
+    _data_option(q)
     q = runs.add_parser(
         "rerun",
         help="a new run that replays the steps before STEP and runs STEP and the rest again",
@@ -439,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
         " completed before STEP are not run again: their recorded results are replayed. Prints"
         " the new run's id.",
     )
-    q.add_argument("run_id")
+    q.add_argument("run_id", help="the run to start again")
     q.add_argument(
         "--from",
         dest="from_step",
@@ -447,80 +291,84 @@ def _parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="the first step to run again",
     )
-    data_opt(q)
+    _data_option(q)
 
     p = sub.add_parser(
         "start", help="start a workflow run", description="start a workflow run; prints its run id"
     )
-    p.add_argument("workflow_id")
+    p.add_argument("workflow_id", help="the workflow's id")
     p.add_argument("input", nargs="?", help="input as JSON")
     p.add_argument("--run-id", help="a run id of your choosing (makes the start idempotent)")
-    data_opt(p)
+    _data_option(p)
+    _create_option(p)
 
     p = sub.add_parser(
         "send-event",
         help="send an event to waiting runs",
         description="send an event to waiting runs",
     )
-    p.add_argument("type")
+    p.add_argument("type", help="the event type runs wait for")
     p.add_argument("payload", nargs="?", help="payload as JSON")
-    data_opt(p)
+    _data_option(p)
+    _create_option(p)
 
     p = sub.add_parser("kv", help="read and write KV", description="read and write KV")
-    kv = p.add_subparsers(dest="kv_command", required=True)
-    q = kv.add_parser("get", help="print a value")
-    q.add_argument("ns")
-    q.add_argument("key")
-    data_opt(q)
+    kv = p.add_subparsers(dest="kv_command", required=True, metavar="SUBCOMMAND")
+    q = kv.add_parser("get", help="print a value (exit 1 if the key is missing)")
+    q.add_argument("ns", help="the namespace")
+    q.add_argument("key", help="the key")
+    _data_option(q)
     q = kv.add_parser("put", help="store a JSON value")
-    q.add_argument("ns")
-    q.add_argument("key")
+    q.add_argument("ns", help="the namespace")
+    q.add_argument("key", help="the key")
     q.add_argument("value", help="the value as JSON")
     q.add_argument("--ttl", type=float, help="seconds until it expires")
-    data_opt(q)
+    _data_option(q)
+    _create_option(q)
     q = kv.add_parser("list", help="list keys")
-    q.add_argument("ns")
-    q.add_argument("--prefix")
-    q.add_argument("--limit", type=int, default=1000)
-    q.add_argument("--cursor")
-    data_opt(q)
+    q.add_argument("ns", help="the namespace")
+    q.add_argument("--prefix", help="only keys starting with this")
+    q.add_argument(
+        "--limit", type=_positive, default=1000, help="at most this many (default: 1000)"
+    )
+    q.add_argument("--cursor", help="where the last page ended")
+    _data_option(q)
 
     p = sub.add_parser(
         "schedules",
         help="cron triggers and their last ticks",
         description="cron triggers and their last ticks",
     )
-    data_opt(p)
+    _data_option(p)
     p = sub.add_parser(
         "compact",
         help="compact the data folder now",
         description="compact the data folder now (asks a running host to do it)",
     )
-    data_opt(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _data_option(p)
     return parser
 
 
+def _prog() -> str:
+    name = Path(sys.argv[0]).name
+    return name if name.startswith("platform-host") else "python -m host"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser(_prog())
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
-    command = args.command
-    if command in ("dev", "serve"):
-        return cmd_serve(args, dev=command == "dev")
-    if command == "build":
-        return cmd_build(args)
-    if command == "compact":
-        return cmd_compact(args)
-    runner = {
-        "runs": _runs,
-        "start": _start,
-        "send-event": _send_event,
-        "kv": _kv,
-        "schedules": _schedules,
-    }[command]
     try:
-        return asyncio.run(runner(args))
-    except (ValueError, TypeError, LookupError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
+        if args.command in ("dev", "serve"):
+            return cmd_serve(args, dev=args.command == "dev")
+        if args.command == "build":
+            return cmd_build(args)
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    return _run_data_command(args)

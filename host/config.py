@@ -34,6 +34,7 @@ class HostConfig:
     host: str = "127.0.0.1"
     port: int = 3001
     dev: bool = False
+    quiet: bool = False  # no line per request
     token: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     durability: Durability = "fsync"

@@ -2,9 +2,12 @@
 
 ``POST /api/dev/clock {"advance": "24h"}`` (only under ``dev``) adds to the offset and re-arms
 every pending timer against the new time, so a sleeping run wakes, a wait times out and a cron
-tick fires as if the time had passed. Timestamps written meanwhile carry the skipped time. The
-offset lives as long as the process: a restart is back on the wall clock, and waits computed in
-skipped time end that much later.
+tick fires as if the time had passed. Timestamps written meanwhile carry the skipped time.
+
+The offset belongs to the data folder, not the process: it is recorded there
+(``platform_shim.clock.write_offset``), so the CLI and ``get_platform()`` scripts on the folder
+read the same time as the host, and a restarted ``dev`` host goes on from it (waits computed in
+skipped time end when they should). ``serve`` clears it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from platform_shim.clock import read_offset, write_offset
 
 __all__ = ["SkippableClock"]
 
@@ -49,10 +55,11 @@ class _Timer:
 
 
 class SkippableClock:
-    """The wall clock, plus an offset that only grows."""
+    """The wall clock, plus an offset that only grows (kept in ``data_dir`` when given)."""
 
-    def __init__(self) -> None:
-        self.offset_ms = 0
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self._data_dir = data_dir
+        self.offset_ms = read_offset(data_dir) if data_dir is not None else 0
         self.timers: set[_Timer] = set()
 
     def now_ms(self) -> int:
@@ -66,5 +73,7 @@ class SkippableClock:
         if ms < 0:
             raise ValueError("time only moves forward")
         self.offset_ms += ms
+        if self._data_dir is not None:
+            write_offset(self._data_dir, self.offset_ms)
         for timer in sorted(self.timers, key=lambda t: t.when):
             timer.arm()

@@ -142,11 +142,12 @@ class Loader:
             package.__path__ = []
             sys.modules[root] = package
         name = f"{root}.{kind}"
+        folder = self.project_dir / kind
         if name not in sys.modules:
-            package = types.ModuleType(name)
-            folder = self.project_dir / kind
-            package.__path__ = [str(folder)] if folder.is_dir() else [str(self.project_dir)]
-            sys.modules[name] = package
+            sys.modules[name] = types.ModuleType(name)
+        package = sys.modules[name]
+        # Again each time: the folder may have been created since (relative imports need it).
+        package.__path__ = [str(folder)] if folder.is_dir() else [str(self.project_dir)]
         return name
 
     def _module_name(self, kind: str, path: Path) -> str:

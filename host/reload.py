@@ -1,5 +1,9 @@
 """Hot reload for ``dev``: watchdog on the user's code, re-import what changed.
 
+Anything the loader would load at start is loaded when it appears: the project folder is
+watched (for ``workflows.py``-style files and for ``workflows/``, ``events/``, ``routes/``
+folders created while ``dev`` runs, which are then watched too and their files loaded).
+
 Changes are debounced (editors write a file in several steps), then each changed module is
 imported afresh. A module that fails to import logs its error with file and line and the last
 good version keeps serving. On success the registry, handlers, triggers and routes are swapped;
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from host.loader import LoadError
+from host.loader import KINDS, LoadError
 
 if TYPE_CHECKING:
     from host.app import HostState
@@ -37,7 +41,12 @@ class _Events(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         # Reads (opened, closed without writing) must not count: reloading reads the file.
-        if event.is_directory or event.event_type not in _WRITES:
+        if event.event_type not in _WRITES:
+            return
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):
+                raw = getattr(event, "dest_path", "") or event.src_path
+                self._reloader.folder_appeared(Path(str(raw)))
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = str(raw)
@@ -54,21 +63,47 @@ class Reloader:
         self._observer: Any = None
         self._pending: set[Path] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._watched: set[Path] = set()
         self.reloads = 0  # completed reload rounds, for tests and logs
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         project = self._state.config.project_dir
         observer = Observer()
+        # The project folder itself, not recursively (its data/ folder changes all the time):
+        # that sees workflows.py and the like, and code folders created while dev runs.
         observer.schedule(_Events(self), str(project), recursive=False)
-        for kind in ("workflows", "events", "routes"):
-            folder = project / kind
-            if folder.is_dir():
-                observer.schedule(_Events(self), str(folder), recursive=True)
+        self._observer = observer
+        for kind in KINDS:
+            self._watch(project / kind)
         observer.daemon = True
         observer.start()
-        self._observer = observer
         log.info("watching %s for code changes", project)
+
+    def _watch(self, folder: Path) -> bool:
+        """Watch a code folder (recursively), once; False if it is not there."""
+        if folder in self._watched or not folder.is_dir():
+            return False
+        self._observer.schedule(_Events(self), str(folder), recursive=True)
+        self._watched.add(folder)
+        return True
+
+    def folder_appeared(self, path: Path) -> None:
+        """Called on watchdog's thread for a folder created (or moved) in the project."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._new_folder, path)
+
+    def _new_folder(self, path: Path) -> None:
+        project = self._state.config.project_dir
+        if path.parent != project or path.name not in KINDS:
+            return
+        if self._watch(path):
+            log.info("watching the new folder %s", path)
+            # Files written before the watch began raised no event of their own: load them.
+            for source in sorted(path.rglob("*.py")):
+                self._note(source.resolve())
 
     async def stop(self) -> None:
         if self._timer is not None:

@@ -1,8 +1,14 @@
 """Serving the app with Hypercorn; SIGTERM and SIGINT shut down gracefully.
 
+Start-up happens in an order that lets every failure be one clear line: bind the listening
+socket first (a busy port fails before anything is opened), then open the data folder and import
+the project (a locked folder or a broken module fails with the port released), and only then
+announce the address and serve. Each failure raises ``StartupError`` (or the platform's own
+error) for the CLI to print; Hypercorn never sees a lifespan that could fail.
+
 On a signal Hypercorn stops accepting connections, lets in-flight requests finish (up to the
-graceful timeout), then runs the lifespan's shutdown: activations are cancelled (they resume
-from the ledger next time), every pending record is fsync'd, and the worker lock is released.
+graceful timeout); then the host stops: activations are cancelled (they resume from the ledger
+next time), every pending record is fsync'd, and the worker lock is released.
 """
 
 from __future__ import annotations
@@ -11,39 +17,69 @@ import asyncio
 import errno
 import logging
 import signal
+import socket
 from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
-from hypercorn.utils import LifespanFailureError
 
-from host.app import create_app
+from host.app import HostState, create_app
 from host.config import HostConfig
 from platform_shim.runtime import WorkerOptions
 
-__all__ = ["run_server"]
+__all__ = ["StartupError", "listen", "run_server"]
 
 log = logging.getLogger("host")
 
 
-def _bind(host: str, port: int) -> str:
+class StartupError(Exception):
+    """The host could not start; the message says why in one line."""
+
+
+def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or ``StartupError`` saying why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {_address(host, port)}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise StartupError(f"cannot listen on {_address(host, port)}: {why}") from None
+    return sock
+
+
 async def run_server(config: HostConfig, **app_options: Any) -> None:
-    """Serve until SIGTERM/SIGINT."""
+    """Bind, start the host, announce it, serve until SIGTERM/SIGINT, stop."""
     config.check()
     # This process is the host's: it may freeze the collector over the state it loads.
     app_options.setdefault(
         "worker_options", WorkerOptions(durability=config.durability, freeze_gc=True)
     )
+    sock = listen(config.host, config.port)
+    port = int(sock.getsockname()[1])  # the real one when --port 0 asked for any free port
     app = create_app(config, **app_options)
+    state: HostState = app.state.host
+    try:
+        await state.start()
+    except BaseException:
+        sock.close()
+        raise
+    url = f"http://{_address(config.host, port)}"
     hyper = Config()
-    hyper.bind = [_bind(config.host, config.port)]
+    hyper.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns (and closes) the socket from here
     hyper.accesslog = None
     hyper.graceful_timeout = 5.0
-    # Opening a large data folder (and compacting it) may take a while; never give up early.
-    hyper.startup_timeout = 3600.0
     hyper.loglevel = "WARNING"
     stop = asyncio.Event()
     app.state.shutting_down = stop  # open SSE streams end at once instead of holding shutdown
@@ -51,27 +87,16 @@ async def run_server(config: HostConfig, **app_options: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info(
-        "%s on http://%s (data: %s)",
+        "%s on %s (data: %s)",
         "dev server (hot reload)" if config.dev else "serving",
-        _bind(config.host, config.port),
+        url,
         config.data_dir,
     )
+    log.info("dashboard: %s/_platform/", url)
     try:
         await serve(app, hyper, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise SystemExit(
-                f"cannot listen on {_bind(config.host, config.port)}: the port is in use"
-            ) from None
-        raise
-    except LifespanFailureError:
-        # The lifespan kept the real reason (a module that failed to load, a locked folder):
-        # raise that, not Hypercorn's wrapper around Starlette's traceback text.
-        error = app.state.host.startup_error
-        if error is not None:
-            raise error from None
-        raise
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        await state.stop()
     log.info("stopped")

@@ -17,6 +17,7 @@ from typing import Any, overload
 
 from platform_shim.errors import DefinitionError
 from platform_shim.keypattern import compile_key_pattern
+from platform_shim.signatures import signature_problem
 
 __all__ = [
     "EventHandler",
@@ -95,7 +96,11 @@ class EventHandler:
         return False
 
     def shape(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The event as this kind of handler receives it."""
+        """The event as this kind of handler receives it.
+
+        Every kind carries the stream event's id as ``eventId`` (the one name: a DB event's
+        ``id`` is the document's). KV and storage events also keep it as ``id``, the name they
+        used before, so existing handlers keep working."""
         data = event.get("data") or {}
         if self.kind == "kv":
             return {
@@ -104,7 +109,8 @@ class EventHandler:
                 "key": event["k"],
                 "value": data.get("value"),
                 "ts": event["ts"],
-                "id": event["id"],
+                "eventId": event["id"],
+                "id": event["id"],  # the name before eventId; kept so older handlers still work
             }
         if self.kind == "db":
             doc = data.get("doc")
@@ -126,11 +132,14 @@ class EventHandler:
                 "op": _STORAGE_TYPES[event["t"]],
                 "key": event["k"],
                 "ts": event["ts"],
-                "id": event["id"],
+                "eventId": event["id"],
+                "id": event["id"],  # the name before eventId; kept so older handlers still work
             }
             out.update({k: v for k, v in data.items() if k in ("size", "contentType", "metadata")})
             return out
-        return event
+        # define_event: the raw stream event, with its id also under the one name every
+        # handler event uses.
+        return {**event, "eventId": event["id"]}
 
     def to_manifest(self) -> dict[str, Any]:
         trigger = dict(self.filter)
@@ -182,9 +191,15 @@ def _check(
 def _make(kind: str, spec: dict[str, Any], fn: HandlerFunction, **extra: Any) -> EventHandler:
     if not callable(fn) or not inspect.iscoroutinefunction(fn):
         raise DefinitionError(
-            f"{kind} handler {fn!r} must be an 'async def' function taking (event, ctx)"
+            f"{kind} handler {fn!r} must be an 'async def' function taking "
+            + ("(messages, ctx)" if kind == "queue" else "(event, ctx)")
         )
     file, line = _where(fn)
+    expected = ("messages", "ctx") if kind == "queue" else ("event", "ctx")
+    problem = signature_problem(fn, expected)
+    if problem is not None:
+        name = getattr(fn, "__name__", repr(fn))
+        raise DefinitionError(f"{kind} handler {name!r} at {file}:{line} {problem}")
     handler_id = f"{Path(file).stem}:{getattr(fn, '__name__', 'handler')}"
     key_match = (
         compile_key_pattern(spec.get("keyPattern")) if "keyPattern" in spec else (lambda key: True)
@@ -210,7 +225,7 @@ def on_kv_change(spec: Mapping[str, Any] | None) -> Callable[[HandlerFunction], 
 def on_kv_change(spec: Mapping[str, Any] | None, fn: HandlerFunction) -> EventHandler: ...
 def on_kv_change(spec: Mapping[str, Any] | None, fn: HandlerFunction | None = None) -> Any:
     """React to KV changes: ``{"namespace", "keyPattern", "op": "put"|"delete"|"expired"}``.
-    The event: ``op, namespace, key, value, ts``."""
+    The event: ``op, namespace, key, value, ts, eventId`` (the stream event's id)."""
     declare = _Declare("kv", _check("kv", spec, {"namespace", "keyPattern", "op"}, _KV_OPS))
     return declare(fn) if fn is not None else declare
 
@@ -221,7 +236,7 @@ def on_db_change(spec: Mapping[str, Any] | None) -> Callable[[HandlerFunction], 
 def on_db_change(spec: Mapping[str, Any] | None, fn: HandlerFunction) -> EventHandler: ...
 def on_db_change(spec: Mapping[str, Any] | None, fn: HandlerFunction | None = None) -> Any:
     """React to document changes: ``{"collection", "op": "insert"|"update"|"delete"}``.
-    The event: ``op, collection, id, doc, before, ts``."""
+    The event: ``op, collection, id`` (the document's), ``doc, before, ts, eventId``."""
     declare = _Declare("db", _check("db", spec, {"collection", "op"}, _DB_OPS))
     return declare(fn) if fn is not None else declare
 
@@ -233,7 +248,8 @@ def on_storage_change(
 @overload
 def on_storage_change(spec: Mapping[str, Any] | None, fn: HandlerFunction) -> EventHandler: ...
 def on_storage_change(spec: Mapping[str, Any] | None, fn: HandlerFunction | None = None) -> Any:
-    """React to stored objects: ``{"keyPattern", "op": "put"|"delete"}``."""
+    """React to stored objects: ``{"keyPattern", "op": "put"|"delete"}``.
+    The event: ``op, key, ts, eventId`` and ``size, contentType, metadata`` on a put."""
     declare = _Declare("storage", _check("storage", spec, {"keyPattern", "op"}, _STORAGE_OPS))
     return declare(fn) if fn is not None else declare
 
@@ -243,7 +259,8 @@ def define_event(spec: Mapping[str, Any] | None) -> Callable[[HandlerFunction], 
 @overload
 def define_event(spec: Mapping[str, Any] | None, fn: HandlerFunction) -> EventHandler: ...
 def define_event(spec: Mapping[str, Any] | None, fn: HandlerFunction | None = None) -> Any:
-    """React to raw stream events matching ``{"t", "r", "ns"}``; the handler gets the event dict."""
+    """React to raw stream events matching ``{"t", "r", "ns"}``; the handler gets the event
+    dict (``id, t, r, ns, k, data, ts``) with its id also as ``eventId``."""
     declare = _Declare("event", _check("event", spec, {"t", "r", "ns"}, None))
     return declare(fn) if fn is not None else declare
 

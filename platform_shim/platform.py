@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platform_shim.clock import Clock, SystemClock
+from platform_shim.clock import Clock, FolderClock, SystemClock
 from platform_shim.services.database import DatabaseService, DbState
 from platform_shim.services.events import EventsService
 from platform_shim.services.kv import KvService, KvState
@@ -125,8 +125,12 @@ def open_client(
     durability: Durability = "fsync",
     clock: Clock | None = None,
 ) -> Platform:
-    """A client platform on ``data_dir`` (no engine; the folder's worker runs what it records)."""
-    return Platform(FileStore(data_dir, durability=durability), clock)
+    """A client platform on ``data_dir`` (no engine; the folder's worker runs what it records).
+
+    Its clock is by default the folder's (``FolderClock``): the same as a ``dev`` host's that
+    skipped ahead."""
+    store = FileStore(data_dir, durability=durability)
+    return Platform(store, clock or FolderClock(store.data_dir))
 
 
 def get_platform() -> Platform:

@@ -94,12 +94,18 @@ class QueueConsumer:
         try:
             await self.handler.fn(messages, self.context)
         except Exception as exc:
-            log.error(
-                "queue %r handler %s failed on %d message(s)",
+            # One line while it will be retried; the traceback once a message is given up on.
+            last = any(m["attempt"] >= self.handler.max_attempts for m in messages)
+            log.log(
+                logging.ERROR if last else logging.WARNING,
+                "queue %r handler %s failed on %d message(s)%s: %s: %s",
                 self.queue,
                 self.handler.id,
                 len(messages),
-                exc_info=exc,
+                "" if last else " (will retry)",
+                type(exc).__name__,
+                exc,
+                exc_info=exc if last else None,
             )
             error = {"type": type(exc).__name__, "message": str(exc)}
             done: list[str] = []

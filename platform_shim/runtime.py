@@ -229,6 +229,9 @@ class Worker:
         self._maintenance = asyncio.get_running_loop().create_task(
             supervise("maintenance", self._maintain, log), context=platform.context
         )
+        attach = getattr(self.clock, "attach", None)
+        if attach is not None:
+            attach(self)  # a test clock that skips time when this worker is idle (FakeClock)
         log.info(
             "worker on %s: %d workflow(s), %d handler(s), %d run(s) in the ledger",
             self.data_dir,
@@ -238,6 +241,9 @@ class Worker:
         )
 
     async def stop(self) -> None:
+        detach = getattr(self.clock, "detach", None)
+        if detach is not None:
+            await detach(self)
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):

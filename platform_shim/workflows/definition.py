@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from platform_shim.errors import DefinitionError
+from platform_shim.signatures import signature_problem
 from platform_shim.workflows.cron import CronSchedule
 from platform_shim.workflows.records import RunStatus
 
@@ -209,6 +210,9 @@ def _build(descriptor: Mapping[str, Any], handler: WorkflowHandler) -> Workflow:
             workflow_id, "the handler must be an 'async def' function taking (input, step, ctx)"
         )
     file, line = _where(handler)
+    problem = signature_problem(handler, ("input", "step", "ctx"))
+    if problem is not None:
+        raise _fail(workflow_id, f"the handler at {file}:{line} {problem}")
     return Workflow(workflow_id, handler, retries, timeout, trigger, file, line, dict(descriptor))
 
 

@@ -734,8 +734,7 @@ class Engine:
                 error["type"],
                 error["message"],
                 delay,
-                exc_info=exc,
-            )
+            )  # one line per retried attempt: the full traceback comes with the last one
             observe(
                 self._set_status(
                     run, RunStatus.QUEUED, attempt=run.attempt + 1, error=error, retry_at=retry_at

@@ -1,13 +1,16 @@
 """The repository's example app, loaded exactly as the host loads it, on a fake clock.
 
-``example_app`` follows ``host.app``'s lifespan: open the worker (lock, logs), import the user
-code with ``get_platform()`` answering, hand the handlers over, then ``begin``. Tests then skip
-days with ``clock.advance`` and ``await app.settle()`` instead of sleeping.
+``app`` wraps the test kit's own ``platform`` fixture (``host.pytest_plugin``, what a user's
+project gets from installing the package): the rootdir's ``workflows/`` and ``events/`` on a temp
+folder, on the ``clock`` below (a Monday, 09:00 UTC). It is imported here because
+``tests/conftest.py`` has a client ``platform`` fixture for the other tests; the test module's
+``pytestmark`` sets the worker options. Tests then skip days with ``clock.advance`` and
+``await app.settle()`` instead of sleeping. ``start_example_app`` opens more (restarts, other
+clocks) the way the host's lifespan does.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 
 from host.loader import Loader
+from host.pytest_plugin import platform  # noqa: F401  (the kit's fixture, overriding tests/conftest.py's)
 from platform_shim.platform import Platform, current_platform
 from platform_shim.runtime import Worker, WorkerOptions
 from platform_shim.testing import FakeClock
@@ -38,13 +42,13 @@ def fast_options() -> WorkerOptions:
 
 @dataclass
 class ExampleApp:
-    worker: Worker
-    loader: Loader
+    platform: Platform
     clock: FakeClock
 
     @property
-    def platform(self) -> Platform:
-        return self.worker.platform
+    def worker(self) -> Worker:
+        assert self.platform.worker is not None
+        return self.platform.worker
 
     async def settle(self) -> None:
         await self.worker.settle(timeout=10)
@@ -92,7 +96,7 @@ async def start_example_app(data_dir: Path, clock: FakeClock) -> ExampleApp:
     except BaseException:
         await worker.stop()
         raise
-    return ExampleApp(worker, loader, clock)
+    return ExampleApp(worker.platform, clock)
 
 
 @pytest.fixture
@@ -101,9 +105,5 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[ExampleApp]:
-    example = await start_example_app(tmp_path / "data", clock)
-    try:
-        yield example
-    finally:
-        await example.worker.stop()
+def app(platform: Platform, clock: FakeClock) -> ExampleApp:  # noqa: F811
+    return ExampleApp(platform, clock)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from host.app import create_app
 from host.config import HostConfig
@@ -29,8 +30,14 @@ HOUR = 3600 * 1000
 DAY = 24 * HOUR
 
 
+# The kit's platform fixture with no backoff between retries: deterministic and quick.
+pytestmark = pytest.mark.platform(
+    retry_backoff=lambda attempt: 0, handler_backoff=lambda attempt: 0
+)
+
+
 async def test_the_host_loads_every_seed_example(app: ExampleApp) -> None:
-    assert app.loader.registry.ids() == [
+    assert app.worker.registry.ids() == [
         "fulfill-order",
         "invoice-builder",
         "nightly-reconcile",
@@ -39,13 +46,15 @@ async def test_the_host_loads_every_seed_example(app: ExampleApp) -> None:
         "onboarding-after-signup",
         "shipping",
     ]
-    assert sorted(h.id for h in app.loader.handlers()) == [
+    assert sorted(h.id for h in app.worker.handlers) == [
         "emails:deliver_emails",
         "invites:nudge_on_invite",
         "users:onboard_new_user",
     ]
-    assert [getattr(r, "path", None) for r in app.loader.routes()] == ["/checkout"]
-    onboarding = app.loader.registry.get("onboarding")
+    loader = Loader(REPO)
+    loader.load_all(strict=True)
+    assert [getattr(r, "path", None) for r in loader.routes()] == ["/checkout"]
+    onboarding = app.worker.registry.get("onboarding")
     assert onboarding is not None
     assert onboarding.retries == 5
 

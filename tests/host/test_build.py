@@ -183,3 +183,52 @@ def test_a_duplicate_workflow_id_fails_the_build_naming_both_files(tmp_path: Pat
     for name in ("a.py", "b.py"):
         assert str((project / "workflows" / name).resolve()) in result.stderr
     assert not (project / "build" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "message"),
+    [
+        pytest.param(
+            "workflows/bad.py",
+            "from platform_shim.workflows import define_workflow\n\n\n"
+            '@define_workflow({"id": "no-ctx"})\n'
+            "async def no_ctx(input, step):\n"
+            "    return 1\n",
+            "workflow 'no-ctx': the handler at",
+            id="workflow-without-ctx",
+        ),
+        pytest.param(
+            "events/bad.py",
+            "from platform_shim.events import on_kv_change\n\n\n"
+            '@on_kv_change({"namespace": "n"})\n'
+            "async def h(event):\n"
+            "    pass\n",
+            "kv handler 'h' at",
+            id="handler-without-ctx",
+        ),
+        pytest.param(
+            "events/bad.py",
+            "from platform_shim.events import on_queue\n\n\n"
+            '@on_queue("emails")\n'
+            "async def deliver(messages, ctx, extra):\n"
+            "    pass\n",
+            "takes (messages, ctx, extra) but is called with (messages, ctx)",
+            id="queue-consumer-with-an-extra-parameter",
+        ),
+    ],
+)
+def test_a_wrong_signature_fails_build_and_dev_naming_file_and_line(
+    tmp_path: Path, name: str, source: str, message: str
+) -> None:
+    """Checked at load: before, these loaded and then failed every attempt at call time."""
+    project = write(tmp_path / "p", {"workflows/good.py": GOOD, name: source})
+    where = f"{(project / name).resolve()}:4"
+    result = cli("build", str(project))
+    assert result.returncode == 1
+    assert where in result.stderr, result.stderr
+    assert message in result.stderr
+    assert not (project / "build" / "manifest.json").exists()
+
+    dev = cli("dev", str(project), "--port", "0", "--data", str(tmp_path / "data"))
+    assert dev.returncode == 1, dev.stderr
+    assert where in dev.stderr and message in dev.stderr, dev.stderr

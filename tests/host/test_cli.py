@@ -105,10 +105,12 @@ def test_every_command_has_help() -> None:
         assert out.startswith(" ".join(["usage: python -m host", *args])), (args, out)
 
 
-def test_no_command_is_a_usage_error() -> None:
+def test_no_command_prints_the_help_with_the_commands() -> None:
     result = cli()
-    assert result.returncode == 2
-    assert "usage:" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m host")
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")}
+    assert {"dev", "serve", "build", "runs", "start", "send-event", "kv", "compact"} <= listed
 
 
 # ------------------------------------------------------------------------- with no host
@@ -116,23 +118,27 @@ def test_no_command_is_a_usage_error() -> None:
 
 def test_kv_commands(data: Path) -> None:
     d = ("--data", str(data))
-    ok(cli("kv", "put", "cfg", "b", '{"n": 2}', *d))
+    ok(cli("kv", "put", "cfg", "b", '{"n": 2}', *d, "--create"))
     ok(cli("kv", "put", "cfg", "a", '"one"', *d))
     assert json.loads(ok(cli("kv", "get", "cfg", "b", *d))) == {"n": 2}
+    # A missing key says so on stderr (exit 1); a stored null prints null (exit 0).
     missing = cli("kv", "get", "cfg", "nope", *d)
     assert missing.returncode == 1
-    assert missing.stdout.strip() == "null"
-    assert ok(cli("kv", "list", "cfg", *d)).split() == ["a", "b"]
+    assert missing.stdout == ""
+    assert missing.stderr == "error: no key 'nope' in namespace 'cfg'\n"
+    ok(cli("kv", "put", "cfg", "nothing", "null", *d))
+    assert ok(cli("kv", "get", "cfg", "nothing", *d)).strip() == "null"
+    assert ok(cli("kv", "list", "cfg", *d)).split() == ["a", "b", "nothing"]
     assert ok(cli("kv", "list", "cfg", "--prefix", "b", *d)).split() == ["b"]
 
     page = cli("kv", "list", "cfg", "--limit", "1", *d)
     assert page.stdout.split() == ["a"]
     cursor = page.stderr.split("--cursor ")[1].split()[0]
-    assert ok(cli("kv", "list", "cfg", "--cursor", cursor, *d)).split() == ["b"]
+    assert ok(cli("kv", "list", "cfg", "--cursor", cursor, "--limit", "1", *d)).split() == ["b"]
 
     bad = cli("kv", "put", "cfg", "c", "{not json", *d)
-    assert bad.returncode != 0
-    assert "value is not valid JSON" in bad.stderr
+    assert bad.returncode == 2  # a wrong command line
+    assert bad.stderr.startswith("error: value is not valid JSON")
     ok(cli("kv", "put", "cfg", "t", "1", "--ttl", "60", *d))
     assert json.loads(ok(cli("kv", "get", "cfg", "t", *d))) == 1
     # Environment instead of --data.
@@ -143,7 +149,12 @@ def test_run_commands_without_a_host_then_a_host_carries_them_out(
     project: Path, data: Path, tmp_path: Path
 ) -> None:
     d = ("--data", str(data))
-    echo_id = ok(cli("start", "echo", '{"x": 1}', *d)).strip()
+    first = cli("start", "echo", '{"x": 1}', *d, "--create")
+    echo_id = ok(first).strip()
+    # No host on the folder: the run is queued, and the CLI says so.
+    assert first.stderr == (
+        f"note: no host is running on {data}: the run is queued and runs when one opens the folder\n"
+    )
     assert ok(cli("start", "waiter", '{"key": "a"}', "--run-id", "w1", *d)).strip() == "w1"
     assert (
         ok(cli("start", "waiter", '{"key": "a"}', "--run-id", "w1", *d)).strip() == "w1"
@@ -162,16 +173,19 @@ def test_run_commands_without_a_host_then_a_host_carries_them_out(
     assert shown["history"] == []
     unknown = cli("runs", "show", "nope", *d)
     assert unknown.returncode == 1
-    assert "unknown run 'nope'" in unknown.stderr
+    assert unknown.stderr == "error: unknown run 'nope'\n"
     bad_input = cli("start", "echo", "{oops", *d)
-    assert bad_input.returncode != 0
-    assert "input is not valid JSON" in bad_input.stderr
+    assert bad_input.returncode == 2
+    assert bad_input.stderr.startswith("error: input is not valid JSON")
 
     # Sent before the waiter ever runs: kept, and taken when it reaches its wait.
     assert "0 parked run(s) resumed" in ok(cli("send-event", "go", '{"key": "a", "n": 1}', *d))
     assert "no host is running" in ok(cli("schedules", *d))
-    report = json.loads(ok(cli("compact", *d)))
+    report = json.loads(ok(cli("compact", "--json", *d)))
     assert set(report) >= {"events", "runs"}
+    sentence = ok(cli("compact", *d))
+    assert sentence.startswith(f"Compacted {data}: the event stream from "), sentence
+    assert "finished run(s) past retention pruned)." in sentence
 
     with running_host("serve", project, data, tmp_path / "host.log") as host:
         assert host.wait_status(echo_id, "completed")["output"] == {"x": 1}
@@ -182,7 +196,7 @@ def test_a_cancel_recorded_without_a_host_is_carried_out_by_the_next_host(
     project: Path, data: Path, tmp_path: Path
 ) -> None:
     d = ("--data", str(data))
-    ok(cli("start", "waiter", '{"key": "a"}', "--run-id", "w1", *d))
+    ok(cli("start", "waiter", '{"key": "a"}', "--run-id", "w1", *d, "--create"))
     assert "cancel requested for w1" in ok(cli("runs", "cancel", "w1", *d))
     with running_host("serve", project, data, tmp_path / "host.log") as host:
         assert host.wait_status("w1", "cancelled", "waiting_event")["status"] == "cancelled"
@@ -206,9 +220,13 @@ def test_data_commands_beside_a_running_host(project: Path, data: Path, tmp_path
 
         # An unknown workflow is refused, naming the ones the running host knows.
         unknown = cli("start", "nope", *d)
-        assert unknown.returncode == 2
-        assert "unknown workflow 'nope'" in unknown.stderr
+        assert unknown.returncode == 1  # not found
+        assert unknown.stderr.startswith("error: unknown workflow 'nope'")
         assert "echo" in unknown.stderr
+        # With a host on the folder, no note about a missing one.
+        quiet = cli("start", "echo", "{}", *d)
+        assert quiet.stderr == ""
+        host.wait_status(quiet.stdout.strip(), "completed")
 
         # send-event resumes a parked run; runs cancel cancels another.
         for key in ("a", "b"):
@@ -235,12 +253,15 @@ def test_data_commands_beside_a_running_host(project: Path, data: Path, tmp_path
         # compact: the host owns the folder, so the CLI asks it, and it compacts.
         mark = len(host.log())
         compact = ok(cli("compact", *d))
-        assert "asked it to compact" in compact
+        assert compact == (
+            f"A host (process {host.proc.pid}) has {data} open: asked it to compact"
+            " (it does so within a second; its log says how much it saved).\n"
+        )
         host.wait_for_log("compacted runs.jsonl", timeout=5, start=mark)
 
         assert ok(cli("schedules", *d)).startswith("WORKFLOW")
         listed = json.loads(ok(cli("runs", "list", "--json", "--status", "completed", *d)))
-        assert {r["runId"] for r in listed} == {run_id, "wait-a"}
+        assert {r["runId"] for r in listed} == {run_id, "wait-a", quiet.stdout.strip()}
 
 
 def test_schedules_lists_the_ticks_of_a_running_cron(tmp_path: Path, data: Path) -> None:
@@ -285,5 +306,7 @@ def test_serve_refuses_a_broken_project_naming_file_and_line(tmp_path: Path) -> 
         "import os\n\nTIMEOUT = int(os.environ['NO_SUCH_SETTING'])\n"
     )
     result = cli("serve", str(project), "--port", "0", "--data", str(tmp_path / "data"), timeout=20)
-    assert result.returncode != 0
-    assert f"{(project / 'workflows' / 'bad.py').resolve()}:3: KeyError" in result.stderr
+    assert result.returncode == 1
+    bad = (project / "workflows" / "bad.py").resolve()
+    assert result.stderr.splitlines()[-1] == f"error: {bad}:3: KeyError: 'NO_SUCH_SETTING'"
+    assert "Traceback" not in result.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from host.loader import Loader
-from tests.support.hostproc import HostProcess, running_host
+from tests.support.hostproc import HostProcess, running_host, wait_until
 
 TEMPLATE = """from platform_shim.workflows import define_workflow
 
@@ -125,3 +125,59 @@ def test_reading_a_file_does_not_reload_it_and_a_reload_does_not_trigger_itself(
         host.wait_for_log("reloaded greet.py")
         time.sleep(0.6)  # four debounce periods
         assert host.log().count("reloaded greet.py") == 1
+
+
+ROUTES = """from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+
+async def ping(request):
+    return PlainTextResponse("pong")
+
+
+routes = [Route("/ping", ping)]
+"""
+
+HANDLER = """from platform_shim.events import on_kv_change
+
+
+@on_kv_change({"namespace": "inbox"})
+async def copy(event, ctx):
+    await ctx.kv.put("seen", event["key"], event["eventId"])
+"""
+
+
+def test_folders_and_files_created_while_dev_runs_are_loaded(tmp_path: Path) -> None:
+    """Only workflows/ exists at start: a routes/ folder, an events/ folder and a single-file
+    workflows.py created later are loaded as they appear (before, none was ever watched)."""
+    project = tmp_path / "project"
+    (project / "workflows").mkdir(parents=True)
+    (project / "workflows" / "greet.py").write_text(greet_source('"hi"'))
+
+    with running_host("dev", project, tmp_path / "data", tmp_path / "host.log") as host:
+        assert host.http.get("/ping").status_code == 404
+
+        # A new folder with a file written at once: watched and loaded.
+        mark = len(host.log())
+        (project / "routes").mkdir()
+        (project / "routes" / "extra.py").write_text(ROUTES)
+        host.wait_for_log("reloaded extra.py", start=mark)
+        response = host.http.get("/ping")
+        assert (response.status_code, response.text) == (200, "pong")
+
+        # An empty new folder, then a file in it.
+        mark = len(host.log())
+        (project / "events").mkdir()
+        host.wait_for_log("watching the new folder", start=mark)
+        edit(project / "events" / "copy.py", HANDLER)
+        host.wait_for_log("reloaded copy.py", start=mark)
+        assert host.http.put("/api/kv/inbox/k1", json=1).status_code == 200
+        wait_until(lambda: host.http.get("/api/kv/seen/k1").status_code == 200, 5, "the handler")
+
+        # The single-file form beside the folders.
+        mark = len(host.log())
+        edit(project / "workflows.py", greet_source('"single"').replace('"greet"', '"single"'))
+        host.wait_for_log("reloaded workflows.py", start=mark)
+        response = host.http.post("/api/workflows/single/start", json={})
+        assert response.status_code == 200, response.text
+        assert host.wait_status(response.json()["runId"], "completed")["output"] == "single"

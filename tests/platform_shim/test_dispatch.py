@@ -60,6 +60,16 @@ async def test_kv_db_storage_and_raw_handlers_get_their_events(
         await platform.storage.put("private/x", b"no")
         await platform.events.publish("order.placed", {"orderId": 1})
         await platform.settle()
+        stream_ids = {(e.t, e.k): e.id for e in platform.stream.since(0)}
+    # Every kind carries the stream event's id under one name, eventId (SPEC 6.6).
+    assert seen["kv"][0]["eventId"] == stream_ids["kv.put", "inv:1"]
+    assert seen["db"][0]["eventId"] == stream_ids["db.document.created", "u1"]
+    assert seen["storage"][0]["eventId"] == stream_ids["storage.put", "uploads/a/b.png"]
+    assert seen["raw"][0][0]["eventId"] == seen["raw"][0][0]["id"]
+    assert seen["raw"][0][0]["eventId"] == stream_ids["order.placed", None]
+    # KV and storage events also keep the old name for it.
+    assert seen["kv"][0]["id"] == seen["kv"][0]["eventId"]
+    assert seen["storage"][0]["id"] == seen["storage"][0]["eventId"]
     assert [(e["op"], e["namespace"], e["key"], e["value"]) for e in seen["kv"]] == [
         ("put", "invites", "inv:1", {"to": "a@b.c"})
     ]
@@ -75,7 +85,7 @@ async def test_kv_db_storage_and_raw_handlers_get_their_events(
     assert (
         event["t"] == "order.placed"
         and event["data"] == {"orderId": 1}
-        and set(event) == {"id", "t", "r", "ns", "k", "data", "ts"}
+        and set(event) == {"id", "eventId", "t", "r", "ns", "k", "data", "ts"}
     )
     assert handler_id == "test_dispatch:orders"
 

@@ -68,7 +68,14 @@ class HostProcess:
     """``python -m host <mode> <project> --port <free> --data <data>`` running in the background."""
 
     def __init__(
-        self, mode: str, project: Path, data: Path, log_path: Path, *, cwd: Path | None = None
+        self,
+        mode: str,
+        project: Path,
+        data: Path,
+        log_path: Path,
+        *,
+        cwd: Path | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.data = data
@@ -86,6 +93,7 @@ class HostProcess:
                 str(self.port),
                 "--data",
                 str(data),
+                *extra,
             ],
             cwd=cwd or ROOT,
             env=host_env(),
