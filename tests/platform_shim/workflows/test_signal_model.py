@@ -78,7 +78,9 @@ TYPES = st.sampled_from(["a", "b"])
 VALUES = st.sampled_from([1, 2, True, [1], [True]])
 MATCHES = st.none() | st.fixed_dictionaries({}, optional={"u": VALUES, "w": VALUES})
 _OBJECTS = st.fixed_dictionaries({"u": VALUES}, optional={"w": VALUES})
-PAYLOADS = st.one_of(st.sampled_from([None, {}]), _OBJECTS, _OBJECTS, _OBJECTS)  # mostly objects
+PAYLOADS: st.SearchStrategy[Any] = st.one_of(
+    st.sampled_from([None, {}]), _OBJECTS, _OBJECTS, _OBJECTS
+)  # mostly objects
 # A few round durations make timers come due together; any other duration can still be drawn.
 # No zero timeout: a wait that times out the instant it is reached races with an event sent at
 # that same instant, and either outcome is right; every other outcome here is decided.
