@@ -256,6 +256,12 @@ class Worker:
             await self._dispatcher.stop()
         if self._engine is not None:
             await self._engine.stop()
+            # Status events still being written move the relay cursor (a dispatch record) when
+            # they are: let that happen, and be written, before the files close.
+            await self._engine.relay.drain()
+            if self._dispatcher is not None:
+                await self._dispatcher.log.submit(_fence, durable=False)
+                await self._dispatcher.log.barrier()
         if self._platform is not None:
             self._platform.kv.stop_sweeper()
             await self._platform.stream.log.barrier()
@@ -400,6 +406,11 @@ class Worker:
             await engine.log.barrier()
             await asyncio.sleep(0)
             quiet += 1
+
+
+def _fence() -> tuple[None, None]:
+    """A submission that writes nothing: it resolves once every earlier one is applied."""
+    return None, None
 
 
 @asynccontextmanager

@@ -49,6 +49,7 @@ class StatusRelay:
         self.paused = True  # while the ledger loads: changes queue up, flushed at start
         self._retrying = False  # a failed batch waits for its retry; nothing overtakes it
         self._hold: int | None = None  # the lowest seq whose event failed and is not yet written
+        self._inflight: set[asyncio.Future[list[Any]]] = set()  # batches not yet written
 
     def note(self, run: RunState, seq: int) -> None:
         """A run's status changed (``seq`` of the record, or 0 for a change in memory only)."""
@@ -98,7 +99,16 @@ class StatusRelay:
             )
         # The cursor moves once the events are written, and never past one that was not.
         done = asyncio.gather(*writes, return_exceptions=True)
+        self._inflight.add(done)
+        done.add_done_callback(self._inflight.discard)
         done.add_done_callback(functools.partial(self._written, queue))
+
+    async def drain(self) -> None:
+        """Wait until every relayed event is written and the cursor moved past it (at stop)."""
+        self.flush()
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            await asyncio.sleep(0)  # let the done callbacks move the cursor
 
     def _written(
         self, batch: list[tuple[int, RunState, RunStatus]], done: asyncio.Future[list[Any]]

@@ -119,3 +119,36 @@ async def test_a_child_whose_creation_failed_is_created_again(
         assert fault.failed == 1
         clock.advance("1s")  # the parent is replayed and creates its child again
         assert await handle.result(timeout=5) == {"n": 1}
+
+
+@define_workflow({"id": "bw-ticks"})
+async def bw_ticks(input: Any, step: Any, ctx: Any) -> Any:
+    for i in range(20):
+        await step.wait_for_event(f"w{i}", type="bw.tick", match={"i": i})
+    return 20
+
+
+async def test_the_relay_position_is_written_before_the_files_close(
+    data_dir: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import orjson
+
+    with caplog.at_level(logging.ERROR):
+        async with open_platform(
+            data_dir, workflows=[bw_ticks], clock=clock, watch=False, durability="flush"
+        ) as p:
+            handle = await p.workflows.start("bw-ticks")
+            for i in range(20):
+                resumed = 0
+                while not resumed:  # until the run has reached wait i
+                    resumed = await p.workflows.send_event("bw.tick", {"i": i})
+            assert await handle.result(timeout=5) == 20
+            status_seq = p.worker.engine.state.runs[handle.run_id].status_seq  # type: ignore[union-attr]
+        # The relay moved its position as the worker stopped: written, not left to a closed file.
+        assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
+    relays = [
+        record["c"]
+        for record in map(orjson.loads, (data_dir / "dispatch.jsonl").read_bytes().splitlines())
+        if record.get("rec") == "relay"
+    ]
+    assert relays and relays[-1] >= status_seq
