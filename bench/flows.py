@@ -7,6 +7,7 @@ The shapes mirror the peer's: a step is an ``async def`` returning a small int, 
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -22,10 +23,21 @@ async def _value(i: int) -> int:
 
 @define_workflow({"id": "bench-steps"})
 async def bench_steps(input: Any, step: Any, ctx: Any) -> int:
-    """``input["n"]`` steps in sequence; returns their sum."""
+    """``input["n"]`` steps in sequence, each an ``async def`` (it runs on the loop); returns
+    their sum."""
     total = 0
     for i in range(input["n"]):
-        total += await step.run(f"s{i}", lambda i=i: _value(i))
+        total += await step.run(f"s{i}", functools.partial(_value, i))
+    return total
+
+
+@define_workflow({"id": "bench-steps-sync"})
+async def bench_steps_sync(input: Any, step: Any, ctx: Any) -> int:
+    """The same with plain ``def`` bodies, which run in the engine's worker threads (so a
+    blocking body stalls nothing): the price of that thread hop."""
+    total = 0
+    for i in range(input["n"]):
+        total += await step.run(f"s{i}", lambda i=i: i)
     return total
 
 
@@ -49,7 +61,7 @@ async def bench_long(input: Any, step: Any, ctx: Any) -> int:
     it replays all n recorded steps."""
     total = 0
     for i in range(input["n"]):
-        total += await step.run(f"s{i}", lambda i=i: _value(i))
+        total += await step.run(f"s{i}", functools.partial(_value, i))
     if input.get("wait"):
         await step.wait_for_event("resume", type="bench.resume", match={"runId": ctx.run_id})
     return total
@@ -62,4 +74,4 @@ async def bench_sleeper(input: Any, step: Any, ctx: Any) -> None:
     await step.sleep("nap", "30d")
 
 
-ALL = [bench_steps, bench_wait, bench_long, bench_sleeper]
+ALL = [bench_steps, bench_steps_sync, bench_wait, bench_long, bench_sleeper]

@@ -23,11 +23,13 @@ async def _until_status(handle: Any, status: str, poll: float = 0.002) -> None:
         await asyncio.sleep(poll)
 
 
-async def _runs_x_steps(platform: Any, runs: int, steps: int) -> float:
+async def _runs_x_steps(
+    platform: Any, runs: int, steps: int, workflow: str = "bench-steps"
+) -> float:
     """Start ``runs`` runs of ``steps`` steps at once, wait for every result; wall seconds."""
     workflows = platform.workflows
     return await time_runs(
-        lambda: workflows.start("bench-steps", {"n": steps}), lambda h: h.result(), runs, steps
+        lambda: workflows.start(workflow, {"n": steps}), lambda h: h.result(), runs, steps
     )
 
 
@@ -37,10 +39,11 @@ async def throughput(args: Args) -> dict[str, Any]:
     async with open_platform(
         args["data"], workflows=ALL, durability=args.get("durability", "fsync")
     ) as p:
-        await _runs_x_steps(p, max(1, runs // 10), steps)  # warm-up
+        workflow = args.get("workflow", "bench-steps")
+        await _runs_x_steps(p, max(1, runs // 10), steps, workflow)  # warm-up
         with profiled(args.get("profile")):
             cpu = time.process_time()
-            elapsed = await _runs_x_steps(p, runs, steps)
+            elapsed = await _runs_x_steps(p, runs, steps, workflow)
             cpu = time.process_time() - cpu
     return {
         "wall_s": elapsed,
@@ -58,13 +61,14 @@ async def latency(args: Args) -> dict[str, Any]:
         args["data"], workflows=ALL, durability=args.get("durability", "fsync")
     ) as p:
         workflows = p.workflows
+        workflow = args.get("workflow", "bench-steps")
         for _ in range(args["warmup"]):
-            await (await workflows.start("bench-steps", {"n": 1})).result()
+            await (await workflows.start(workflow, {"n": 1})).result()
         cpu = time.process_time()
         with profiled(args.get("profile")):
             for _ in range(args["samples"]):
                 t0 = time.perf_counter()
-                handle = await workflows.start("bench-steps", {"n": 1})
+                handle = await workflows.start(workflow, {"n": 1})
                 await handle.result()
                 samples.append((time.perf_counter() - t0) * 1000)
         cpu = time.process_time() - cpu
