@@ -18,7 +18,14 @@ from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.workflows.engine import Engine, check_run_id
 from platform_shim.workflows.ledger import LedgerState
-from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, WorkflowRun
+from platform_shim.workflows.records import (
+    RunStatus,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    WorkflowRun,
+    close_open_steps,
+)
 from platform_shim.workflows.state import RunState, Signal, matches, steps_before
 
 if TYPE_CHECKING:
@@ -68,8 +75,14 @@ class WorkflowHandle:
         return await self._service.run_status(self.run_id)
 
     async def history(self) -> StepList:
-        """Its steps, in the order they were first reached."""
-        return await self._service.run_history(self.run_id)
+        """Its steps, in the order they were first reached; once the run has ended, a step it
+        left pending shows as ``abandoned``."""
+        steps = await self._service.run_history(self.run_id)
+        if any(step.status is StepStatus.PENDING for step in steps):
+            run = await self._service.run_status(self.run_id)
+            if run is not None:
+                steps = close_open_steps(steps, run.status)
+        return steps
 
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the end: the output, or ``WorkflowFailed``/``WorkflowCancelled`` (with

@@ -12,11 +12,12 @@ replays from the ledger.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from platform_shim.durations import parse_duration_ms
 from platform_shim.errors import (
@@ -81,6 +82,24 @@ def describe_error(exc: BaseException, step: str | None = None) -> dict[str, Any
     return error
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _ends_step(
+    method: Callable[Concatenate[Step, _P], Awaitable[_T]],
+) -> Callable[Concatenate[Step, _P], Awaitable[_T]]:
+    """A step call that returned is over: an error raised after it, outside any step, names none."""
+
+    @functools.wraps(method)
+    async def call(self: Step, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        result = await method(self, *args, **kwargs)
+        self.current = None
+        return result
+
+    return call
+
+
 class Step:
     """The ``step`` argument of a workflow handler: one replay pass over one run."""
 
@@ -95,13 +114,13 @@ class Step:
     def _enter(self, name: str, kind: StepKind) -> StepState | None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a step name must be a non-empty string, not {name!r}")
+        self.current = name
         run = self._run
         if run.ending or run.status.terminal:
             raise Stop
         if name in self._seen:
             raise DuplicateStepName(run.run_id, name)
         self._seen.add(name)
-        self.current = name
         step = run.steps.get(name)
         if step is not None and step.kind is not kind:
             raise NonDeterminismError(run.run_id, name, step.kind.value, kind.value)
@@ -109,6 +128,7 @@ class Step:
 
     # -------------------------------------------------------------------------------- run
 
+    @_ends_step
     async def run(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` once and record its JSON result; on replay return the record instead.
 
@@ -169,6 +189,7 @@ class Step:
 
     # ------------------------------------------------------------------------------ sleep
 
+    @_ends_step
     async def sleep(self, name: str, duration: int | float | str | timedelta) -> None:
         """Park the run for ``duration`` (ms, ``timedelta``, or ``"500ms"``/``"30s"``/``"5m"``/
         ``"1h"``/``"7d"``), also across restarts."""
@@ -179,6 +200,7 @@ class Step:
         else:
             self._sleep_recorded(step)
 
+    @_ends_step
     async def sleep_until(self, name: str, when: int | float | datetime) -> None:
         """Park the run until ``when`` (epoch ms or an aware datetime); a past time returns at once."""
         step = self._enter(name, StepKind.SLEEP)
@@ -222,6 +244,7 @@ class Step:
 
     # ----------------------------------------------------------------------------- events
 
+    @_ends_step
     async def wait_for_event(
         self,
         name: str,
@@ -308,6 +331,7 @@ class Step:
 
     # ----------------------------------------------------------------------------- invoke
 
+    @_ends_step
     async def invoke(
         self,
         name: str,
