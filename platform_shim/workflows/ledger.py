@@ -50,6 +50,7 @@ class LedgerState:
         self.ticks: dict[str, tuple[int, int]] = {}  # workflow id -> (tick time, seq)
         self.signal_ids: set[str] = set()
         self.counts: dict[RunStatus, int] = dict.fromkeys(RunStatus, 0)  # runs by status
+        self.workflow_counts: dict[str, dict[RunStatus, int]] = {}  # the same, per workflow
         # Cancels requested by other processes that no worker has carried out yet (run -> seq).
         self.cancels: dict[str, int] = {}
         self.last_seq = 0
@@ -66,6 +67,7 @@ class LedgerState:
         self.signals.clear()
         self.signal_ids.clear()
         self.counts = dict.fromkeys(RunStatus, 0)
+        self.workflow_counts.clear()
         self.cancels.clear()
         self.ticks.clear()
         self.last_seq = 0
@@ -127,6 +129,7 @@ class LedgerState:
             return  # two processes raced to create it; the first record wins
         self.runs[run.run_id] = run
         self.counts[run.status] += 1
+        self._by_workflow(run)[run.status] += 1
         if self.on_status is not None:
             self.on_status(run, seq)
 
@@ -185,13 +188,23 @@ class LedgerState:
         if status is not run.status:
             self.counts[run.status] -= 1
             self.counts[status] += 1
+            by_workflow = self._by_workflow(run)
+            by_workflow[run.status] -= 1
+            by_workflow[status] += 1
             run.status = status
+
+    def _by_workflow(self, run: RunState) -> dict[RunStatus, int]:
+        counts = self.workflow_counts.get(run.workflow_id)
+        if counts is None:
+            counts = self.workflow_counts[run.workflow_id] = dict.fromkeys(RunStatus, 0)
+        return counts
 
     def forget(self, run_id: str) -> None:
         """Drop a run (retention pruned it)."""
         run = self.runs.pop(run_id, None)
         if run is not None:
             self.counts[run.status] -= 1
+            self._by_workflow(run)[run.status] -= 1
 
     def page(
         self,

@@ -61,6 +61,14 @@ def _outcome(run: WorkflowRun) -> Any:
     raise WorkflowFailed(f"run {run.run_id} of {run.workflow_id!r} failed: {message}", run)
 
 
+def _counts(state: LedgerState, workflow_id: str | None) -> dict[str, int]:
+    if workflow_id is None:
+        counts = state.counts
+    else:
+        counts = state.workflow_counts.get(workflow_id) or dict.fromkeys(RunStatus, 0)
+    return {status.value: n for status, n in counts.items()}
+
+
 class WorkflowHandle:
     """A run: ``run_id``, ``status()``, ``history()``, ``result()``, ``cancel()``."""
 
@@ -132,8 +140,8 @@ class WorkflowsService:
         """Runs, newest first; ``before`` (the last run id of a page) gives the next page."""
         raise NotImplementedError
 
-    async def counts(self) -> dict[str, int]:
-        """How many runs there are in each status."""
+    async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
+        """How many runs there are in each status (of one workflow, if given)."""
         raise NotImplementedError
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
@@ -178,8 +186,8 @@ class EngineWorkflows(WorkflowsService):
             workflow_id, _check_status(status), _check_limit(limit), before
         )
 
-    async def counts(self) -> dict[str, int]:
-        return {status.value: n for status, n in self.engine.state.counts.items()}
+    async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
+        return _counts(self.engine.state, workflow_id)
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         return await self.engine.status(run_id)
@@ -342,9 +350,9 @@ class ClientWorkflows(WorkflowsService):
         self._refresh()
         return [run.snapshot() for run in self.state.page(workflow_id, wanted, limit, before)]
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
         self._refresh()
-        return {status.value: n for status, n in self.state.counts.items()}
+        return _counts(self.state, workflow_id)
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         self._refresh()

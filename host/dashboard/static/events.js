@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, api, fmtTime, fmtFull, jsonBlock, oneLine, query, runLink } = Dash;
+  const { el, api, timeAgo, jsonBlock, oneLine, query, runLink } = Dash;
 
   const BACKLOG = 200;
   const ROWS_MAX = 1000;
@@ -39,11 +39,13 @@
   function rowOf(event) {
     const source = SOURCES.has(event.r) ? event.r : "custom";
     const key = event.r === "workflow" && event.k ? runLink(event.k) : event.k ?? "";
+    // The id cell's button unfolds the event: a row is not focusable, a button is (Enter/Space).
+    const toggle = el("button", { type: "button", class: "expand", "aria-expanded": "false", title: "show the full event" }, String(event.id));
     const tr = el(
       "tr",
       { class: "clickable", dataset: { id: String(event.id), t: event.t }, title: "click for the full event" },
-      el("td", { class: "num" }, String(event.id)),
-      el("td", { class: "time", title: fmtFull(event.ts) }, fmtTime(event.ts, true)),
+      el("td", { class: "num" }, toggle),
+      el("td", { class: "time" }, timeAgo(event.ts)),
       el("td", {}, el("span", { class: "type" }, event.t)),
       el("td", {}, el("span", { class: "badge plain r r-" + source }, String(event.r))),
       el("td", { class: "mono clip" }, event.ns ?? ""),
@@ -56,8 +58,10 @@
       if (after && after.classList.contains("detail-row")) {
         after.remove();
         tr.classList.remove("expanded");
+        toggle.setAttribute("aria-expanded", "false");
       } else {
         tr.classList.add("expanded");
+        toggle.setAttribute("aria-expanded", "true");
         tr.after(el("tr", { class: "detail-row" }, el("td", { colspan: "7" }, jsonBlock(event))));
       }
     });
@@ -140,5 +144,6 @@
     renderSummary();
   });
 
+  Dash.followHostClock();
   start();
 })();

@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, api, badge, runLink, fmtTime, fmtFull, fmtDuration, fmtRelative, jsonBlock, textBlock, oneLine, TERMINAL } = Dash;
+  const { el, api, badge, runLink, timeAgo, fmtFull, fmtDuration, jsonBlock, textBlock, oneLine, TERMINAL } = Dash;
 
   const runId = decodeURIComponent(location.pathname.split("/").pop());
   const $ = (id) => document.getElementById(id);
@@ -12,10 +12,9 @@
   let current = null; // the last answer of /_platform/api/runs/{id}
   let asked = 0; // loads started; an answer older than the last one shown is dropped
   let shown = 0;
-  let skew = 0;
   let signalFor = ""; // the wait the signal form was last prefilled for
   const openOutputs = new Set(); // steps whose output the user unfolded
-  const now = () => Date.now() + skew;
+  const now = Dash.now;
 
   // ---------------------------------------------------------------------------- loading
 
@@ -38,7 +37,7 @@
     if (mine < shown) return;
     shown = mine;
     current = detail;
-    skew = detail.now - Date.now();
+    Dash.syncClock(detail.now);
     render(detail);
   }
 
@@ -84,9 +83,9 @@
     const end = run.completedAt ?? (TERMINAL.has(run.status) ? run.updatedAt : null);
     const items = [
       ["Attempt", String(run.attempt)],
-      ["Created", el("span", { title: fmtFull(run.createdAt) }, fmtTime(run.createdAt, true))],
-      ["Updated", el("span", { title: fmtFull(run.updatedAt) }, fmtTime(run.updatedAt, true))],
-      ["Ended", end === null ? "–" : el("span", { title: fmtFull(end) }, fmtTime(end, true))],
+      ["Created", timeAgo(run.createdAt)],
+      ["Updated", timeAgo(run.updatedAt)],
+      ["Ended", end === null ? "–" : timeAgo(end)],
       ["Duration", end === null ? el("span", { dataset: { since: String(run.createdAt) } }, fmtDuration(now() - run.createdAt)) : fmtDuration(end - run.createdAt)],
     ];
     items.push(["Steps", String(detail.stepCount)]);
@@ -106,11 +105,14 @@
     }
     box.hidden = false;
     const retrying = !TERMINAL.has(run.status);
-    const heading = run.status === "cancelled" ? "Cancelled" : retrying ? `Attempt ${run.attempt - 1} failed; retrying` : "Failed";
-    box.classList.toggle("error", run.status !== "cancelled");
+    const cancelled = run.status === "cancelled";
+    const heading = cancelled ? "Cancelled" : retrying ? `Attempt ${run.attempt - 1} failed; retrying` : "Failed";
+    // A cancel is someone's decision, not a fault: shown plainly, not in red.
+    box.classList.toggle("error", !cancelled);
+    box.classList.toggle("cancelled", cancelled);
     box.replaceChildren(
       el("h3", {}, heading, error.step ? el("span", {}, " at step ", el("code", { class: "error-step" }, error.step)) : null),
-      textBlock(`${error.type || "Error"}: ${error.message ?? ""}`, "error"),
+      cancelled ? el("p", { class: "cancel-note" }, error.message || "cancelled") : textBlock(`${error.type || "Error"}: ${error.message ?? ""}`, "error"),
     );
   }
 
@@ -137,7 +139,7 @@
       " waits for ",
       el("code", {}, wait.eventType),
       wait.match ? el("span", {}, " matching ", el("code", {}, JSON.stringify(wait.match))) : null,
-      wait.timeoutAt ? el("span", { dataset: { rel: String(wait.timeoutAt), prefix: "; times out " } }, "; times out " + fmtRelative(wait.timeoutAt, now())) : null,
+      wait.timeoutAt ? el("span", {}, "; times out ", timeAgo(wait.timeoutAt)) : null,
       ".",
     );
     const key = wait.name + "\n" + run.attempt;
@@ -153,6 +155,7 @@
   function stepColor(step) {
     if (step.status === "completed") return "completed";
     if (step.status === "failed") return "failed";
+    if (step.status === "abandoned") return "abandoned";
     return { sleep: "sleeping", wait_event: "waiting_event" }[step.kind] || "running";
   }
 
@@ -161,27 +164,45 @@
     const start = run.createdAt;
     const ended = run.completedAt ?? (TERMINAL.has(run.status) ? run.updatedAt : null);
     let end = ended ?? now();
-    for (const step of steps) end = Math.max(end, step.completedAt ?? step.startedAt);
+    // Replayed steps carry the original run's times: they are not part of this run's span.
+    for (const step of steps) if (!step.replayed) end = Math.max(end, step.completedAt ?? step.startedAt);
     const span = Math.max(end - start, 1);
     $("step-count").textContent = detail.stepCount > steps.length ? `(first ${steps.length} of ${detail.stepCount})` : `(${steps.length})`;
     $("no-steps").hidden = steps.length > 0;
     $("timeline").replaceChildren(...steps.map((step, i) => stepItem(step, i, { start, span, end, children: children || {}, open: ended === null })));
   }
 
+  /** When a step ran, as an offset from the run's start ("+1.20 s · took 3 ms"), the full time on hover. */
+  function timingOf(step, ctx) {
+    if (step.replayed) {
+      return el("span", { class: "timing", title: `recorded by the original run at ${fmtFull(step.startedAt)}` }, "replayed · not run again");
+    }
+    const offset = "+" + fmtDuration(step.startedAt - ctx.start);
+    const tail = step.completedAt !== null && step.completedAt !== undefined ? "took " + fmtDuration(step.completedAt - step.startedAt) : step.status;
+    return el("span", { class: "timing", title: "started " + fmtFull(step.startedAt) + (step.completedAt ? "\nended " + fmtFull(step.completedAt) : "") }, `${offset} · ${tail}`);
+  }
+
+  function barOf(step, ctx) {
+    const pending = step.status === "pending";
+    const stepEnd = step.completedAt ?? (pending ? ctx.end : step.startedAt);
+    const bar = el("div", { class: "bar", title: step.replayed ? "replayed from the original run: took no time in this one" : `${fmtDuration(stepEnd - step.startedAt)} of the run's ${fmtDuration(ctx.span)}` });
+    if (step.replayed) {
+      bar.classList.add("replayed");
+      return bar;
+    }
+    // Clamped: a step can never be drawn outside the run's box.
+    const clamp = (x) => Math.min(100, Math.max(0, x));
+    const left = clamp((100 * (step.startedAt - ctx.start)) / ctx.span);
+    const width = Math.min(100 - left, Math.max(clamp((100 * (stepEnd - step.startedAt)) / ctx.span), 0.3));
+    const fill = el("span", { class: pending ? "open" : null });
+    fill.style.left = left.toFixed(2) + "%";
+    fill.style.width = width.toFixed(2) + "%";
+    bar.append(fill);
+    return bar;
+  }
+
   function stepItem(step, index, ctx) {
     const color = stepColor(step);
-    const stepEnd = step.completedAt ?? (step.status === "pending" ? ctx.end : step.startedAt);
-    const timing =
-      step.completedAt !== null && step.completedAt !== undefined
-        ? `${fmtTime(step.startedAt, true)} · took ${fmtDuration(step.completedAt - step.startedAt)}`
-        : `${fmtTime(step.startedAt, true)} · ${step.status === "pending" ? "pending" : "ended"}`;
-
-    const bar = el("div", { class: "bar", title: `${fmtDuration(stepEnd - step.startedAt)} of the run's ${fmtDuration(ctx.span)}` });
-    const fill = el("span", { class: step.status === "pending" ? "open" : null });
-    fill.style.left = ((100 * (step.startedAt - ctx.start)) / ctx.span).toFixed(2) + "%";
-    fill.style.width = Math.max((100 * (stepEnd - step.startedAt)) / ctx.span, 0.3).toFixed(2) + "%";
-    bar.append(fill);
-
     const card = el(
       "div",
       { class: "card" },
@@ -191,25 +212,23 @@
         el("span", { class: "name" }, step.name),
         el("span", { class: "kind" }, step.kind),
         badge(step.status),
+        step.replayed ? el("span", { class: "badge plain replayed", title: "its recorded result was reused; the step did not run again" }, "replayed") : null,
         step.attempt > 1 ? el("span", { class: "muted" }, `attempt ${step.attempt}`) : null,
-        el("span", { class: "timing", title: fmtFull(step.startedAt) }, timing),
+        timingOf(step, ctx),
         el("button", { type: "button", class: "small rerun-from", title: "a new run that replays the steps before this one and runs this one and the rest again", onclick: () => rerun(step.name) }, "Rerun from here"),
       ),
       kindDetail(step, ctx),
-      bar,
+      barOf(step, ctx),
       outputOf(step),
       step.error ? textBlock(`${step.error.type || "Error"}: ${step.error.message ?? ""}`, "error") : null,
     );
-    return el("li", { class: "step s-" + color, id: "step-" + (index + 1), dataset: { step: step.name, kind: step.kind, status: step.status } }, el("div", { class: "dot" }, String(index + 1)), card);
-  }
-
-  function relSpan(ms, prefix) {
-    return el("span", { title: fmtFull(ms), dataset: { rel: String(ms), prefix } }, prefix + fmtRelative(ms, now()));
+    return el("li", { class: "step s-" + color, id: "step-" + (index + 1), dataset: { step: step.name, kind: step.kind, status: step.status, replayed: step.replayed ? "true" : null } }, el("div", { class: "dot" }, String(index + 1)), card);
   }
 
   function kindDetail(step, ctx) {
     if (step.kind === "sleep" && step.wakeAt) {
-      return el("div", { class: "detail" }, step.status === "pending" ? "wakes at " : "woke at ", el("code", { class: "wake" }, fmtTime(step.wakeAt, true)), " ", step.status === "pending" ? relSpan(step.wakeAt, "(") : null, step.status === "pending" ? ")" : null);
+      const verb = step.status === "pending" ? "wakes " : step.status === "abandoned" ? "would have woken " : "woke ";
+      return el("div", { class: "detail" }, verb, el("code", { class: "wake" }, timeAgo(step.wakeAt)));
     }
     if (step.kind === "wait_event") {
       return el(
@@ -218,7 +237,7 @@
         "awaits ",
         el("code", { class: "awaits" }, step.eventType ?? "?"),
         step.match ? el("span", {}, " matching ", el("code", { class: "match" }, JSON.stringify(step.match))) : null,
-        step.timeoutAt && step.status === "pending" ? el("span", {}, " · ", relSpan(step.timeoutAt, "times out ")) : null,
+        step.timeoutAt && step.status === "pending" ? el("span", {}, " · ", timeAgo(step.timeoutAt, "times out ")) : null,
         step.status === "completed" && step.output === null ? el("span", {}, " · timed out without an event") : null,
       );
     }
@@ -301,7 +320,6 @@
   }
 
   setInterval(() => {
-    for (const node of document.querySelectorAll("[data-rel]")) node.textContent = node.dataset.prefix + fmtRelative(Number(node.dataset.rel), now());
     for (const node of document.querySelectorAll("#meta [data-since]")) node.textContent = fmtDuration(now() - Number(node.dataset.since));
   }, 1000);
   setInterval(() => {

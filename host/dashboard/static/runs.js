@@ -7,7 +7,7 @@
 "use strict";
 
 (() => {
-  const { el, api, badge, runLink, fmtTime, fmtFull, fmtDuration, query, STATUSES, TERMINAL } = Dash;
+  const { el, api, badge, runLink, timeAgo, fmtDuration, query, STATUSES, TERMINAL } = Dash;
 
   const PAGE = 50;
   const WINDOW_MAX = 500; // rows a refresh refetches; older loaded rows are kept as they are
@@ -21,7 +21,6 @@
   let loaded = false;
   let asked = 0; // refetches started; an answer older than the last one applied is dropped
   let applied = 0;
-  let skew = 0; // the host's clock minus ours
   let workflowsShown = "";
   let overview = null; // the last counts from the host, adjusted by events since
   const statusOf = new Map(); // run id -> the last status seen, to move counts between statuses
@@ -55,7 +54,7 @@
       const end = run.completedAt ?? run.updatedAt;
       return el("td", { class: "time" }, fmtDuration(end - run.createdAt));
     }
-    return el("td", { class: "time elapsed", dataset: { since: String(run.createdAt) } }, fmtDuration(Date.now() + skew - run.createdAt));
+    return el("td", { class: "time elapsed", dataset: { since: String(run.createdAt) } }, fmtDuration(Dash.now() - run.createdAt));
   }
 
   function rowFor(run) {
@@ -75,7 +74,7 @@
       ),
       el("td", {}, badge(run.status)),
       el("td", { class: "num" }, String(run.attempt)),
-      el("td", { class: "time", title: fmtFull(run.createdAt) }, fmtTime(run.createdAt)),
+      el("td", { class: "time" }, timeAgo(run.createdAt)),
       durationCell(run),
       el("td", { class: "err", title: error || null }, error),
     );
@@ -120,6 +119,7 @@
         {
           type: "button",
           class: "count" + (status ? " s-" + status : "") + (filters.status === status ? " current" : ""),
+          "aria-pressed": filters.status === status ? "true" : "false",
           dataset: { status: status || "all" },
           title: status ? `show only ${label} runs` : "show runs in any status",
           onclick: () => setFilter("status", filters.status === status ? "" : status),
@@ -128,7 +128,7 @@
         el("span", { class: "label" }, label),
       );
     counts.replaceChildren(
-      chip("", "all runs", overview.total),
+      chip("", filters.workflow ? `all ${filters.workflow} runs` : "all runs", overview.total),
       ...STATUSES.map((s) => chip(s, s.replace("_", " "), overview.counts[s] || 0)),
     );
     const ids = [...overview.workflows];
@@ -152,7 +152,7 @@
     const mine = ++asked;
     let page, overviewAnswer;
     try {
-      [page, overviewAnswer] = await Promise.all([api("/_platform/api/runs" + pageQuery({ limit })), api("/_platform/api/overview")]);
+      [page, overviewAnswer] = await Promise.all([api("/_platform/api/runs" + pageQuery({ limit })), api("/_platform/api/overview" + query({ workflowId: filters.workflow }))]);
     } catch (error) {
       Dash.notify("Could not load runs: " + error.message, true);
       return;
@@ -172,7 +172,7 @@
     model = page.runs.concat(tail);
     if (!tail.length) next = page.next;
     loaded = true;
-    skew = overviewAnswer.now - Date.now();
+    Dash.syncClock(overviewAnswer.now);
     overview = overviewAnswer;
     statusOf.clear();
     renderOverview();
@@ -212,8 +212,8 @@
   }
 
   /** Move the run from its last known status to `status` in the counts shown. */
-  function countEvent(runId, status, attempt, rowStatus) {
-    if (!overview) return;
+  function countEvent(runId, workflowId, status, attempt, rowStatus) {
+    if (!overview || (filters.workflow && workflowId !== filters.workflow)) return;
     const before = statusOf.get(runId) ?? rowStatus;
     if (before === undefined && status === "queued" && attempt === 1) {
       overview.counts.queued = (overview.counts.queued || 0) + 1;
@@ -235,7 +235,7 @@
     const status = data.status || event.t.slice("workflow.run.".length);
     if (!runId || !STATUSES.includes(status)) return;
     const i = model.findIndex((r) => r.runId === runId);
-    countEvent(runId, status, data.attempt ?? 1, i >= 0 ? model[i].status : undefined);
+    countEvent(runId, data.workflowId || event.ns, status, data.attempt ?? 1, i >= 0 ? model[i].status : undefined);
     if (i >= 0) {
       const run = model[i];
       if (!TERMINAL.has(run.status)) {
@@ -275,7 +275,7 @@
   older.addEventListener("click", loadOlder);
 
   setInterval(() => {
-    for (const td of rows.querySelectorAll("td.elapsed")) td.textContent = fmtDuration(Date.now() + skew - Number(td.dataset.since));
+    for (const td of rows.querySelectorAll("td.elapsed")) td.textContent = fmtDuration(Dash.now() - Number(td.dataset.since));
   }, 1000);
 
   render();

@@ -158,12 +158,25 @@ def test_cancel_from_the_page_cancels_the_run(dash: DashHost, page: Page) -> Non
     dash.wait_status(run_id, "sleeping")
     page.goto(f"{dash.url}/_platform/runs/{run_id}")
     page.wait_for_selector('li.step[data-step="nap"][data-status="pending"]')
-    assert "wakes at" in page.locator('li.step[data-step="nap"] .detail').inner_text()
+    assert page.locator('li.step[data-step="nap"] .detail').inner_text() == "wakes in 59m"
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#cancel")
     dash.wait_status(run_id, "cancelled")
     page.wait_for_selector('#status .badge[data-status="cancelled"]')
     assert page.locator("#cancel").is_hidden()
+    # The sleep the cancel cut short is no longer shown as waiting, here or in the API.
+    nap = page.locator('li.step[data-step="nap"]')
+    nap.and_(page.locator('[data-status="abandoned"]')).wait_for()
+    assert "wakes" not in nap.inner_text()
+    assert nap.locator(".bar span.open").count() == 0  # no "still going" stripes
+    assert [s["status"] for s in dash.history(run_id)] == ["completed", "abandoned"]
+    # A deliberate cancel is not an error: neutral colours, no red error text.
+    callout = page.locator("#error")
+    assert callout.get_attribute("class") == "callout cancelled"
+    assert callout.locator("pre.error").count() == 0
+    red = "rgb(220, 38, 38)"
+    assert callout.locator("h3").evaluate("h => getComputedStyle(h).color") != red
+    screenshot(page, "run-cancelled")
 
 
 def test_rerun_from_a_step_does_not_run_the_earlier_steps_again(
