@@ -195,7 +195,7 @@
     const left = clamp((100 * (step.startedAt - ctx.start)) / ctx.span);
     const width = Math.min(100 - left, Math.max(clamp((100 * (stepEnd - step.startedAt)) / ctx.span), 0.3));
     const fill = el("span", { class: pending ? "open" : null });
-    fill.style.left = left.toFixed(2) + "%";
+    fill.style.left = `min(${left.toFixed(2)}%, calc(100% - 3px))`; // 3px: its min-width
     fill.style.width = width.toFixed(2) + "%";
     bar.append(fill);
     return bar;

@@ -82,6 +82,14 @@ FLOWS = textwrap.dedent(
             raise RuntimeError(input.get("message", "boom"))
 
         await step.run("charge", explode)
+
+
+    @define_workflow({"id": "lookup", "options": {"retries": 0}})
+    async def lookup(input, step, ctx):
+        order = await step.run("load-order", lambda: None)
+        if order is None:
+            raise LookupError("no order " + repr(input.get("orderId")))
+        return order
     """
 )
 
@@ -126,6 +134,7 @@ class DashHost:
 
     root: Path
     token: str | None = None
+    command: str = "serve"  # or "dev": a clock that POST /api/dev/clock moves forward
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     api: httpx.Client = field(init=False)
@@ -143,7 +152,7 @@ class DashHost:
         env["PYTHONUNBUFFERED"] = "1"
         if self.token:
             env["PLATFORM_TOKEN"] = self.token
-        args = ["serve", str(self.project), "--port", str(self.port), "--data", str(self.data)]
+        args = [self.command, str(self.project), "--port", str(self.port), "--data", str(self.data)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "host", *args],
@@ -214,8 +223,8 @@ class DashHost:
 
 
 @contextlib.contextmanager
-def running(root: Path, token: str | None = None) -> Iterator[DashHost]:
-    host = DashHost(root, token=token)
+def running(root: Path, token: str | None = None, command: str = "serve") -> Iterator[DashHost]:
+    host = DashHost(root, token=token, command=command)
     try:
         yield host.start()
     finally:
