@@ -118,8 +118,9 @@ def _replayed(history: list[StepRecord], rerun_of: dict[str, Any] | None) -> int
 
 
 async def run_detail(request: Request) -> Response:
-    """One run in full: the run, its steps (outputs bounded), its children's statuses, and
-    what it reran (``rerunOf``: ``{"runId", "fromStep"}``)."""
+    """One run in full: the run, its steps (outputs bounded), its children's statuses, what it
+    reran (``rerunOf``: ``{"runId", "fromStep"}``) and each failed attempt with its traceback
+    (``failures``: ``[{"attempt", "at", "type", "message", "step"?, "trace"}]``)."""
     platform = _platform(request)
     run_id = request.path_params["run_id"]
     handle = platform.workflows.handle(run_id)
@@ -137,10 +138,14 @@ async def run_detail(request: Request) -> Response:
                     "status": child.status.value,
                 }
     rerun_of = None
+    failures: list[dict[str, Any]] = []
     worker = platform.worker
     if worker is not None:
         state = worker.engine.run_state(run_id)
-        rerun_of = state.rerun_of if state is not None else None
+        if state is not None:
+            rerun_of = state.rerun_of
+            # Tracebacks: only here, behind the dashboard's token, never in the public API.
+            failures = state.failures or []
     replayed = _replayed(history, rerun_of)
     body = run.to_dict()
     for key in ("input", "output"):
@@ -156,6 +161,7 @@ async def run_detail(request: Request) -> Response:
             "stepCount": len(history),
             "children": children,
             "rerunOf": rerun_of,
+            "failures": failures,
             "now": platform.clock.now_ms(),
         }
     )

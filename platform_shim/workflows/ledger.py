@@ -147,6 +147,7 @@ class LedgerState:
         if "output" in record:
             run.output = raw_json(record["output"])
         run.error = record.get("error")
+        run.failures = record.get("failures", run.failures)
         run.retry_at = record.get("retryAt")
         run.completed_at = record.get("completedAt")
         run.status_seq = seq

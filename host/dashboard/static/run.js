@@ -57,6 +57,7 @@
     renderRerunChoices(detail.steps);
     renderMeta(detail);
     renderError(run);
+    renderFailures(detail.failures || []);
     renderSignal(run, detail.steps);
     $("input").replaceChildren(jsonBlock(run.input, run.inputTruncated));
     $("output").replaceChildren(
@@ -113,6 +114,36 @@
     box.replaceChildren(
       el("h3", {}, heading, error.step ? el("span", {}, " at step ", el("code", { class: "error-step" }, error.step)) : null),
       cancelled ? el("p", { class: "cancel-note" }, error.message || "cancelled") : textBlock(`${error.type || "Error"}: ${error.message ?? ""}`, "error"),
+    );
+  }
+
+  const openTraces = new Set(); // attempts whose traceback the user unfolded (or folded: "-n")
+
+  /** Each failed attempt: when, where, what, and its traceback (the user's frames). */
+  function renderFailures(failures) {
+    $("attempts").hidden = failures.length === 0;
+    $("attempt-count").textContent = failures.length ? `(${failures.length})` : "";
+    const last = failures.length ? failures[failures.length - 1].attempt : 0;
+    $("attempt-list").replaceChildren(
+      ...failures
+        .slice()
+        .reverse()
+        .map((f) => {
+          const key = String(f.attempt);
+          const open = openTraces.has(key) || (f.attempt === last && !openTraces.has("-" + key));
+          const details = el("details", { class: "trace", open }, el("summary", {}, "traceback"), textBlock(f.trace || "(no traceback recorded)", "trace"));
+          details.addEventListener("toggle", () => {
+            openTraces.delete(details.open ? "-" + key : key);
+            openTraces.add(details.open ? key : "-" + key);
+          });
+          return el(
+            "li",
+            { class: "attempt", dataset: { attempt: key } },
+            el("div", { class: "title" }, el("strong", {}, `Attempt ${f.attempt}`), " ", timeAgo(f.at), f.step ? el("span", {}, " · at step ", el("code", {}, f.step)) : el("span", { class: "muted" }, " · outside any step")),
+            el("div", { class: "what" }, `${f.type || "Error"}: ${f.message ?? ""}`),
+            details,
+          );
+        }),
     );
   }
 

@@ -84,6 +84,18 @@ FLOWS = textwrap.dedent(
         await step.run("charge", explode)
 
 
+    def _charge_card(attempt):
+        raise ConnectionError("card network down on attempt " + str(attempt))
+
+
+    @define_workflow({"id": "flaky", "options": {"retries": 1}})
+    async def flaky(input, step, ctx):
+        await step.run("load", lambda: {"ok": True})
+        if ctx.attempt == 1:
+            await step.run("charge", lambda: _charge_card(ctx.attempt))
+        raise KeyError("missing price")
+
+
     @define_workflow({"id": "lookup", "options": {"retries": 0}})
     async def lookup(input, step, ctx):
         order = await step.run("load-order", lambda: None)

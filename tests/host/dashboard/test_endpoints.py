@@ -97,7 +97,15 @@ def test_counts_and_workflows(crafted: tuple[DashHost, list[dict[str, Any]]]) ->
         "cancelled",
     }
     assert overview["total"] == CRAFTED_RUNS
-    assert overview["workflows"] == ["approval", "broken", "child", "lookup", "parent", "pipeline"]
+    assert overview["workflows"] == [
+        "approval",
+        "broken",
+        "child",
+        "flaky",
+        "lookup",
+        "parent",
+        "pipeline",
+    ]
     assert isinstance(overview["now"], int)
     for workflow_id in ("pipeline", "approval"):
         mine = host.api.get("/_platform/api/overview", params={"workflowId": workflow_id}).json()

@@ -40,6 +40,44 @@ def test_a_failure_outside_any_step_is_not_blamed_on_the_last_step(
     assert cell.inner_text() == "LookupError: no order 'ord_missing'"
 
 
+def test_each_failed_attempt_shows_its_traceback_on_the_dashboard_only(
+    dash: DashHost, page: Page
+) -> None:
+    run_id = dash.start_run("flaky")
+    failed = dash.wait_status(run_id, "failed")
+    assert failed["error"] == {"type": "KeyError", "message": "'missing price'"}
+    # The public API and the event stream carry no traceback; the dashboard's endpoint does.
+    public = [
+        dash.api.get(f"/api/workflows/runs/{run_id}").text,
+        dash.api.get(f"/api/workflows/runs/{run_id}/history").text,
+        dash.api.get("/api/events", params={"r": "workflow", "limit": 1000}).text,
+    ]
+    assert all("Traceback" not in text and "_charge_card" not in text for text in public)
+    detail = dash.api.get(f"/_platform/api/runs/{run_id}").json()
+    assert [(f["attempt"], f["type"], f.get("step")) for f in detail["failures"]] == [
+        (1, "ConnectionError", "charge"),
+        (2, "KeyError", None),
+    ]
+
+    page.goto(f"{dash.url}/_platform/runs/{run_id}")
+    page.wait_for_selector("#attempts:not([hidden])")
+    attempts = page.locator("li.attempt")
+    assert [attempts.nth(i).get_attribute("data-attempt") for i in range(2)] == ["2", "1"]
+    latest, first = attempts.nth(0), attempts.nth(1)
+    assert "outside any step" in latest.locator(".title").inner_text()
+    assert latest.locator(".what").inner_text() == "KeyError: 'missing price'"
+    assert latest.locator("details").get_attribute("open") is not None  # the latest, unfolded
+    assert 'raise KeyError("missing price")' in latest.locator("pre").inner_text()
+    assert first.locator("details").get_attribute("open") is None
+    first.locator("summary").click()
+    trace = first.locator("pre").inner_text()
+    assert "in flaky" in trace and "in _charge_card" in trace
+    assert trace.rstrip().endswith("ConnectionError: card network down on attempt 1")
+    assert "platform_shim" not in trace  # only the user's frames
+    assert "at step charge" in first.locator(".title").inner_text()
+    screenshot(page, "run-attempts")
+
+
 def test_times_read_as_ages_with_the_full_time_on_hover(dash: DashHost, page: Page) -> None:
     run_id = dash.start_run("pipeline", {"sleep": "1ms"})
     dash.wait_status(run_id, "completed")

@@ -99,3 +99,57 @@ async def test_a_timed_out_run_abandons_its_open_step_for_readers_in_other_proce
         client = open_client(data_dir, clock=clock)
         [seen] = await client.workflows.handle(handle.run_id).history()
         assert seen.status is StepStatus.ABANDONED
+
+
+def _flaky_charge(attempt: int) -> None:
+    raise ConnectionError(f"card network down (attempt {attempt})")
+
+
+@define_workflow({"id": "flaky", "options": {"retries": 2}})
+async def flaky(input: Any, step: Any, ctx: Any) -> Any:
+    await step.run("load", lambda: 1)
+    if ctx.attempt == 2:
+        raise KeyError("outside any step")
+    await step.run("charge", lambda: _flaky_charge(ctx.attempt))
+
+
+async def test_each_failed_attempt_keeps_its_traceback_beside_the_public_error(
+    open_worker: Opener, data_dir: Path
+) -> None:
+    async with open_worker([flaky]) as platform:
+        handle = await platform.workflows.start("flaky")
+        with pytest.raises(WorkflowFailed) as caught:
+            await handle.result(timeout=5)
+        run = caught.value.run
+        assert run.error == {
+            "type": "ConnectionError",
+            "message": "card network down (attempt 3)",
+            "step": "charge",
+        }
+        assert "trace" not in str(run.to_dict())  # the public form carries no traceback
+        assert platform.worker is not None
+        state = platform.worker.engine.run_state(handle.run_id)
+        assert state is not None and state.failures is not None
+        failures = state.failures
+        platform.worker.compact()  # compaction keeps only the latest status record
+
+    assert [(f["attempt"], f["type"], f.get("step")) for f in failures] == [
+        (1, "ConnectionError", "charge"),
+        (2, "KeyError", None),
+        (3, "ConnectionError", "charge"),
+    ]
+    first = failures[0]["trace"]
+    # The user's frames, from the handler down to the raise; none of the platform's.
+    assert __file__ in first
+    assert "_flaky_charge" in first and 'raise ConnectionError(f"card network' in first
+    assert "workflows/steps.py" not in first and "workflows/engine.py" not in first
+    assert "StepFailed" not in first
+    assert first.index("in flaky") < first.index("in <lambda>") < first.index("in _flaky_charge")
+    assert first.rstrip().endswith("ConnectionError: card network down (attempt 1)")
+    assert "raise KeyError" in failures[1]["trace"]
+
+    # Durable: a restarted worker (on the compacted ledger) still has every attempt.
+    async with open_worker([flaky]) as platform:
+        assert platform.worker is not None
+        again = platform.worker.engine.run_state(handle.run_id)
+        assert again is not None and again.failures == failures
