@@ -56,11 +56,7 @@ def user_trace(exc: BaseException) -> str:
         )
     lines: list[str] = []
     for link in reversed(chain):
-        frames = _frames(link)
-        if link is exc:
-            frames = head + frames
-        else:
-            lines.append("")
+        frames = head + _frames(link) if link is exc else _frames(link)
         if frames:
             lines.append("Traceback (most recent call last):\n")
             lines.extend(traceback.format_list(frames))
