@@ -110,11 +110,11 @@ const Dash = (() => {
     return value === undefined ? "" : JSON.stringify(value, null, 2);
   }
 
-  /** A <pre> of a JSON value; a value the host cut short shows as its preview with its size. */
-  function jsonBlock(value, truncatedSize, extraClass) {
-    const pre = el("pre", { class: "json" + (extraClass ? " " + extraClass : "") });
-    pre.textContent = truncatedSize ? String(value) + " …" : jsonText(value);
-    if (!truncatedSize) return pre;
+  /** A JSON value in the collapsible viewer (jsonview.js); a value the host cut short shows as
+   * its preview text with its size. */
+  function jsonBlock(value, truncatedSize) {
+    if (!truncatedSize) return JsonView.render(value === undefined ? null : value);
+    const pre = el("pre", { class: "json" }, String(value) + " …");
     return el("div", {}, pre, el("p", { class: "note" }, `preview: the value is ${fmtBytes(truncatedSize)} of JSON`));
   }
 

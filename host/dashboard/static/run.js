@@ -59,11 +59,24 @@
     renderError(run);
     renderFailures(detail.failures || []);
     renderSignal(run, detail.steps);
-    $("input").replaceChildren(jsonBlock(run.input, run.inputTruncated));
-    $("output").replaceChildren(
-      run.status === "completed" ? jsonBlock(run.output, run.outputTruncated) : el("p", { class: "note" }, TERMINAL.has(run.status) ? "no output: the run did not complete" : "not finished yet"),
-    );
+    setJson($("input"), run.input, run.inputTruncated);
+    if (run.status === "completed") setJson($("output"), run.output, run.outputTruncated);
+    else setNote($("output"), TERMINAL.has(run.status) ? "no output: the run did not complete" : "not finished yet");
     renderTimeline(detail);
+  }
+
+  /** Show a JSON value, unless it is already shown: a refresh keeps what the user folded. */
+  function setJson(box, value, truncated) {
+    const key = JSON.stringify([value, truncated ?? null]);
+    if (box.dataset.shown === key) return;
+    box.dataset.shown = key;
+    box.replaceChildren(jsonBlock(value, truncated));
+  }
+
+  function setNote(box, text) {
+    if (box.dataset.shown === "note:" + text) return;
+    box.dataset.shown = "note:" + text;
+    box.replaceChildren(el("p", { class: "note" }, text));
   }
 
   function renderRerunChoices(steps) {

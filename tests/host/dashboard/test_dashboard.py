@@ -131,8 +131,8 @@ def test_the_timeline_shows_every_step(dash: DashHost, page: Page) -> None:
     assert page.locator('li.step[data-step="nap"] code.wake').count() == 1  # its wake time
     assert "took" in page.locator('li.step[data-step="transform"] .timing').inner_text()
     assert "40" in page.locator('li.step[data-step="transform"] .inline-out').inner_text()
-    assert json.loads(page.locator("#output pre").inner_text()) == {"total": 40}
-    assert json.loads(page.locator("#input pre").inner_text()) == {"items": 4}
+    assert json.loads(page.locator("#output .jv-tree").inner_text()) == {"total": 40}
+    assert json.loads(page.locator("#input .jv-tree").inner_text()) == {"items": 4}
     assert page.locator("#status .badge").inner_text() == "completed"
     assert page.locator("#cancel").is_hidden()  # nothing to cancel once it ended
     screenshot(page, "run")
@@ -280,7 +280,7 @@ def test_the_events_page_streams_and_filters(dash: DashHost, page: Page) -> None
     assert page.locator("#rows tr").first.get_attribute("data-id") == str(answer.json()["id"])
     assert '{"amount":12}' in sale.inner_text()
     sale.click()  # unfolds the whole event
-    assert json.loads(page.locator("tr.detail-row pre").inner_text())["data"] == {"amount": 12}
+    assert json.loads(page.locator("tr.detail-row .jv-tree").inner_text())["data"] == {"amount": 12}
     assert page.evaluate("window.__sameDocument") is True
 
     page.fill("#f-t", "shop.sale")

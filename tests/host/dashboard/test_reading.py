@@ -4,6 +4,7 @@ basics, and a token with URL-special characters. In headless Chromium against a 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,7 +175,7 @@ def test_event_rows_unfold_from_the_keyboard(dash: DashHost, page: Page) -> None
     toggle.wait_for()
     toggle.focus()
     page.keyboard.press("Enter")
-    page.wait_for_selector("tr.detail-row pre")
+    page.wait_for_selector("tr.detail-row .jv-tree")
     assert toggle.get_attribute("aria-expanded") == "true"
     assert '"kbd.test"' in page.locator("tr.detail-row").inner_text()
     page.keyboard.press("Space")
@@ -230,3 +231,52 @@ def test_the_dashboard_works_behind_a_token_with_url_special_characters(
             assert not errors, errors
         finally:
             context.close()
+
+
+def test_json_folds_and_unfolds_and_copies(chromium: Browser, dash: DashHost) -> None:
+    deep = {
+        "customer": {"id": "c-1", "address": {"city": "Lyon", "lines": ["1 rue", "2e étage"]}},
+        "items": [{"sku": f"s-{i}", "qty": i} for i in range(60)],
+        "note": '<b>not bold</b> "quoted"',
+        "paid": True,
+        "coupon": None,
+    }
+    run_id = dash.start_run("child", {"n": 1, "order": deep})
+    dash.wait_status(run_id, "completed")
+    context = chromium.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=dash.url)
+    try:
+        page = context.new_page()
+        page.goto(f"{dash.url}/_platform/runs/{run_id}")
+        tree = page.locator("#input .jv-tree")
+        tree.wait_for()
+        order = tree.locator("details.jv-node").nth(1)  # the root, then "order"
+        assert order.locator("> summary .jv-key").inner_text() == '"order": '
+        # Deeper levels and long arrays start folded, with a count.
+        items = tree.locator("details.jv-node", has_text='"items"').last
+        assert items.get_attribute("open") is None
+        assert "60 items" in items.locator("> summary").inner_text()
+        customer = tree.locator("details.jv-node", has_text='"customer"').last
+        assert customer.get_attribute("open") is None
+        customer.locator("> summary").click()
+        address = tree.locator("details.jv-node", has_text='"address"').last
+        assert address.get_attribute("open") is None
+        address.locator("> summary").click()
+        assert address.get_attribute("open") is not None
+        assert '"Lyon"' in address.inner_text()
+        assert tree.locator(".jv-string", has_text="not bold").count() == 1
+        assert page.locator("#input b").count() == 0  # text, never markup
+        # Unfolded, its text is the JSON itself.
+        page.locator("#input .jv-tools button", has_text="Expand all").click()
+        assert json.loads(tree.inner_text()) == {"n": 1, "order": deep}
+        page.locator("#input .jv-tools button", has_text="Collapse all").click()
+        assert tree.locator("details[open]").count() == 1  # the root stays open
+        # A run refreshes often; what the user folded stays folded.
+        page.wait_for_timeout(2500)
+        assert tree.locator("details[open]").count() == 1
+        page.locator("#input .jv-tools button.copy").click()
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert json.loads(copied) == {"n": 1, "order": deep}
+        screenshot(page, "json-viewer")
+    finally:
+        context.close()
