@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from host.dashboard import data, pages, runs
+from host.dashboard import data, pages, runs, search
 
 __all__ = ["dashboard_routes"]
 
 
 def dashboard_routes() -> list[BaseRoute]:
     """The dashboard's pages, static files and JSON endpoints."""
-    return [*runs.routes, *data.routes, *pages.routes]
+    # search first: its path would otherwise be taken for a run id
+    return [*search.routes, *runs.routes, *data.routes, *pages.routes]

@@ -370,6 +370,7 @@
     if (current && ["queued", "running"].includes(current.run.status)) scheduleLoad();
   }, 2000);
 
+  $("copy-id").replaceChildren(JsonView.copyButton(() => runId, "copy the run id"));
   load();
   Dash.live({ r: "workflow" }, { onEvent: (event) => concerns(event) && scheduleLoad(), onOpen: scheduleLoad });
 })();

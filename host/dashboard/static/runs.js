@@ -14,7 +14,19 @@
   const ROWS_MAX = 5000;
 
   const params = new URLSearchParams(location.search);
-  const filters = { workflow: params.get("workflow") || "", status: params.get("status") || "" };
+  const filters = {
+    workflow: params.get("workflow") || "",
+    status: params.get("status") || "",
+    q: params.get("q") || "",
+    from: params.get("from") || "",
+    to: params.get("to") || "",
+  };
+  // A search (?q=, ?from=, ?to=) lists what /_platform/api/runs/search finds instead of the
+  // plain newest-first list; live events then update the rows shown but add none.
+  const searching = () => Boolean(filters.q || filters.from || filters.to);
+  let scanned = 0;
+  let autoSearch = 0; // older search pages fetched without a click (few matches so far)
+  const AUTO_SEARCH_MAX = 10;
 
   let model = []; // run summaries, newest first
   let next = null; // `before` cursor of the next older page
@@ -34,6 +46,25 @@
   const summary = document.getElementById("summary");
   const empty = document.getElementById("empty");
   const older = document.getElementById("older");
+  const qInput = document.getElementById("q");
+  const fromInput = document.getElementById("f-from");
+  const toInput = document.getElementById("f-to");
+  const clearSearch = document.getElementById("search-clear");
+
+  const pad = (n) => String(n).padStart(2, "0");
+  /** epoch ms -> the value of a datetime-local input (the browser's local time). */
+  function localInput(ms) {
+    if (!ms) return "";
+    const d = new Date(Number(ms));
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+  function fromLocalInput(value) {
+    const ms = value ? new Date(value).getTime() : NaN;
+    return Number.isNaN(ms) ? "" : String(ms);
+  }
+  qInput.value = filters.q;
+  fromInput.value = localInput(filters.from);
+  toInput.value = localInput(filters.to);
 
   for (const status of STATUSES) statusSelect.append(el("option", { value: status }, status.replace("_", " ")));
   statusSelect.value = filters.status;
@@ -108,7 +139,12 @@
     if (!same) rows.replaceChildren(...trs);
     empty.hidden = !loaded || model.length > 0;
     older.hidden = !next;
-    summary.textContent = loaded ? `${model.length.toLocaleString()} run${model.length === 1 ? "" : "s"} shown${next ? " (more below)" : ""}` : "loading…";
+    older.textContent = searching() ? "Search older runs" : "Load older runs";
+    clearSearch.hidden = !searching();
+    const n = model.length.toLocaleString();
+    if (!loaded) summary.textContent = "loading…";
+    else if (searching()) summary.textContent = `${n} match${model.length === 1 ? "" : "es"} in the newest ${scanned.toLocaleString()} runs searched${next ? " (search older for more)" : ""}`;
+    else summary.textContent = `${n} run${model.length === 1 ? "" : "s"} shown${next ? " (more below)" : ""}`;
   }
 
   function renderOverview() {
@@ -142,7 +178,12 @@
   }
 
   function pageQuery(extra) {
-    return query({ workflowId: filters.workflow, status: filters.status, ...extra });
+    const search = searching() ? { q: filters.q, from: filters.from, to: filters.to } : {};
+    return query({ workflowId: filters.workflow, status: filters.status, ...search, ...extra });
+  }
+
+  function listPath() {
+    return searching() ? "/_platform/api/runs/search" : "/_platform/api/runs";
   }
 
   /** Refetch the loaded window (at least one page) and the counts, and merge. */
@@ -152,13 +193,14 @@
     const mine = ++asked;
     let page, overviewAnswer;
     try {
-      [page, overviewAnswer] = await Promise.all([api("/_platform/api/runs" + pageQuery({ limit })), api("/_platform/api/overview" + query({ workflowId: filters.workflow }))]);
+      [page, overviewAnswer] = await Promise.all([api(listPath() + pageQuery({ limit })), api("/_platform/api/overview" + query({ workflowId: filters.workflow }))]);
     } catch (error) {
       Dash.notify("Could not load runs: " + error.message, true);
       return;
     }
     if (wanted !== JSON.stringify(filters) || mine < applied) return; // stale by now
     applied = mine;
+    if (searching()) scanned = page.scanned;
     const ids = new Set(page.runs.map((r) => r.runId));
     let tail = [];
     if (page.next && page.runs.length) {
@@ -177,19 +219,30 @@
     statusOf.clear();
     renderOverview();
     render();
+    searchOn();
+  }
+
+  /** A search that found less than a page keeps reading older runs, a few scans at most. */
+  function searchOn() {
+    if (searching() && next && model.length < PAGE && autoSearch < AUTO_SEARCH_MAX) {
+      autoSearch += 1;
+      loadOlder();
+    }
   }
 
   const scheduleRefresh = Dash.throttle(refresh, 700);
 
   async function loadOlder() {
-    if (!next) return;
+    if (!next || older.disabled) return;
     older.disabled = true;
     try {
-      const page = await api("/_platform/api/runs" + pageQuery({ limit: PAGE, before: next }));
+      const page = await api(listPath() + pageQuery({ limit: PAGE, before: next }));
+      if (searching()) scanned += page.scanned;
       const known = new Set(model.map((r) => r.runId));
       model = model.concat(page.runs.filter((r) => !known.has(r.runId))).slice(0, ROWS_MAX);
       next = model.length >= ROWS_MAX ? null : page.next;
       render();
+      setTimeout(searchOn, 0);
     } catch (error) {
       Dash.notify("Could not load older runs: " + error.message, true);
       scheduleRefresh();
@@ -202,7 +255,7 @@
     filters[name] = value;
     statusSelect.value = filters.status;
     workflowSelect.value = filters.workflow;
-    history.replaceState(null, "", Dash.href("/_platform/", { workflow: filters.workflow, status: filters.status }));
+    history.replaceState(null, "", Dash.href("/_platform/", { workflow: filters.workflow, status: filters.status, q: filters.q, from: filters.from, to: filters.to }));
     model = [];
     next = null;
     loaded = false;
@@ -248,7 +301,7 @@
           error: data.error ?? run.error,
         };
       }
-    } else if (loaded && status === "queued" && (data.attempt ?? 1) === 1) {
+    } else if (loaded && !searching() && status === "queued" && (data.attempt ?? 1) === 1) {
       const run = {
         runId,
         workflowId: data.workflowId || event.ns,
@@ -267,12 +320,28 @@
       }
     }
     scheduleRender();
-    scheduleRefresh();
+    if (!searching()) scheduleRefresh(); // a search is rerun on request, not on every event
   }
 
   workflowSelect.addEventListener("change", () => setFilter("workflow", workflowSelect.value));
   statusSelect.addEventListener("change", () => setFilter("status", statusSelect.value));
-  older.addEventListener("click", loadOlder);
+  older.addEventListener("click", () => {
+    autoSearch = 0;
+    loadOlder();
+  });
+  document.getElementById("search").addEventListener("submit", (submit) => {
+    submit.preventDefault();
+    filters.q = qInput.value.trim();
+    filters.from = fromLocalInput(fromInput.value);
+    filters.to = fromLocalInput(toInput.value);
+    autoSearch = 0;
+    setFilter("q", filters.q);
+  });
+  clearSearch.addEventListener("click", () => {
+    qInput.value = fromInput.value = toInput.value = "";
+    filters.from = filters.to = "";
+    setFilter("q", "");
+  });
 
   setInterval(() => {
     for (const td of rows.querySelectorAll("td.elapsed")) td.textContent = fmtDuration(Dash.now() - Number(td.dataset.since));
@@ -282,5 +351,5 @@
   refresh();
   // Connected: refetch once more, so a run started between the first fetch and the
   // connection is not missed; from then on the stream tells us.
-  Dash.live({ r: "workflow" }, { onEvent, onOpen: scheduleRefresh });
+  Dash.live({ r: "workflow" }, { onEvent, onOpen: () => searching() || scheduleRefresh() });
 })();
