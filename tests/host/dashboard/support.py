@@ -84,6 +84,16 @@ FLOWS = textwrap.dedent(
         await step.run("charge", explode)
 
 
+    @define_workflow({"id": "nightly", "trigger": {"kind": "schedule", "cron": "0 3 * * *"}})
+    async def nightly(input, step, ctx):
+        return await step.run("tally", lambda: input)
+
+
+    @define_workflow({"id": "greeter", "trigger": {"kind": "event", "t": "user.signed_up"}})
+    async def greeter(input, step, ctx):
+        return await step.run("greet", lambda: {"hello": input})
+
+
     def _charge_card(attempt):
         raise ConnectionError("card network down on attempt " + str(attempt))
 

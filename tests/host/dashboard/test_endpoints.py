@@ -102,7 +102,9 @@ def test_counts_and_workflows(crafted: tuple[DashHost, list[dict[str, Any]]]) ->
         "broken",
         "child",
         "flaky",
+        "greeter",
         "lookup",
+        "nightly",
         "parent",
         "pipeline",
     ]

@@ -77,6 +77,10 @@ def test_on_a_phone_runs_open_with_a_tap_and_nothing_scrolls_sideways(
     assert box[0] is True and box[1] <= PHONE["width"]  # it scrolls, inside its box
     screenshot(phone, "phone-events", full_page=False)
 
+    phone.goto(dash.url + "/_platform/workflows")
+    phone.wait_for_selector('tr[data-workflow="pipeline"]')
+    assert phone.evaluate(FITS)
+
     phone.goto(dash.url + "/_platform/data?tab=storage")
     phone.wait_for_selector("#objects tr[data-key]")
     assert phone.evaluate(FITS)

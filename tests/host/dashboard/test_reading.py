@@ -188,6 +188,7 @@ def test_every_page_has_one_h1_and_marks_where_you_are(dash: DashHost, page: Pag
     dash.wait_status(run_id, "completed")
     for path, nav in [
         ("/_platform/", "runs"),
+        ("/_platform/workflows", "workflows"),
         ("/_platform/events", "events"),
         ("/_platform/data", "data"),
         (f"/_platform/runs/{run_id}", "runs"),
