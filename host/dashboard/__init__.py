@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from host.dashboard import data, pages, runs, search, workflows
+from host.dashboard import data, links, pages, runs, search, workflows
 
 __all__ = ["dashboard_routes"]
 
@@ -17,4 +17,11 @@ __all__ = ["dashboard_routes"]
 def dashboard_routes() -> list[BaseRoute]:
     """The dashboard's pages, static files and JSON endpoints."""
     # search first: its path would otherwise be taken for a run id
-    return [*search.routes, *runs.routes, *workflows.routes, *data.routes, *pages.routes]
+    return [
+        *search.routes,
+        *runs.routes,
+        *workflows.routes,
+        *links.routes,
+        *data.routes,
+        *pages.routes,
+    ]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from host.dashboard.common import bounded, query_limit, query_text
+from host.dashboard.links import origin
 from host.errors import ApiError, json_response
 from platform_shim.platform import Platform
 from platform_shim.workflows.records import StepKind, StepRecord, WorkflowRun
@@ -161,6 +162,7 @@ async def run_detail(request: Request) -> Response:
             "stepCount": len(history),
             "children": children,
             "rerunOf": rerun_of,
+            "origin": origin(platform, run, rerun_of),
             "failures": failures,
             "now": platform.clock.now_ms(),
         }

@@ -62,10 +62,38 @@
       } else {
         tr.classList.add("expanded");
         toggle.setAttribute("aria-expanded", "true");
-        tr.after(el("tr", { class: "detail-row" }, el("td", { colspan: "7" }, jsonBlock(event))));
+        const started = el("div", { class: "started-runs note" });
+        tr.after(el("tr", { class: "detail-row" }, el("td", { colspan: "7" }, started, jsonBlock(event))));
+        if (event.r !== "workflow") showStarted(event.id, started);
       }
     });
     return tr;
+  }
+
+  /** The runs this event started through a workflow's event trigger, as links. */
+  async function showStarted(id, box) {
+    let answer;
+    try {
+      answer = await api(`/_platform/api/events/${id}/runs`);
+    } catch {
+      return;
+    }
+    if (!answer.runs.length) {
+      box.textContent = "started no run";
+      return;
+    }
+    box.replaceChildren("started ", ...answer.runs.flatMap((r, i) => [i ? ", " : "", runLink(r.runId), " ", Dash.badge(r.status), " ", r.workflowId]));
+  }
+
+  /** /_platform/events#event-42 (a run's "started by" link): unfold that event once it shows. */
+  function openLinked() {
+    const wanted = /^#event-(\d+)$/.exec(location.hash);
+    if (!wanted) return;
+    const row = rows.querySelector(`tr[data-id="${wanted[1]}"]`);
+    if (!row || row.classList.contains("expanded")) return;
+    row.classList.add("linked");
+    row.querySelector("button.expand").click();
+    row.scrollIntoView({ block: "center" });
   }
 
   function add(events) {
@@ -105,6 +133,7 @@
     }
     if (mine !== generation) return;
     add(backlog);
+    openLinked();
     stream = Dash.live(
       { ...filters, since: lastId },
       {

@@ -103,11 +103,27 @@
       ["Duration", end === null ? el("span", { dataset: { since: String(run.createdAt) } }, fmtDuration(now() - run.createdAt)) : fmtDuration(end - run.createdAt)],
     ];
     items.push(["Steps", String(detail.stepCount)]);
+    const started = startedBy(detail.origin);
+    if (started) items.push(["Started by", started]);
     if (run.parentRunId) items.push(["Parent run", runLink(run.parentRunId)]);
     if (detail.rerunOf) {
       items.push(["Rerun of", el("span", {}, runLink(detail.rerunOf.runId), " from ", el("code", {}, detail.rerunOf.fromStep))]);
     }
     $("meta").replaceChildren(...items.map(([label, value]) => el("div", {}, el("dt", {}, label), el("dd", {}, value))));
+  }
+
+  /** What started the run: an event (linked to it on the events page) or a cron tick; a parent
+   * and a rerun have their own rows. */
+  function startedBy(origin) {
+    if (!origin) return null;
+    if (origin.kind === "event") {
+      const type = origin.event ? origin.event.type : null;
+      const href = Dash.href("/_platform/events", { t: type }) + "#event-" + origin.eventId;
+      return el("span", {}, el("a", { class: "origin-event", href }, `event #${origin.eventId}`), type ? el("span", { class: "muted" }, " ", type) : null);
+    }
+    if (origin.kind === "cron") return el("span", { class: "origin-cron" }, "cron tick ", timeAgo(origin.tick));
+    if (origin.kind === "direct") return el("span", { class: "muted" }, "API, CLI or code");
+    return null;
   }
 
   function renderError(run) {

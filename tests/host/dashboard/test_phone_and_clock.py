@@ -127,6 +127,14 @@ def test_after_a_dev_clock_advance_ages_follow_the_hosts_clock(
     created = page.locator("#meta time").first
     assert re.fullmatch(r"just now|\d+s ago", created.inner_text())
 
+    # The advance crossed 03:00 at least twice: the nightly cron fired, and its runs say so.
+    nightly = dev_host.api.get("/api/workflows/runs", params={"workflowId": "nightly"}).json()
+    assert nightly
+    page.goto(f"{dev_host.url}/_platform/runs/{nightly[0]['runId']}")
+    tick = page.locator("#meta .origin-cron")
+    tick.wait_for()
+    assert re.fullmatch(r"cron tick (just now|\d+[smhd] ago)", tick.inner_text()), tick.inner_text()
+
     dev_host.api.post("/api/events", json={"t": "clock.check"})
     page.goto(dev_host.url + "/_platform/events")
     when = page.locator('#rows tr[data-t="clock.check"] td.time time')
