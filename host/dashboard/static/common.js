@@ -123,6 +123,43 @@ const Dash = (() => {
     return el("pre", { class: "json" + (extraClass ? " " + extraClass : "") }, text);
   }
 
+  /**
+   * A modal confirmation: `title`, body nodes, and the label of the button that goes ahead.
+   * Resolves true when the user confirms (and `check`, if given, returns no error message).
+   */
+  function confirmDialog({ title, body, ok, danger, check }) {
+    return new Promise((resolve) => {
+      const problem = el("p", { class: "dialog-problem", role: "alert", hidden: true });
+      const yes = el("button", { type: "submit", value: "ok", class: danger ? "danger" : "primary", id: "confirm-ok" }, ok);
+      const no = el("button", { type: "button", id: "confirm-cancel" }, "Cancel");
+      const form = el("form", { method: "dialog" }, el("h3", { id: "confirm-title" }, title), el("div", { class: "dialog-body" }, body), problem, el("div", { class: "dialog-actions" }, no, yes));
+      const dialog = el("dialog", { id: "confirm", class: "confirm", "aria-labelledby": "confirm-title" }, form);
+      let answered = false;
+      const finish = (value) => {
+        if (answered) return;
+        answered = true;
+        dialog.close();
+        dialog.remove();
+        resolve(value);
+      };
+      form.addEventListener("submit", (submit) => {
+        submit.preventDefault();
+        const error = check ? check() : null;
+        if (error) {
+          problem.textContent = error;
+          problem.hidden = false;
+          return;
+        }
+        finish(true);
+      });
+      no.addEventListener("click", () => finish(false));
+      dialog.addEventListener("cancel", () => finish(false)); // Escape
+      document.body.append(dialog);
+      dialog.showModal();
+      yes.focus();
+    });
+  }
+
   let noticeTimer = 0;
   function notify(message, isError) {
     let box = document.getElementById("notice");
@@ -385,6 +422,7 @@ const Dash = (() => {
     TERMINAL,
     api,
     badge,
+    confirmDialog,
     el,
     fmtBytes,
     fmtDuration,

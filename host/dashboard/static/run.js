@@ -319,7 +319,35 @@
 
   // ---------------------------------------------------------------------------- actions
 
+  /** Which steps a rerun from `stepName` replays and which run again (as the engine decides:
+   * the steps completed before it replay; it and everything after run again). */
+  function rerunPlan(stepName) {
+    const steps = current ? current.steps : [];
+    const at = steps.findIndex((s) => s.name === stepName);
+    const before = at < 0 ? [] : steps.slice(0, at);
+    return {
+      replayed: before.filter((s) => s.status === "completed").map((s) => s.name),
+      again: steps.filter((s, i) => i >= at || s.status !== "completed").map((s) => s.name),
+    };
+  }
+
+  const codeList = (names) => el("ul", {}, ...names.map((n) => el("li", {}, el("code", {}, n))));
+
   async function rerun(stepName) {
+    const plan = rerunPlan(stepName);
+    const workflow = current ? current.run.workflowId : "";
+    const ok = await Dash.confirmDialog({
+      title: `Rerun ${workflow} from ${stepName}?`,
+      ok: "Rerun",
+      body: [
+        el("p", {}, "A new run with the same input. These steps run again:"),
+        el("div", { class: "again" }, codeList(plan.again)),
+        el("p", { class: "muted" }, "(and any step the code reaches after them)"),
+        plan.replayed.length ? el("p", {}, "These replay their recorded results without running:") : el("p", {}, "No step is replayed."),
+        plan.replayed.length ? el("div", { class: "replayed" }, codeList(plan.replayed)) : null,
+      ],
+    });
+    if (!ok) return;
     try {
       const answer = await api(`/api/workflows/runs/${encodeURIComponent(runId)}/rerun`, { method: "POST", body: { fromStep: stepName } });
       Dash.notify(`Started run ${answer.runId}`);
@@ -329,10 +357,46 @@
     }
   }
 
+  /** A new run of the workflow with an input the user edits; nothing is replayed. */
+  async function rerunWithInput() {
+    if (!current) return;
+    const { run, steps } = current;
+    const area = el("textarea", { id: "rerun-input-json", spellcheck: "false", "aria-label": "input (JSON)" });
+    area.value = run.inputTruncated ? "" : JSON.stringify(run.input, null, 2);
+    let input;
+    const ok = await Dash.confirmDialog({
+      title: `Rerun ${run.workflowId} with edited input?`,
+      ok: "Start run",
+      body: [
+        el("label", { class: "muted", for: "rerun-input-json" }, "Input (JSON)"),
+        area,
+        el("p", {}, "A new run from the start: with a new input nothing is replayed, so every step runs again:"),
+        el("div", { class: "again" }, codeList(steps.map((s) => s.name))),
+      ],
+      check() {
+        try {
+          input = area.value.trim() ? JSON.parse(area.value) : null;
+          return null;
+        } catch (error) {
+          return "The input is not valid JSON: " + error.message;
+        }
+      },
+    });
+    if (!ok) return;
+    try {
+      const answer = await api(`/api/workflows/${encodeURIComponent(run.workflowId)}/start`, { method: "POST", body: input });
+      Dash.notify(`Started run ${answer.runId}`);
+      location.href = Dash.runHref(answer.runId);
+    } catch (error) {
+      Dash.notify("Starting the run failed: " + error.message, true);
+    }
+  }
+
   $("rerun").addEventListener("click", () => {
     const step = $("rerun-step").value;
     if (step) rerun(step);
   });
+  $("rerun-input").addEventListener("click", rerunWithInput);
 
   $("cancel").addEventListener("click", async () => {
     if (!confirm(`Cancel run ${runId}?`)) return;

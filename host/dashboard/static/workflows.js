@@ -43,7 +43,35 @@
       el("td", { class: "time" }, workflow.nextAt ? timeAgo(workflow.nextAt) : "–", workflow.lastAt ? el("div", { class: "muted small" }, "last ", timeAgo(workflow.lastAt)) : null),
       countsCell(workflow),
       el("td", { class: "muted" }, options.join(", ")),
+      el("td", {}, el("button", { type: "button", class: "small start", onclick: () => startRun(workflow.id) }, "Start…")),
     );
+  }
+
+  /** Start a run of `workflowId` with an input the user writes. */
+  async function startRun(workflowId) {
+    const area = el("textarea", { id: "start-input", spellcheck: "false", "aria-label": "input (JSON)" });
+    area.value = "{}";
+    let input;
+    const ok = await Dash.confirmDialog({
+      title: `Start a run of ${workflowId}`,
+      ok: "Start run",
+      body: [el("label", { class: "muted", for: "start-input" }, "Input (JSON; empty for null)"), area],
+      check() {
+        try {
+          input = area.value.trim() ? JSON.parse(area.value) : null;
+          return null;
+        } catch (error) {
+          return "The input is not valid JSON: " + error.message;
+        }
+      },
+    });
+    if (!ok) return;
+    try {
+      const answer = await api(`/api/workflows/${encodeURIComponent(workflowId)}/start`, { method: "POST", body: input });
+      location.href = Dash.runHref(answer.runId);
+    } catch (error) {
+      Dash.notify("Starting the run failed: " + error.message, true);
+    }
   }
 
   async function load() {

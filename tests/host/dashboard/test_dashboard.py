@@ -189,6 +189,13 @@ def test_rerun_from_a_step_does_not_run_the_earlier_steps_again(
 
     page.goto(f"{dash.url}/_platform/runs/{original}")
     page.click('li.step[data-step="transform"] button.rerun-from')
+    # It asks first, naming the steps that run again and those that replay.
+    dialog = page.locator("dialog#confirm")
+    dialog.wait_for()
+    assert dialog.locator(".again code").all_inner_texts() == ["transform", "publish"]
+    assert dialog.locator(".replayed code").all_inner_texts() == ["prepare", "nap"]
+    screenshot(page, "rerun-confirm", full_page=False)
+    page.click("#confirm-ok")
     page.wait_for_url(re.compile(r"/_platform/runs/(?!" + re.escape(original) + r"$)[^/?]+$"))
     rerun = page.url.rsplit("/", 1)[1]
     assert rerun != original
@@ -212,6 +219,12 @@ def test_rerun_from_the_step_picker(dash: DashHost, page: Page, tmp_path: Path) 
     page.wait_for_selector('li.step[data-step="publish"]')
     page.select_option("#rerun-step", "publish")
     page.click("#rerun")
+    page.click("#confirm-cancel")  # changed my mind: nothing starts
+    page.wait_for_timeout(300)
+    assert tally(log) == {"prepare": 1, "transform": 1, "publish": 1}
+    page.click("#rerun")
+    assert page.locator("dialog#confirm .again code").all_inner_texts() == ["publish"]
+    page.click("#confirm-ok")
     page.wait_for_url(re.compile(r"/_platform/runs/(?!" + re.escape(original) + r"$)[^/?]+$"))
     dash.wait_status(page.url.rsplit("/", 1)[1], "completed")
     assert tally(log) == {"prepare": 1, "transform": 1, "publish": 2}

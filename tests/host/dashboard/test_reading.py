@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from tests.host.dashboard.support import DashHost, running, screenshot, wait_for
+from tests.host.dashboard.support import DashHost, running, screenshot, tally, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -281,3 +281,32 @@ def test_json_folds_and_unfolds_and_copies(chromium: Browser, dash: DashHost) ->
         screenshot(page, "json-viewer")
     finally:
         context.close()
+
+
+def test_rerun_with_edited_input_asks_and_runs_every_step_again(
+    dash: DashHost, page: Page, tmp_path: Path
+) -> None:
+    log = tmp_path / "steps.log"
+    original = dash.start_run("pipeline", {"log": str(log), "sleep": "1ms", "items": 2})
+    dash.wait_status(original, "completed")
+    page.goto(f"{dash.url}/_platform/runs/{original}")
+    page.wait_for_selector('li.step[data-step="publish"]')
+    page.click("#rerun-input")
+    dialog = page.locator("dialog#confirm")
+    dialog.wait_for()
+    assert json.loads(page.input_value("#rerun-input-json"))["items"] == 2
+    assert dialog.locator(".again code").all_inner_texts() == [
+        "prepare",
+        "nap",
+        "transform",
+        "publish",
+    ]
+    page.fill("#rerun-input-json", "{not json")
+    page.click("#confirm-ok")
+    assert "not valid JSON" in dialog.locator(".dialog-problem").inner_text()
+    page.fill("#rerun-input-json", json.dumps({"log": str(log), "sleep": "1ms", "items": 7}))
+    page.click("#confirm-ok")
+    page.wait_for_url(re.compile(r"/_platform/runs/(?!" + re.escape(original) + r"$)[^/?]+$"))
+    rerun = page.url.rsplit("/", 1)[1]
+    assert dash.wait_status(rerun, "completed")["output"] == {"total": 70}
+    assert tally(log) == {"prepare": 2, "transform": 2, "publish": 2}

@@ -45,3 +45,14 @@ def test_the_workflows_page_links_each_count_to_its_runs(dash: DashHost, page: P
     page.wait_for_url(re.compile(r"/_platform/\?workflow=broken&status=failed$"))
     page.wait_for_selector(f'tr[data-run-id="{failed}"]')
     assert page.locator("#f-workflow").input_value() == "broken"
+
+
+def test_a_run_starts_from_the_workflows_page_with_custom_input(dash: DashHost, page: Page) -> None:
+    page.goto(dash.url + "/_platform/workflows")
+    page.locator('tr[data-workflow="child"] button.start').click()
+    page.fill("#start-input", '{"n": 21}')
+    page.click("#confirm-ok")
+    page.wait_for_url(re.compile(r"/_platform/runs/[^/?]+$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    assert dash.wait_status(run_id, "completed")["output"] == {"doubled": 42}
+    page.wait_for_selector('#status .badge[data-status="completed"]')
