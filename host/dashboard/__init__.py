@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from host.dashboard import data, links, pages, runs, search, workflows
+from host.dashboard import bulk, data, links, pages, runs, search, workflows
 
 __all__ = ["dashboard_routes"]
 
@@ -19,6 +19,7 @@ def dashboard_routes() -> list[BaseRoute]:
     # search first: its path would otherwise be taken for a run id
     return [
         *search.routes,
+        *bulk.routes,
         *runs.routes,
         *workflows.routes,
         *links.routes,

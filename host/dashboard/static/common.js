@@ -131,7 +131,7 @@ const Dash = (() => {
     return new Promise((resolve) => {
       const problem = el("p", { class: "dialog-problem", role: "alert", hidden: true });
       const yes = el("button", { type: "submit", value: "ok", class: danger ? "danger" : "primary", id: "confirm-ok" }, ok);
-      const no = el("button", { type: "button", id: "confirm-cancel" }, "Cancel");
+      const no = el("button", { type: "button", id: "confirm-cancel" }, "Back");
       const form = el("form", { method: "dialog" }, el("h3", { id: "confirm-title" }, title), el("div", { class: "dialog-body" }, body), problem, el("div", { class: "dialog-actions" }, no, yes));
       const dialog = el("dialog", { id: "confirm", class: "confirm", "aria-labelledby": "confirm-title" }, form);
       let answered = false;

@@ -177,6 +177,90 @@
     workflowSelect.value = filters.workflow;
   }
 
+  // ------------------------------------------------------------------------ bulk actions
+
+  const bulkBox = document.getElementById("bulk");
+  let bulkFor = ""; // the filter the bulk bar was built for
+  let bulkSteps = []; // step names of the newest run in the list (for "rerun from")
+
+  /** "12 waiting event runs of flaky-payment": how the confirmation names what it acts on. */
+  function bulkNoun(n) {
+    const status = filters.status.replace("_", " ");
+    return `${n.toLocaleString()} ${status} run${n === 1 ? "" : "s"}` + (filters.workflow ? ` of ${filters.workflow}` : "");
+  }
+
+  async function renderBulk() {
+    const key = JSON.stringify([filters.workflow, filters.status, searching(), overview ? overview.counts[filters.status] : 0]);
+    if (key === bulkFor) return;
+    bulkFor = key;
+    const n = overview && filters.status ? overview.counts[filters.status] || 0 : 0;
+    if (!filters.status || searching() || !n) {
+      bulkBox.hidden = true;
+      bulkBox.replaceChildren();
+      return;
+    }
+    const parts = [el("span", { class: "muted" }, `All ${bulkNoun(n)}:`)];
+    if (!TERMINAL.has(filters.status)) {
+      parts.push(el("button", { type: "button", id: "bulk-cancel", class: "danger", onclick: () => runBulk("cancel") }, `Cancel all ${n.toLocaleString()}`));
+    } else if (filters.workflow && filters.status !== "cancelled") {
+      if (!bulkSteps.length && model.length) {
+        try {
+          bulkSteps = (await api("/_platform/api/runs/" + encodeURIComponent(model[0].runId))).steps.map((s) => s.name);
+        } catch {
+          bulkSteps = [];
+        }
+      }
+      if (bulkSteps.length) {
+        const select = el("select", { id: "bulk-step", "aria-label": "rerun from step" }, ...bulkSteps.map((name) => el("option", { value: name }, name)));
+        parts.push(el("label", {}, "rerun from", select), el("button", { type: "button", id: "bulk-rerun", onclick: () => runBulk("rerun", select.value) }, `Rerun all ${n.toLocaleString()}`));
+      }
+    }
+    bulkBox.replaceChildren(...parts);
+    bulkBox.hidden = parts.length < 2;
+  }
+
+  async function runBulk(action, fromStep) {
+    const n = overview.counts[filters.status] || 0;
+    const ok = await Dash.confirmDialog({
+      title: action === "cancel" ? `Cancel ${bulkNoun(n)}?` : `Rerun ${bulkNoun(n)} from ${fromStep}?`,
+      ok: action === "cancel" ? `Cancel ${n.toLocaleString()} runs` : `Start ${n.toLocaleString()} reruns`,
+      danger: action === "cancel",
+      body: [
+        el(
+          "p",
+          {},
+          action === "cancel"
+            ? "Each run stops where it is (its children too) and ends as cancelled."
+            : `Each becomes a new run with the same input: the steps before ${fromStep} replay their recorded results; ${fromStep} and the steps after it run again.`,
+        ),
+        el("p", { class: "muted" }, "Runs that change status meanwhile are counted as they are when they are reached."),
+      ],
+    });
+    if (!ok) return;
+    let before = null;
+    let done = 0;
+    let skipped = 0;
+    for (let round = 0; round < 100; round++) {
+      let answer;
+      try {
+        answer = await api("/_platform/api/runs/bulk", {
+          method: "POST",
+          body: { action, status: filters.status, workflowId: filters.workflow || undefined, fromStep, before: before || undefined },
+        });
+      } catch (error) {
+        Dash.notify(`Stopped after ${done} runs: ${error.message}`, true);
+        break;
+      }
+      done += answer.done;
+      skipped += answer.skipped;
+      before = answer.next;
+      if (!before) break;
+    }
+    Dash.notify(`${action === "cancel" ? "Cancelled" : "Reran"} ${done} run${done === 1 ? "" : "s"}${skipped ? `; ${skipped} skipped` : ""}`);
+    bulkFor = "";
+    scheduleRefresh();
+  }
+
   function pageQuery(extra) {
     const search = searching() ? { q: filters.q, from: filters.from, to: filters.to } : {};
     return query({ workflowId: filters.workflow, status: filters.status, ...search, ...extra });
@@ -219,6 +303,7 @@
     statusOf.clear();
     renderOverview();
     render();
+    renderBulk();
     searchOn();
   }
 
@@ -253,6 +338,7 @@
 
   function setFilter(name, value) {
     filters[name] = value;
+    bulkSteps = [];
     statusSelect.value = filters.status;
     workflowSelect.value = filters.workflow;
     history.replaceState(null, "", Dash.href("/_platform/", { workflow: filters.workflow, status: filters.status, q: filters.q, from: filters.from, to: filters.to }));
