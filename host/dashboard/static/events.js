@@ -114,6 +114,7 @@
     empty.hidden = shown > 0;
     summary.textContent = `${shown.toLocaleString()} event${shown === 1 ? "" : "s"}${paused && held.length ? ` · ${held.length} new while paused` : ""}`;
     pause.textContent = paused ? `Resume${held.length ? ` (${held.length})` : ""}` : "Pause";
+    pause.setAttribute("aria-pressed", paused ? "true" : "false");
   }
 
   async function start() {
