@@ -7,7 +7,8 @@ format of ``platform_shim/workflows/ledger.py``: 97 % completed, 2 % failed, 0.5
 - the host's start-up time on that ledger and its memory;
 - the latency of the endpoints the dashboard calls (median and p95 of ``--repeat`` requests):
   the first page of runs, a page deep in the cursor walk, pages filtered by a common and by a
-  rare status, the counts, one run in full, the HTML page itself;
+  rare status, the counts (all, one workflow), one run in full, the HTML page itself, and
+  searches (an exact id, an id prefix, text with hits, text with none, a time window);
 - with Playwright and Chromium installed: the time from navigating to ``/_platform/`` until the
   runs table shows its rows, and the same for a run's page until its timeline shows.
 
@@ -78,12 +79,14 @@ def fill(data: Path, count: int) -> dict[str, Any]:
     first = now - count
     seq = 0
     ids: list[str] = []
+    created: dict[str, int] = {}
     statuses: dict[str, int] = {}
     with (data / "runs.jsonl").open("wb", buffering=1 << 20) as out:
         for i in range(count):
             at = first + i
             run_id = new_id(at)
             ids.append(run_id)
+            created[run_id] = at
             workflow_id = "pipeline" if i % 3 else "approval"
             slot = i % 200
             status = (
@@ -135,7 +138,12 @@ def fill(data: Path, count: int) -> dict[str, Any]:
             out.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
     # The worker's relay of run statuses to the event stream is up to date, as on a live folder.
     (data / "dispatch.jsonl").write_bytes(orjson.dumps({"rec": "relay", "c": seq}) + b"\n")
-    return {"ids": ids, "statuses": statuses, "bytes": (data / "runs.jsonl").stat().st_size}
+    return {
+        "ids": ids,
+        "created": created,
+        "statuses": statuses,
+        "bytes": (data / "runs.jsonl").stat().st_size,
+    }
 
 
 def free_port() -> int:
@@ -251,7 +259,24 @@ def endpoint_latencies(url: str, facts: dict[str, Any], repeat: int) -> dict[str
                 "/_platform/api/runs", limit=50, status="queued"
             ),
             "… ?workflowId=approval": get("/_platform/api/runs", limit=50, workflowId="approval"),
+            "… /api/overview?workflowId=approval (counts of one)": get(
+                "/_platform/api/overview", workflowId="approval"
+            ),
             "GET /_platform/api/runs/{id} (one run)": get(f"/_platform/api/runs/{middle}"),
+            "search ?q=<exact run id>": get("/_platform/api/runs/search", q=near_oldest),
+            "search ?q=<run id prefix> (scan cap)": get(
+                "/_platform/api/runs/search", q=middle[:-4]
+            ),
+            "search ?q=o-99 (text; 50 hits near the top)": get(
+                "/_platform/api/runs/search", q="o-99"
+            ),
+            "search ?q=<no match> (text; reads the 1,000-run cap)": get(
+                "/_platform/api/runs/search", q="no-such-text"
+            ),
+            "search ?from=&to= (window mid-ledger: 1,000 read, cursor)": get(
+                "/_platform/api/runs/search",
+                **{"from": facts["created"][middle] - 500, "to": facts["created"][middle] + 500},
+            ),
             "GET /api/workflows/runs?limit=50": get("/api/workflows/runs", limit=50),
         }
         for name, call in cases.items():

@@ -143,7 +143,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string"},
             "kind": {"enum": ["run", "sleep", "wait_event", "invoke"]},
-            "status": {"enum": ["pending", "completed", "failed"]},
+            "status": {"enum": ["pending", "completed", "failed", "abandoned"]},
             "output": _ANY,
             "error": _ref("RunError"),
             "startedAt": _MS,

@@ -2,18 +2,27 @@
 
 Plain HTML, CSS and JavaScript shipped in ``static/`` (no build step, nothing fetched from the
 internet); the pages render everything client-side with ``textContent`` from the JSON endpoints
-under ``/_platform/api/`` (``runs``, ``data``) and the host's own ``/api/...``.
+under ``/_platform/api/`` (runs, search, workflows, data) and the host's own ``/api/...``.
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from host.dashboard import data, pages, runs
+from host.dashboard import bulk, data, links, pages, runs, search, workflows
 
 __all__ = ["dashboard_routes"]
 
 
 def dashboard_routes() -> list[BaseRoute]:
     """The dashboard's pages, static files and JSON endpoints."""
-    return [*runs.routes, *data.routes, *pages.routes]
+    # search first: its path would otherwise be taken for a run id
+    return [
+        *search.routes,
+        *bulk.routes,
+        *runs.routes,
+        *workflows.routes,
+        *links.routes,
+        *data.routes,
+        *pages.routes,
+    ]

@@ -71,6 +71,10 @@ async def events_page(request: Request) -> Response:
     return _page("events.html", request)
 
 
+async def workflows_page(request: Request) -> Response:
+    return _page("workflows.html", request)
+
+
 async def data_page(request: Request) -> Response:
     return _page("data.html", request)
 
@@ -96,6 +100,7 @@ routes: list[BaseRoute] = [
     Route("/_platform/", runs_page, methods=["GET"]),
     Route("/_platform/runs/{run_id}", run_page, methods=["GET"]),
     Route("/_platform/events", events_page, methods=["GET"]),
+    Route("/_platform/workflows", workflows_page, methods=["GET"]),
     Route("/_platform/data", data_page, methods=["GET"]),
     Route("/_platform/static/{name}", static_file, methods=["GET"]),
 ]

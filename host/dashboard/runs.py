@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from host.dashboard.common import bounded, query_limit, query_text
+from host.dashboard.links import origin
 from host.errors import ApiError, json_response
 from platform_shim.platform import Platform
 from platform_shim.workflows.records import StepKind, StepRecord, WorkflowRun
@@ -54,9 +55,10 @@ def run_summary(run: WorkflowRun) -> dict[str, Any]:
 
 
 async def overview(request: Request) -> Response:
-    """Counts by status, the total, the workflow ids the host knows, and the host's clock."""
+    """Counts by status (of ``?workflowId=`` if given, so they match a filtered list), the
+    total, the workflow ids the host knows, and the host's clock (pages judge "5m ago" by it)."""
     platform = _platform(request)
-    counts = await platform.workflows.counts()
+    counts = await platform.workflows.counts(query_text(request, "workflowId"))
     worker = platform.worker
     workflows = sorted(worker.registry.ids()) if worker is not None else []
     return json_response(
@@ -95,17 +97,31 @@ async def run_page(request: Request) -> Response:
     )
 
 
-def _step(step: StepRecord) -> dict[str, Any]:
+def _step(step: StepRecord, replayed: bool) -> dict[str, Any]:
     out = step.to_dict()
     out["output"], size = bounded(step.output)
     if size is not None:
         out["outputTruncated"] = size
+    if replayed:
+        out["replayed"] = True
     return out
 
 
+def _replayed(history: list[StepRecord], rerun_of: dict[str, Any] | None) -> int:
+    """How many of a rerun's first steps are copies of the original's (they come first, in
+    order, up to the step it reran from); their times are the original run's."""
+    if rerun_of is None:
+        return 0
+    for index, step in enumerate(history):
+        if step.name == rerun_of.get("fromStep"):
+            return index
+    return len(history)
+
+
 async def run_detail(request: Request) -> Response:
-    """One run in full: the run, its steps (outputs bounded), its children's statuses, and
-    what it reran (``rerunOf``: ``{"runId", "fromStep"}``)."""
+    """One run in full: the run, its steps (outputs bounded), its children's statuses, what it
+    reran (``rerunOf``: ``{"runId", "fromStep"}``) and each failed attempt with its traceback
+    (``failures``: ``[{"attempt", "at", "type", "message", "step"?, "trace"}]``)."""
     platform = _platform(request)
     run_id = request.path_params["run_id"]
     handle = platform.workflows.handle(run_id)
@@ -123,10 +139,15 @@ async def run_detail(request: Request) -> Response:
                     "status": child.status.value,
                 }
     rerun_of = None
+    failures: list[dict[str, Any]] = []
     worker = platform.worker
     if worker is not None:
         state = worker.engine.run_state(run_id)
-        rerun_of = state.rerun_of if state is not None else None
+        if state is not None:
+            rerun_of = state.rerun_of
+            # Tracebacks: only here, behind the dashboard's token, never in the public API.
+            failures = state.failures or []
+    replayed = _replayed(history, rerun_of)
     body = run.to_dict()
     for key in ("input", "output"):
         body[key], size = bounded(body[key])
@@ -135,10 +156,14 @@ async def run_detail(request: Request) -> Response:
     return json_response(
         {
             "run": body,
-            "steps": [_step(step) for step in history[:STEPS_MAX]],
+            "steps": [
+                _step(step, index < replayed) for index, step in enumerate(history[:STEPS_MAX])
+            ],
             "stepCount": len(history),
             "children": children,
             "rerunOf": rerun_of,
+            "origin": origin(platform, run, rerun_of),
+            "failures": failures,
             "now": platform.clock.now_ms(),
         }
     )

@@ -51,6 +51,7 @@ from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, Ste
 from platform_shim.workflows.relay import StatusRelay
 from platform_shim.workflows.state import RunState, Signal, StepState, steps_before
 from platform_shim.workflows.steps import Step, Stop, describe_error
+from platform_shim.workflows.traces import FAILURES_KEPT, failure_entry
 from platform_shim.workflows.waiting import Waiting
 
 if TYPE_CHECKING:
@@ -319,8 +320,11 @@ class Engine:
         retry_at: int | None = None,
         durable: bool = False,
         after: asyncio.Future[None] | None = None,
+        failure: dict[str, Any] | None = None,
     ) -> asyncio.Future[None]:
-        """Submit a status record; with ``after``, refuse it if that earlier write failed."""
+        """Submit a status record; with ``after``, refuse it if that earlier write failed.
+        Every status record carries the run's failed attempts (``failure`` is a new one), so
+        compaction, which keeps only the latest, keeps them all."""
         now = self.clock.now_ms()
         record: dict[str, Any] = {
             "rec": "status",
@@ -338,6 +342,11 @@ class Engine:
             record["error"] = error
         if retry_at is not None:
             record["retryAt"] = retry_at
+        failures = run.failures
+        if failure is not None:
+            failures = [*(failures or ())[1 - FAILURES_KEPT :], failure]
+        if failures:
+            record["failures"] = failures
         if status.terminal:
             record["completedAt"] = now
         state = self.state
@@ -723,6 +732,7 @@ class Engine:
         error = describe_error(exc, step_name)
         if run.ending:
             return
+        failure = failure_entry(error, exc, run.attempt, self.clock.now_ms())
         if run.attempt <= workflow.retries:
             delay = max(0, int(self.retry_backoff(run.attempt)))
             retry_at = self.clock.now_ms() + delay
@@ -737,7 +747,12 @@ class Engine:
             )  # one line per retried attempt: the full traceback comes with the last one
             observe(
                 self._set_status(
-                    run, RunStatus.QUEUED, attempt=run.attempt + 1, error=error, retry_at=retry_at
+                    run,
+                    RunStatus.QUEUED,
+                    attempt=run.attempt + 1,
+                    error=error,
+                    retry_at=retry_at,
+                    failure=failure,
                 ),
                 f"run {run.run_id}: recording its retry",
                 log,
@@ -753,7 +768,7 @@ class Engine:
             error["message"],
             exc_info=exc,
         )
-        self._terminate(run, RunStatus.FAILED, error=error)
+        self._terminate(run, RunStatus.FAILED, error=error, failure=failure)
 
     def _terminate(
         self,
@@ -762,6 +777,7 @@ class Engine:
         *,
         output: bytes | None = None,
         error: dict[str, Any] | None = None,
+        failure: dict[str, Any] | None = None,
     ) -> asyncio.Future[None]:
         """Submit the run's final status; when it is durable, wake whoever waits on it."""
         run.ending = True
@@ -778,7 +794,7 @@ class Engine:
             ):
                 self.cancel_child(run, step, f"its parent run {run.run_id} {status.value}")
         future = self._set_status(
-            run, status, output=output, error=error, durable=True, after=run.write
+            run, status, output=output, error=error, durable=True, after=run.write, failure=failure
         )
         future.add_done_callback(functools.partial(self._after_terminal, run))
         return future

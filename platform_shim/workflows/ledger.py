@@ -63,6 +63,7 @@ class LedgerState:
         self._signal_count = 0  # signals held, all types
         self._prune_at = _PRUNE_MIN  # prune signals once this many are held
         self.counts: dict[RunStatus, int] = dict.fromkeys(RunStatus, 0)  # runs by status
+        self.workflow_counts: dict[str, dict[RunStatus, int]] = {}  # the same, per workflow
         # Cancels requested by other processes that no worker has carried out yet (run -> seq).
         self.cancels: dict[str, int] = {}
         self.last_seq = 0
@@ -81,6 +82,7 @@ class LedgerState:
         self._signal_count = 0
         self._prune_at = _PRUNE_MIN
         self.counts = dict.fromkeys(RunStatus, 0)
+        self.workflow_counts.clear()
         self.cancels.clear()
         self.ticks.clear()
         self.last_seq = 0
@@ -146,6 +148,7 @@ class LedgerState:
             return  # two processes raced to create it; the first record wins
         self.runs[run.run_id] = run
         self.counts[run.status] += 1
+        self._by_workflow(run)[run.status] += 1
         if self.on_status is not None:
             self.on_status(run, seq)
 
@@ -163,6 +166,7 @@ class LedgerState:
         if "output" in record:
             run.output = raw_json(record["output"])
         run.error = record.get("error")
+        run.failures = record.get("failures", run.failures)
         run.retry_at = record.get("retryAt")
         run.completed_at = record.get("completedAt")
         run.status_seq = seq
@@ -228,13 +232,23 @@ class LedgerState:
         if status is not run.status:
             self.counts[run.status] -= 1
             self.counts[status] += 1
+            by_workflow = self._by_workflow(run)
+            by_workflow[run.status] -= 1
+            by_workflow[status] += 1
             run.status = status
+
+    def _by_workflow(self, run: RunState) -> dict[RunStatus, int]:
+        counts = self.workflow_counts.get(run.workflow_id)
+        if counts is None:
+            counts = self.workflow_counts[run.workflow_id] = dict.fromkeys(RunStatus, 0)
+        return counts
 
     def forget(self, run_id: str) -> None:
         """Drop a run (retention pruned it)."""
         run = self.runs.pop(run_id, None)
         if run is not None:
             self.counts[run.status] -= 1
+            self._by_workflow(run)[run.status] -= 1
 
     def page(
         self,

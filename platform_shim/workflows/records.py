@@ -6,11 +6,11 @@ milliseconds); the engine keeps its own mutable state and hands these out as sna
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["RunStatus", "StepKind", "StepRecord", "StepStatus", "WorkflowRun"]
+__all__ = ["RunStatus", "StepKind", "StepRecord", "StepStatus", "WorkflowRun", "close_open_steps"]
 
 
 class RunStatus(StrEnum):
@@ -43,6 +43,8 @@ class StepStatus(StrEnum):
     PENDING = "pending"
     COMPLETED = "completed"
     FAILED = "failed"
+    ABANDONED = "abandoned"
+    """Read side only, never recorded: the step was still pending when its run ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +119,14 @@ class StepRecord:
             out["childRunId"] = self.child_run_id
             out["timeoutAt"] = self.timeout_at
         return out
+
+
+def close_open_steps(steps: list[StepRecord], run_status: RunStatus) -> list[StepRecord]:
+    """The steps as a reader should see them: a run that ended (cancelled, failed, timed out)
+    leaves no step pending; one still open at the end is ``abandoned``."""
+    if not run_status.terminal:
+        return steps
+    return [
+        replace(step, status=StepStatus.ABANDONED) if step.status is StepStatus.PENDING else step
+        for step in steps
+    ]

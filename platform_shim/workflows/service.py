@@ -18,7 +18,14 @@ from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.workflows.engine import Engine, check_run_id
 from platform_shim.workflows.ledger import LedgerState
-from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, WorkflowRun
+from platform_shim.workflows.records import (
+    RunStatus,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    WorkflowRun,
+    close_open_steps,
+)
 from platform_shim.workflows.state import RunState, Signal, matches, steps_before
 
 if TYPE_CHECKING:
@@ -54,6 +61,14 @@ def _outcome(run: WorkflowRun) -> Any:
     raise WorkflowFailed(f"run {run.run_id} of {run.workflow_id!r} failed: {message}", run)
 
 
+def _counts(state: LedgerState, workflow_id: str | None) -> dict[str, int]:
+    if workflow_id is None:
+        counts = state.counts
+    else:
+        counts = state.workflow_counts.get(workflow_id) or dict.fromkeys(RunStatus, 0)
+    return {status.value: n for status, n in counts.items()}
+
+
 class WorkflowHandle:
     """A run: ``run_id``, ``status()``, ``history()``, ``result()``, ``cancel()``."""
 
@@ -68,8 +83,14 @@ class WorkflowHandle:
         return await self._service.run_status(self.run_id)
 
     async def history(self) -> StepList:
-        """Its steps, in the order they were first reached."""
-        return await self._service.run_history(self.run_id)
+        """Its steps, in the order they were first reached; once the run has ended, a step it
+        left pending shows as ``abandoned``."""
+        steps = await self._service.run_history(self.run_id)
+        if any(step.status is StepStatus.PENDING for step in steps):
+            run = await self._service.run_status(self.run_id)
+            if run is not None:
+                steps = close_open_steps(steps, run.status)
+        return steps
 
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the end: the output, or ``WorkflowFailed``/``WorkflowCancelled`` (with
@@ -119,8 +140,8 @@ class WorkflowsService:
         """Runs, newest first; ``before`` (the last run id of a page) gives the next page."""
         raise NotImplementedError
 
-    async def counts(self) -> dict[str, int]:
-        """How many runs there are in each status."""
+    async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
+        """How many runs there are in each status (of one workflow, if given)."""
         raise NotImplementedError
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
@@ -165,8 +186,8 @@ class EngineWorkflows(WorkflowsService):
             workflow_id, _check_status(status), _check_limit(limit), before
         )
 
-    async def counts(self) -> dict[str, int]:
-        return {status.value: n for status, n in self.engine.state.counts.items()}
+    async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
+        return _counts(self.engine.state, workflow_id)
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         return await self.engine.status(run_id)
@@ -329,9 +350,9 @@ class ClientWorkflows(WorkflowsService):
         self._refresh()
         return [run.snapshot() for run in self.state.page(workflow_id, wanted, limit, before)]
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
         self._refresh()
-        return {status.value: n for status, n in self.state.counts.items()}
+        return _counts(self.state, workflow_id)
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         self._refresh()

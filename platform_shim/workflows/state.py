@@ -204,6 +204,7 @@ class RunState:
         "deadline_token",
         "ending",
         "error",
+        "failures",
         "input",
         "more_pending",
         "output",
@@ -259,6 +260,8 @@ class RunState:
         self.attempt = 1
         self.output: bytes | None = None
         self.error: dict[str, Any] | None = None
+        # Each failed attempt with its traceback (traces.py); never in the public error.
+        self.failures: list[dict[str, Any]] | None = None
         self.completed_at: int | None = None
         self.retry_at: int | None = None
         self.steps: dict[str, StepState] = {}
@@ -382,6 +385,8 @@ class RunState:
             out["retryAt"] = self.retry_at
         if self.completed_at is not None:
             out["completedAt"] = self.completed_at
+        if self.failures:
+            out["failures"] = self.failures
         return orjson.dumps(out)
 
 

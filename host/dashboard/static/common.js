@@ -6,8 +6,21 @@ const Dash = (() => {
   const STATUSES = ["queued", "running", "sleeping", "waiting_event", "completed", "failed", "cancelled"];
   const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
-  // The ?token= part exactly as the page was opened with it: the host compares it unparsed.
+  // The ?token= part exactly as the page was opened with it: links carry it on unchanged, and
+  // the host decodes it (as a form value: "+" is a space) before comparing.
   const tokenPart = location.search.slice(1).split("&").find((p) => p.startsWith("token=")) || "";
+  // The Bearer header carries the token itself, so decode it the same way the host does.
+  // Like Python's unquote_plus: a "%" that starts no valid escape stays as it is.
+  const tokenValue = tokenPart
+    .slice(6)
+    .replace(/\+/g, " ")
+    .replace(/(%[0-9a-fA-F]{2})+/g, (escapes) => {
+      try {
+        return decodeURIComponent(escapes);
+      } catch {
+        return escapes;
+      }
+    });
 
   function withToken(url) {
     if (!tokenPart) return url;
@@ -15,7 +28,7 @@ const Dash = (() => {
   }
 
   function authHeaders() {
-    return tokenPart ? { Authorization: "Bearer " + tokenPart.slice(6) } : {};
+    return tokenPart ? { Authorization: "Bearer " + tokenValue } : {};
   }
 
   /** A dashboard URL (path + query object) carrying the token. */
@@ -97,17 +110,54 @@ const Dash = (() => {
     return value === undefined ? "" : JSON.stringify(value, null, 2);
   }
 
-  /** A <pre> of a JSON value; a value the host cut short shows as its preview with its size. */
-  function jsonBlock(value, truncatedSize, extraClass) {
-    const pre = el("pre", { class: "json" + (extraClass ? " " + extraClass : "") });
-    pre.textContent = truncatedSize ? String(value) + " …" : jsonText(value);
-    if (!truncatedSize) return pre;
+  /** A JSON value in the collapsible viewer (jsonview.js); a value the host cut short shows as
+   * its preview text with its size. */
+  function jsonBlock(value, truncatedSize) {
+    if (!truncatedSize) return JsonView.render(value === undefined ? null : value);
+    const pre = el("pre", { class: "json" }, String(value) + " …");
     return el("div", {}, pre, el("p", { class: "note" }, `preview: the value is ${fmtBytes(truncatedSize)} of JSON`));
   }
 
   /** A <pre> of plain text (an error message, a stored object). */
   function textBlock(text, extraClass) {
     return el("pre", { class: "json" + (extraClass ? " " + extraClass : "") }, text);
+  }
+
+  /**
+   * A modal confirmation: `title`, body nodes, and the label of the button that goes ahead.
+   * Resolves true when the user confirms (and `check`, if given, returns no error message).
+   */
+  function confirmDialog({ title, body, ok, danger, check }) {
+    return new Promise((resolve) => {
+      const problem = el("p", { class: "dialog-problem", role: "alert", hidden: true });
+      const yes = el("button", { type: "submit", value: "ok", class: danger ? "danger" : "primary", id: "confirm-ok" }, ok);
+      const no = el("button", { type: "button", id: "confirm-cancel" }, "Back");
+      const form = el("form", { method: "dialog" }, el("h3", { id: "confirm-title" }, title), el("div", { class: "dialog-body" }, body), problem, el("div", { class: "dialog-actions" }, no, yes));
+      const dialog = el("dialog", { id: "confirm", class: "confirm", "aria-labelledby": "confirm-title" }, form);
+      let answered = false;
+      const finish = (value) => {
+        if (answered) return;
+        answered = true;
+        dialog.close();
+        dialog.remove();
+        resolve(value);
+      };
+      form.addEventListener("submit", (submit) => {
+        submit.preventDefault();
+        const error = check ? check() : null;
+        if (error) {
+          problem.textContent = error;
+          problem.hidden = false;
+          return;
+        }
+        finish(true);
+      });
+      no.addEventListener("click", () => finish(false));
+      dialog.addEventListener("cancel", () => finish(false)); // Escape
+      document.body.append(dialog);
+      dialog.showModal();
+      yes.focus();
+    });
   }
 
   let noticeTimer = 0;
@@ -128,18 +178,68 @@ const Dash = (() => {
 
   const pad = (n, w = 2) => String(n).padStart(w, "0");
 
-  function fmtTime(ms, withMs) {
-    if (ms === null || ms === undefined) return "–";
-    const d = new Date(ms);
-    const now = new Date();
-    const clock = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` + (withMs ? "." + pad(d.getMilliseconds(), 3) : "");
-    if (d.toDateString() === now.toDateString()) return clock;
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock}`;
+  // The host's clock minus ours: "5m ago" is judged by the host's time (which `dev` can move
+  // forward), not by the browser's. Every answer that carries the host's `now` updates it.
+  let skew = 0;
+  function syncClock(hostNow) {
+    if (typeof hostNow === "number") skew = hostNow - Date.now();
+  }
+  function now() {
+    return Date.now() + skew;
   }
 
+  /** A full local time with milliseconds and the UTC offset, e.g. 2026-12-04 08:41:03.120 UTC+01:00. */
   function fmtFull(ms) {
-    return ms === null || ms === undefined ? "" : new Date(ms).toISOString();
+    if (ms === null || ms === undefined) return "";
+    const d = new Date(ms);
+    const offset = -d.getTimezoneOffset();
+    const zone = "UTC" + (offset >= 0 ? "+" : "-") + pad(Math.floor(Math.abs(offset) / 60)) + ":" + pad(Math.abs(offset) % 60);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)} ${zone}`;
   }
+
+  /** How long ago (or how far ahead) `ms` is by the host's clock, e.g. "5m ago", "in 2h". */
+  function fmtAgo(ms) {
+    if (ms === null || ms === undefined) return "–";
+    const delta = now() - ms;
+    const abs = Math.abs(delta);
+    if (abs < 1000) return "just now";
+    let text;
+    if (abs < 60_000) text = Math.floor(abs / 1000) + "s";
+    else if (abs < 3_600_000) text = Math.floor(abs / 60_000) + "m";
+    else if (abs < 86_400_000) text = Math.floor(abs / 3_600_000) + "h";
+    else if (abs < 365 * 86_400_000) text = Math.floor(abs / 86_400_000) + "d";
+    else text = Math.floor(abs / (365 * 86_400_000)) + "y";
+    return delta >= 0 ? text + " ago" : "in " + text;
+  }
+
+  /** A <time> saying "5m ago" (kept current), with the full time on hover. */
+  function timeAgo(ms, prefix) {
+    if (ms === null || ms === undefined) return el("span", { class: "muted" }, "–");
+    return el("time", { class: "ago", datetime: new Date(ms).toISOString(), title: fmtFull(ms), dataset: { at: String(ms), prefix: prefix || "" } }, (prefix || "") + fmtAgo(ms));
+  }
+
+  /** Read the host's clock (for pages whose data carries none); again every 30 s, so a `dev`
+   * clock advance shows up without a reload. */
+  function followHostClock() {
+    async function sync() {
+      try {
+        syncClock((await api("/_platform/api/overview")).now);
+        refreshTimes();
+      } catch {
+        // the page's own requests report a host that is away
+      }
+    }
+    sync();
+    setInterval(sync, 30_000);
+  }
+
+  function refreshTimes() {
+    for (const node of document.querySelectorAll("time[data-at]")) {
+      const text = node.dataset.prefix + fmtAgo(Number(node.dataset.at));
+      if (node.textContent !== text) node.textContent = text;
+    }
+  }
+  setInterval(refreshTimes, 1000);
 
   function fmtDuration(ms) {
     if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
@@ -154,8 +254,8 @@ const Dash = (() => {
     return `${Math.floor(h / 24)}d ${h % 24}h`;
   }
 
-  function fmtRelative(ms, now) {
-    const delta = ms - (now ?? Date.now());
+  function fmtRelative(ms, at) {
+    const delta = ms - (at ?? now());
     const text = fmtDuration(Math.abs(delta));
     return delta >= 0 ? "in " + text : text + " ago";
   }
@@ -308,7 +408,10 @@ const Dash = (() => {
     const page = document.body.dataset.page;
     for (const a of document.querySelectorAll("a[data-nav]")) {
       a.href = withToken(a.getAttribute("href"));
-      if (a.dataset.nav === page) a.classList.add("current");
+      if (a.dataset.nav === page) {
+        a.classList.add("current");
+        a.setAttribute("aria-current", "page");
+      }
     }
   }
 
@@ -319,23 +422,28 @@ const Dash = (() => {
     TERMINAL,
     api,
     badge,
+    confirmDialog,
     el,
     fmtBytes,
     fmtDuration,
     fmtFull,
+    fmtAgo,
+    followHostClock,
     fmtRelative,
-    fmtTime,
     href,
     jsonBlock,
     jsonText,
     live,
     notify,
+    now,
     oneLine,
     query,
     runHref,
     runLink,
+    syncClock,
     textBlock,
     throttle,
+    timeAgo,
     withToken,
   };
 })();

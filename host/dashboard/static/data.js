@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, api, query, jsonBlock, textBlock, fmtTime, fmtFull, fmtBytes, fmtRelative, oneLine } = Dash;
+  const { el, api, query, jsonBlock, textBlock, timeAgo, fmtBytes, oneLine } = Dash;
 
   const PAGE = 50;
   const $ = (id) => document.getElementById(id);
@@ -45,7 +45,11 @@
 
   async function show() {
     const mine = ++view;
-    for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("current", a.dataset.tab === state.tab);
+    for (const a of document.querySelectorAll("#tabs a")) {
+      a.classList.toggle("current", a.dataset.tab === state.tab);
+      if (a.dataset.tab === state.tab) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
     remember();
     pane.replaceChildren();
     if (state.tab === "storage") {
@@ -90,7 +94,10 @@
   function select(name) {
     state.name = name;
     remember();
-    for (const b of names.querySelectorAll("button")) b.classList.toggle("current", b.dataset.name === name);
+    for (const b of names.querySelectorAll("button")) {
+      b.classList.toggle("current", b.dataset.name === name);
+      b.setAttribute("aria-pressed", b.dataset.name === name ? "true" : "false");
+    }
     if (state.tab === "kv") showKv(name, "");
     else showCollection(name, "", 0);
   }
@@ -130,7 +137,7 @@
             { dataset: { key: key.name } },
             el("td", { class: "mono" }, key.name),
             "value" in key ? valueCell(key.value, key.truncated) : el("td", { class: "muted" }, "(gone)"),
-            el("td", { class: "time", title: key.expiration ? fmtFull(key.expiration) : null }, key.expiration ? fmtRelative(key.expiration) : "never"),
+            el("td", { class: "time" }, key.expiration ? timeAgo(key.expiration) : "never"),
           ),
         );
       }
@@ -228,7 +235,7 @@
       el("td", { class: "mono" }, item.key),
       el("td", { class: "num" }, fmtBytes(item.size)),
       el("td", { class: "mono" }, item.contentType),
-      el("td", { class: "time", title: fmtFull(item.lastModified) }, fmtTime(item.lastModified)),
+      el("td", { class: "time" }, timeAgo(item.lastModified)),
       el("td", { class: "mono clip" }, item.metadata ? oneLine(item.metadata, 200) : ""),
       el("td", {}, preview, " ", download),
     );
@@ -250,5 +257,6 @@
     return tr;
   }
 
+  Dash.followHostClock();
   show();
 })();

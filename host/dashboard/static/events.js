@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, api, fmtTime, fmtFull, jsonBlock, oneLine, query, runLink } = Dash;
+  const { el, api, timeAgo, jsonBlock, oneLine, query, runLink } = Dash;
 
   const BACKLOG = 200;
   const ROWS_MAX = 1000;
@@ -39,11 +39,13 @@
   function rowOf(event) {
     const source = SOURCES.has(event.r) ? event.r : "custom";
     const key = event.r === "workflow" && event.k ? runLink(event.k) : event.k ?? "";
+    // The id cell's button unfolds the event: a row is not focusable, a button is (Enter/Space).
+    const toggle = el("button", { type: "button", class: "expand", "aria-expanded": "false", title: "show the full event" }, String(event.id));
     const tr = el(
       "tr",
       { class: "clickable", dataset: { id: String(event.id), t: event.t }, title: "click for the full event" },
-      el("td", { class: "num" }, String(event.id)),
-      el("td", { class: "time", title: fmtFull(event.ts) }, fmtTime(event.ts, true)),
+      el("td", { class: "num" }, toggle),
+      el("td", { class: "time" }, timeAgo(event.ts)),
       el("td", {}, el("span", { class: "type" }, event.t)),
       el("td", {}, el("span", { class: "badge plain r r-" + source }, String(event.r))),
       el("td", { class: "mono clip" }, event.ns ?? ""),
@@ -56,12 +58,42 @@
       if (after && after.classList.contains("detail-row")) {
         after.remove();
         tr.classList.remove("expanded");
+        toggle.setAttribute("aria-expanded", "false");
       } else {
         tr.classList.add("expanded");
-        tr.after(el("tr", { class: "detail-row" }, el("td", { colspan: "7" }, jsonBlock(event))));
+        toggle.setAttribute("aria-expanded", "true");
+        const started = el("div", { class: "started-runs note" });
+        tr.after(el("tr", { class: "detail-row" }, el("td", { colspan: "7" }, started, jsonBlock(event))));
+        if (event.r !== "workflow") showStarted(event.id, started);
       }
     });
     return tr;
+  }
+
+  /** The runs this event started through a workflow's event trigger, as links. */
+  async function showStarted(id, box) {
+    let answer;
+    try {
+      answer = await api(`/_platform/api/events/${id}/runs`);
+    } catch {
+      return;
+    }
+    if (!answer.runs.length) {
+      box.textContent = "started no run";
+      return;
+    }
+    box.replaceChildren("started ", ...answer.runs.flatMap((r, i) => [i ? ", " : "", runLink(r.runId), " ", Dash.badge(r.status), " ", r.workflowId]));
+  }
+
+  /** /_platform/events#event-42 (a run's "started by" link): unfold that event once it shows. */
+  function openLinked() {
+    const wanted = /^#event-(\d+)$/.exec(location.hash);
+    if (!wanted) return;
+    const row = rows.querySelector(`tr[data-id="${wanted[1]}"]`);
+    if (!row || row.classList.contains("expanded")) return;
+    row.classList.add("linked");
+    row.querySelector("button.expand").click();
+    row.scrollIntoView({ block: "center" });
   }
 
   function add(events) {
@@ -82,6 +114,7 @@
     empty.hidden = shown > 0;
     summary.textContent = `${shown.toLocaleString()} event${shown === 1 ? "" : "s"}${paused && held.length ? ` · ${held.length} new while paused` : ""}`;
     pause.textContent = paused ? `Resume${held.length ? ` (${held.length})` : ""}` : "Pause";
+    pause.setAttribute("aria-pressed", paused ? "true" : "false");
   }
 
   async function start() {
@@ -101,6 +134,7 @@
     }
     if (mine !== generation) return;
     add(backlog);
+    openLinked();
     stream = Dash.live(
       { ...filters, since: lastId },
       {
@@ -140,5 +174,6 @@
     renderSummary();
   });
 
+  Dash.followHostClock();
   start();
 })();

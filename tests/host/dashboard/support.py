@@ -82,6 +82,36 @@ FLOWS = textwrap.dedent(
             raise RuntimeError(input.get("message", "boom"))
 
         await step.run("charge", explode)
+
+
+    @define_workflow({"id": "nightly", "trigger": {"kind": "schedule", "cron": "0 3 * * *"}})
+    async def nightly(input, step, ctx):
+        return await step.run("tally", lambda: input)
+
+
+    @define_workflow({"id": "greeter", "trigger": {"kind": "event", "t": "user.signed_up"}})
+    async def greeter(input, step, ctx):
+        return await step.run("greet", lambda: {"hello": input})
+
+
+    def _charge_card(attempt):
+        raise ConnectionError("card network down on attempt " + str(attempt))
+
+
+    @define_workflow({"id": "flaky", "options": {"retries": 1}})
+    async def flaky(input, step, ctx):
+        await step.run("load", lambda: {"ok": True})
+        if ctx.attempt == 1:
+            await step.run("charge", lambda: _charge_card(ctx.attempt))
+        raise KeyError("missing price")
+
+
+    @define_workflow({"id": "lookup", "options": {"retries": 0}})
+    async def lookup(input, step, ctx):
+        order = await step.run("load-order", lambda: None)
+        if order is None:
+            raise LookupError("no order " + repr(input.get("orderId")))
+        return order
     """
 )
 
@@ -126,6 +156,7 @@ class DashHost:
 
     root: Path
     token: str | None = None
+    command: str = "serve"  # or "dev": a clock that POST /api/dev/clock moves forward
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     api: httpx.Client = field(init=False)
@@ -143,7 +174,7 @@ class DashHost:
         env["PYTHONUNBUFFERED"] = "1"
         if self.token:
             env["PLATFORM_TOKEN"] = self.token
-        args = ["serve", str(self.project), "--port", str(self.port), "--data", str(self.data)]
+        args = [self.command, str(self.project), "--port", str(self.port), "--data", str(self.data)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "host", *args],
@@ -214,8 +245,8 @@ class DashHost:
 
 
 @contextlib.contextmanager
-def running(root: Path, token: str | None = None) -> Iterator[DashHost]:
-    host = DashHost(root, token=token)
+def running(root: Path, token: str | None = None, command: str = "serve") -> Iterator[DashHost]:
+    host = DashHost(root, token=token, command=command)
     try:
         yield host.start()
     finally:

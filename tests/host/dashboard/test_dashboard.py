@@ -131,8 +131,8 @@ def test_the_timeline_shows_every_step(dash: DashHost, page: Page) -> None:
     assert page.locator('li.step[data-step="nap"] code.wake').count() == 1  # its wake time
     assert "took" in page.locator('li.step[data-step="transform"] .timing').inner_text()
     assert "40" in page.locator('li.step[data-step="transform"] .inline-out').inner_text()
-    assert json.loads(page.locator("#output pre").inner_text()) == {"total": 40}
-    assert json.loads(page.locator("#input pre").inner_text()) == {"items": 4}
+    assert json.loads(page.locator("#output .jv-tree").inner_text()) == {"total": 40}
+    assert json.loads(page.locator("#input .jv-tree").inner_text()) == {"items": 4}
     assert page.locator("#status .badge").inner_text() == "completed"
     assert page.locator("#cancel").is_hidden()  # nothing to cancel once it ended
     screenshot(page, "run")
@@ -158,12 +158,25 @@ def test_cancel_from_the_page_cancels_the_run(dash: DashHost, page: Page) -> Non
     dash.wait_status(run_id, "sleeping")
     page.goto(f"{dash.url}/_platform/runs/{run_id}")
     page.wait_for_selector('li.step[data-step="nap"][data-status="pending"]')
-    assert "wakes at" in page.locator('li.step[data-step="nap"] .detail').inner_text()
+    assert page.locator('li.step[data-step="nap"] .detail').inner_text() == "wakes in 59m"
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#cancel")
     dash.wait_status(run_id, "cancelled")
     page.wait_for_selector('#status .badge[data-status="cancelled"]')
     assert page.locator("#cancel").is_hidden()
+    # The sleep the cancel cut short is no longer shown as waiting, here or in the API.
+    nap = page.locator('li.step[data-step="nap"]')
+    nap.and_(page.locator('[data-status="abandoned"]')).wait_for()
+    assert "wakes" not in nap.inner_text()
+    assert nap.locator(".bar span.open").count() == 0  # no "still going" stripes
+    assert [s["status"] for s in dash.history(run_id)] == ["completed", "abandoned"]
+    # A deliberate cancel is not an error: neutral colours, no red error text.
+    callout = page.locator("#error")
+    assert callout.get_attribute("class") == "callout cancelled"
+    assert callout.locator("pre.error").count() == 0
+    red = "rgb(220, 38, 38)"
+    assert callout.locator("h3").evaluate("h => getComputedStyle(h).color") != red
+    screenshot(page, "run-cancelled")
 
 
 def test_rerun_from_a_step_does_not_run_the_earlier_steps_again(
@@ -176,6 +189,13 @@ def test_rerun_from_a_step_does_not_run_the_earlier_steps_again(
 
     page.goto(f"{dash.url}/_platform/runs/{original}")
     page.click('li.step[data-step="transform"] button.rerun-from')
+    # It asks first, naming the steps that run again and those that replay.
+    dialog = page.locator("dialog#confirm")
+    dialog.wait_for()
+    assert dialog.locator(".again code").all_inner_texts() == ["transform", "publish"]
+    assert dialog.locator(".replayed code").all_inner_texts() == ["prepare", "nap"]
+    screenshot(page, "rerun-confirm", full_page=False)
+    page.click("#confirm-ok")
     page.wait_for_url(re.compile(r"/_platform/runs/(?!" + re.escape(original) + r"$)[^/?]+$"))
     rerun = page.url.rsplit("/", 1)[1]
     assert rerun != original
@@ -199,6 +219,12 @@ def test_rerun_from_the_step_picker(dash: DashHost, page: Page, tmp_path: Path) 
     page.wait_for_selector('li.step[data-step="publish"]')
     page.select_option("#rerun-step", "publish")
     page.click("#rerun")
+    page.click("#confirm-cancel")  # changed my mind: nothing starts
+    page.wait_for_timeout(300)
+    assert tally(log) == {"prepare": 1, "transform": 1, "publish": 1}
+    page.click("#rerun")
+    assert page.locator("dialog#confirm .again code").all_inner_texts() == ["publish"]
+    page.click("#confirm-ok")
     page.wait_for_url(re.compile(r"/_platform/runs/(?!" + re.escape(original) + r"$)[^/?]+$"))
     dash.wait_status(page.url.rsplit("/", 1)[1], "completed")
     assert tally(log) == {"prepare": 1, "transform": 1, "publish": 2}
@@ -267,7 +293,7 @@ def test_the_events_page_streams_and_filters(dash: DashHost, page: Page) -> None
     assert page.locator("#rows tr").first.get_attribute("data-id") == str(answer.json()["id"])
     assert '{"amount":12}' in sale.inner_text()
     sale.click()  # unfolds the whole event
-    assert json.loads(page.locator("tr.detail-row pre").inner_text())["data"] == {"amount": 12}
+    assert json.loads(page.locator("tr.detail-row .jv-tree").inner_text())["data"] == {"amount": 12}
     assert page.evaluate("window.__sameDocument") is True
 
     page.fill("#f-t", "shop.sale")

@@ -97,8 +97,25 @@ def test_counts_and_workflows(crafted: tuple[DashHost, list[dict[str, Any]]]) ->
         "cancelled",
     }
     assert overview["total"] == CRAFTED_RUNS
-    assert overview["workflows"] == ["approval", "broken", "child", "parent", "pipeline"]
+    assert overview["workflows"] == [
+        "approval",
+        "broken",
+        "child",
+        "flaky",
+        "greeter",
+        "lookup",
+        "nightly",
+        "parent",
+        "pipeline",
+    ]
     assert isinstance(overview["now"], int)
+    for workflow_id in ("pipeline", "approval"):
+        mine = host.api.get("/_platform/api/overview", params={"workflowId": workflow_id}).json()
+        expected = Counter(r["status"] for r in runs if r["workflowId"] == workflow_id)
+        assert {k: v for k, v in mine["counts"].items() if v} == dict(expected)
+        assert mine["total"] == CRAFTED_RUNS // 2
+    nobody = host.api.get("/_platform/api/overview", params={"workflowId": "nobody"}).json()
+    assert nobody["total"] == 0
 
 
 def test_bad_page_requests_are_400s(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
