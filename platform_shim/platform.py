@@ -18,6 +18,7 @@ from platform_shim.services.database import DatabaseService, DbState
 from platform_shim.services.events import EventsService
 from platform_shim.services.kv import KvService, KvState
 from platform_shim.services.queue import QueueService, QueueState
+from platform_shim.services.realtime import RealtimeService
 from platform_shim.services.storage import StorageService, StorageState
 from platform_shim.services.stream import EventStream
 from platform_shim.store.filestore import FileStore
@@ -37,7 +38,7 @@ _clients: dict[Path, Platform] = {}
 
 
 class Platform:
-    """KV, database, storage, queue, events and workflows over one ``Store``."""
+    """KV, database, storage, queue, events, realtime and workflows over one ``Store``."""
 
     def __init__(
         self,
@@ -68,6 +69,8 @@ class Platform:
         self.events = EventsService(self.stream)
         self._workflows: WorkflowsService | None = None
         self.worker: Worker | None = None  # set when this platform is a worker's
+        self.realtime = RealtimeService(store, self.clock, is_worker=self._is_worker)
+        self.realtime.send_event = self._send_event
         # The context the worker's tasks run in: get_platform() there returns this platform.
         self.context: contextvars.Context | None = None
 
@@ -75,14 +78,20 @@ class Platform:
     def workflows(self) -> WorkflowsService:
         """Start, inspect, signal and cancel workflow runs."""
         if self._workflows is None:
-            from platform_shim.workflows.service import client_workflows
+            from platform_shim.services.signals import RelayingClientWorkflows
 
-            self._workflows = client_workflows(self)
+            self._workflows = RelayingClientWorkflows(self)
         return self._workflows
 
     @workflows.setter
     def workflows(self, service: WorkflowsService) -> None:
         self._workflows = service
+
+    def _is_worker(self) -> bool:
+        return self.worker is not None
+
+    async def _send_event(self, event_type: str, payload: Any) -> int:
+        return await self.workflows.send_event(event_type, payload)
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait until the worker has nothing left to do but wait for time (tests use this
@@ -107,7 +116,17 @@ class Platform:
 class ServicesContext:
     """The platform's services as attributes: what a workflow's and a handler's ``ctx`` share."""
 
-    __slots__ = ("database", "db", "events", "kv", "platform", "queue", "storage", "workflows")
+    __slots__ = (
+        "database",
+        "db",
+        "events",
+        "kv",
+        "platform",
+        "queue",
+        "realtime",
+        "storage",
+        "workflows",
+    )
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -117,6 +136,7 @@ class ServicesContext:
         self.queue = platform.queue
         self.workflows = platform.workflows
         self.events = platform.events
+        self.realtime = platform.realtime
 
 
 def open_client(

@@ -27,13 +27,14 @@ from platform_shim.events import EventHandler
 from platform_shim.platform import Platform, current_platform
 from platform_shim.scheduler import Scheduler
 from platform_shim.services.compaction import compact_stream
+from platform_shim.services.realtime_state import HistoryConfig
+from platform_shim.services.signals import RelayingEngineWorkflows
 from platform_shim.store.filestore import FileStore, replace_file_bytes
 from platform_shim.store.jsonl import bulk_load
 from platform_shim.store.protocol import Durability
 from platform_shim.watcher import DataWatcher
 from platform_shim.workflows.definition import ScheduleTrigger, Workflow, WorkflowRegistry
 from platform_shim.workflows.engine import DEFAULT_OUTPUT_LIMIT, Engine, default_backoff
-from platform_shim.workflows.service import EngineWorkflows
 
 __all__ = ["Worker", "WorkerOptions", "open_platform"]
 
@@ -61,6 +62,7 @@ class WorkerOptions:
         run_retention_ms: int = DEFAULT_RUN_RETENTION_MS,
         tune_gc: bool = True,
         freeze_gc: bool = False,
+        realtime_history: HistoryConfig | None = None,
     ) -> None:
         self.durability: Durability = durability
         self.retry_backoff = retry_backoff
@@ -78,6 +80,9 @@ class WorkerOptions:
         # process) also moves the state loaded at start out of the collector's sight for good.
         self.tune_gc = tune_gc
         self.freeze_gc = freeze_gc
+        # Which realtime channels keep a replayable history (none by default; the host reads
+        # it from the project's platform.toml).
+        self.realtime_history = realtime_history or HistoryConfig()
 
 
 class Worker:
@@ -164,7 +169,7 @@ class Worker:
             retry_backoff=options.retry_backoff,
             relay_cursor=dispatch_state.relay,
         )
-        platform.workflows = EngineWorkflows(engine)
+        platform.workflows = RelayingEngineWorkflows(engine, platform.realtime)
         dispatcher = self._dispatcher = Dispatcher(
             platform,
             engine,
@@ -197,6 +202,7 @@ class Worker:
             engine.start()
         if options.freeze_gc:
             gc.freeze()
+        await platform.realtime.configure(options.realtime_history)
         platform.kv.start_sweeper()
         dispatcher.start()
         scheduler.start()
@@ -232,6 +238,7 @@ class Worker:
         if self._platform is not None:
             self._platform.kv.stop_sweeper()
             await self._platform.stream.log.barrier()
+            await self._platform.realtime.log.barrier()
         if self.store is not None:
             with contextlib.suppress(FileNotFoundError):
                 (self.store.lock_dir / "worker.json").unlink()
@@ -258,6 +265,7 @@ class Worker:
         if self._platform is None or self._engine is None:
             return
         self._platform.stream.log.refresh()
+        self._platform.realtime.log.refresh()
         self._engine.log.refresh()
 
     # ------------------------------------------------------------------------ compaction
@@ -297,6 +305,7 @@ class Worker:
         for run_id in pruned:
             engine.state.forget(run_id)
         dispatcher.compact()
+        platform.realtime.compact()
         log.info(
             "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
             before_runs,
