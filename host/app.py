@@ -28,6 +28,9 @@ from host.devclock import SkippableClock
 from host.errors import ApiError, error_response, exception_handlers
 from host.loader import Loader
 from host.openapi import routes as openapi_routes
+from host.project_config import load_project_config
+from host.realtime_ws import RealtimeHub
+from host.realtime_ws import routes as realtime_ws_routes
 from platform_shim.platform import Platform, current_platform
 from platform_shim.runtime import Worker, WorkerOptions
 
@@ -44,6 +47,7 @@ class HostState:
         self.loader = Loader(config.project_dir)
         self.worker: Worker | None = None
         self.reloader: Any = None
+        self.realtime_hub: RealtimeHub | None = None  # the WebSocket fan-out, once started
         self.app: Starlette | None = None
         self.startup_error: BaseException | None = None  # why the lifespan could not start
 
@@ -59,6 +63,7 @@ class HostState:
         dev = dev_routes if self.config.dev else []
         self.app.router.routes[:] = [
             *api_routes(),
+            *realtime_ws_routes,
             *dev,
             *openapi_routes,
             *dashboard_routes(),
@@ -181,6 +186,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         options = worker_options or WorkerOptions(durability=config.durability)
+        try:
+            project = load_project_config(config.project_dir)
+        except BaseException as exc:
+            state.startup_error = exc
+            raise
+        options.realtime_history = project.history
         worker = Worker(
             config.data_dir or "data", registry=state.loader.registry, clock=clock, options=options
         )
@@ -205,6 +216,12 @@ def create_app(
             state.install_routes()
             state.describe()
             await worker.begin()
+            state.realtime_hub = RealtimeHub(
+                worker.platform.realtime,
+                worker.clock,
+                grace_ms=project.presence_grace_ms,
+                outbox=project.outbox,
+            )
             if config.dev:
                 from host.reload import Reloader
 
@@ -214,6 +231,9 @@ def create_app(
         finally:
             if state.reloader is not None:
                 await state.reloader.stop()
+            if state.realtime_hub is not None:
+                state.realtime_hub.close()
+                state.realtime_hub = None
             await worker.stop()
             state.worker = None
 

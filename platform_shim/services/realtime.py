@@ -62,7 +62,9 @@ def check_channel(channel: object) -> str:
 
 def _check_user(user_id: object, what: str = "user id") -> str:
     if not isinstance(user_id, str) or not user_id or len(user_id) > 256:
-        raise ValueError(f"a {what} must be a non-empty string (at most 256 characters), not {user_id!r}")
+        raise ValueError(
+            f"a {what} must be a non-empty string (at most 256 characters), not {user_id!r}"
+        )
     return user_id
 
 

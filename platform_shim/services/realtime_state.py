@@ -54,9 +54,8 @@ class HistoryConfig:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.channels, str) or not all(
-            isinstance(c, str) and c for c in self.channels
-        ):
+        channels: object = self.channels  # typed as a tuple, but it comes from user config
+        if isinstance(channels, str) or not all(isinstance(c, str) and c for c in self.channels):
             raise ValueError(
                 f"realtime history channels must be a list of non-empty glob strings, "
                 f"not {self.channels!r}"
@@ -71,9 +70,7 @@ class HistoryConfig:
                 f"not {self.max_messages!r}"
             )
         object.__setattr__(self, "channels", tuple(self.channels))
-        object.__setattr__(
-            self, "_matchers", tuple(compile_key_pattern(c) for c in self.channels)
-        )
+        object.__setattr__(self, "_matchers", tuple(compile_key_pattern(c) for c in self.channels))
 
     def keeps(self, channel: str) -> bool:
         return any(match(channel) for match in self._matchers)
