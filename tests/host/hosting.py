@@ -212,10 +212,11 @@ def running_host(
     bind: str = "127.0.0.1",
     token: str | None = None,
     command: str = "serve",
+    project: Path | None = None,
 ) -> Iterator[Host]:
-    """Start a host on a fresh project and data folder under ``root``; stop it after."""
+    """Start a host on a fresh project (or ``project``) and data folder under ``root``; stop it after."""
     root.mkdir(parents=True, exist_ok=True)
-    project = write_project(root)
+    project = project or write_project(root)
     data = root / "data"
     env = dict(env or {})
     if token is not None:
