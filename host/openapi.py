@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from host.openapi_realtime import REALTIME_PATHS, REALTIME_SCHEMAS
+
 __all__ = ["OPENAPI", "routes"]
 
 _ANY: dict[str, Any] = {}  # any JSON value
@@ -719,9 +721,9 @@ OPENAPI: dict[str, Any] = {
         " Off loopback every /api request needs `Authorization: Bearer <PLATFORM_TOKEN>`.",
     },
     "servers": [{"url": "/"}],
-    "paths": _PATHS,
+    "paths": {**_PATHS, **REALTIME_PATHS},
     "components": {
-        "schemas": _SCHEMAS,
+        "schemas": {**_SCHEMAS, **REALTIME_SCHEMAS},
         "responses": _RESPONSES,
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },

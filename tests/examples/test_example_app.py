@@ -44,7 +44,7 @@ async def test_the_host_loads_every_seed_example(app: ExampleApp) -> None:
         "invites:nudge_on_invite",
         "users:onboard_new_user",
     ]
-    assert [getattr(r, "path", None) for r in app.loader.routes()] == ["/checkout"]
+    assert [getattr(r, "path", None) for r in app.loader.routes()] == ["/chat", "/checkout"]
     onboarding = app.loader.registry.get("onboarding")
     assert onboarding is not None
     assert onboarding.retries == 5
@@ -432,7 +432,7 @@ def test_readme_walkthrough_against_a_real_host(tmp_path: Path) -> None:
         http = host.http
         log = host.log()
         assert "loaded 7 workflow(s)" in log
-        assert "user routes: /checkout" in log
+        assert "user routes: /chat, /checkout" in log
 
         # Insert a user: events/users.py starts onboarding, which parks on its 24 h sleep.
         inserted = http.put(
