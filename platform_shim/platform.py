@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platform_shim.clock import Clock, SystemClock
+from platform_shim.services.auth import AuthService
 from platform_shim.services.database import DatabaseService, DbState
 from platform_shim.services.events import EventsService
 from platform_shim.services.kv import KvService, KvState
@@ -38,7 +39,7 @@ _clients: dict[Path, Platform] = {}
 
 
 class Platform:
-    """KV, database, storage, queue, events, realtime and workflows over one ``Store``."""
+    """KV, database, storage, queue, events, realtime, auth and workflows over one ``Store``."""
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class Platform:
         self.worker: Worker | None = None  # set when this platform is a worker's
         self.realtime = RealtimeService(store, self.clock, is_worker=self._is_worker)
         self.realtime.send_event = self._send_event
+        self.auth = AuthService(store, self.clock, self.events, is_worker=self._is_worker)
         # The context the worker's tasks run in: get_platform() there returns this platform.
         self.context: contextvars.Context | None = None
 
@@ -117,6 +119,7 @@ class ServicesContext:
     """The platform's services as attributes: what a workflow's and a handler's ``ctx`` share."""
 
     __slots__ = (
+        "auth",
         "database",
         "db",
         "events",
@@ -137,6 +140,7 @@ class ServicesContext:
         self.workflows = platform.workflows
         self.events = platform.events
         self.realtime = platform.realtime
+        self.auth = platform.auth
 
 
 def open_client(

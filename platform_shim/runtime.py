@@ -203,6 +203,7 @@ class Worker:
         if options.freeze_gc:
             gc.freeze()
         await platform.realtime.configure(options.realtime_history)
+        await platform.auth.announce_pending()  # events a crash kept from the stream
         platform.kv.start_sweeper()
         dispatcher.start()
         scheduler.start()
@@ -239,6 +240,7 @@ class Worker:
             self._platform.kv.stop_sweeper()
             await self._platform.stream.log.barrier()
             await self._platform.realtime.log.barrier()
+            await self._platform.auth.log.barrier()
         if self.store is not None:
             with contextlib.suppress(FileNotFoundError):
                 (self.store.lock_dir / "worker.json").unlink()
@@ -266,6 +268,7 @@ class Worker:
             return
         self._platform.stream.log.refresh()
         self._platform.realtime.log.refresh()
+        self._platform.auth.log.refresh()
         self._engine.log.refresh()
 
     # ------------------------------------------------------------------------ compaction
@@ -306,6 +309,7 @@ class Worker:
             engine.state.forget(run_id)
         dispatcher.compact()
         platform.realtime.compact()
+        platform.auth.compact()
         log.info(
             "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
             before_runs,
