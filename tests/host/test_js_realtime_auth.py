@@ -115,3 +115,51 @@ def test_realtime_client_over_websocket(checks: dict[str, dict[str, Any]]) -> No
     assert client["joins"] == ["bob"]
     assert client["leaves"] == ["bob"]
     assert client["members"] == ["bob"]
+
+
+def auth_error(message: str) -> tuple[int, dict[str, Any]]:
+    """``Auth error (<status>): <body>`` as the client throws it."""
+    prefix = "Auth error ("
+    assert message.startswith(prefix), message
+    status, _, body = message[len(prefix) :].partition("): ")
+    return int(status), json.loads(body)
+
+
+def test_auth(checks: dict[str, dict[str, Any]], host: Host) -> None:
+    user = value(checks, "auth.register")
+    assert user["id"].startswith("usr_")
+    assert (user["email_verified"], user["status"], user["provider"], user["groups"]) == (
+        False, "active", "email", []
+    )  # fmt: skip
+    assert user["profile"] == {"from": "node"}
+    session = value(checks, "auth.login")
+    assert set(session) >= {"access_token", "refresh_token", "expires_in", "user"}
+    assert session["user"]["id"] == user["id"]
+    wrong = auth_error(checks["auth.login.wrong"]["error"])
+    unknown = auth_error(checks["auth.login.unknown"]["error"])
+    assert (
+        wrong
+        == unknown
+        == (401, {"error": "invalid_credentials", "detail": "invalid email or password"})
+    )
+    assert value(checks, "auth.validate")["id"] == user["id"]
+    refreshed = value(checks, "auth.refresh")
+    assert refreshed["renewed"] is True
+    assert auth_error(refreshed["reuse"])[0] == 401
+    assert value(checks, "auth.getUser")["email"] == user["email"]
+    assert value(checks, "auth.getUser.missing") is None
+    listed = value(checks, "auth.listUsers")
+    assert listed["total"] >= 1 and user["id"] in [u["id"] for u in listed["users"]]
+    assert "password" not in json.dumps(listed)
+    assert value(checks, "auth.updateUser")["profile"] == {"from": "node", "plan": "pro"}
+    assert value(checks, "auth.verify") is True
+    assert value(checks, "auth.reset") == "string"
+    assert auth_error(value(checks, "auth.logout"))[0] == 401
+    assert value(checks, "auth.deleteUser") is None
+    with httpx.Client(base_url=host.url) as http:
+        events = http.get("/api/events", params={"r": "auth", "limit": 1000}).json()
+    mine = [e["t"] for e in events if e["k"] == user["id"]]
+    assert mine[0] == "auth.user.registered" and mine[-1] == "auth.user.deleted"
+    assert {"auth.user.login", "auth.user.verified", "auth.user.password_reset",
+            "auth.user.password_changed", "auth.user.logout", "auth.user.updated"} <= set(mine)  # fmt: skip
+    assert "js password" not in host.log()

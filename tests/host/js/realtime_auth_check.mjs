@@ -112,7 +112,63 @@ await check('realtime.client', async () => {
   return { got, joins, leaves, members: members.map((m) => m.userId) };
 });
 
-// AUTH CHECKS
+// --------------------------------------------------------------------------- auth (HTTP)
+
+const email = `js-${Date.now()}@example.com`;
+let user = null;
+let session = null;
+await check('auth.register', async () => {
+  user = await auth.register({ email, password: 'js password 1', profile: { from: 'node' } });
+  return user;
+});
+await check('auth.login', async () => {
+  session = await auth.login({ email, password: 'js password 1' });
+  return session;
+});
+await check('auth.login.wrong', () => auth.login({ email, password: 'not the password' }));
+await check('auth.login.unknown', () => auth.login({ email: 'nobody@example.com', password: 'not the password' }));
+await check('auth.validate', () => auth.validate(session.access_token));
+await check('auth.refresh', async () => {
+  const renewed = await auth.refresh(session.refresh_token);
+  let reuse = null;
+  try {
+    await auth.refresh(session.refresh_token);
+  } catch (err) {
+    reuse = String(err.message);
+  }
+  session = await auth.login({ email, password: 'js password 1' });
+  return { renewed: typeof renewed.access_token === 'string' && renewed.refresh_token !== session.refresh_token, reuse };
+});
+await check('auth.getUser', () => auth.getUser(user.id));
+await check('auth.getUser.missing', () => auth.getUser('usr_missing'));
+await check('auth.listUsers', () => auth.listUsers({ email_contains: 'js-', limit: 10 }));
+await check('auth.updateUser', () => auth.updateUser(user.id, { profile: { plan: 'pro' } }));
+await check('auth.verify', async () => {
+  const { token } = await auth.sendVerification(user.id);
+  await auth.verifyEmail(token);
+  return (await auth.getUser(user.id)).email_verified;
+});
+await check('auth.reset', async () => {
+  const { token } = await auth.sendPasswordReset(email);
+  await auth.resetPassword(token, 'js password 2');
+  const fresh = await auth.login({ email, password: 'js password 2' });
+  await auth.changePassword(user.id, 'js password 2', 'js password 3');
+  session = await auth.login({ email, password: 'js password 3' });
+  return typeof fresh.access_token;
+});
+await check('auth.logout', async () => {
+  await auth.logout(session.session_id);
+  try {
+    await auth.validate(session.access_token);
+    return 'still valid';
+  } catch (err) {
+    return String(err.message);
+  }
+});
+await check('auth.deleteUser', async () => {
+  await auth.deleteUser(user.id);
+  return await auth.getUser(user.id);
+});
 
 emit({ done: true });
 process.exit(0);
