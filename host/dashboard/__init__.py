@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from host.dashboard import data, pages, runs
+from host.dashboard import data, pages, people, runs
 
 __all__ = ["dashboard_routes"]
 
 
 def dashboard_routes() -> list[BaseRoute]:
     """The dashboard's pages, static files and JSON endpoints."""
-    return [*runs.routes, *data.routes, *pages.routes]
+    return [*runs.routes, *data.routes, *people.routes, *pages.routes]

@@ -8,40 +8,20 @@ serves the repository itself (its ``platform.toml`` keeps ``chat:*`` history).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.host.hosting import REPO, Host, running_host
-from tests.support.required import unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     with running_host(tmp_path_factory.mktemp("chat"), project=REPO) as host:
         yield host
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    from playwright.sync_api import Error, sync_playwright
-
-    if not CHROMIUM.exists():
-        unavailable("chromium", f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        except Error as exc:
-            unavailable("chromium", f"Chromium at {CHROMIUM} does not start: {exc}")
-        yield launched
-        launched.close()
 
 
 def open_tab(browser: Browser, url: str, errors: list[str]) -> Page:
