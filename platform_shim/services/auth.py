@@ -39,6 +39,7 @@ import orjson
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import dumps
 from platform_shim.services.auth_crypto import (
+    SECRET_FILE,
     dummy_verify,
     hash_password,
     hash_token,
@@ -177,6 +178,13 @@ class AuthService:
 
     def _secret(self) -> bytes:
         if self._key is None:
+            self._key = load_secret(self._data_dir)
+        return self._key
+
+    def _existing_secret(self) -> bytes | None:
+        """The key if one was made: checking a token must not create it (a refused request
+        writes nothing)."""
+        if self._key is None and (self._data_dir / SECRET_FILE).exists():
             self._key = load_secret(self._data_dir)
         return self._key
 
@@ -346,7 +354,8 @@ class AuthService:
         """The user of a valid access token (its session live, its user active)."""
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise AuthError(401, _BAD_TOKEN, "invalid_token")
-        claims = verify_access(self._secret(), token, self._clock.now_ms() // 1000)
+        key = self._existing_secret()
+        claims = verify_access(key, token, self._clock.now_ms() // 1000) if key else None
         self.log.fresh()
         session = self.state.sessions.get(claims["sid"]) if claims else None
         user = self.state.users.get(claims["sub"]) if claims else None

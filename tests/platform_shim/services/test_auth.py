@@ -174,7 +174,9 @@ async def test_no_user_enumeration(auth_platform: Platform) -> None:
 
 
 async def test_the_signing_secret(auth_platform: Platform, data_dir: Path) -> None:
-    assert not (data_dir / SECRET_FILE).exists()  # created on first use
+    with pytest.raises(AuthError):
+        await auth_platform.auth.validate("a.b.c")
+    assert not (data_dir / SECRET_FILE).exists()  # created on first use, not by a refusal
     await signed_up(auth_platform)
     session = await auth_platform.auth.login("ada@example.com", PASSWORD)
     path = data_dir / SECRET_FILE
