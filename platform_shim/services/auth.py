@@ -173,6 +173,7 @@ class AuthService:
         self._is_worker = is_worker
         self._key: bytes | None = None
         self._failures = _Failures()
+        self._announcing: set[int] = set()  # event numbers being announced by this process
 
     # ---------------------------------------------------------------------- plumbing
 
@@ -194,6 +195,7 @@ class AuthService:
         """Write what ``check`` decides (against the latest state), announce ``event`` with
         the public user the result names, and return the result."""
         state = self.state
+        numbered: list[int] = []
 
         def prepare() -> tuple[bytes | None, Callable[[], Any]]:
             record, result = check()
@@ -207,6 +209,7 @@ class AuthService:
                 uid = record.get("uid") or (user or {}).get("id") or record.get("id")
                 record["n"] = state.last_n
                 record["evt"] = {"t": event, "k": uid, "data": _event_data(record, user)}
+                numbered.append(state.last_n)
             line = orjson.dumps(record)
 
             def apply() -> Any:
@@ -216,24 +219,36 @@ class AuthService:
             return line, apply
 
         result = await self.log.submit(prepare, durable=durable)
-        await self.announce_pending()
+        for n in numbered:
+            await self._announce(n)
         return result
 
     async def announce_pending(self) -> None:
-        """Put every recorded but unannounced ``auth.user.*`` event on the platform stream."""
+        """Put every recorded but unannounced ``auth.user.*`` event on the platform stream
+        (the worker calls this when it starts: these are events a crash held back)."""
         self.log.fresh()
-        for n, evt in sorted(self.state.unannounced.items()):
-            if n not in self.state.unannounced:
-                continue  # announced meanwhile by a concurrent call
+        for n in sorted(self.state.unannounced):
+            await self._announce(n)
+
+    async def _announce(self, n: int) -> None:
+        """Publish event ``n`` once from this process, then mark it announced. An event is
+        announced by the process that recorded it, or by the next worker after a crash."""
+        evt = self.state.unannounced.get(n)
+        if evt is None or n in self._announcing:
+            return
+        self._announcing.add(n)
+        try:
             await self._events.publish(evt["t"], evt["data"], r="auth", k=evt["k"])
 
-            def prepare(n: int = n) -> tuple[bytes | None, Callable[[], None]]:
+            def prepare() -> tuple[bytes | None, Callable[[], None]]:
                 if n not in self.state.unannounced:
                     return None, lambda: None
                 line = orjson.dumps({"o": "ann", "n": n})
                 return line, lambda: self.state.apply({"o": "ann", "n": n}, line)
 
             await self.log.submit(prepare)
+        finally:
+            self._announcing.discard(n)
 
     def _user(self, user_id: object) -> dict[str, Any]:
         uid = _string(user_id, "user_id")

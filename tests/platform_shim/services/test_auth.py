@@ -3,6 +3,7 @@ promises (module docstring of ``platform_shim/services/auth.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -266,6 +267,21 @@ async def test_bad_input(auth_platform: Platform, call: Any, needle: str) -> Non
     with pytest.raises(AuthError, match=needle) as refused:
         await call(auth_platform.auth)
     assert refused.value.status == 400
+
+
+async def test_concurrent_changes_announce_each_event_once(
+    auth_platform: Platform, data_dir: Path
+) -> None:
+    user = await signed_up(auth_platform)
+    # Six updates in one commit cycle: each announces its own event, none another's.
+    await asyncio.gather(
+        *(auth_platform.auth.update_user(user["id"], profile={"n": i}) for i in range(6))
+    )
+    await auth_platform.settle()
+    updates = [
+        e["data"]["profile"]["n"] for e in read_events(data_dir) if e["t"] == "auth.user.updated"
+    ]
+    assert sorted(updates) == list(range(6))
 
 
 async def test_an_event_a_crash_kept_from_the_stream_is_announced_at_start(
