@@ -68,6 +68,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
     from host.loader import LoadError
+    from host.project_config import ProjectConfigError
     from host.server import run_server
     from platform_shim.errors import DataDirLocked, DefinitionError
 
@@ -86,7 +87,7 @@ def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
         # Named, so that a person or a script can tell "another host has it" from other errors.
         logging.getLogger("host").error("DataDirLocked: %s", exc)
         return 1
-    except (LoadError, DefinitionError) as exc:
+    except (LoadError, DefinitionError, ProjectConfigError) as exc:
         logging.getLogger("host").error("%s", exc)
         return 1
     except KeyboardInterrupt:

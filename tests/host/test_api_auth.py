@@ -105,3 +105,18 @@ def test_a_registration_starts_onboarding_after_signup(example: Host) -> None:
     assert run["input"]["r"] == "auth"
     assert run["input"]["data"]["email"] == "sam@example.com"
     assert "password" not in str(run["input"])
+
+
+def test_openapi_lists_the_auth_and_realtime_routes(http: httpx.Client) -> None:
+    from host.api.auth import OPS
+
+    paths = http.get("/openapi.json").json()["paths"]
+    assert {f"{AUTH}/{op}" for op in OPS} <= set(paths)
+    assert {
+        "/api/realtime/publish",
+        "/api/realtime/channels",
+        "/api/realtime/presence/{channel}/join",
+        "/api/realtime/presence/{channel}/leave",
+        "/api/realtime/presence/{channel}",
+        "/api/realtime/history/{channel}",
+    } <= set(paths)
