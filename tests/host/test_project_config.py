@@ -48,7 +48,7 @@ def test_settings_are_read(tmp_path: Path) -> None:
     ],
 )
 def test_mistakes_stop_the_host_naming_them(tmp_path: Path, text: str, needle: str) -> None:
-    with pytest.raises(ProjectConfigError, match="platform.toml") as refused:
+    with pytest.raises(ProjectConfigError, match=r"platform\.toml") as refused:
         load_project_config(write(tmp_path, text))
     assert needle in str(refused.value)
 
