@@ -162,3 +162,18 @@ async def test_ctx_realtime_in_workflows(data_dir: Path, clock: FakeClock) -> No
         events = heard(platform)
         await (await platform.workflows.start("announce", "there")).result(timeout=10)
         assert [e["data"] for e in events] == [{"hi": "there"}]
+
+
+async def test_ctx_realtime_and_auth_in_handlers(data_dir: Path, clock: FakeClock) -> None:
+    from platform_shim.events import define_event
+
+    @define_event({"t": "greet"})
+    async def greet(event: Any, ctx: Any) -> None:
+        await ctx.realtime.publish("greetings", event["data"])
+        assert ctx.auth is ctx.platform.auth
+
+    async with open_platform(data_dir, handlers=[greet], clock=clock) as platform:
+        events = heard(platform)
+        await platform.events.publish("greet", {"to": "ann"})
+        await platform.settle()
+        assert [e["data"] for e in events] == [{"to": "ann"}]
