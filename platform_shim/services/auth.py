@@ -27,9 +27,7 @@ Times are epoch milliseconds, like everywhere else in the platform.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,24 @@ from platform_shim.services.auth_crypto import (
     verify_access,
     verify_password,
 )
-from platform_shim.services.auth_state import PUBLIC_FIELDS, AuthState
+from platform_shim.services.auth_rules import (
+    BAD_LOGIN,
+    BAD_TOKEN,
+    FAILURE_WINDOW_MS,
+    MAX_FAILURES,
+    MAX_PASSWORD,
+    STATUSES,
+    AuthError,
+    Failures,
+    RateLimited,
+    bad,
+    check_email,
+    check_password,
+    check_string,
+    event_data,
+    public,
+)
+from platform_shim.services.auth_state import AuthState
 from platform_shim.services.events import EventsService
 from platform_shim.store.protocol import Log, Store
 
@@ -67,88 +82,6 @@ ACCESS_TTL_S = 15 * 60
 REFRESH_TTL_MS = 30 * 24 * 3600 * 1000
 VERIFY_TTL_MS = 24 * 3600 * 1000
 RESET_TTL_MS = 3600 * 1000
-MAX_FAILURES = 5
-FAILURE_WINDOW_MS = 15 * 60 * 1000
-MAX_TRACKED_EMAILS = 100_000  # the failure counter's memory bound
-MIN_PASSWORD, MAX_PASSWORD = 8, 1024
-STATUSES = ("active", "suspended", "deactivated")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
-_BAD_LOGIN = "invalid email or password"
-_BAD_TOKEN = "invalid or expired token"
-
-
-class AuthError(Exception):
-    """A refused auth operation: ``status`` is the HTTP answer, ``code`` a short name."""
-
-    def __init__(self, status: int, message: str, code: str = "auth_error") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class RateLimited(AuthError):
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(
-            429, "too many failed logins for this email; try again later", "rate_limited"
-        )
-        self.retry_after_s = retry_after_s
-
-
-def _bad(message: str) -> AuthError:
-    return AuthError(400, message, "bad_request")
-
-
-def _email(value: object) -> str:
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value.strip()):
-        raise _bad(f"'email' must be an email address, not {str(value)[:80]!r}")
-    return value.strip().lower()
-
-
-def _password(value: object, name: str = "password") -> str:
-    if not isinstance(value, str) or not MIN_PASSWORD <= len(value) <= MAX_PASSWORD:
-        # Never echo the value: it may be someone's real password.
-        raise _bad(f"'{name}' must be a string of {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    return value
-
-
-def _string(value: object, name: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 512:
-        raise _bad(f"'{name}' must be a non-empty string")
-    return value
-
-
-def public(user: dict[str, Any]) -> dict[str, Any]:
-    """The user as ``AuthUser`` (no password hash)."""
-    return {name: user.get(name) for name in PUBLIC_FIELDS}
-
-
-class _Failures:
-    """Failed logins per email, bounded in memory (oldest emails forgotten first)."""
-
-    def __init__(self) -> None:
-        self._by_email: OrderedDict[str, deque[int]] = OrderedDict()
-
-    def retry_after_ms(self, email: str, now: int) -> int:
-        times = self._by_email.get(email)
-        if not times:
-            return 0
-        while times and times[0] <= now - FAILURE_WINDOW_MS:
-            times.popleft()
-        if len(times) < MAX_FAILURES:
-            return 0
-        return times[0] + FAILURE_WINDOW_MS - now
-
-    def failed(self, email: str, now: int) -> None:
-        times = self._by_email.setdefault(email, deque(maxlen=MAX_FAILURES))
-        times.append(now)
-        self._by_email.move_to_end(email)
-        while len(self._by_email) > MAX_TRACKED_EMAILS:
-            self._by_email.popitem(last=False)
-
-    def succeeded(self, email: str) -> None:
-        self._by_email.pop(email, None)
-
-
 Prepared = tuple[dict[str, Any] | None, Any]
 """What an operation's check returns inside the commit cycle: the line to write (or None) and
 the result to give back."""
@@ -172,7 +105,7 @@ class AuthService:
         self._events = events
         self._is_worker = is_worker
         self._key: bytes | None = None
-        self._failures = _Failures()
+        self._failures = Failures()
         self._announcing: set[int] = set()  # event numbers being announced by this process
 
     # ---------------------------------------------------------------------- plumbing
@@ -208,7 +141,7 @@ class AuthService:
                     user = result if "email" in result else result.get("user")
                 uid = record.get("uid") or (user or {}).get("id") or record.get("id")
                 record["n"] = state.last_n
-                record["evt"] = {"t": event, "k": uid, "data": _event_data(record, user)}
+                record["evt"] = {"t": event, "k": uid, "data": event_data(record, user)}
                 numbered.append(state.last_n)
             line = orjson.dumps(record)
 
@@ -251,7 +184,7 @@ class AuthService:
             self._announcing.discard(n)
 
     def _user(self, user_id: object) -> dict[str, Any]:
-        uid = _string(user_id, "user_id")
+        uid = check_string(user_id, "user_id")
         self.log.fresh()
         user = self.state.users.get(uid)
         if user is None:
@@ -294,12 +227,12 @@ class AuthService:
     ) -> dict[str, Any]:
         """Create a user (``email_verified`` false); with ``external_id``, registering again
         returns the existing user. Emits ``auth.user.registered``."""
-        address = _email(email)
-        _password(password)
+        address = check_email(email)
+        check_password(password)
         if profile is not None and not isinstance(profile, dict):
-            raise _bad("'profile' must be an object")
+            raise bad("'profile' must be an object")
         if external_id is not None:
-            _string(external_id, "external_id")
+            check_string(external_id, "external_id")
         dumps(profile, "profile")
         hashed = await asyncio.to_thread(hash_password, password)
         now = self._clock.now_ms()
@@ -324,9 +257,9 @@ class AuthService:
 
     async def login(self, email: str, password: str) -> dict[str, Any]:
         """A session ``{access_token, refresh_token, expires_in, session_id, user}``."""
-        address = _email(email)
+        address = check_email(email)
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
-            raise AuthError(401, _BAD_LOGIN, "invalid_credentials")
+            raise AuthError(401, BAD_LOGIN, "invalid_credentials")
         now = self._clock.now_ms()
         wait = self._failures.retry_after_ms(address, now)
         if wait > 0:
@@ -340,7 +273,7 @@ class AuthService:
             ok = await asyncio.to_thread(verify_password, password, user["password"])
         if not ok:
             self._failures.failed(address, now)
-            raise AuthError(401, _BAD_LOGIN, "invalid_credentials")
+            raise AuthError(401, BAD_LOGIN, "invalid_credentials")
         assert user is not None
         if user["status"] != "active":
             raise AuthError(403, f"this account is {user['status']}", "forbidden")
@@ -350,7 +283,7 @@ class AuthService:
         def check() -> Prepared:
             current = state.users.get(user["id"])
             if current is None:
-                raise AuthError(401, _BAD_LOGIN, "invalid_credentials")
+                raise AuthError(401, BAD_LOGIN, "invalid_credentials")
             session, answer = self._session(current)
             updated = {**current, "last_login_at": now}
             answer["user"] = public(updated)
@@ -368,7 +301,7 @@ class AuthService:
     async def validate(self, token: str) -> dict[str, Any]:
         """The user of a valid access token (its session live, its user active)."""
         if not isinstance(token, str) or not token or len(token) > 4096:
-            raise AuthError(401, _BAD_TOKEN, "invalid_token")
+            raise AuthError(401, BAD_TOKEN, "invalid_token")
         key = self._existing_secret()
         claims = verify_access(key, token, self._clock.now_ms() // 1000) if key else None
         self.log.fresh()
@@ -381,13 +314,13 @@ class AuthService:
             or session["exp"] <= self._clock.now_ms()
             or user["status"] != "active"
         ):
-            raise AuthError(401, _BAD_TOKEN, "invalid_token")
+            raise AuthError(401, BAD_TOKEN, "invalid_token")
         return public(user)
 
     async def refresh(self, token: str) -> dict[str, Any]:
         """A new session answer for a refresh token, which is then spent (single use)."""
         if not isinstance(token, str) or token.count(".") != 1 or len(token) > 512:
-            raise AuthError(401, _BAD_TOKEN, "invalid_token")
+            raise AuthError(401, BAD_TOKEN, "invalid_token")
         sid, secret = token.split(".")
         digest = hash_token(secret)
         now = self._clock.now_ms()
@@ -396,26 +329,26 @@ class AuthService:
         def check() -> Prepared:
             session = state.sessions.get(sid)
             if session is None or session["exp"] <= now:
-                raise AuthError(401, _BAD_TOKEN, "invalid_token")
+                raise AuthError(401, BAD_TOKEN, "invalid_token")
             user = state.users.get(session["uid"])
             if not secrets.compare_digest(session["refresh"], digest):
                 # A spent token came back: someone holds a copy. End the session for everyone.
                 return {"o": "endsession", "id": sid, "uid": session["uid"]}, None
             if user is None or user["status"] != "active":
-                raise AuthError(401, _BAD_TOKEN, "invalid_token")
+                raise AuthError(401, BAD_TOKEN, "invalid_token")
             fresh = new_token()
             rotated = {**session, "refresh": hash_token(fresh)}
             return {"o": "session", "session": rotated}, self._answer(user, rotated, fresh)
 
         result = await self._commit(check)
         if result is None:
-            raise AuthError(401, _BAD_TOKEN, "invalid_token")
+            raise AuthError(401, BAD_TOKEN, "invalid_token")
         answer: dict[str, Any] = result
         return answer
 
     async def logout(self, session_id: str) -> None:
         """End a session (its access and refresh tokens stop working). Emits ``auth.user.logout``."""
-        sid = _string(session_id, "session_id")
+        sid = check_string(session_id, "session_id")
         state = self.state
 
         def check() -> Prepared:
@@ -429,7 +362,7 @@ class AuthService:
     # ---------------------------------------------------------------------- managing
 
     async def get_user(self, user_id: str) -> dict[str, Any] | None:
-        uid = _string(user_id, "user_id")
+        uid = check_string(user_id, "user_id")
         self.log.fresh()
         user = self.state.users.get(uid)
         return public(user) if user else None
@@ -446,12 +379,12 @@ class AuthService:
         """``{users, total, limit, offset}``, oldest first."""
         for name, value, low in (("limit", limit, 1), ("offset", offset, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise _bad(f"'{name}' must be an integer of at least {low}")
+                raise bad(f"'{name}' must be an integer of at least {low}")
         if status is not None and status not in STATUSES:
-            raise _bad(f"'status' must be one of {list(STATUSES)}")
+            raise bad(f"'status' must be one of {list(STATUSES)}")
         for name, text in (("email_contains", email_contains), ("group_id", group_id)):
             if text is not None and not isinstance(text, str):
-                raise _bad(f"'{name}' must be a string")
+                raise bad(f"'{name}' must be a string")
         self.log.fresh()
         users = [
             u
@@ -474,11 +407,11 @@ class AuthService:
     ) -> dict[str, Any]:
         """Change email (then unverified), status, or merge ``profile``. Emits ``auth.user.updated``."""
         self._user(user_id)
-        address = None if email is None else _email(email)
+        address = None if email is None else check_email(email)
         if status is not None and status not in STATUSES:
-            raise _bad(f"'status' must be one of {list(STATUSES)}")
+            raise bad(f"'status' must be one of {list(STATUSES)}")
         if profile is not None and not isinstance(profile, dict):
-            raise _bad("'profile' must be an object")
+            raise bad("'profile' must be an object")
         dumps(profile, "profile")
         now = self._clock.now_ms()
         state = self.state
@@ -526,7 +459,7 @@ class AuthService:
     async def _spend(self, kind: str, token: object) -> dict[str, Any]:
         """The user a valid unspent ``kind`` token names; the token is spent."""
         if not isinstance(token, str) or not token or len(token) > 512:
-            raise AuthError(400, _BAD_TOKEN, "invalid_token")
+            raise AuthError(400, BAD_TOKEN, "invalid_token")
         digest = hash_token(token)
         now = self._clock.now_ms()
         state = self.state
@@ -535,7 +468,7 @@ class AuthService:
             found = state.tokens.get(digest)
             user = state.users.get(found.user_id) if found else None
             if found is None or found.kind != kind or found.expires_at <= now or user is None:
-                raise AuthError(400, _BAD_TOKEN, "invalid_token")
+                raise AuthError(400, BAD_TOKEN, "invalid_token")
             return {"o": "usetoken", "hash": digest}, user
 
         user: dict[str, Any] = await self._commit(check)
@@ -554,7 +487,7 @@ class AuthService:
     async def send_password_reset(self, email: str) -> dict[str, str]:
         """A single-use reset token (1 h). An unknown email gets a token that resets nothing,
         so this never tells whether an account exists."""
-        address = _email(email)
+        address = check_email(email)
         self.log.fresh()
         user = self.state.user_by_email(address)
         if user is None:
@@ -564,7 +497,7 @@ class AuthService:
     async def reset_password(self, token: str, new_password: str) -> None:
         """Set a new password with a reset token; every session of the user ends.
         Emits ``auth.user.password_reset``."""
-        _password(new_password, "new_password")
+        check_password(new_password, "new_password")
         user = await self._spend("reset", token)
         hashed = await asyncio.to_thread(hash_password, new_password)
         await self._set(user["id"], "auth.user.password_reset", password=hashed, _end_sessions=True)
@@ -574,7 +507,7 @@ class AuthService:
         """Change a password knowing the old one; every session ends.
         Emits ``auth.user.password_changed``."""
         user = self._user(user_id)
-        _password(new_password, "new_password")
+        check_password(new_password, "new_password")
         if not isinstance(old_password, str) or not await asyncio.to_thread(
             verify_password, old_password, user.get("password", "")
         ):
@@ -608,15 +541,3 @@ class AuthService:
         """Rewrite ``auth.jsonl`` with only what is live (worker only)."""
         now = self._clock.now_ms()
         self.log.rewrite(lambda: self.state.live_records(now))
-
-
-def _event_data(record: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
-    """An event's data: the public user (never a hash) and the session id where there is one."""
-    data: dict[str, Any] = {}
-    if user is not None:
-        data.update(user)
-        data["userId"] = user["id"]
-    if record.get("o") in ("session", "endsession"):
-        data["sessionId"] = record.get("session", {}).get("id") or record.get("id")
-        data["userId"] = record.get("uid")
-    return data
