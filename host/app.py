@@ -33,6 +33,9 @@ from host.devclock import SkippableClock
 from host.errors import ApiError, error_response, exception_handlers
 from host.loader import Loader
 from host.openapi import routes as openapi_routes
+from host.project_config import load_project_config
+from host.realtime_ws import RealtimeHub
+from host.realtime_ws import routes as realtime_ws_routes
 from platform_shim.clock import read_offset, write_offset
 from platform_shim.platform import Platform, current_platform
 from platform_shim.runtime import Worker, WorkerOptions
@@ -50,6 +53,7 @@ class HostState:
         self.loader = Loader(config.project_dir)
         self.worker: Worker | None = None
         self.reloader: Any = None
+        self.realtime_hub: RealtimeHub | None = None  # the WebSocket fan-out, once started
         self.app: Starlette | None = None
         self.startup_error: BaseException | None = None  # why the lifespan could not start
         self.clock: Any = None
@@ -68,6 +72,7 @@ class HostState:
         dev = dev_routes if self.config.dev else []
         self.app.router.routes[:] = [
             *api_routes(),
+            *realtime_ws_routes,
             *dev,
             *openapi_routes,
             *dashboard_routes(),
@@ -84,6 +89,8 @@ class HostState:
         nothing left open."""
         config = self.config
         options = self.worker_options or WorkerOptions(durability=config.durability)
+        project = load_project_config(config.project_dir)
+        options.realtime_history = project.history
         worker = Worker(
             config.data_dir or "data",
             registry=self.loader.registry,
@@ -111,6 +118,12 @@ class HostState:
             self.install_routes()
             self.describe()
             await worker.begin()
+            self.realtime_hub = RealtimeHub(
+                worker.platform.realtime,
+                worker.clock,
+                grace_ms=project.presence_grace_ms,
+                outbox=project.outbox,
+            )
             self.run_log = RunLog(worker)
             if config.dev:
                 from host.reload import Reloader
@@ -128,6 +141,9 @@ class HostState:
         if self.run_log is not None:
             self.run_log.close()
             self.run_log = None
+        if self.realtime_hub is not None:
+            self.realtime_hub.close()
+            self.realtime_hub = None
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None

@@ -87,6 +87,7 @@ def _existing_data_dir(args: argparse.Namespace) -> Path:
 
 def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
     from host.loader import LoadError
+    from host.project_config import ProjectConfigError
     from host.server import StartupError, run_server
     from platform_shim.errors import DataDirLocked, DefinitionError
 
@@ -110,7 +111,7 @@ def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
     except DataDirLocked as exc:
         # Named, so that a person or a script can tell "another host has it" from other errors.
         return _fail(f"DataDirLocked: {exc}")
-    except (StartupError, LoadError, DefinitionError) as exc:
+    except (StartupError, LoadError, DefinitionError, ProjectConfigError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 0

@@ -15,6 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from host.openapi_auth import AUTH_PATHS, AUTH_RESPONSES, AUTH_SCHEMAS
+from host.openapi_realtime import REALTIME_PATHS, REALTIME_SCHEMAS
+
 __all__ = ["OPENAPI", "routes"]
 
 _ANY: dict[str, Any] = {}  # any JSON value
@@ -719,10 +722,10 @@ OPENAPI: dict[str, Any] = {
         " Off loopback every /api request needs `Authorization: Bearer <PLATFORM_TOKEN>`.",
     },
     "servers": [{"url": "/"}],
-    "paths": _PATHS,
+    "paths": {**_PATHS, **REALTIME_PATHS, **AUTH_PATHS},
     "components": {
-        "schemas": _SCHEMAS,
-        "responses": _RESPONSES,
+        "schemas": {**_SCHEMAS, **REALTIME_SCHEMAS, **AUTH_SCHEMAS},
+        "responses": {**_RESPONSES, **AUTH_RESPONSES},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
 }

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platform_shim.clock import Clock, FolderClock, SystemClock
+from platform_shim.services.auth import AuthService
 from platform_shim.services.database import DatabaseService, DbState
 from platform_shim.services.events import EventsService
 from platform_shim.services.kv import KvService, KvState
 from platform_shim.services.queue import QueueService, QueueState
+from platform_shim.services.realtime import RealtimeService
 from platform_shim.services.storage import StorageService, StorageState
 from platform_shim.services.stream import EventStream
 from platform_shim.store.filestore import FileStore
@@ -37,7 +39,7 @@ _clients: dict[Path, Platform] = {}
 
 
 class Platform:
-    """KV, database, storage, queue, events and workflows over one ``Store``."""
+    """KV, database, storage, queue, events, realtime, auth and workflows over one ``Store``."""
 
     def __init__(
         self,
@@ -68,6 +70,9 @@ class Platform:
         self.events = EventsService(self.stream)
         self._workflows: WorkflowsService | None = None
         self.worker: Worker | None = None  # set when this platform is a worker's
+        self.realtime = RealtimeService(store, self.clock, is_worker=self._is_worker)
+        self.realtime.send_event = self._send_event
+        self.auth = AuthService(store, self.clock, self.events, is_worker=self._is_worker)
         # The context the worker's tasks run in: get_platform() there returns this platform.
         self.context: contextvars.Context | None = None
 
@@ -75,14 +80,20 @@ class Platform:
     def workflows(self) -> WorkflowsService:
         """Start, inspect, signal and cancel workflow runs."""
         if self._workflows is None:
-            from platform_shim.workflows.service import client_workflows
+            from platform_shim.services.signals import RelayingClientWorkflows
 
-            self._workflows = client_workflows(self)
+            self._workflows = RelayingClientWorkflows(self)
         return self._workflows
 
     @workflows.setter
     def workflows(self, service: WorkflowsService) -> None:
         self._workflows = service
+
+    def _is_worker(self) -> bool:
+        return self.worker is not None
+
+    async def _send_event(self, event_type: str, payload: Any) -> int:
+        return await self.workflows.send_event(event_type, payload)
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait until the worker has nothing left to do but wait for time (tests use this
@@ -107,7 +118,18 @@ class Platform:
 class ServicesContext:
     """The platform's services as attributes: what a workflow's and a handler's ``ctx`` share."""
 
-    __slots__ = ("database", "db", "events", "kv", "platform", "queue", "storage", "workflows")
+    __slots__ = (
+        "auth",
+        "database",
+        "db",
+        "events",
+        "kv",
+        "platform",
+        "queue",
+        "realtime",
+        "storage",
+        "workflows",
+    )
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -117,6 +139,8 @@ class ServicesContext:
         self.queue = platform.queue
         self.workflows = platform.workflows
         self.events = platform.events
+        self.realtime = platform.realtime
+        self.auth = platform.auth
 
 
 def open_client(

@@ -28,6 +28,8 @@ from platform_shim.events import EventHandler
 from platform_shim.platform import Platform, current_platform
 from platform_shim.scheduler import Scheduler
 from platform_shim.services.compaction import compact_stream
+from platform_shim.services.realtime_state import HistoryConfig
+from platform_shim.services.signals import RelayingEngineWorkflows
 from platform_shim.store.filestore import FileStore, replace_file_bytes
 from platform_shim.store.jsonl import bulk_load
 from platform_shim.store.protocol import Durability
@@ -41,7 +43,6 @@ from platform_shim.workflows.engine import (
     Engine,
     default_backoff,
 )
-from platform_shim.workflows.service import EngineWorkflows
 
 __all__ = ["Worker", "WorkerOptions", "open_platform"]
 
@@ -72,6 +73,7 @@ class WorkerOptions:
         max_suspended: int = DEFAULT_MAX_SUSPENDED,
         max_recoveries: int = DEFAULT_MAX_RECOVERIES,
         step_threads: int = DEFAULT_STEP_THREADS,
+        realtime_history: HistoryConfig | None = None,
     ) -> None:
         self.durability: Durability = durability
         self.retry_backoff = retry_backoff
@@ -96,6 +98,9 @@ class WorkerOptions:
         # row is failed instead of run again.
         self.max_recoveries = max_recoveries
         self.step_threads = step_threads  # worker threads for sync step bodies
+        # Which realtime channels keep a replayable history (none by default; the host reads
+        # it from the project's platform.toml).
+        self.realtime_history = realtime_history or HistoryConfig()
 
 
 class Worker:
@@ -185,7 +190,7 @@ class Worker:
             max_recoveries=options.max_recoveries,
             step_threads=options.step_threads,
         )
-        platform.workflows = EngineWorkflows(engine)
+        platform.workflows = RelayingEngineWorkflows(engine, platform.realtime)
         dispatcher = self._dispatcher = Dispatcher(
             platform,
             engine,
@@ -218,6 +223,8 @@ class Worker:
             engine.start()
         if options.freeze_gc:
             gc.freeze()
+        await platform.realtime.configure(options.realtime_history)
+        await platform.auth.announce_pending()  # events a crash kept from the stream
         platform.kv.start_sweeper()
         dispatcher.start()
         scheduler.start()
@@ -265,6 +272,8 @@ class Worker:
         if self._platform is not None:
             self._platform.kv.stop_sweeper()
             await self._platform.stream.log.barrier()
+            await self._platform.realtime.log.barrier()
+            await self._platform.auth.log.barrier()
         if self.store is not None:
             with contextlib.suppress(FileNotFoundError):
                 (self.store.lock_dir / "worker.json").unlink()
@@ -291,6 +300,8 @@ class Worker:
         if self._platform is None or self._engine is None:
             return
         self._platform.stream.log.refresh()
+        self._platform.realtime.log.refresh()
+        self._platform.auth.log.refresh()
         self._engine.log.refresh()
 
     # ------------------------------------------------------------------------ compaction
@@ -330,6 +341,8 @@ class Worker:
         for run_id in pruned:
             engine.state.forget(run_id)
         dispatcher.compact()
+        platform.realtime.compact()
+        platform.auth.compact()
         log.info(
             "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
             before_runs,

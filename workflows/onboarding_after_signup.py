@@ -2,9 +2,9 @@
 
 The seed's event-trigger example. Every ``auth.user.registered`` event on the platform's event
 stream starts one run, whose input is that event (``{"id", "t", "r", "ns", "k", "data", "ts"}``).
-There is no auth service locally: simulate a sign-up with
-``POST /api/events {"t": "auth.user.registered", "data": {"email": ...}}`` or
-``platform.events.publish("auth.user.registered", {...})``.
+A registration emits it (``POST /api/platform/auth/register {"email", "password"}`` or
+``platform.auth.register(...)``; ``data`` is the new user, without secrets); a test can also
+publish one with ``platform.events.publish("auth.user.registered", {...})``.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 from starlette.routing import BaseRoute
 
-from host.api import data, workflows
+from host.api import auth, data, realtime, workflows
 
 __all__ = ["api_routes"]
 
 
 def api_routes() -> list[BaseRoute]:
-    return [*workflows.routes, *data.routes]
+    return [*workflows.routes, *data.routes, *realtime.routes, *auth.routes]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from host.dashboard import bulk, data, links, pages, runs, search, workflows
+from host.dashboard import bulk, data, links, pages, people, runs, search, workflows
 
 __all__ = ["dashboard_routes"]
 
@@ -24,5 +24,6 @@ def dashboard_routes() -> list[BaseRoute]:
         *workflows.routes,
         *links.routes,
         *data.routes,
+        *people.routes,
         *pages.routes,
     ]

@@ -53,7 +53,7 @@ async def test_the_host_loads_every_seed_example(app: ExampleApp) -> None:
     ]
     loader = Loader(REPO)
     loader.load_all(strict=True)
-    assert [getattr(r, "path", None) for r in loader.routes()] == ["/checkout"]
+    assert [getattr(r, "path", None) for r in loader.routes()] == ["/chat", "/checkout"]
     onboarding = app.worker.registry.get("onboarding")
     assert onboarding is not None
     assert onboarding.retries == 5
@@ -441,7 +441,7 @@ def test_readme_walkthrough_against_a_real_host(tmp_path: Path) -> None:
         http = host.http
         log = host.log()
         assert "loaded 7 workflow(s)" in log
-        assert "user routes: /checkout" in log
+        assert "user routes: /chat, /checkout" in log
 
         # Insert a user: events/users.py starts onboarding, which parks on its 24 h sleep.
         inserted = http.put(

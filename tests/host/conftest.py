@@ -11,12 +11,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.host.hosting import Host, StartHost, running_host
+from tests.support.required import unavailable
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +52,20 @@ def start_host(tmp_path: Path) -> Iterator[StartHost]:
             return stack.enter_context(running_host(tmp_path / f"host{count}", *extra, **options))
 
         yield start
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium through Playwright (the chat page and the Data page's people section);
+    skipped with the reason without it, a failure where CI requires it."""
+    from playwright.sync_api import Error, sync_playwright
+
+    if not CHROMIUM.exists():
+        unavailable("chromium", f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        except Error as exc:
+            unavailable("chromium", f"Chromium at {CHROMIUM} does not start: {exc}")
+        yield launched
+        launched.close()

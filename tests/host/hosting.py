@@ -77,11 +77,27 @@ WORKFLOWS = textwrap.dedent(
 )
 
 
+REALTIME_CONFIG = textwrap.dedent(
+    """
+    [realtime]
+    presence_grace = "60s"
+    outbox = 8
+
+    [realtime.history]
+    channels = ["chat:*"]
+    max_messages = 5
+    """
+)
+"""``platform.toml``: history on ``chat:*`` (5 kept), a small outbox so that a slow WebSocket
+client is dropped after a few messages, and a presence grace long enough to reconnect in."""
+
+
 def write_project(root: Path) -> Path:
     """The small test project; returns its folder."""
     project = root / "project"
     (project / "workflows").mkdir(parents=True, exist_ok=True)
     (project / "workflows" / "flows.py").write_text(WORKFLOWS)
+    (project / "platform.toml").write_text(REALTIME_CONFIG)
     return project
 
 
@@ -195,10 +211,12 @@ def running_host(
     env: dict[str, str] | None = None,
     bind: str = "127.0.0.1",
     token: str | None = None,
+    command: str = "serve",
+    project: Path | None = None,
 ) -> Iterator[Host]:
-    """Start a host on a fresh project and data folder under ``root``; stop it after."""
+    """Start a host on a fresh project (or ``project``) and data folder under ``root``; stop it after."""
     root.mkdir(parents=True, exist_ok=True)
-    project = write_project(root)
+    project = project or write_project(root)
     data = root / "data"
     env = dict(env or {})
     if token is not None:
@@ -206,7 +224,7 @@ def running_host(
     for _attempt in range(3):  # another process may grab the free port before the host binds it
         port = free_port()
         log_path = root / f"host-{port}.log"
-        args = ["serve", str(project), "--host", bind, "--port", str(port), "--data", str(data)]
+        args = [command, str(project), "--host", bind, "--port", str(port), "--data", str(data)]
         proc = _spawn([*args, *extra], env, log_path)
         url = f"http://127.0.0.1:{port}"  # never any other address, whatever is bound
         host = Host(url, port, project, data, log_path, proc, token)
