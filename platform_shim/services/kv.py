@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -26,6 +27,8 @@ from platform_shim.store.protocol import Record
 __all__ = ["KvNamespace", "KvService", "KvState"]
 
 _MAX_KEY = 1024
+
+log = logging.getLogger("platform_shim.store")
 
 
 class KvState:
@@ -80,13 +83,21 @@ class KvState:
         expiring = self.expiring
         encode = orjson.dumps
         for record in records:
-            ns = record["ns"]
+            try:
+                ns, key, value = record["ns"], record["k"], tight(encode(record["v"]))
+                expiration = record.get("exp")
+                if not (type(ns) is str and type(key) is str) or not (
+                    expiration is None or type(expiration) is int
+                ):
+                    raise TypeError("namespace, key or expiration of the wrong type")
+            except (KeyError, TypeError) as exc:
+                # A damaged line that parses: it costs itself, not the load.
+                log.warning("kv.jsonl: skipped a snapshot record that is not a KV entry (%r)", exc)
+                continue
             space = spaces.get(ns)
             if space is None:
                 space = spaces[ns] = {}
-            expiration = record.get("exp")
-            key = record["k"]
-            space[key] = (tight(encode(record["v"])), expiration)
+            space[key] = (value, expiration)
             if expiration is not None:
                 expiring.append((expiration, ns, key))
         heapq.heapify(expiring)
