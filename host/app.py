@@ -4,7 +4,8 @@ The lifespan takes the data folder (worker lock, logs), imports the user's code 
 ``get_platform()`` already answering, then starts the engine, dispatcher, scheduler and watcher,
 and in ``dev`` the code reloader; it stops them in the opposite order. A small ASGI middleware
 in front of everything checks the bearer token (when one is configured), bounds request bodies,
-and makes ``get_platform()`` return the host's platform inside user routes.
+and makes ``get_platform()`` return the host's platform inside user routes; in front of it,
+``host.security`` keeps other web pages from driving the host.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from host.devclock import SkippableClock
 from host.errors import ApiError, error_response, exception_handlers
 from host.loader import Loader
 from host.openapi import routes as openapi_routes
+from host.security import JsonBodyMiddleware, SameOriginMiddleware, TrustedHostMiddleware
 from platform_shim.platform import Platform, current_platform
 from platform_shim.runtime import Worker, WorkerOptions
 
@@ -223,4 +225,9 @@ def create_app(
     state.app = app
     state.install_routes()
     app.add_middleware(HostMiddleware, state=state)
+    # Outermost last: the Host check, then the origin check, then the body type.
+    browser_guard = config.token is None  # with a token, no page can send the bearer
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(SameOriginMiddleware, enabled=browser_guard)
+    app.add_middleware(TrustedHostMiddleware, allowed=config.allowed_hosts, enabled=browser_guard)
     return app
