@@ -20,13 +20,18 @@ import orjson
 from sortedcontainers import SortedList
 
 from platform_shim.clock import Clock, TimerHandle
+from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import Record
 
-__all__ = ["KvNamespace", "KvService", "KvState"]
+__all__ = ["MAX_TTL_S", "KvNamespace", "KvService", "KvState"]
 
 _MAX_KEY = 1024
+
+MAX_TTL_S = MAX_DURATION_MS // 1000
+"""The longest ``ttl`` in seconds (about 3.2 million years, like every duration here): the
+expiration, in epoch milliseconds, must fit the 64-bit integers that values are stored as."""
 
 log = logging.getLogger("platform_shim.store")
 
@@ -186,14 +191,13 @@ class KvService:
         _check_name("key", key)
         expiration: int | None = None
         if ttl is not None:
-            if (
-                isinstance(ttl, bool)
-                or not isinstance(ttl, int | float)
-                or not ttl > 0
-                or ttl == float("inf")
-            ):
+            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
                 raise ValueError(
                     f"ttl for key {key!r} must be a positive number of seconds, not {ttl!r}"
+                )
+            if not ttl <= MAX_TTL_S:  # also infinity; an expiration past it breaks 64 bits
+                raise ValueError(
+                    f"ttl for key {key!r} must be at most {MAX_TTL_S:.0e} seconds, not {ttl!r}"
                 )
             expiration = self._clock.now_ms() + int(ttl * 1000)
         body = dumps(value, f"value for key {key!r}")
