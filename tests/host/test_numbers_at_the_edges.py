@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from host.app import create_app
+from host.config import HostConfig
 from platform_shim.jsonvalue import INT_MAX, INT_MIN, loads_input
 from platform_shim.platform import Platform
-from tests.chaos.inproc import inprocess_host
+from tests.chaos.inproc import inprocess_host, lifespan
 
 WORKFLOWS = """
 from platform_shim.workflows import define_workflow
@@ -164,3 +166,15 @@ def test_loads_input_refuses_only_what_would_change() -> None:
     for text in (b"%d" % (INT_MAX + 1), b"[[%d]]" % (INT_MIN - 1)):
         with pytest.raises(ValueError, match="64-bit"):
             loads_input(text)
+
+
+async def test_the_dev_clock_refuses_a_skip_past_64_bits(tmp_path: Path) -> None:
+    app = create_app(HostConfig(project_dir=tmp_path, data_dir=tmp_path / "data", dev=True))
+    async with lifespan(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            for advance in ("99999999999999999999d", 1e300, 10**17 + 1):
+                answer = await http.post("/api/dev/clock", json={"advance": advance})
+                assert answer.status_code == 400, answer.text
+                assert "longer than" in answer.json()["detail"]
+            assert (await http.get("/api/dev/clock")).json()["offsetMs"] == 0
