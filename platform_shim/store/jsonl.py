@@ -42,21 +42,26 @@ log = logging.getLogger("platform_shim.store")
 
 
 def iter_records(
-    data: bytes, path: Path | str, first_line: int = 1, *, final: bool = True, warn: bool = True
+    data: bytes,
+    path: Path | str,
+    first_line: int = 1,
+    *,
+    final: bool = True,
+    quiet_until: int = 0,
 ) -> Iterator[tuple[int, Record, bytes]]:
     """Yield ``(line number, record, line bytes)`` for each whole, valid line in ``data``.
 
     ``data`` must start at a line boundary. With ``final`` the last fragment (no ``\\n``) is a
     torn line and is reported; without it, the caller is expected to keep that fragment for
-    later (a writer may still be appending it) and this function ignores it. Without ``warn``
-    nothing is reported (a second pass over lines reported already).
+    later (a writer may still be appending it) and this function ignores it. Lines up to
+    ``quiet_until`` are not reported (a second pass over lines reported already).
     """
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when data ends with a newline
     lineno = first_line
     for line in lines:
         if line:
-            record = _parse(line, path, lineno, warn)
+            record = _parse(line, path, lineno, lineno > quiet_until)
             if record is not None:
                 yield lineno, record, line
         lineno += 1

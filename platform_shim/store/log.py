@@ -74,7 +74,8 @@ class FileLog:
         self._ino = 0
         self._offset = 0  # bytes of the file this process has applied (or written)
         self._lineno = 1  # number of the next line, for warnings
-        self._disordered = False  # a record out of order was met while loading
+        self._disordered = 0  # the line of the first record out of order met while loading
+        self._ordered = bool(getattr(consumer, "order_key", None))  # see _reload_in_order
         self._queue: deque[_Submission] = deque()
         self._unsynced: deque[_Submission] = deque()
         self._cycle_scheduled = False
@@ -97,9 +98,9 @@ class FileLog:
         self._lineno = 1
         with bulk_load():  # the reset loads the snapshots: as many objects as the log, or more
             self._consumer.reset()
-            self._disordered = False
+            self._disordered = 0
             self._read_to_end(final=False, loading=True)
-            if self._disordered and getattr(self._consumer, "order_key", None):
+            if self._disordered:
                 self._reload_in_order()
         self.written = self.synced = self._offset
 
@@ -110,7 +111,7 @@ class FileLog:
         data = os.pread(self._fd, self._offset, 0)
         numbered = [
             (lineno, record[key])
-            for lineno, record, _ in iter_records(data, self.path, final=False, warn=False)
+            for lineno, record, _ in iter_records(data, self.path, final=False, quiet_until=1 << 62)
             if type(record.get(key)) is int
         ]
         kept = longest_increasing([number for _, number in numbered])
@@ -118,7 +119,7 @@ class FileLog:
         for position, (lineno, number) in enumerate(numbered):
             if position not in kept:
                 skip[lineno] = number
-        for lineno, number in skip.items():
+        for lineno, number in skip.items():  # in the order of the file
             log.warning(
                 "%s:%d: skipped a record whose %s %d is out of order with the lines around it",
                 self.path,
@@ -129,16 +130,22 @@ class FileLog:
         self._offset = 0
         self._lineno = 1
         self._consumer.reset()
-        self._read_to_end(final=False, skip=skip)
+        self._read_to_end(final=False, skip=skip, quiet_until=self._disordered)
 
     def _read_to_end(
-        self, *, final: bool, loading: bool = False, skip: dict[int, int] | None = None
+        self,
+        *,
+        final: bool,
+        loading: bool = False,
+        skip: dict[int, int] | None = None,
+        quiet_until: int = 0,
     ) -> int:
         """Apply the lines appended since ``_offset``.
 
-        ``loading``: the first pass of a load, where a record out of order is only noted (the
-        load is then redone by ``_reload_in_order``). ``skip``: that second pass, which skips
-        the lines out of order and has warned already about everything else.
+        ``loading``: the first pass of a load, which stops at the first record out of order
+        (the load is then redone by ``_reload_in_order``). ``skip``: that second pass, which
+        skips the lines out of order; the first pass warned about the lines up to
+        ``quiet_until`` already.
         """
         size = os.fstat(self._fd).st_size
         if size < self._offset:
@@ -156,20 +163,21 @@ class FileLog:
         end = data.rfind(b"\n") + 1
         count = 0
         apply = self._consumer.apply
-        records = iter_records(data, self.path, self._lineno, final=False, warn=skip is None)
+        records = iter_records(data, self.path, self._lineno, final=False, quiet_until=quiet_until)
         for lineno, record, line in records:
             if skip is not None and lineno in skip:
                 continue
             try:
                 apply(record, line)
             except OutOfOrder as exc:
-                if loading:
-                    self._disordered = True
-                elif skip is None:
-                    log.warning("%s:%d: skipped a record out of order (%s)", self.path, lineno, exc)
+                if loading and self._ordered:
+                    # The load is redone in order (_reload_in_order): applying more is waste.
+                    self._disordered = lineno
+                    break
+                log.warning("%s:%d: skipped a record out of order (%s)", self.path, lineno, exc)
                 continue
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                if skip is None:
+                if lineno > quiet_until:
                     log.warning("%s:%d: skipped an unreadable record (%r)", self.path, lineno, exc)
                 continue
             count += 1
