@@ -33,7 +33,7 @@ MAX_TTL_S = MAX_DURATION_MS // 1000
 """The longest ``ttl`` in seconds (about 3.2 million years, like every duration here): the
 expiration, in epoch milliseconds, must fit the 64-bit integers that values are stored as."""
 
-log = logging.getLogger("platform_shim.store")
+store_log = logging.getLogger("platform_shim.store")  # damaged data is the store's to report
 
 
 class KvState:
@@ -97,7 +97,9 @@ class KvState:
                     raise TypeError("namespace, key or expiration of the wrong type")
             except (KeyError, TypeError) as exc:
                 # A damaged line that parses: it costs itself, not the load.
-                log.warning("kv.jsonl: skipped a snapshot record that is not a KV entry (%r)", exc)
+                store_log.warning(
+                    "kv.jsonl: skipped a snapshot record that is not a KV entry (%r)", exc
+                )
                 continue
             space = spaces.get(ns)
             if space is None:
