@@ -6,7 +6,8 @@ and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. The
 them, unless the server already did (it starts the host before it announces it is serving). A
 small ASGI middleware in front of everything checks the bearer token (when one is configured),
 bounds request bodies, and makes ``get_platform()`` return the host's platform inside user
-routes; in ``dev``, ``/`` leads to the dashboard when the app has no route there.
+routes; in ``dev``, ``/`` leads to the dashboard when the app has no route there. In front of
+it, ``host.security`` keeps other web pages from driving the host.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from host.openapi import routes as openapi_routes
 from host.project_config import load_project_config
 from host.realtime_ws import RealtimeHub
 from host.realtime_ws import routes as realtime_ws_routes
+from host.security import JsonBodyMiddleware, SameOriginMiddleware, TrustedHostMiddleware
 from platform_shim.clock import read_offset, write_offset
 from platform_shim.platform import Platform, current_platform
 from platform_shim.runtime import Worker, WorkerOptions
@@ -294,6 +296,11 @@ def create_app(
     state.worker_options = worker_options
     state.install_routes()
     app.add_middleware(HostMiddleware, state=state)
+    # Outermost last: the Host check, then the origin check, then the body type.
+    browser_guard = config.token is None  # with a token, no page can send the bearer
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(SameOriginMiddleware, enabled=browser_guard)
+    app.add_middleware(TrustedHostMiddleware, allowed=config.allowed_hosts, enabled=browser_guard)
     if not config.quiet:
-        app.add_middleware(RequestLog)
+        app.add_middleware(RequestLog)  # outermost: refused requests are logged too
     return app

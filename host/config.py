@@ -38,6 +38,9 @@ class HostConfig:
     token: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     durability: Durability = "fsync"
+    allowed_hosts: tuple[str, ...] = ()
+    """Names besides loopback ones that the ``Host`` header may carry (``host.security``);
+    ``PLATFORM_ALLOWED_HOSTS`` (comma-separated) adds to them, ``*`` allows any."""
 
     def __post_init__(self) -> None:
         self.project_dir = Path(self.project_dir).resolve()
@@ -47,6 +50,11 @@ class HostConfig:
         self.data_dir = Path(self.data_dir).absolute()
         if self.token is None:
             self.token = os.environ.get("PLATFORM_TOKEN") or None
+        env_hosts = os.environ.get("PLATFORM_ALLOWED_HOSTS", "")
+        self.allowed_hosts = (
+            *self.allowed_hosts,
+            *(name.strip() for name in env_hosts.split(",") if name.strip()),
+        )
         env_body = os.environ.get("PLATFORM_MAX_BODY")
         if env_body and self.max_body == DEFAULT_MAX_BODY:
             self.max_body = int(env_body)

@@ -31,6 +31,7 @@ log = logging.getLogger("host.http")
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -72,7 +73,7 @@ def error_response(
     )
 
 
-_UNREAD_BODY = frozenset({401, 413})
+_UNREAD_BODY = frozenset({401, 403, 413, 415})
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -1,7 +1,7 @@
 """Turn the duration forms users write into whole milliseconds.
 
-Guarantee: :func:`parse_duration_ms` returns a non-negative ``int`` of milliseconds or raises
-``ValueError``; nothing in between. The message names what the duration was for and the exact
+Guarantee: :func:`parse_duration_ms` returns an ``int`` of milliseconds from 0 to
+``MAX_DURATION_MS`` or raises ``ValueError``; nothing in between. The message names what the duration was for and the exact
 value (its ``repr``), so a bad value in a workflow definition is found from the log line alone.
 Decimal strings are converted exactly (no float round-off), and every rounding is to the nearest
 millisecond with halves rounded up.
@@ -13,7 +13,11 @@ import math
 import re
 from datetime import timedelta
 
-__all__ = ["parse_duration_ms"]
+__all__ = ["MAX_DURATION_MS", "parse_duration_ms"]
+
+MAX_DURATION_MS = 10**17
+"""The longest duration (about 3.2 million years): a wake time or due time of now plus this
+still fits the 64-bit integers the files hold, and is beyond any ``timedelta``."""
 
 # Milliseconds per unit. Months and years are deliberately absent: their length varies, and a
 # duration has to mean the same number of milliseconds every time it is used.
@@ -99,11 +103,18 @@ def parse_duration_ms(value: object, what: str = "duration") -> int:
       one unit of ``ms``, ``s``, ``m``, ``h`` or ``d`` (``"500ms"``, ``"30s"``, ``"1.5h"``), or
       a bare digit string meaning milliseconds (``"1500"``); surrounding whitespace is ignored.
 
-    Every form must be non-negative. Anything else (negative or non-finite numbers, unknown or
+    Every form must be non-negative and at most ``MAX_DURATION_MS``. Anything else (negative or non-finite numbers, unknown or
     upper-case units, compound strings such as ``"1h30m"``, ``None``, other types) raises
     ``ValueError`` whose message contains ``what`` and ``repr(value)``, for example
     ``invalid duration for step 'grace-period': '5w' (use ms, or a string like ...)``.
     """
+    ms = _parse(value, what)
+    if ms > MAX_DURATION_MS:
+        raise _invalid(what, value, f"longer than the {MAX_DURATION_MS} ms a duration may last")
+    return ms
+
+
+def _parse(value: object, what: str) -> int:
     # bool first: it is an int subclass, and "True" as a duration is always a mistake.
     if isinstance(value, bool):
         raise _invalid(what, value)

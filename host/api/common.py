@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from host.errors import ApiError
+from platform_shim.jsonvalue import loads_input
 from platform_shim.platform import Platform
 
-__all__ = ["endpoint", "platform_of", "query_int", "read_json", "read_object"]
+__all__ = ["endpoint", "parse_json", "platform_of", "query_int", "read_json", "read_object"]
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -48,10 +49,18 @@ async def read_json(request: Request, *, default: Any = None) -> Any:
     body = await request.body()
     if not body.strip():
         return default
+    return parse_json(body, "body")
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """JSON from a request (``what`` names where it was): malformed JSON or an integer past
+    64 bits (which would be stored as another number) is a 400."""
     try:
-        return orjson.loads(body)
+        return loads_input(data)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON body: {exc}") from None
+        raise ApiError(400, f"malformed JSON {what}: {exc}") from None
+    except ValueError as exc:
+        raise ApiError(400, f"the JSON {what} cannot be stored exactly: {exc}") from None
 
 
 async def read_object(request: Request, *, default: Any = None) -> dict[str, Any]:

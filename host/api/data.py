@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from host.api.common import endpoint, platform_of, query_int, read_object
+from host.api.common import endpoint, parse_json, platform_of, query_int, read_object
 from host.errors import ApiError, json_response
 from platform_shim.services.dbindex import parse_index_spec
 from platform_shim.services.shaping import sort_documents
@@ -68,13 +67,11 @@ async def kv_put(request: Request) -> Response:
             ttl = float(ttl_header)
         except ValueError:
             raise ApiError(400, f"X-TTL must be a number of seconds, not {ttl_header!r}") from None
+        # (Its range is the service's to check: the same ValueError, a 400, from Python too.)
     body = await request.body()
     if not body.strip():
         raise ApiError(400, "the body must be a JSON value")
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON body: {exc}") from None
+    value = parse_json(body, "body")
     await platform_of(request).kv.put(*_kv_target(request), value, ttl)
     return json_response(_OK)
 
@@ -240,11 +237,8 @@ async def storage_object(request: Request) -> Response:
         metadata: dict[str, Any] | None = None
         header = request.headers.get("x-metadata")
         if header:
-            try:
-                # Header bytes arrive as latin-1 text; JSON in them is UTF-8.
-                metadata = orjson.loads(header.encode("latin-1"))
-            except orjson.JSONDecodeError as exc:
-                raise ApiError(400, f"X-Metadata must be JSON: {exc}") from None
+            # Header bytes arrive as latin-1 text; JSON in them is UTF-8.
+            metadata = parse_json(header.encode("latin-1"), "in X-Metadata")
             if not isinstance(metadata, dict):
                 raise ApiError(400, "X-Metadata must be a JSON object")
         content_type = request.headers.get("content-type")

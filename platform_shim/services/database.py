@@ -10,6 +10,7 @@ events is written, and its events are written in one ``write``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ from platform_shim.store.protocol import Record
 __all__ = ["Collection", "DatabaseService", "DbState"]
 
 Doc = dict[str, Any]
+
+log = logging.getLogger("platform_shim.store")
 
 
 class Collection:
@@ -117,11 +120,18 @@ class DbState:
     def load_snapshot(self, records: Iterable[Record]) -> None:
         self.collections.clear()
         for record in records:
-            coll = self.collection(record["c"])
-            if "index" in record:
-                coll.add_index(record["index"])
-            else:
-                coll.put(record["doc"])
+            name, index, doc = record.get("c"), record.get("index"), record.get("doc")
+            if not isinstance(name, str) or not isinstance(index or doc, dict):
+                # A damaged line that parses: it costs itself, not the load.
+                log.warning("db.jsonl: skipped a snapshot record that is not a document or index")
+                continue
+            try:
+                if isinstance(index, dict):
+                    self.collection(name).add_index(index)
+                elif isinstance(doc, dict):
+                    self.collection(name).put(doc)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("db.jsonl: skipped a damaged snapshot record (%r)", exc)
 
     def apply_event(self, event: Record) -> None:
         t = event["t"]

@@ -20,15 +20,22 @@ import orjson
 from sortedcontainers import SortedList
 
 from platform_shim.clock import Clock, TimerHandle
+from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import Record
 
-__all__ = ["KvNamespace", "KvService", "KvState"]
+__all__ = ["MAX_TTL_S", "KvNamespace", "KvService", "KvState"]
 
 log = logging.getLogger("platform_shim.kv")
 
 _MAX_KEY = 1024
+
+MAX_TTL_S = MAX_DURATION_MS // 1000
+"""The longest ``ttl`` in seconds (about 3.2 million years, like every duration here): the
+expiration, in epoch milliseconds, must fit the 64-bit integers that values are stored as."""
+
+store_log = logging.getLogger("platform_shim.store")  # damaged data is the store's to report
 
 
 class KvState:
@@ -83,13 +90,23 @@ class KvState:
         expiring = self.expiring
         encode = orjson.dumps
         for record in records:
-            ns = record["ns"]
+            try:
+                ns, key, value = record["ns"], record["k"], tight(encode(record["v"]))
+                expiration = record.get("exp")
+                if not (type(ns) is str and type(key) is str) or not (
+                    expiration is None or type(expiration) is int
+                ):
+                    raise TypeError("namespace, key or expiration of the wrong type")
+            except (KeyError, TypeError) as exc:
+                # A damaged line that parses: it costs itself, not the load.
+                store_log.warning(
+                    "kv.jsonl: skipped a snapshot record that is not a KV entry (%r)", exc
+                )
+                continue
             space = spaces.get(ns)
             if space is None:
                 space = spaces[ns] = {}
-            expiration = record.get("exp")
-            key = record["k"]
-            space[key] = (tight(encode(record["v"])), expiration)
+            space[key] = (value, expiration)
             if expiration is not None:
                 expiring.append((expiration, ns, key))
         heapq.heapify(expiring)
@@ -178,14 +195,13 @@ class KvService:
         _check_name("key", key)
         expiration: int | None = None
         if ttl is not None:
-            if (
-                isinstance(ttl, bool)
-                or not isinstance(ttl, int | float)
-                or not ttl > 0
-                or ttl == float("inf")
-            ):
+            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
                 raise ValueError(
                     f"ttl for key {key!r} must be a positive number of seconds, not {ttl!r}"
+                )
+            if not ttl <= MAX_TTL_S:  # also infinity; an expiration past it breaks 64 bits
+                raise ValueError(
+                    f"ttl for key {key!r} must be at most {MAX_TTL_S:.0e} seconds, not {ttl!r}"
                 )
             expiration = self._clock.now_ms() + int(ttl * 1000)
         body = dumps(value, f"value for key {key!r}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -20,7 +22,7 @@ import orjson
 
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import loads, tight
-from platform_shim.store.protocol import Log, Record, Store
+from platform_shim.store.protocol import Log, OutOfOrder, Record, Store
 
 __all__ = ["DomainFold", "EventSpec", "EventStream", "StreamEvent"]
 
@@ -30,6 +32,40 @@ EventSpec = tuple[str, str, "str | None", "str | None", bytes]
 """``(t, r, ns, k, data as JSON bytes)`` of one event to append."""
 
 _DEFAULT_WINDOW = 1000
+
+log = logging.getLogger("platform_shim.store")
+
+
+def _split_header(name: str, records: Iterator[Record]) -> tuple[int, Iterator[Record]]:
+    """The checkpoint in a snapshot's header line, and the records after it.
+
+    Compaction writes ``{"checkpoint": id, "format": 1}`` first. A header line that is damaged
+    (skipped by the reader) or missing must not cost the first record, so the header is
+    recognised by its ``checkpoint`` field, never by its position. Without a readable one the
+    checkpoint is 0: every event the stream still holds is replayed over the snapshot, which is
+    harmless (the stream holds a suffix of the events, and each fold keeps the last write per
+    key, document or object, so replaying events the snapshot covers ends in the same state).
+    """
+    first = next(records, None)
+    if first is None:
+        return 0, records
+    if "checkpoint" not in first:
+        log.warning(
+            "%s.jsonl: the snapshot has no readable header line; its records load, and the"
+            " events still held are replayed over them",
+            name,
+        )
+        return 0, itertools.chain((first,), records)
+    checkpoint = first["checkpoint"]
+    if type(checkpoint) is not int or checkpoint < 0:
+        log.warning(
+            "%s.jsonl:1: the snapshot header's checkpoint %r is not an event id; the events"
+            " still held are replayed over the snapshot",
+            name,
+            checkpoint,
+        )
+        return 0, records
+    return checkpoint, records
 
 
 class StreamEvent:
@@ -110,6 +146,7 @@ class EventStream:
         self.retain_from = retain_from
         self._listeners: list[Callable[[StreamEvent], None]] = []
         self._fold_for = {fold.resource: fold for fold in folds}
+        self.order_key = "id"  # the log skips a line whose id breaks the order (OutOfOrder)
         self._loading = True
         self.log: Log = store.open_log("events", self)
         self._loading = False
@@ -121,16 +158,18 @@ class EventStream:
         self.last_id = self._last_read = 0
         for fold in self.folds:
             records = iter(self._store.read_snapshot(fold.snapshot_name))
-            header = next(records, None)  # written by compaction: {"checkpoint", "format"}
-            fold.checkpoint = header.get("checkpoint", 0) if header is not None else 0
-            fold.load_snapshot(records)
+            fold.checkpoint, rest = _split_header(fold.snapshot_name, records)
+            fold.load_snapshot(rest)
             self.last_id = max(self.last_id, fold.checkpoint)
 
     def apply(self, record: Record, line: bytes) -> None:
         eid = record["id"]
-        if type(eid) is not int or eid <= self._last_read:
-            # A hand edit or a copy of an already-applied line; applying it again would fork state.
-            raise ValueError(f"event id {eid!r} does not follow {self._last_read}")
+        if type(eid) is not int:
+            raise ValueError(f"event id {eid!r} is not an integer")
+        if eid <= self._last_read:
+            # A hand edit or a copy of an already-applied line; applying it again would fork
+            # state. While loading, the log then keeps the longest run of lines in order.
+            raise OutOfOrder(f"event id {eid} does not follow {self._last_read}")
         self._last_read = eid
         # The id is taken even if a fold cannot read this line (a hand edit): were it not, our
         # next event would reuse it, and a reload would drop that event as out of order.

@@ -28,10 +28,12 @@ element sets it to null, as in Mongo.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from itertools import pairwise
 from typing import Any, Final
 
+from platform_shim.jsonvalue import INT_MAX, INT_MIN
 from platform_shim.services.compare import (
     ARRAY,
     BOOL,
@@ -197,8 +199,11 @@ def _unset_action(path: str, steps: Steps) -> _Action:
 
 
 def _inc_action(path: str, steps: Steps, amount: Any) -> _Action:
-    if kind_of(amount) not in (NUMBER, NAN):
-        raise ValueError(f"$inc: amount for field {path!r} must be a number, got {amount!r}")
+    if kind_of(amount) != NUMBER or not _representable(amount):
+        raise ValueError(
+            f"$inc: amount for field {path!r} must be a finite number"
+            f" (integers within 64 bits), got {amount!r}"
+        )
 
     def run(writer: _Writer) -> bool:
         parent = writer.parent(steps, path, create=True)
@@ -209,12 +214,25 @@ def _inc_action(path: str, steps: Steps, amount: Any) -> _Action:
             new = old + amount
         else:
             raise ValueError(f"$inc: field {path!r} holds {_describe(old)}, not a number")
+        if not _representable(new) and _representable(old if old is not MISSING else 0):
+            # Stored, an infinity would read back as null and a 65-bit integer not at all.
+            raise ValueError(
+                f"$inc: field {path!r} would overflow: {old!r} + {amount!r} is past the"
+                " numbers a document can hold (finite, integers within 64 bits)"
+            )
         if old is not MISSING and values_equal(old, new):
             return False
         _put(parent, steps, path, new)
         return True
 
     return run
+
+
+def _representable(number: Any) -> bool:
+    """Whether a number survives storage as itself: finite, and an integer within 64 bits."""
+    if isinstance(number, float):
+        return math.isfinite(number)
+    return bool(INT_MIN <= number <= INT_MAX)
 
 
 def _each(op: str, path: str, operand: Any) -> list[Any]:

@@ -42,20 +42,26 @@ log = logging.getLogger("platform_shim.store")
 
 
 def iter_records(
-    data: bytes, path: Path | str, first_line: int = 1, *, final: bool = True
+    data: bytes,
+    path: Path | str,
+    first_line: int = 1,
+    *,
+    final: bool = True,
+    quiet_until: int = 0,
 ) -> Iterator[tuple[int, Record, bytes]]:
     """Yield ``(line number, record, line bytes)`` for each whole, valid line in ``data``.
 
     ``data`` must start at a line boundary. With ``final`` the last fragment (no ``\\n``) is a
     torn line and is reported; without it, the caller is expected to keep that fragment for
-    later (a writer may still be appending it) and this function ignores it.
+    later (a writer may still be appending it) and this function ignores it. Lines up to
+    ``quiet_until`` are not reported (a second pass over lines reported already).
     """
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when data ends with a newline
     lineno = first_line
     for line in lines:
         if line:
-            record = _parse(line, path, lineno)
+            record = _parse(line, path, lineno, lineno > quiet_until)
             if record is not None:
                 yield lineno, record, line
         lineno += 1
@@ -63,14 +69,16 @@ def iter_records(
         log.warning("%s:%d: skipped a torn line (no newline at the end of the file)", path, lineno)
 
 
-def _parse(line: bytes, path: Path | str, lineno: int) -> Record | None:
+def _parse(line: bytes, path: Path | str, lineno: int, warn: bool = True) -> Record | None:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        log.warning("%s:%d: skipped a corrupt line (%s)", path, lineno, exc)
+        if warn:
+            log.warning("%s:%d: skipped a corrupt line (%s)", path, lineno, exc)
         return None
     if not isinstance(record, dict):
-        log.warning("%s:%d: skipped a line that is not a JSON object", path, lineno)
+        if warn:
+            log.warning("%s:%d: skipped a line that is not a JSON object", path, lineno)
         return None
     return record
 

@@ -15,6 +15,10 @@ Invariants this module keeps:
   the file. A torn line left by a process that died mid-append (nobody was told it was
   written) is cut off by the next writer holding the lock, so it can neither glue itself onto a
   good record nor, if it happens to parse, come back to life at the next load.
+- **A damaged number costs one line.** A record its consumer finds out of order (``OutOfOrder``)
+  while the log loads makes the load start again keeping the longest run of lines in order
+  (``store.order``), so a line claiming too high a number never hides the intact ones after it.
+  Lines appended later by live writers are in order; one that is not is skipped alone.
 - **Tail by offset.** ``refresh`` applies whatever was appended since this process last looked;
   a file replaced by another process's compaction (new inode) is replayed from the start.
 """
@@ -31,7 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import bulk_load, iter_records, replace_file, write_all
 from platform_shim.store.lock import AppendLock
-from platform_shim.store.protocol import Consumer, Prepare
+from platform_shim.store.order import longest_increasing
+from platform_shim.store.protocol import Consumer, OutOfOrder, Prepare
 
 if TYPE_CHECKING:
     from platform_shim.store.filestore import FileStore
@@ -69,6 +74,8 @@ class FileLog:
         self._ino = 0
         self._offset = 0  # bytes of the file this process has applied (or written)
         self._lineno = 1  # number of the next line, for warnings
+        self._disordered = 0  # the line of the first record out of order met while loading
+        self._ordered = bool(getattr(consumer, "order_key", None))  # see _reload_in_order
         self._queue: deque[_Submission] = deque()
         self._unsynced: deque[_Submission] = deque()
         self._cycle_scheduled = False
@@ -91,10 +98,55 @@ class FileLog:
         self._lineno = 1
         with bulk_load():  # the reset loads the snapshots: as many objects as the log, or more
             self._consumer.reset()
-            self._read_to_end(final=False)
+            self._disordered = 0
+            self._read_to_end(final=False, loading=True)
+            if self._disordered:
+                self._reload_in_order()
         self.written = self.synced = self._offset
 
-    def _read_to_end(self, *, final: bool) -> int:
+    def _reload_in_order(self) -> None:
+        """Load again, skipping the lines that break the order of ``order_key`` (see
+        ``store.order``): a line claiming a number too high must not push out the lines after it."""
+        key: str = getattr(self._consumer, "order_key", "")
+        data = os.pread(self._fd, self._offset, 0)
+        numbered = [
+            (lineno, record[key])
+            for lineno, record, _ in iter_records(data, self.path, final=False, quiet_until=1 << 62)
+            if type(record.get(key)) is int
+        ]
+        kept = longest_increasing([number for _, number in numbered])
+        skip: dict[int, int] = {}
+        for position, (lineno, number) in enumerate(numbered):
+            if position not in kept:
+                skip[lineno] = number
+        for lineno, number in skip.items():  # in the order of the file
+            log.warning(
+                "%s:%d: skipped a record whose %s %d is out of order with the lines around it",
+                self.path,
+                lineno,
+                key,
+                number,
+            )
+        self._offset = 0
+        self._lineno = 1
+        self._consumer.reset()
+        self._read_to_end(final=False, skip=skip, quiet_until=self._disordered)
+
+    def _read_to_end(
+        self,
+        *,
+        final: bool,
+        loading: bool = False,
+        skip: dict[int, int] | None = None,
+        quiet_until: int = 0,
+    ) -> int:
+        """Apply the lines appended since ``_offset``.
+
+        ``loading``: the first pass of a load, which stops at the first record out of order
+        (the load is then redone by ``_reload_in_order``). ``skip``: that second pass, which
+        skips the lines out of order; the first pass warned about the lines up to
+        ``quiet_until`` already.
+        """
         size = os.fstat(self._fd).st_size
         if size < self._offset:
             # Shrunk under us: only a failed write's truncation or a hand edit does that.
@@ -111,11 +163,22 @@ class FileLog:
         end = data.rfind(b"\n") + 1
         count = 0
         apply = self._consumer.apply
-        for lineno, record, line in iter_records(data, self.path, self._lineno, final=False):
+        records = iter_records(data, self.path, self._lineno, final=False, quiet_until=quiet_until)
+        for lineno, record, line in records:
+            if skip is not None and lineno in skip:
+                continue
             try:
                 apply(record, line)
+            except OutOfOrder as exc:
+                if loading and self._ordered:
+                    # The load is redone in order (_reload_in_order): applying more is waste.
+                    self._disordered = lineno
+                    break
+                log.warning("%s:%d: skipped a record out of order (%s)", self.path, lineno, exc)
+                continue
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                log.warning("%s:%d: skipped an unreadable record (%r)", self.path, lineno, exc)
+                if lineno > quiet_until:
+                    log.warning("%s:%d: skipped an unreadable record (%r)", self.path, lineno, exc)
                 continue
             count += 1
         self._lineno += data.count(b"\n")

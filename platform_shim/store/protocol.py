@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-__all__ = ["Consumer", "Durability", "Log", "Prepare", "Record", "Store"]
+__all__ = ["Consumer", "Durability", "Log", "OutOfOrder", "Prepare", "Record", "Store"]
 
 Record = dict[str, Any]
 Durability = Literal["fsync", "flush"]
@@ -33,8 +33,20 @@ cross-process lock, so it may validate against the latest state (a unique index,
 id). Raising fails that submission alone and writes nothing."""
 
 
+class OutOfOrder(ValueError):
+    """Raised by ``Consumer.apply`` for a record whose sequence number does not follow the last.
+
+    When that happens while a log loads, the log finds the longest run of lines whose numbers
+    increase (``store.order``), skips the others with a warning naming file and line, and loads
+    again: a damaged line then costs itself alone, never the intact lines after it."""
+
+
 class Consumer(Protocol):
-    """The in-memory fold of one log."""
+    """The in-memory fold of one log.
+
+    A consumer whose records carry a strictly increasing sequence number names its field in an
+    ``order_key`` attribute and raises ``OutOfOrder`` for a record that does not follow.
+    """
 
     def apply(self, record: Record, line: bytes) -> None:
         """Apply a record another process appended (or one read at load time)."""

@@ -638,13 +638,15 @@ def test_client_hanging_up_mid_body_is_not_an_error(fuzz_root: Path) -> None:
     runner.start()
     try:
         runner.wait_ready()
-        request = b"PUT /api/kv/ns/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+        request = b"PUT /api/kv/ns/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"
         with socket.create_connection(("127.0.0.1", runner.port), timeout=5) as sock:
             sock.sendall(request)
             time.sleep(0.2)
         time.sleep(0.3)
         with socket.create_connection(("127.0.0.1", runner.port), timeout=5) as sock:
-            sock.sendall(b"GET /api/kv/ns/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sock.sendall(
+                b"GET /api/kv/ns/k HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
             assert sock.recv(100).startswith(b"HTTP/1.1 404")
     finally:
         assert runner.stop() == 0

@@ -394,7 +394,7 @@ async def test_checkout_route_starts_fulfill_order(tmp_path: Path) -> None:
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
     ):
         worker = app.state.worker  # set by the lifespan
         order = {k: v for k, v in ORDER.items()}

@@ -43,7 +43,9 @@ async def _client(tmp_path: Path, *, dev: bool) -> tuple[httpx.AsyncClient, obje
     (project / "workflows").mkdir(parents=True, exist_ok=True)
     (project / "workflows" / "napper.py").write_text(WORKFLOW)
     app = create_app(HostConfig(project_dir=project, data_dir=tmp_path / "data", dev=dev))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://host"), app
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ), app
 
 
 async def test_skipping_ahead_wakes_a_sleeping_run(tmp_path: Path) -> None:

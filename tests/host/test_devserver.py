@@ -132,7 +132,7 @@ async def test_an_apps_own_route_at_slash_wins_over_the_redirect(tmp_path: Path)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
     ):
         response = await http.get("/")
     assert (response.status_code, response.text) == (200, "my home")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from platform_shim.durations import parse_duration_ms
+from platform_shim.durations import MAX_DURATION_MS, parse_duration_ms
 
 FACTOR = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -171,12 +171,34 @@ def test_absurdly_long_digit_string_is_a_clean_error() -> None:
 
 @given(n=st.integers(min_value=0, max_value=10**30), unit=st.sampled_from(sorted(FACTOR)))
 def test_integer_with_unit(n: int, unit: str) -> None:
-    assert parse_duration_ms(f"{n}{unit}") == n * FACTOR[unit]
+    if n * FACTOR[unit] > MAX_DURATION_MS:
+        with pytest.raises(ValueError, match="longer than"):
+            parse_duration_ms(f"{n}{unit}")
+    else:
+        assert parse_duration_ms(f"{n}{unit}") == n * FACTOR[unit]
 
 
-@given(n=st.integers(min_value=0, max_value=10**30))
+@given(n=st.integers(min_value=0, max_value=MAX_DURATION_MS))
 def test_bare_digits_and_int_agree(n: int) -> None:
     assert parse_duration_ms(str(n)) == parse_duration_ms(n) == n
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        MAX_DURATION_MS + 1,
+        10**30,
+        1e300,
+        float(MAX_DURATION_MS) * 2,
+        "99999999999999999999d",
+        "1e308",
+    ],
+)
+def test_a_duration_past_the_limit_is_a_value_error(value: object) -> None:
+    # Before the limit these were accepted, and a wake or due time of now plus them no longer
+    # fit the 64-bit integers written to the files: a TypeError naming nothing, at write time.
+    with pytest.raises(ValueError, match="queue 'q'"):
+        parse_duration_ms(value, "delay for queue 'q'")
 
 
 @given(
@@ -191,7 +213,7 @@ def test_decimal_with_unit_is_exact(whole: int, frac: str, unit: str) -> None:
     assert parse_duration_ms(f"{whole}.{frac}{unit}") == expected
 
 
-@given(st.floats(min_value=0, max_value=2.0**60, allow_nan=False, allow_infinity=False))
+@given(st.floats(min_value=0, max_value=MAX_DURATION_MS, allow_nan=False, allow_infinity=False))
 def test_float_rounds_to_nearest(value: float) -> None:
     result = parse_duration_ms(value)
     assert abs(Fraction(result) - Fraction(value)) <= Fraction(1, 2)
