@@ -1,7 +1,7 @@
 """``python -m bench``: run every scenario, write ``bench/RESULTS.md``, print the ratios.
 
     python -m bench                      # everything, DBOS side by side, full sizes
-    python -m bench --only a,b           # a subset
+    python -m bench --only a,b           # a subset (named ones too: --only stall)
     python -m bench --smoke --out X.md   # tiny sizes, no peer: proves the harness works (CI)
     python -m bench --no-peer            # skip DBOS (its reference figures are shown, marked)
     python -m bench --only a --profile bench/profiles   # also write pyinstrument profiles
@@ -49,7 +49,7 @@ from bench.common import (
 )
 from bench.report import SCENARIO_TITLES, Report, Row
 
-SCENARIOS = "abcdefg"
+SCENARIOS = [*"abcdefg", "stall"]
 
 # DBOS 3.4 on this kind of machine (issue 5), for when the peer cannot run here.
 REFERENCE_STEPS_PER_S = 315.0
@@ -75,6 +75,7 @@ FULL: dict[str, dict[str, Any]] = {
         "insert_docs": 20_000,
         "repeats": 3,
     },
+    "stall": {"keys": 1_000_000, "interval_ms": 2.0, "quiet_s": 3.0, "repeats": 3},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "a": {"runs": 20, "steps": 3, "rounds": 1},
@@ -96,6 +97,7 @@ SMOKE: dict[str, dict[str, Any]] = {
         "insert_docs": 400,
         "repeats": 1,
     },
+    "stall": {"keys": 3000, "interval_ms": 2.0, "quiet_s": 0.5, "repeats": 1},
 }
 
 DEFINITIONS = {
@@ -145,6 +147,15 @@ DEFINITIONS = {
     " (same values, no index), random existing values, on a freshly opened platform. **DB insert**:"
     " 100 concurrent tasks doing `insert_one`. Reads never touch the disk; writes are measured at"
     " both durabilities.",
+    "stall": "a folder whose KV holds 1M live keys (filled through `kv.put` by 200 writers, `flush`;"
+    " the folder is not compacted before) is opened by a worker (default `fsync` durability) in a"
+    " fresh process; an open-loop load issues one request every 2 ms (alternately `kv.get` and a"
+    " durable `kv.put` of a random existing key, each in its own task, latency counted from when it"
+    " was due); a probe asks the loop for a callback 1 ms ahead, over and over, and records how late"
+    " each runs. After 3 s of load the worker compacts (`Worker.compact()`: snapshots, events,"
+    " ledger, dispatch). **stall** = the latest probe callback between the start and the end of the"
+    " compaction; **p99** = of the requests due in that span; **quiet** = the same figures over the"
+    " 3 s before it. Median of the repeats, each on a fresh copy of the folder.",
 }
 
 
@@ -201,7 +212,7 @@ class Ctx:
         parts = ["python -m bench", f"--only {scenario}"]
         if self.smoke:
             parts.append("--smoke")
-        if scenario in "ab" and not self.peer:
+        if scenario in ("a", "b") and not self.peer:
             parts.append("--no-peer")
         return " ".join(parts)
 
@@ -883,6 +894,50 @@ def scenario_g(ctx: Ctx) -> None:
         say(f"g) DB insert_one ({durability}): {median(rates):,.0f}/s")
 
 
+def scenario_stall(ctx: Ctx) -> None:
+    s = ctx.sizes("stall")
+    load = loadavg()[0]
+    keys = s["keys"]
+    with scratch(ctx.tmp_root, "stall") as d:
+        data = d / "data"
+        fill = ctx.job("kv_fill", {"data": str(data), "keys": keys}, timeout=7200).result
+        ctx.report.detail(
+            "stall", f"{keys:,} keys filled in {fill['fill_s']:.1f} s, {fmt_bytes(fill['bytes'])}"
+        )
+        args = {"keys": keys, "interval_ms": s["interval_ms"], "quiet_s": s["quiet_s"]}
+        results = _restart_copies(ctx, "compaction_stall", data, s["repeats"], args)
+    for r in results:
+        during, quiet = r["during"], r["quiet"]
+        ctx.report.detail(
+            "stall",
+            f"compaction {r['compaction_s']:.2f} s: longest stall {during['stall_ms']:.1f} ms,"
+            f" p50 {during['p50_ms']:.2f} ms, p99 {during['p99_ms']:.1f} ms, max {during['max_ms']:.1f} ms"
+            f" ({during['requests']} requests); quiet: stall {quiet['stall_ms']:.1f} ms,"
+            f" p99 {quiet['p99_ms']:.2f} ms ({quiet['requests']} requests)",
+        )
+    stall = median([r["during"]["stall_ms"] for r in results])
+    p99 = median([r["during"]["p99_ms"] for r in results])
+    quiet_p99 = median([r["quiet"]["p99_ms"] for r in results])
+    seconds = median([r["compaction_s"] for r in results])
+    ctx.row(
+        "stall",
+        f"longest event-loop stall while compacting {keys:,} live KV keys under load",
+        fmt_ms(stall),
+        target="< 50 ms",
+        met=stall < 50,
+        load=load,
+    )
+    ctx.row(
+        "stall",
+        f"request p99 during that compaction ({fmt_s(seconds)}; without compaction {fmt_ms(quiet_p99)})",
+        fmt_ms(p99),
+        target="< 20 ms",
+        met=p99 < 20,
+        load=load,
+    )
+    say(f"stall) longest stall {fmt_ms(stall)} (target < 50 ms), p99 {fmt_ms(p99)} (target < 20 ms)")
+
+
 RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "a": scenario_a,
     "b": scenario_b,
@@ -891,6 +946,7 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "e": scenario_e,
     "f": scenario_f,
     "g": scenario_g,
+    "stall": scenario_stall,
 }
 
 
@@ -905,7 +961,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny sizes of every scenario, no peer (CI)"
     )
     parser.add_argument(
-        "--only", help="comma-separated scenarios to run (default: all of a,b,c,d,e,f,g)"
+        "--only",
+        help=f"comma-separated scenarios to run (default: all of {','.join(SCENARIOS)})",
     )
     parser.add_argument(
         "--peer",
@@ -938,8 +995,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    only = [s.strip() for s in (args.only or SCENARIOS).replace(" ", "").split(",") if s.strip()]
-    if len(only) == 1 and len(only[0]) > 1:
+    chosen = args.only or ",".join(SCENARIOS)
+    only = [s.strip() for s in chosen.replace(" ", "").split(",") if s.strip()]
+    if len(only) == 1 and only[0] not in SCENARIOS:
         only = list(only[0])  # --only abc
     unknown = [s for s in only if s not in SCENARIOS]
     if unknown:

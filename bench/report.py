@@ -16,12 +16,13 @@ SCENARIO_TITLES = {
     "e": "e) long run",
     "f": "f) restart",
     "g": "g) KV and DB",
+    "stall": "stall) compaction under load",
 }
 
 
 @dataclass
 class Row:
-    scenario: str  # "a".."g"
+    scenario: str  # "a".."g", "stall"
     what: str  # what the figure measures
     figure: str  # our figure, with its unit
     peer: str = ""  # the peer's figure, or "" when there is no peer for this row
