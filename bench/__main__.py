@@ -935,7 +935,9 @@ def scenario_stall(ctx: Ctx) -> None:
         met=p99 < 20,
         load=load,
     )
-    say(f"stall) longest stall {fmt_ms(stall)} (target < 50 ms), p99 {fmt_ms(p99)} (target < 20 ms)")
+    say(
+        f"stall) longest stall {fmt_ms(stall)} (target < 50 ms), p99 {fmt_ms(p99)} (target < 20 ms)"
+    )
 
 
 RUNNERS: dict[str, Callable[[Ctx], None]] = {

@@ -346,7 +346,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
             return 0
         try:
             with Progress("compacting"):
-                report = worker.compact()
+                report = await worker.compact()
         finally:
             await worker.stop()
         _print_json(report)

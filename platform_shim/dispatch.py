@@ -404,31 +404,40 @@ class Dispatcher:
         )
         await self.deadletter.submit(lambda: (line, None))
 
-    def compact(self) -> None:
-        """Rewrite ``dispatch.jsonl`` to the live cursors, relay position and queue state."""
+    async def compact(self, in_stream: set[str]) -> None:
+        """Rewrite ``dispatch.jsonl`` to the live cursors, relay position and queue state.
+
+        ``in_stream``: the ids of every queued message whose ``queue.sent`` event may still be
+        in ``events.jsonl`` (their acks are kept; the others' are dropped)."""
         state = self.state
         platform = self.platform
-        retained = {event.k for event in platform.stream.retained() if event.t == "queue.sent"}
-        pending = {
-            message_id for queue in platform.queue_state.queues.values() for message_id in queue
-        }
+        retained = in_stream
 
-        def produce() -> Iterable[bytes]:
-            for key, cursor in state.cursors.items():
-                yield orjson.dumps({"rec": "cursor", "h": key, "c": cursor})
-            yield orjson.dumps({"rec": "relay", "c": state.relay})
+        def take() -> list[bytes]:
+            # Small (cursors, acks of retained messages, the last dead deliveries): made on the
+            # loop, so the lines match the state exactly when the log is caught up.
+            pending = {
+                message_id for queue in platform.queue_state.queues.values() for message_id in queue
+            }
+            lines = [
+                orjson.dumps({"rec": "cursor", "h": key, "c": cursor})
+                for key, cursor in state.cursors.items()
+            ]
+            lines.append(orjson.dumps({"rec": "relay", "c": state.relay}))
             for queue, ids in state.acked.items():
                 # An ack matters while its message may still be read from the stream.
                 keep = sorted(ids & retained)
                 if keep:
-                    yield orjson.dumps({"rec": "ack", "q": queue, "ids": keep})
+                    lines.append(orjson.dumps({"rec": "ack", "q": queue, "ids": keep}))
             for message_id, attempt in state.attempts.items():
                 if message_id in pending:
-                    yield orjson.dumps({"rec": "attempt", "q": "", "id": message_id, "n": attempt})
-            for record in state.dead:
-                yield orjson.dumps(record)
+                    lines.append(
+                        orjson.dumps({"rec": "attempt", "q": "", "id": message_id, "n": attempt})
+                    )
+            lines.extend(orjson.dumps(record) for record in state.dead)
+            return lines
 
-        self.log.rewrite(produce)
+        await self.log.rewrite(take)
         for queue in list(state.acked):
             state.acked[queue] &= retained
 

@@ -107,11 +107,20 @@ class KvState:
                 self.remove(event["ns"], event["k"])
 
     def snapshot_records(self) -> Iterator[bytes]:
-        for ns, space in self.spaces.items():
-            for key, (value, expiration) in space.items():
-                yield orjson.dumps(
-                    {"ns": ns, "k": key, "v": orjson.Fragment(value), "exp": expiration}
-                )
+        # The dicts are copied now, on the loop (a few ms per 100k keys; the entries are
+        # immutable tuples); the lines are made from the copies as they are read, off the loop.
+        return _snapshot_lines([(ns, dict(space)) for ns, space in self.spaces.items()])
+
+
+def _snapshot_lines(
+    spaces: list[tuple[str, dict[str, tuple[bytes, int | None]]]],
+) -> Iterator[bytes]:
+    for ns, space in spaces:
+        head = b'{"ns":' + orjson.dumps(ns) + b',"k":'
+        dumps_ = orjson.dumps
+        for key, (value, expiration) in space.items():
+            exp = b"null" if expiration is None else str(expiration).encode()
+            yield head + dumps_(key) + b',"v":' + value + b',"exp":' + exp + b"}"
 
 
 def _check_name(what: str, value: object) -> str:

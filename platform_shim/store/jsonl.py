@@ -33,6 +33,7 @@ __all__ = [
     "replace_file",
     "replace_file_bytes",
     "write_all",
+    "write_lines",
 ]
 
 Record = dict[str, Any]
@@ -137,7 +138,7 @@ def replace_file(
     before the rename; crash tests use it to die at that instant.
     """
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    return _replace(path, tmp, lambda fd: _write_lines(fd, lines), before_rename)
+    return _replace(path, tmp, lambda fd: write_lines(fd, lines), before_rename)
 
 
 def replace_file_bytes(path: Path, data: bytes) -> None:
@@ -170,7 +171,8 @@ def _replace(
     return result
 
 
-def _write_lines(fd: int, lines: Iterable[bytes]) -> tuple[int, int]:
+def write_lines(fd: int, lines: Iterable[bytes]) -> tuple[int, int]:
+    """Write ``lines`` (each without its newline); returns the bytes and lines written."""
     # Joined into writes of about 1 MiB: one syscall per line would dominate a snapshot's cost.
     size = count = 0
     buf: list[bytes] = []

@@ -24,8 +24,8 @@ from tests.support.procs import spawn
 from tests.support.reap import read_line, reaping
 
 
-def compact(platform: Platform) -> Any:
-    return compact_stream(platform.store, platform.stream, storage=platform.storage_state)
+async def compact(platform: Platform) -> Any:
+    return await compact_stream(platform.store, platform.stream, storage=platform.storage_state)
 
 
 async def state_of(platform: Platform) -> dict[str, Any]:
@@ -93,7 +93,7 @@ async def test_compaction_keeps_every_live_value(
     events_before = len(read_events(data_dir))
     size_before = (data_dir / "events.jsonl").stat().st_size
 
-    report = compact(platform)
+    report = await compact(platform)
 
     assert report.checkpoint == events_before
     assert report.events_kept <= platform.stream.window
@@ -123,7 +123,7 @@ async def test_compaction_keeps_every_live_value(
         reopened.close()
     # compacting a compacted stream changes nothing either
     await asyncio.sleep(0)
-    compact(platform)
+    await compact(platform)
     again = open_client(data_dir, clock=clock)
     try:
         assert await state_of(again) == await state_of(platform)
@@ -140,7 +140,7 @@ async def test_a_client_open_during_compaction_catches_up(
         await asyncio.sleep(0)
         expected = await state_of(platform)
         assert await state_of(other) == expected
-        compact(platform)
+        await compact(platform)
         await other.kv.put("plain", "from-other", 1)  # appends to the new file
         await asyncio.sleep(0)
         assert await platform.kv.get("plain", "from-other") == 1
@@ -168,7 +168,7 @@ async def test_unreferenced_old_blobs_are_collected(platform: Platform, data_dir
     for data, path in blobs.items():
         if data != b"young orphan":
             os.utime(path, (old, old))
-    report = compact(platform)
+    report = await compact(platform)
     assert report.blobs_removed == 2
     left = sorted(p.read_bytes() for p in (data_dir / "blobs").rglob("*") if p.is_file())
     assert left == [b"kept bytes", b"new bytes", b"young orphan"]
