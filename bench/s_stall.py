@@ -143,7 +143,7 @@ async def compaction_stall(args: Args) -> dict[str, Any]:
 
 async def _compact(worker: Worker) -> dict[str, Any]:
     await asyncio.sleep(0)
-    return worker.compact()
+    return await worker.compact()
 
 
 JOBS = {"compaction_stall": compaction_stall}
