@@ -7,6 +7,7 @@ import copy
 import os
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,44 @@ async def test_a_client_open_during_compaction_catches_up(
         assert ids == sorted(set(ids))
     finally:
         other.close()
+
+
+async def test_the_loop_serves_while_compaction_serializes(
+    platform: Platform, data_dir: Path, clock: FakeClock
+) -> None:
+    await fill(platform, clock)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # compaction's serialize step, on its thread, held by the test
+        entered.set()
+        assert release.wait(60), "the test never released the serializer"
+
+    compacting = asyncio.ensure_future(
+        compact_stream(
+            platform.store, platform.stream, storage=platform.storage_state, serializing=hold
+        )
+    )
+    assert await asyncio.to_thread(entered.wait, 60)
+    # The serializer is blocked; the loop still runs callbacks and acknowledges durable writes.
+    ran = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(ran.set_result, True)
+    assert await ran
+    await platform.kv.put("plain", "during", "written while compacting")
+    await platform.db.insert_one("users", {"_id": "late", "email": "late@x", "org": 9, "age": 1})
+    await platform.queue.send("jobs", {"n": "late"})
+    assert not compacting.done()
+    release.set()
+    report = await compacting
+    during = [e for e in read_events(data_dir) if e["k"] == "during"]
+    assert len(during) == 1 and during[0]["id"] > report.checkpoint  # kept after the snapshot
+    expected = await state_of(platform)
+    assert ("during", None, "written while compacting") in expected["kv"]["plain"]
+    reopened = open_client(data_dir, clock=clock)
+    try:
+        assert await state_of(reopened) == expected
+        assert await reopened.db.find_one("users", {"_id": "late"}) is not None
+    finally:
+        reopened.close()
 
 
 async def test_unreferenced_old_blobs_are_collected(platform: Platform, data_dir: Path) -> None:
