@@ -17,6 +17,7 @@ import pytest
 
 from platform_shim.errors import DuplicateKey
 from platform_shim.platform import Platform, open_client
+from platform_shim.services import kvsnapshot
 from platform_shim.services.compaction import compact_stream
 from platform_shim.testing import FakeClock
 from tests.support.compactor import blob
@@ -189,6 +190,65 @@ async def test_the_loop_serves_while_compaction_serializes(
     try:
         assert await state_of(reopened) == expected
         assert await reopened.db.find_one("users", {"_id": "late"}) is not None
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("restarts", [0, 2])
+async def test_a_kv_snapshot_copied_over_many_loop_turns_loads_the_same_state(
+    platform: Platform,
+    data_dir: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    restarts: int,
+) -> None:
+    # Tiny chunks: the copy takes dozens of loop turns, and every kind of KV write lands
+    # between them (new keys and deletes restart a namespace's copy; after ``restarts`` the
+    # rest is copied in one go).
+    monkeypatch.setattr(kvsnapshot, "CHUNK", 4)
+    monkeypatch.setattr(kvsnapshot, "RESTARTS", restarts)
+    await asyncio.gather(*(platform.kv.put("plain", f"k{i:03d}", i) for i in range(200)))
+    await asyncio.gather(*(platform.kv.put("ttl", f"t{i}", i, ttl=60 + i) for i in range(30)))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        assert release.wait(60)
+
+    compacting = asyncio.ensure_future(
+        compact_stream(platform.store, platform.stream, serializing=hold)
+    )
+    await asyncio.sleep(0)  # the compaction takes the state; its copy starts
+    rng = random.Random(restarts)
+    writes = []
+    for n in range(40):  # one write applied per loop turn, between the copy's chunks
+        i = rng.randrange(220)
+        choice = n % 4
+        if choice == 0:
+            write = platform.kv.put("plain", f"k{i:03d}", ["new", n])
+        elif choice == 1:
+            write = platform.kv.delete("plain", f"k{i:03d}")
+        elif choice == 2:
+            write = platform.kv.put("ttl", f"t{i % 30}", ["re", n], ttl=1 + n % 3)
+        else:
+            write = platform.kv.put(f"ns{n % 3}", f"fresh{n}", n)
+        writes.append(asyncio.ensure_future(write))
+        await asyncio.sleep(0)
+    await asyncio.gather(*writes)
+    assert await asyncio.to_thread(entered.wait, 60)
+    release.set()
+    await compacting
+    clock.advance("10s")  # some TTLs put during the copy have passed: they read as missing
+    expected = {ns: (await platform.kv.list(ns))["keys"] for ns in ("plain", "ttl", "ns0", "ns1")}
+    values = {
+        ns: [await platform.kv.get(ns, k["name"]) for k in keys] for ns, keys in expected.items()
+    }
+    reopened = open_client(data_dir, clock=clock)
+    try:
+        for ns, keys in expected.items():
+            assert (await reopened.kv.list(ns))["keys"] == keys, ns
+            assert [await reopened.kv.get(ns, k["name"]) for k in keys] == values[ns], ns
+        assert reopened.kv_state.spaces == platform.kv_state.spaces
     finally:
         reopened.close()
 
