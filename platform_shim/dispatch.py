@@ -445,6 +445,17 @@ class Dispatcher:
         """The ``ctx`` a handler receives."""
         return HandlerContext(self.platform, handler_id)
 
+    def bookkeeping(self) -> dict[str, int]:
+        """How many entries of each per-message or per-consumer table are held in memory
+        (tests and the soak benchmark check that they stay bounded)."""
+        return {
+            "cursors": len(self.state.cursors),
+            "attempts": len(self.state.attempts),
+            "acked": sum(len(ids) for ids in self.state.acked.values()),
+            "retry_at": sum(len(q.retry_at) for q in self._queues.values()),
+            "dead": len(self.state.dead),
+        }
+
     def consumers(self) -> dict[str, int]:
         """Cursor of each stream consumer (for the dashboard and tests)."""
         return {key: consumer.cursor for key, consumer in self._consumers.items()}

@@ -172,6 +172,27 @@ async def test_queue_consumer_batches_acks_and_dead_letters(
     ]
 
 
+async def test_dead_lettered_messages_leave_no_retry_bookkeeping(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    @on_queue("poison", {"batch": 5, "maxAttempts": 3})
+    async def always_fails(messages: Any, ctx: Any) -> None:
+        raise RuntimeError("poison")
+
+    async with opener(data_dir, clock, [always_fails], handler_backoff=lambda a: 1000) as p:
+        await asyncio.gather(*(p.queue.send("poison", {"n": i}) for i in range(20)))
+        await p.settle()
+        for _ in range(3):  # the retries come due
+            clock.advance("2s")
+            await p.settle()
+        assert not p.queue_state.queues["poison"]
+        assert p.worker is not None
+        held = p.worker.dispatcher.bookkeeping()
+        assert held["retry_at"] == 0 and held["attempts"] == 0, held
+    dead = (data_dir / "deadletter.jsonl").read_bytes().splitlines()
+    assert len(dead) == 20
+
+
 async def test_unacknowledged_messages_survive_a_restart(data_dir: Path, clock: FakeClock) -> None:
     got: list[str] = []
 
