@@ -1,7 +1,9 @@
 """Delivering the event stream to handlers, event triggers and queue consumers.
 
 Each handler and each event-triggered workflow has a durable cursor (the id of the last event
-it finished) in ``dispatch.jsonl``. A consumer handles the events after its cursor in stream
+it finished) in ``dispatch.jsonl``. When the worker starts, the cursors of handlers and
+triggers that are no longer registered are dropped (each is logged): one that comes back later
+starts at the end of the stream, like a new one. A consumer handles the events after its cursor in stream
 order, one at a time, then moves its cursor: delivery is at least once (a crash between the
 handling and the cursor write delivers again), in order, and a crash between a write and its
 dispatch still dispatches it after restart, because the cursor had not passed it. A handler
@@ -79,6 +81,8 @@ class DispatchState:
         kind = record["rec"]
         if kind == "cursor":
             self.cursors[record["h"]] = max(self.cursors.get(record["h"], 0), record["c"])
+        elif kind == "drop":
+            self.cursors.pop(record["h"], None)
         elif kind == "relay":
             self.relay = max(self.relay, record["c"])
         elif kind == "ack":
@@ -222,6 +226,8 @@ class Dispatcher:
         for workflow in workflows:
             if isinstance(workflow.trigger, EventTrigger):
                 wanted[f"trigger:{workflow.id}"] = workflow
+        if not self._running:
+            self._drop_cursors(set(wanted))
         for key in list(self._consumers):
             consumer = self._consumers[key]
             target = wanted.get(key)
@@ -252,6 +258,22 @@ class Dispatcher:
         self._update_retention()
         if self._running:
             self._start_all()
+
+    def _drop_cursors(self, wanted: set[str]) -> None:
+        # At start, a cursor whose handler or trigger is not registered is gone for good: kept,
+        # it would make the handler, if it ever came back, replay everything it missed, and it
+        # would hold old events in memory at every start. (A hot reload keeps them until the
+        # next start: a module that fails to import for a moment must not lose its place.)
+        for key in [key for key in self.state.cursors if key not in wanted]:
+            log.warning(
+                "dropping the cursor of %s (at event %d): no such handler or trigger is registered;"
+                " if it comes back it starts at the end of the stream",
+                key,
+                self.state.cursors[key],
+            )
+            self._saved.pop(key, None)
+            self.record({"rec": "drop", "h": key})
+            self.state.cursors.pop(key, None)
 
     def start(self) -> None:
         self._running = True
