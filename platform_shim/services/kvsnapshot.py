@@ -1,8 +1,11 @@
 """The KV snapshot for compaction: copied a chunk per loop turn, serialized on a thread.
 
 A million keys take 40-100 ms to copy in one go, and the loop could serve nothing meanwhile. So
-the copy is made in chunks of ``CHUNK`` keys, one chunk per loop turn, and handed to the
-compaction thread through a queue; the thread turns them into snapshot lines.
+the keys are listed in chunks of ``CHUNK``, one chunk per loop turn (only a dict iteration needs
+the loop: the table must not change under it), and handed to the compaction thread through a
+queue; the thread looks each key up in the live namespace (a single lookup is atomic under the
+GIL) and turns it into a snapshot line. Listing keys creates no new objects for the cyclic
+collector to trace (copying a million (key, entry) pairs did, and set off full collections).
 
 Why a copy that spans many loop turns is still a right snapshot: it starts at the checkpoint
 (the last event id when compaction took the state) and every event after the checkpoint stays
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import queue
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -38,10 +42,12 @@ __all__ = ["chunked_snapshot"]
 
 CHUNK = 20_000
 RESTARTS = 2
+_YIELD_EVERY = 500
+_PAUSE_S = 0.0002
 _WAIT_S = 300.0  # a thread left waiting longer than this has lost its loop: give up
 
 Entry = tuple[bytes, "int | None"]
-Chunk = tuple[str, list[tuple[str, Entry]]]
+Chunk = tuple[str, dict[str, Entry], list[str]]
 Item = Chunk | BaseException | None  # a chunk, the copy failed, the copy is complete
 
 
@@ -59,7 +65,7 @@ class _Copier:
         # Namespaces made after the checkpoint are all in the stream's tail.
         self._names = list(state.spaces)
         self._loop = asyncio.get_running_loop()
-        self._items: Iterator[tuple[str, Entry]] | None = None
+        self._keys: Iterator[str] | None = None
         self._shape = 0
         self._restarts = 0
 
@@ -86,25 +92,25 @@ class _Copier:
                 self._next_namespace()
                 continue
             shape = self._state.shape.get(ns, 0)
-            if self._items is not None and shape != self._shape:
+            if self._keys is not None and shape != self._shape:
                 self._restarts += 1
-                self._items = None
-            if self._items is None:
+                self._keys = None
+            if self._keys is None:
                 if self._restarts > RESTARTS:
-                    self._out.put((ns, list(space.items())))
+                    self._out.put((ns, space, list(space)))
                     self._next_namespace()
                     return True
-                self._items, self._shape = iter(space.items()), shape
-            chunk = list(itertools.islice(self._items, CHUNK))
+                self._keys, self._shape = iter(space), shape
+            chunk = list(itertools.islice(self._keys, CHUNK))
             if chunk:
-                self._out.put((ns, chunk))
+                self._out.put((ns, space, chunk))
                 return True
             self._next_namespace()
         return False
 
     def _next_namespace(self) -> None:
         self._names.pop(0)
-        self._items = None
+        self._keys = None
         self._restarts = 0
 
 
@@ -119,8 +125,17 @@ def _lines(chunks: queue.SimpleQueue[Item]) -> Iterator[bytes]:
             return
         if isinstance(item, BaseException):
             raise RuntimeError("copying the KV snapshot failed") from item
-        ns, entries = item
+        ns, space, keys = item
         head = b'{"ns":' + dumps(ns) + b',"k":'
-        for key, (value, expiration) in entries:
+        get = space.get
+        for n, key in enumerate(keys):
+            if not n % _YIELD_EVERY:
+                # Let the loop have the GIL now if it waits for it, rather than after the
+                # interpreter's 5 ms switch interval: its requests are what must stay quick.
+                time.sleep(_PAUSE_S)
+            entry = get(key)  # one lookup: atomic under the GIL, whatever the loop does
+            if entry is None:
+                continue  # removed since the checkpoint: its removal is in the stream's tail
+            value, expiration = entry
             exp = b"null" if expiration is None else str(expiration).encode()
             yield head + dumps(key) + b',"v":' + value + b',"exp":' + exp + b"}"
