@@ -49,7 +49,7 @@ from bench.common import (
 )
 from bench.report import SCENARIO_TITLES, Report, Row
 
-SCENARIOS = [*"abcdefg", "stall"]
+SCENARIOS = [*"abcdefg", "stall", "soak"]
 
 # DBOS 3.4 on this kind of machine (issue 5), for when the peer cannot run here.
 REFERENCE_STEPS_PER_S = 315.0
@@ -76,6 +76,15 @@ FULL: dict[str, dict[str, Any]] = {
         "repeats": 3,
     },
     "stall": {"keys": 1_000_000, "interval_ms": 2.0, "quiet_s": 3.0, "repeats": 3},
+    "soak": {
+        "days": 30,
+        "warmup_days": 8,
+        "slices": 6,
+        "runs_per_day": 6_700,
+        "puts_per_day": 6_700,
+        "messages_per_day": 2_000,
+        "trace": True,
+    },
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "a": {"runs": 20, "steps": 3, "rounds": 1},
@@ -98,6 +107,15 @@ SMOKE: dict[str, dict[str, Any]] = {
         "repeats": 1,
     },
     "stall": {"keys": 3000, "interval_ms": 2.0, "quiet_s": 0.5, "repeats": 1},
+    "soak": {
+        "days": 4,
+        "warmup_days": 1,
+        "slices": 2,
+        "runs_per_day": 40,
+        "puts_per_day": 40,
+        "messages_per_day": 20,
+        "trace": False,
+    },
 }
 
 DEFINITIONS = {
@@ -156,6 +174,16 @@ DEFINITIONS = {
     " ledger, dispatch). **stall** = the latest probe callback between the start and the end of the"
     " compaction; **p99** = of the requests due in that span; **quiet** = the same figures over the"
     " 3 s before it. Median of the repeats, each on a fresh copy of the folder.",
+    "soak": "one `open_platform` worker (durability `flush`, a `FakeClock`) lives through 30 days in"
+    " 6 slices a day, the clock moved 4 h after each: runs of `soak-order` (a step, a"
+    " `wait_for_event` with a 1 h timeout, a step) started 1,000 at a time and answered with"
+    " `send_event` (one in ten left to time out; as many events again match no run), TTL puts"
+    " (10 min-2 h) on 5,000 rotating session keys, queue messages (one in twenty poison,"
+    " dead-lettered after 3 attempts), and each day the KV handler replaced by a new one"
+    " (`Worker.reload`). Compaction is the worker's own maintenance (64 MiB threshold, hourly"
+    " retention check; finished runs kept 7 days). RSS is read after `gc.collect()` at the"
+    " start, after the warm-up (day 8: the retention window plus a day), midway and at the end;"
+    " tracemalloc compares the end with the warm-up by source line.",
 }
 
 
@@ -940,6 +968,61 @@ def scenario_stall(ctx: Ctx) -> None:
     )
 
 
+def scenario_soak(ctx: Ctx) -> None:
+    s = ctx.sizes("soak")
+    load = loadavg()[0]
+    args = {k: v for k, v in s.items()}
+    with scratch(ctx.tmp_root, "soak") as d:
+        res = ctx.job("soak", {"data": str(d / "data"), **args}, timeout=7200).result
+    samples = res["samples"]
+    counters = res["counters"]
+    ctx.report.detail(
+        "soak",
+        f"traffic: {counters['runs']:,} runs, {counters['send_event']:,} send_event,"
+        f" {counters['ttl_puts']:,} TTL puts, {counters['messages']:,} queue messages",
+    )
+    for sample in samples:
+        label = f" ({sample['label']})" if sample["label"] else ""
+        ctx.report.detail(
+            "soak",
+            f"day {sample['day']}{label}: RSS {fmt_bytes(sample['rss'])} at {sample['seconds']:.0f} s;"
+            f" runs {sample['runs']:,}, signals {sample['signals']:,}, KV keys {sample['kv_keys']:,},"
+            f" KV heap {sample['kv_heap']:,}, stream events {sample['stream_events']:,}, queue"
+            f" pending {sample['queue_pending']:,}, dispatch cursors/attempts/acked/retry"
+            f" {sample['dispatch_cursors']}/{sample['dispatch_attempts']}/{sample['dispatch_acked']}"
+            f"/{sample['dispatch_retry_at']}, compactions {sample['compactions']}",
+        )
+    for grown in res["top_growth"]:
+        ctx.report.detail(
+            "soak",
+            f"tracemalloc, end vs warm-up: {grown['where']}: {fmt_bytes(grown['size_diff'])}"
+            f" in {grown['count_diff']:+,} blocks",
+        )
+    by_label = {sample["label"]: sample for sample in samples if sample["label"]}
+    warm, end = by_label["after warm-up"], by_label["end"]
+    growth = end["rss"] / warm["rss"] - 1
+    ctx.row(
+        "soak",
+        f"RSS start / after warm-up / midway / end, {counters['runs']:,} runs over"
+        f" {samples[-1]['day']} days",
+        " / ".join(
+            fmt_bytes(by_label[label]["rss"])
+            for label in ("start", "after warm-up", "midway", "end")
+            if label in by_label
+        ),
+        load=load,
+    )
+    ctx.row(
+        "soak",
+        "RSS growth from after warm-up to the end",
+        f"{growth * 100:+.1f}%",
+        target="within 20%",
+        met=abs(growth) <= 0.20,
+        load=load,
+    )
+    say(f"soak) RSS after warm-up {fmt_bytes(warm['rss'])}, end {fmt_bytes(end['rss'])}")
+
+
 RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "a": scenario_a,
     "b": scenario_b,
@@ -949,6 +1032,7 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "f": scenario_f,
     "g": scenario_g,
     "stall": scenario_stall,
+    "soak": scenario_soak,
 }
 
 

@@ -129,6 +129,11 @@ class Worker:
         return self._dispatcher
 
     @property
+    def maintenance_passes(self) -> int:
+        """How many background maintenance passes compacted so far."""
+        return self._maintenance.passes if self._maintenance is not None else 0
+
+    @property
     def scheduler(self) -> Scheduler:
         assert self._scheduler is not None, "the worker is not started"
         return self._scheduler
