@@ -83,7 +83,7 @@ FULL: dict[str, dict[str, Any]] = {
         "runs_per_day": 6_700,
         "puts_per_day": 6_700,
         "messages_per_day": 2_000,
-        "trace": True,
+        "trace": False,
     },
 }
 SMOKE: dict[str, dict[str, Any]] = {
@@ -973,6 +973,10 @@ def scenario_soak(ctx: Ctx) -> None:
     load = loadavg()[0]
     args = {k: v for k, v in s.items()}
     with scratch(ctx.tmp_root, "soak") as d:
+        progress = ctx.log_file.with_name(ctx.log_file.stem + ".soak.jsonl")
+        progress.write_text("")
+        say(f"    soak progress, a line a simulated day: {progress}")
+        args["progress"] = str(progress)
         res = ctx.job("soak", {"data": str(d / "data"), **args}, timeout=7200).result
     samples = res["samples"]
     counters = res["counters"]

@@ -19,6 +19,7 @@ with the warm-up by source line, to name what grows.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import tracemalloc
 from pathlib import Path
@@ -162,6 +163,10 @@ async def soak(args: Args) -> dict[str, Any]:
                     **counters,
                 }
             )
+            # A long run shows where it is (the parent sees stderr only at the end).
+            if args.get("progress"):
+                with open(args["progress"], "a") as out:
+                    out.write(json.dumps(samples[-1]) + "\n")
 
         sample("start", 0)
         for day in range(days):
