@@ -990,7 +990,7 @@ def scenario_soak(ctx: Ctx) -> None:
         ctx.report.detail(
             "soak",
             f"day {sample['day']}{label}: RSS {fmt_bytes(sample['rss'])} at {sample['seconds']:.0f} s;"
-            f" runs {sample['runs']:,}, signals {sample['signals']:,}, KV keys {sample['kv_keys']:,},"
+            f" runs held {sample['runs_held']:,}, signals {sample['signals']:,}, KV keys {sample['kv_keys']:,},"
             f" KV heap {sample['kv_heap']:,}, stream events {sample['stream_events']:,}, queue"
             f" pending {sample['queue_pending']:,}, dispatch cursors/attempts/acked/retry"
             f" {sample['dispatch_cursors']}/{sample['dispatch_attempts']}/{sample['dispatch_acked']}"

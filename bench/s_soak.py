@@ -67,7 +67,7 @@ def _structures(platform: Platform, worker: Worker) -> dict[str, int]:
     state = engine.state
     kv = platform.kv_state
     return {
-        "runs": len(state.runs),
+        "runs_held": len(state.runs),
         "signals": sum(len(s) for s in state.signals.values()),
         "kv_keys": sum(len(s) for s in kv.spaces.values()),
         "kv_heap": len(kv.expiring),
