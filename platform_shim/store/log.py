@@ -397,6 +397,10 @@ class FileLog:
                 self._swapping = False
                 self._lock.release()
                 self._resume()
+            # The old file is unlinked: closing its last descriptor frees its blocks, which
+            # takes tens of ms for a big file. Not on the loop.
+            _, closed_late = await in_thread(lambda: os.close(fd))
+            cancelled = cancelled or closed_late
         except BaseException:
             new.discard()
             raise
@@ -412,14 +416,13 @@ class FileLog:
             self._read_to_end(final=True)
 
     def _swap(self, new: NewFile) -> None:
-        # The new file is in place and durable: append to it from now on.
-        old_fd = self._fd
+        # The new file is in place and durable: append to it from now on (the caller closes
+        # the old descriptor).
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         self._fd, self._ino = fd, os.fstat(fd).st_ino
         self.generation += 1
         self._offset = self.written = self.synced = new.size
         self._lineno = 1 + new.lines
-        os.close(old_fd)
         # Whatever waited for an fsync of the old file is in the new one, which is durable.
         self.on_synced(1 << 62, self.generation, None)
         self.synced = new.size
