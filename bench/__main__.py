@@ -1,7 +1,7 @@
 """``python -m bench``: run every scenario, write ``bench/RESULTS.md``, print the ratios.
 
     python -m bench                      # everything, DBOS side by side, full sizes
-    python -m bench --only a,b           # a subset
+    python -m bench --only a,b           # a subset (named ones too: --only stall)
     python -m bench --smoke --out X.md   # tiny sizes, no peer: proves the harness works (CI)
     python -m bench --no-peer            # skip DBOS (its reference figures are shown, marked)
     python -m bench --only a --profile bench/profiles   # also write pyinstrument profiles
@@ -49,7 +49,7 @@ from bench.common import (
 )
 from bench.report import SCENARIO_TITLES, Report, Row
 
-SCENARIOS = "abcdefg"
+SCENARIOS = [*"abcdefg", "stall", "soak"]
 
 # DBOS 3.4 on this kind of machine (issue 5), for when the peer cannot run here.
 REFERENCE_STEPS_PER_S = 315.0
@@ -75,6 +75,16 @@ FULL: dict[str, dict[str, Any]] = {
         "insert_docs": 20_000,
         "repeats": 3,
     },
+    "stall": {"keys": 1_000_000, "interval_ms": 2.0, "quiet_s": 3.0, "repeats": 3},
+    "soak": {
+        "days": 30,
+        "warmup_days": 8,
+        "slices": 6,
+        "runs_per_day": 6_700,
+        "puts_per_day": 6_700,
+        "messages_per_day": 2_000,
+        "trace": False,
+    },
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "a": {"runs": 20, "steps": 3, "rounds": 1},
@@ -95,6 +105,16 @@ SMOKE: dict[str, dict[str, Any]] = {
         "insert_writers": 20,
         "insert_docs": 400,
         "repeats": 1,
+    },
+    "stall": {"keys": 3000, "interval_ms": 2.0, "quiet_s": 0.5, "repeats": 1},
+    "soak": {
+        "days": 4,
+        "warmup_days": 1,
+        "slices": 2,
+        "runs_per_day": 40,
+        "puts_per_day": 40,
+        "messages_per_day": 20,
+        "trace": False,
     },
 }
 
@@ -145,6 +165,25 @@ DEFINITIONS = {
     " (same values, no index), random existing values, on a freshly opened platform. **DB insert**:"
     " 100 concurrent tasks doing `insert_one`. Reads never touch the disk; writes are measured at"
     " both durabilities.",
+    "stall": "a folder whose KV holds 1M live keys (filled through `kv.put` by 200 writers, `flush`;"
+    " the folder is not compacted before) is opened by a worker (default `fsync` durability) in a"
+    " fresh process; an open-loop load issues one request every 2 ms (alternately `kv.get` and a"
+    " durable `kv.put` of a random existing key, each in its own task, latency counted from when it"
+    " was due); a probe asks the loop for a callback 1 ms ahead, over and over, and records how late"
+    " each runs. After 3 s of load the worker compacts (`Worker.compact()`: snapshots, events,"
+    " ledger, dispatch). **stall** = the latest probe callback between the start and the end of the"
+    " compaction; **p99** = of the requests due in that span; **quiet** = the same figures over the"
+    " 3 s before it. Median of the repeats, each on a fresh copy of the folder.",
+    "soak": "one `open_platform` worker (durability `flush`, a `FakeClock`) lives through 30 days in"
+    " 6 slices a day, the clock moved 4 h after each: runs of `soak-order` (a step, a"
+    " `wait_for_event` with a 1 h timeout, a step) started 1,000 at a time and answered with"
+    " `send_event` (one in ten left to time out; as many events again match no run), TTL puts"
+    " (10 min-2 h) on 5,000 rotating session keys, queue messages (one in twenty poison,"
+    " dead-lettered after 3 attempts), and each day the KV handler replaced by a new one"
+    " (`Worker.reload`). Compaction is the worker's own maintenance (64 MiB threshold, hourly"
+    " retention check; finished runs kept 7 days). RSS is read after `gc.collect()` at the"
+    " start, after the warm-up (day 8: the retention window plus a day), midway and at the end;"
+    " tracemalloc compares the end with the warm-up by source line.",
 }
 
 
@@ -201,7 +240,7 @@ class Ctx:
         parts = ["python -m bench", f"--only {scenario}"]
         if self.smoke:
             parts.append("--smoke")
-        if scenario in "ab" and not self.peer:
+        if scenario in ("a", "b") and not self.peer:
             parts.append("--no-peer")
         return " ".join(parts)
 
@@ -883,6 +922,111 @@ def scenario_g(ctx: Ctx) -> None:
         say(f"g) DB insert_one ({durability}): {median(rates):,.0f}/s")
 
 
+def scenario_stall(ctx: Ctx) -> None:
+    s = ctx.sizes("stall")
+    load = loadavg()[0]
+    keys = s["keys"]
+    with scratch(ctx.tmp_root, "stall") as d:
+        data = d / "data"
+        fill = ctx.job("kv_fill", {"data": str(data), "keys": keys}, timeout=7200).result
+        ctx.report.detail(
+            "stall", f"{keys:,} keys filled in {fill['fill_s']:.1f} s, {fmt_bytes(fill['bytes'])}"
+        )
+        args = {"keys": keys, "interval_ms": s["interval_ms"], "quiet_s": s["quiet_s"]}
+        results = _restart_copies(ctx, "compaction_stall", data, s["repeats"], args)
+    for r in results:
+        during, quiet = r["during"], r["quiet"]
+        ctx.report.detail(
+            "stall",
+            f"compaction {r['compaction_s']:.2f} s: longest stall {during['stall_ms']:.1f} ms,"
+            f" p50 {during['p50_ms']:.2f} ms, p99 {during['p99_ms']:.1f} ms, max {during['max_ms']:.1f} ms"
+            f" ({during['requests']} requests); quiet: stall {quiet['stall_ms']:.1f} ms,"
+            f" p99 {quiet['p99_ms']:.2f} ms ({quiet['requests']} requests)",
+        )
+    stall = median([r["during"]["stall_ms"] for r in results])
+    p99 = median([r["during"]["p99_ms"] for r in results])
+    quiet_p99 = median([r["quiet"]["p99_ms"] for r in results])
+    seconds = median([r["compaction_s"] for r in results])
+    ctx.row(
+        "stall",
+        f"longest event-loop stall while compacting {keys:,} live KV keys under load",
+        fmt_ms(stall),
+        target="< 50 ms",
+        met=stall < 50,
+        load=load,
+    )
+    ctx.row(
+        "stall",
+        f"request p99 during that compaction ({fmt_s(seconds)}; without compaction {fmt_ms(quiet_p99)})",
+        fmt_ms(p99),
+        target="< 20 ms",
+        met=p99 < 20,
+        load=load,
+    )
+    say(
+        f"stall) longest stall {fmt_ms(stall)} (target < 50 ms), p99 {fmt_ms(p99)} (target < 20 ms)"
+    )
+
+
+def scenario_soak(ctx: Ctx) -> None:
+    s = ctx.sizes("soak")
+    load = loadavg()[0]
+    args = {k: v for k, v in s.items()}
+    with scratch(ctx.tmp_root, "soak") as d:
+        progress = ctx.log_file.with_name(ctx.log_file.stem + ".soak.jsonl")
+        progress.write_text("")
+        say(f"    soak progress, a line a simulated day: {progress}")
+        args["progress"] = str(progress)
+        res = ctx.job("soak", {"data": str(d / "data"), **args}, timeout=7200).result
+    samples = res["samples"]
+    counters = res["counters"]
+    ctx.report.detail(
+        "soak",
+        f"traffic: {counters['runs']:,} runs, {counters['send_event']:,} send_event,"
+        f" {counters['ttl_puts']:,} TTL puts, {counters['messages']:,} queue messages",
+    )
+    for sample in samples:
+        label = f" ({sample['label']})" if sample["label"] else ""
+        ctx.report.detail(
+            "soak",
+            f"day {sample['day']}{label}: RSS {fmt_bytes(sample['rss'])} at {sample['seconds']:.0f} s;"
+            f" runs held {sample['runs_held']:,}, signals {sample['signals']:,}, KV keys {sample['kv_keys']:,},"
+            f" KV heap {sample['kv_heap']:,}, stream events {sample['stream_events']:,}, queue"
+            f" pending {sample['queue_pending']:,}, dispatch cursors/attempts/acked/retry"
+            f" {sample['dispatch_cursors']}/{sample['dispatch_attempts']}/{sample['dispatch_acked']}"
+            f"/{sample['dispatch_retry_at']}, compactions {sample['compactions']}",
+        )
+    for grown in res["top_growth"]:
+        ctx.report.detail(
+            "soak",
+            f"tracemalloc, end vs warm-up: {grown['where']}: {fmt_bytes(grown['size_diff'])}"
+            f" in {grown['count_diff']:+,} blocks",
+        )
+    by_label = {sample["label"]: sample for sample in samples if sample["label"]}
+    warm, end = by_label["after warm-up"], by_label["end"]
+    growth = end["rss"] / warm["rss"] - 1
+    ctx.row(
+        "soak",
+        f"RSS start / after warm-up / midway / end, {counters['runs']:,} runs over"
+        f" {samples[-1]['day']} days",
+        " / ".join(
+            fmt_bytes(by_label[label]["rss"])
+            for label in ("start", "after warm-up", "midway", "end")
+            if label in by_label
+        ),
+        load=load,
+    )
+    ctx.row(
+        "soak",
+        "RSS growth from after warm-up to the end",
+        f"{growth * 100:+.1f}%",
+        target="within 20%",
+        met=abs(growth) <= 0.20,
+        load=load,
+    )
+    say(f"soak) RSS after warm-up {fmt_bytes(warm['rss'])}, end {fmt_bytes(end['rss'])}")
+
+
 RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "a": scenario_a,
     "b": scenario_b,
@@ -891,6 +1035,8 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "e": scenario_e,
     "f": scenario_f,
     "g": scenario_g,
+    "stall": scenario_stall,
+    "soak": scenario_soak,
 }
 
 
@@ -905,7 +1051,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny sizes of every scenario, no peer (CI)"
     )
     parser.add_argument(
-        "--only", help="comma-separated scenarios to run (default: all of a,b,c,d,e,f,g)"
+        "--only",
+        help=f"comma-separated scenarios to run (default: all of {','.join(SCENARIOS)})",
     )
     parser.add_argument(
         "--peer",
@@ -938,8 +1085,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    only = [s.strip() for s in (args.only or SCENARIOS).replace(" ", "").split(",") if s.strip()]
-    if len(only) == 1 and len(only[0]) > 1:
+    chosen = args.only or ",".join(SCENARIOS)
+    only = [s.strip() for s in chosen.replace(" ", "").split(",") if s.strip()]
+    if len(only) == 1 and only[0] not in SCENARIOS:
         only = list(only[0])  # --only abc
     unknown = [s for s in only if s not in SCENARIOS]
     if unknown:

@@ -16,12 +16,14 @@ SCENARIO_TITLES = {
     "e": "e) long run",
     "f": "f) restart",
     "g": "g) KV and DB",
+    "stall": "stall) compaction under load",
+    "soak": "soak) 30 days on a fake clock",
 }
 
 
 @dataclass
 class Row:
-    scenario: str  # "a".."g"
+    scenario: str  # "a".."g", "stall", "soak"
     what: str  # what the figure measures
     figure: str  # our figure, with its unit
     peer: str = ""  # the peer's figure, or "" when there is no peer for this row

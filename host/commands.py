@@ -299,7 +299,7 @@ async def compact(data_dir: Path, args: argparse.Namespace) -> None:
         return
     try:
         with Progress("compacting"):
-            report = worker.compact()
+            report = await worker.compact()
     finally:
         await worker.stop()
     if args.json:

@@ -1,7 +1,9 @@
 """Delivering the event stream to handlers, event triggers and queue consumers.
 
 Each handler and each event-triggered workflow has a durable cursor (the id of the last event
-it finished) in ``dispatch.jsonl``. A consumer handles the events after its cursor in stream
+it finished) in ``dispatch.jsonl``. When the worker starts, the cursors of handlers and
+triggers that are no longer registered are dropped (each is logged): one that comes back later
+starts at the end of the stream, like a new one. A consumer handles the events after its cursor in stream
 order, one at a time, then moves its cursor: delivery is at least once (a crash between the
 handling and the cursor write delivers again), in order, and a crash between a write and its
 dispatch still dispatches it after restart, because the cursor had not passed it. A handler
@@ -80,6 +82,8 @@ class DispatchState:
         kind = record["rec"]
         if kind == "cursor":
             self.cursors[record["h"]] = max(self.cursors.get(record["h"], 0), record["c"])
+        elif kind == "drop":
+            self.cursors.pop(record["h"], None)
         elif kind == "relay":
             self.relay = max(self.relay, record["c"])
         elif kind == "ack":
@@ -223,6 +227,8 @@ class Dispatcher:
         for workflow in workflows:
             if isinstance(workflow.trigger, EventTrigger):
                 wanted[f"trigger:{workflow.id}"] = workflow
+        if not self._running:
+            self._drop_cursors(set(wanted))
         for key in list(self._consumers):
             consumer = self._consumers[key]
             target = wanted.get(key)
@@ -253,6 +259,22 @@ class Dispatcher:
         self._update_retention()
         if self._running:
             self._start_all()
+
+    def _drop_cursors(self, wanted: set[str]) -> None:
+        # At start, a cursor whose handler or trigger is not registered is gone for good: kept,
+        # it would make the handler, if it ever came back, replay everything it missed, and it
+        # would hold old events in memory at every start. (A hot reload keeps them until the
+        # next start: a module that fails to import for a moment must not lose its place.)
+        for key in [key for key in self.state.cursors if key not in wanted]:
+            log.warning(
+                "dropping the cursor of %s (at event %d): no such handler or trigger is registered;"
+                " if it comes back it starts at the end of the stream",
+                key,
+                self.state.cursors[key],
+            )
+            self._saved.pop(key, None)
+            self.record({"rec": "drop", "h": key})
+            self.state.cursors.pop(key, None)
 
     def start(self) -> None:
         self._running = True
@@ -431,37 +453,57 @@ class Dispatcher:
         )
         await self.deadletter.submit(lambda: (line, None))
 
-    def compact(self) -> None:
-        """Rewrite ``dispatch.jsonl`` to the live cursors, relay position and queue state."""
+    async def compact(self, in_stream: set[str]) -> None:
+        """Rewrite ``dispatch.jsonl`` to the live cursors, relay position and queue state.
+
+        ``in_stream``: the ids of every queued message whose ``queue.sent`` event may still be
+        in ``events.jsonl`` (their acks are kept; the others' are dropped)."""
         state = self.state
         platform = self.platform
-        retained = {event.k for event in platform.stream.retained() if event.t == "queue.sent"}
-        pending = {
-            message_id for queue in platform.queue_state.queues.values() for message_id in queue
-        }
+        retained = in_stream
 
-        def produce() -> Iterable[bytes]:
-            for key, cursor in state.cursors.items():
-                yield orjson.dumps({"rec": "cursor", "h": key, "c": cursor})
-            yield orjson.dumps({"rec": "relay", "c": state.relay})
+        def take() -> list[bytes]:
+            # Small (cursors, acks of retained messages, the last dead deliveries): made on the
+            # loop, so the lines match the state exactly when the log is caught up.
+            pending = {
+                message_id for queue in platform.queue_state.queues.values() for message_id in queue
+            }
+            lines = [
+                orjson.dumps({"rec": "cursor", "h": key, "c": cursor})
+                for key, cursor in state.cursors.items()
+            ]
+            lines.append(orjson.dumps({"rec": "relay", "c": state.relay}))
             for queue, ids in state.acked.items():
                 # An ack matters while its message may still be read from the stream.
                 keep = sorted(ids & retained)
                 if keep:
-                    yield orjson.dumps({"rec": "ack", "q": queue, "ids": keep})
+                    lines.append(orjson.dumps({"rec": "ack", "q": queue, "ids": keep}))
             for message_id, attempt in state.attempts.items():
                 if message_id in pending:
-                    yield orjson.dumps({"rec": "attempt", "q": "", "id": message_id, "n": attempt})
-            for record in state.dead:
-                yield orjson.dumps(record)
+                    lines.append(
+                        orjson.dumps({"rec": "attempt", "q": "", "id": message_id, "n": attempt})
+                    )
+            lines.extend(orjson.dumps(record) for record in state.dead)
+            return lines
 
-        self.log.rewrite(produce)
+        await self.log.rewrite(take)
         for queue in list(state.acked):
             state.acked[queue] &= retained
 
     def context_for(self, handler_id: str) -> HandlerContext:
         """The ``ctx`` a handler receives."""
         return HandlerContext(self.platform, handler_id)
+
+    def bookkeeping(self) -> dict[str, int]:
+        """How many entries of each per-message or per-consumer table are held in memory
+        (tests and the soak benchmark check that they stay bounded)."""
+        return {
+            "cursors": len(self.state.cursors),
+            "attempts": len(self.state.attempts),
+            "acked": sum(len(ids) for ids in self.state.acked.values()),
+            "retry_at": sum(len(q.retry_at) for q in self._queues.values()),
+            "dead": len(self.state.dead),
+        }
 
     def consumers(self) -> dict[str, int]:
         """Cursor of each stream consumer (for the dashboard and tests)."""

@@ -113,6 +113,8 @@ class QueueConsumer:
                 if message["attempt"] >= self.handler.max_attempts:
                     await dispatcher.dead_letter(self.queue, message, error)
                     done.append(message["id"])
+                    # Its retry time is no use any more (the ack drops its attempt count).
+                    self.retry_at.pop(message["id"], None)
                 else:
                     delay = dispatcher.handler_backoff(message["attempt"])
                     self.retry_at[message["id"]] = dispatcher.clock.now_ms() + delay

@@ -21,15 +21,16 @@ from typing import Any
 
 import orjson
 
-from platform_shim.background import supervise
 from platform_shim.clock import Clock, SystemClock
 from platform_shim.dispatch import Dispatcher, DispatchState, default_handler_backoff
 from platform_shim.events import EventHandler
+from platform_shim.maintenance import Maintenance
 from platform_shim.platform import Platform, current_platform
 from platform_shim.scheduler import Scheduler
 from platform_shim.services.compaction import compact_stream
 from platform_shim.services.realtime_state import HistoryConfig
 from platform_shim.services.signals import RelayingEngineWorkflows
+from platform_shim.services.stream import StreamEvent
 from platform_shim.store.filestore import FileStore, replace_file_bytes
 from platform_shim.store.jsonl import bulk_load
 from platform_shim.store.protocol import Durability
@@ -50,6 +51,7 @@ log = logging.getLogger("platform_shim.runtime")
 
 DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024
 DEFAULT_RUN_RETENTION_MS = 7 * 24 * 3600 * 1000
+DEFAULT_MAINTENANCE_MS = 30_000
 
 
 class WorkerOptions:
@@ -68,6 +70,7 @@ class WorkerOptions:
         poll_interval: float = 0.5,
         compact_bytes: int = DEFAULT_COMPACT_BYTES,
         run_retention_ms: int = DEFAULT_RUN_RETENTION_MS,
+        maintenance_interval_ms: int = DEFAULT_MAINTENANCE_MS,
         tune_gc: bool = True,
         freeze_gc: bool = False,
         max_suspended: int = DEFAULT_MAX_SUSPENDED,
@@ -85,6 +88,9 @@ class WorkerOptions:
         self.poll_interval = poll_interval
         self.compact_bytes = compact_bytes
         self.run_retention_ms = run_retention_ms
+        # How often (on the worker's clock) to look at whether compaction is due; finished runs
+        # past the retention are looked for at most hourly (maintenance.py).
+        self.maintenance_interval_ms = maintenance_interval_ms
         # The worker keeps every live run in memory: with the default thresholds the cyclic
         # collector re-walks all of it again and again (filling 100,000 parked runs took 3x
         # longer). tune_gc raises the thresholds; freeze_gc (the host sets it: it owns its
@@ -126,7 +132,8 @@ class Worker:
         self._dispatcher: Dispatcher | None = None
         self._scheduler: Scheduler | None = None
         self._watcher: DataWatcher | None = None
-        self._maintenance: asyncio.Task[None] | None = None
+        self._maintenance: Maintenance | None = None
+        self._compaction_lock = asyncio.Lock()
 
     @property
     def platform(self) -> Platform:
@@ -142,6 +149,11 @@ class Worker:
     def dispatcher(self) -> Dispatcher:
         assert self._dispatcher is not None, "the worker is not started"
         return self._dispatcher
+
+    @property
+    def maintenance_passes(self) -> int:
+        """How many background maintenance passes compacted so far."""
+        return self._maintenance.passes if self._maintenance is not None else 0
 
     @property
     def scheduler(self) -> Scheduler:
@@ -216,8 +228,8 @@ class Worker:
         assert store is not None
         dispatcher.configure(self.handlers, self.registry)
         scheduler.configure(self.registry)
-        if self._needs_compaction():
-            self.compact()
+        if self._needs_compaction(False):
+            await self.compact()
         self._advertise()
         with bulk_load():  # recovery builds a timer entry per parked run: no collector passes
             engine.start()
@@ -233,9 +245,14 @@ class Worker:
                 store.doorbell_dir, self.refresh, poll_interval=options.poll_interval
             )
             self._watcher.start()
-        self._maintenance = asyncio.get_running_loop().create_task(
-            supervise("maintenance", self._maintain, log), context=platform.context
+        self._maintenance = Maintenance(
+            self.clock,
+            self._needs_compaction,
+            self.compact,
+            interval_ms=options.maintenance_interval_ms,
+            context=platform.context,
         )
+        self._maintenance.start()
         attach = getattr(self.clock, "attach", None)
         if attach is not None:
             attach(self)  # a test clock that skips time when this worker is idle (FakeClock)
@@ -252,9 +269,7 @@ class Worker:
         if detach is not None:
             await detach(self)
         if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+            await self._maintenance.stop()
         if self._watcher is not None:
             await self._watcher.stop()
         if self._scheduler is not None:
@@ -306,10 +321,13 @@ class Worker:
 
     # ------------------------------------------------------------------------ compaction
 
-    def _needs_compaction(self) -> bool:
+    def _needs_compaction(self, check_retention: bool) -> bool:
         """A log past the size threshold that is mostly dead lines (over half superseded or
-        consumed). A big log that is all live, 100,000 parked runs say, is left alone: rewriting
-        it would gain nothing and cost seconds at every start."""
+        consumed), or (``check_retention``) a finished run past the retention, whatever the
+        size. A big log that is all live, 100,000 parked runs say, is left alone: rewriting it
+        would gain nothing and cost seconds at every start."""
+        if check_retention and self._runs_past_retention():
+            return True
         limit = self.options.compact_bytes
         stream, ledger = self.platform.stream, self.engine.state
         return (
@@ -320,29 +338,69 @@ class Worker:
             and self.engine.log.line_count() > 2 * ledger.live_line_count()
         )
 
-    def request_compaction(self) -> None:
-        asyncio.get_running_loop().call_soon(self.compact)
-
-    def compact(self) -> dict[str, Any]:
-        """Compact the stream (with snapshots), the ledger and the dispatch log now."""
-        platform, engine, dispatcher = self.platform, self.engine, self.dispatcher
-        report = compact_stream(
-            self.platform.store, platform.stream, storage=platform.storage_state
+    def _runs_past_retention(self) -> bool:
+        cutoff = self.clock.now_ms() - self.options.run_retention_ms
+        return any(
+            run.status.terminal and (run.completed_at or run.updated_at) <= cutoff
+            for run in self.engine.state.runs.values()
         )
-        now = self.clock.now_ms()
-        retention = self.options.run_retention_ms
-        before_runs = engine.log.size()
 
-        def keep(run: Any) -> bool:
-            return not run.status.terminal or (run.completed_at or run.updated_at) > now - retention
+    def request_compaction(self) -> None:
+        """Compact soon, in the background (another process asked for it)."""
+        if self._maintenance is not None:
+            self._maintenance.request()
 
-        pruned = [run_id for run_id, run in engine.state.runs.items() if not keep(run)]
-        engine.log.rewrite(lambda: engine.state.live_records(keep))
-        for run_id in pruned:
-            engine.state.forget(run_id)
-        dispatcher.compact()
-        platform.realtime.compact()
-        platform.auth.compact()
+    async def compact(self) -> dict[str, Any]:
+        """Compact the stream (with snapshots), the ledger and the dispatch log now.
+
+        The loop keeps serving meanwhile: each log copies its live state on the loop and writes
+        it on a thread (``Log.rewrite``). One compaction at a time; a second caller waits for
+        the first and then compacts again."""
+        async with self._compaction_lock:
+            return await self._compact()
+
+    async def _compact(self) -> dict[str, Any]:
+        platform, engine, dispatcher = self.platform, self.engine, self.dispatcher
+        stream = platform.stream
+        # Every queued message whose event may stay in events.jsonl: those retained now and
+        # those sent while the stream compacts (their acks must outlive the dispatch compaction).
+        in_stream = {event.k or "" for event in stream.retained() if event.t == "queue.sent"}
+
+        def sent(event: StreamEvent) -> None:
+            if event.t == "queue.sent":
+                in_stream.add(event.k or "")
+
+        stream.add_listener(sent)
+        try:
+            report = await compact_stream(platform.store, stream, storage=platform.storage_state)
+            now = self.clock.now_ms()
+            retention = self.options.run_retention_ms
+
+            def keep(run: Any) -> bool:
+                return (
+                    not run.status.terminal
+                    or (run.completed_at or run.updated_at) > now - retention
+                )
+
+            before_runs = engine.log.size()
+            pruned: list[str] = []
+
+            def take() -> list[bytes]:
+                # The ledger's objects change in place, so its lines are made here, on the loop;
+                # writing and fsyncing them happens off it.
+                pruned.extend(run_id for run_id, run in engine.state.runs.items() if not keep(run))
+                return list(engine.state.live_records(keep))
+
+            await engine.log.rewrite(take)
+            for run_id in pruned:
+                run = engine.state.runs.get(run_id)
+                if run is not None and not keep(run):
+                    engine.state.forget(run_id)
+            await dispatcher.compact(in_stream)
+            await platform.realtime.compact()
+            await platform.auth.compact()
+        finally:
+            stream.remove_listener(sent)
         log.info(
             "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
             before_runs,
@@ -358,15 +416,6 @@ class Worker:
             "runs": {"before": before_runs, "after": engine.log.size(), "pruned": len(pruned)},
             "blobsRemoved": report.blobs_removed,
         }
-
-    async def _maintain(self) -> None:
-        while True:
-            await asyncio.sleep(30)
-            if self._needs_compaction():
-                try:
-                    self.compact()
-                except Exception:
-                    log.exception("background compaction failed; the logs are unchanged")
 
     def _advertise(self) -> None:
         assert self.store is not None
@@ -399,6 +448,10 @@ class Worker:
             if loop.time() > deadline:
                 raise TimeoutError(f"the worker did not settle within {timeout}s")
             tasks = engine.busy_tasks()
+            if self._maintenance is not None and self._maintenance.busy():
+                quiet = 0
+                await self._maintenance.wait()
+                continue
             if tasks:
                 # Polled: a busy activation may suspend on a parked step instead of ending.
                 quiet = 0

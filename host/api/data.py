@@ -353,11 +353,17 @@ async def events_stream(request: Request) -> Response:
                     queue.get_nowait()
                 queue.put_nowait(None)
 
-    backlog = [event for event in stream.since(since) if wanted(event)] if since is not None else []
     shutting_down: asyncio.Event | None = getattr(request.app.state, "shutting_down", None)
-    stream.add_listener(listener)
 
     async def body() -> AsyncIterator[bytes]:
+        # Registered here, once the body is being sent, not when the response is made: a client
+        # gone before the body starts never runs this generator, so nothing could unregister
+        # it. The backlog is read in the same step (no await in between): no event falls
+        # between the two.
+        backlog = (
+            [event for event in stream.since(since) if wanted(event)] if since is not None else []
+        )
+        stream.add_listener(listener)
         try:
             yield b": connected\n\n"
             for old in backlog:

@@ -537,7 +537,7 @@ class AuthService:
 
     # ---------------------------------------------------------------------- compaction
 
-    def compact(self) -> None:
-        """Rewrite ``auth.jsonl`` with only what is live (worker only)."""
+    async def compact(self) -> None:
+        """Rewrite ``auth.jsonl`` with only what is live (worker only), off the loop."""
         now = self._clock.now_ms()
-        self.log.rewrite(lambda: self.state.live_records(now))
+        await self.log.rewrite(lambda: list(self.state.live_records(now)))

@@ -5,12 +5,15 @@ rename) with the id of the last event it covers; only then is ``events.jsonl`` r
 events still needed (those a handler or trigger has not consumed, and the recent window). A
 crash between two steps leaves snapshots that are newer than some of the stream, and loading
 skips the events a snapshot already covers, so every state is reached again exactly.
-Only the folder's worker compacts (it holds the worker lock), under the stream's append lock,
-so no other process's append can fall between the snapshot and the swap.
+Only the folder's worker compacts (it holds the worker lock). The state is copied on the loop
+at one event id; the snapshots and the new stream are written on a thread while events go on
+being appended (by any process); the stream's ``rewrite`` then keeps those events after the
+retained ones, so none is lost, and the loop is never held for the size of the state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import orjson
 
 from platform_shim.services.storage import StorageState
-from platform_shim.services.stream import EventStream
+from platform_shim.services.stream import EventStream, StreamEvent
 from platform_shim.store.protocol import Store
 
 __all__ = ["CompactionReport", "compact_stream"]
@@ -41,32 +44,41 @@ class CompactionReport:
     blobs_removed: int
 
 
-def compact_stream(
+async def compact_stream(
     store: Store,
     stream: EventStream,
     *,
     storage: StorageState | None = None,
     before_rename: Callable[[], None] | None = None,
+    serializing: Callable[[], None] | None = None,
 ) -> CompactionReport:
-    """Write every fold's snapshot and rewrite ``events.jsonl`` to what is still needed."""
-    before = stream.log.size()
-    kept: list[int] = []
-    checkpoint: list[int] = []
+    """Write every fold's snapshot and rewrite ``events.jsonl`` to what is still needed.
 
-    def produce() -> Iterator[bytes]:
+    The live state is copied on the loop (``snapshot_records`` copies its containers; the
+    values are immutable); serializing, writing and fsyncing happen on a thread while the
+    stream goes on taking events, which the new file keeps after the retained ones.
+    ``serializing`` runs on that thread first (tests hold it there to see the loop go on).
+    """
+    before = stream.log.size()
+    taken: list[tuple[int, int]] = []
+
+    def take() -> Iterator[bytes]:
         last = stream.last_id
-        checkpoint.append(last)
-        header = orjson.dumps({"checkpoint": last, "format": 1})
+        snapshots = [(fold.snapshot_name, fold.snapshot_records()) for fold in stream.folds]
         for fold in stream.folds:
-            store.write_snapshot(fold.snapshot_name, _with_header(header, fold.snapshot_records()))
             fold.checkpoint = last
         events = stream.retained()
-        kept.append(len(events))
-        return (event.line for event in events)
+        taken.append((last, len(events)))
+        header = orjson.dumps({"checkpoint": last, "format": 1})
+        return _new_stream(store, header, snapshots, events, serializing)
 
-    stream.log.rewrite(produce, before_rename=before_rename)
-    removed = _collect_blobs(store, storage) if storage is not None else 0
-    report = CompactionReport(before, stream.log.size(), kept[0], checkpoint[0], removed)
+    await stream.log.rewrite(take, before_rename=before_rename)
+    removed = 0
+    if storage is not None:
+        live = storage.referenced_blobs()
+        removed = await asyncio.to_thread(_collect_blobs, store, live)
+    checkpoint, kept = taken[0]
+    report = CompactionReport(before, stream.log.size(), kept, checkpoint, removed)
     log.info(
         "compacted events.jsonl: %d -> %d bytes, %d events kept, snapshot at event %d, %d blobs removed",
         report.bytes_before,
@@ -78,13 +90,29 @@ def compact_stream(
     return report
 
 
+def _new_stream(
+    store: Store,
+    header: bytes,
+    snapshots: list[tuple[str, Iterator[bytes]]],
+    events: list[StreamEvent],
+    serializing: Callable[[], None] | None,
+) -> Iterator[bytes]:
+    # Consumed on the rewrite's thread. Every snapshot is in place (with its checkpoint) before
+    # the first line of the new stream is written, so the stream never lacks what it dropped.
+    if serializing is not None:
+        serializing()
+    for name, records in snapshots:
+        store.write_snapshot(name, _with_header(header, records))
+    for event in events:
+        yield event.line
+
+
 def _with_header(header: bytes, lines: Iterator[bytes]) -> Iterator[bytes]:
     yield header
     yield from lines
 
 
-def _collect_blobs(store: Store, storage: StorageState) -> int:
-    live = storage.referenced_blobs()
+def _collect_blobs(store: Store, live: set[str]) -> int:
     cutoff = time.time() - BLOB_GRACE_S
     removed = 0
     for digest, mtime in list(store.blob_digests()):

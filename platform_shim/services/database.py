@@ -149,11 +149,24 @@ class DbState:
             coll.indexes.pop(event["k"], None)
 
     def snapshot_records(self) -> Iterator[bytes]:
-        for name, coll in self.collections.items():
-            for index in coll.indexes.values():
-                yield orjson.dumps({"c": name, "index": index.descriptor})
-            for doc in coll.docs.values():
-                yield orjson.dumps({"c": name, "doc": doc})
+        # Copied now, on the loop; serialized as read, off the loop. Documents are never changed
+        # in place (an update stores a new dict), so the copied references stay as they were.
+        return _snapshot_lines(
+            [
+                (name, [index.descriptor for index in coll.indexes.values()], dict(coll.docs))
+                for name, coll in self.collections.items()
+            ]
+        )
+
+
+def _snapshot_lines(
+    collections: list[tuple[str, list[dict[str, Any]], dict[str, Doc]]],
+) -> Iterator[bytes]:
+    for name, descriptors, docs in collections:
+        for descriptor in descriptors:
+            yield orjson.dumps({"c": name, "index": descriptor})
+        for doc in docs.values():
+            yield orjson.dumps({"c": name, "doc": doc})
 
 
 def _check_collection(name: object) -> str:

@@ -22,6 +22,7 @@ from sortedcontainers import SortedList
 from platform_shim.clock import Clock, TimerHandle
 from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
+from platform_shim.services.kvsnapshot import chunked_snapshot
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import Record
 
@@ -30,6 +31,9 @@ __all__ = ["MAX_TTL_S", "KvNamespace", "KvService", "KvState"]
 log = logging.getLogger("platform_shim.kv")
 
 _MAX_KEY = 1024
+_HEAP_SLACK = (
+    1024  # stale heap entries tolerated beyond the live ones (small folders never rebuild)
+)
 
 MAX_TTL_S = MAX_DURATION_MS // 1000
 """The longest ``ttl`` in seconds (about 3.2 million years, like every duration here): the
@@ -48,29 +52,64 @@ class KvState:
         self.checkpoint = 0
         self.spaces: dict[str, dict[str, tuple[bytes, int | None]]] = {}
         self._sorted: dict[str, Any] = {}  # ns -> SortedList of keys, built on first list()
-        self.expiring: list[tuple[int, str, str]] = []  # heap; stale entries are skipped
+        # A heap of (expiration, ns, key). An overwrite or a delete leaves the old entry behind
+        # (the sweeper skips it); ``timed`` counts the live keys with an expiration, and once
+        # stale entries outnumber them the heap is rebuilt from the live ones, so it never holds
+        # more than about twice the keys that can still expire (amortized O(1) per put).
+        self.expiring: list[tuple[int, str, str]] = []
+        self.timed = 0
+        # Keys added or removed, per namespace: a snapshot copied over several loop turns
+        # restarts a namespace whose keys changed under it (kvsnapshot.py).
+        self.shape: dict[str, int] = {}
         self.on_expiring: Callable[[int], None] | None = None
 
     def set(self, ns: str, key: str, value: bytes, expiration: int | None) -> None:
         space = self.spaces.get(ns)
         if space is None:
             space = self.spaces[ns] = {}
-        if key not in space:
+        old = space.get(key)
+        if old is None:
+            self.shape[ns] = self.shape.get(ns, 0) + 1
             keys = self._sorted.get(ns)
             if keys is not None:
                 keys.add(key)
+        elif old[1] is not None:
+            self.timed -= 1
         space[key] = (value, expiration)
         if expiration is not None:
+            self.timed += 1
+            if old is not None and old[1] == expiration:
+                return  # its heap entry is still there and still right (same instant)
             heapq.heappush(self.expiring, (expiration, ns, key))
             if self.on_expiring is not None:
                 self.on_expiring(expiration)
+        if len(self.expiring) > 2 * self.timed + _HEAP_SLACK:
+            self._rebuild_heap()
 
     def remove(self, ns: str, key: str) -> None:
         space = self.spaces.get(ns)
-        if space is not None and space.pop(key, None) is not None:
+        old = space.pop(key, None) if space is not None else None
+        if old is not None:
+            self.shape[ns] = self.shape.get(ns, 0) + 1
+            if old[1] is not None:
+                self.timed -= 1
             keys = self._sorted.get(ns)
             if keys is not None:
                 keys.remove(key)
+        if len(self.expiring) > 2 * self.timed + _HEAP_SLACK:
+            self._rebuild_heap()
+
+    def _rebuild_heap(self) -> None:
+        # One entry per key that can still expire, at its current expiration.
+        spaces = self.spaces
+        live: dict[tuple[str, str], tuple[int, str, str]] = {}
+        for entry in self.expiring:
+            current = spaces.get(entry[1], {}).get(entry[2])
+            if current is not None and current[1] == entry[0]:
+                live[entry[1], entry[2]] = entry
+        heap = list(live.values())
+        heapq.heapify(heap)
+        self.expiring = heap
 
     def sorted_keys(self, ns: str) -> Any:
         keys = self._sorted.get(ns)
@@ -82,8 +121,10 @@ class KvState:
 
     def load_snapshot(self, records: Iterable[Record]) -> None:
         self.spaces.clear()
+        self.shape.clear()
         self._sorted.clear()
         self.expiring.clear()
+        self.timed = 0
         # set() inlined: a million keys load here at every start. The sorted listing is built on
         # first use and the expiry heap once at the end; values were checked when written.
         spaces = self.spaces
@@ -110,6 +151,7 @@ class KvState:
             if expiration is not None:
                 expiring.append((expiration, ns, key))
         heapq.heapify(expiring)
+        self.timed = len(expiring)
 
     def apply_event(self, event: Record) -> None:
         t = event["t"]
@@ -127,11 +169,8 @@ class KvState:
                 self.remove(event["ns"], event["k"])
 
     def snapshot_records(self) -> Iterator[bytes]:
-        for ns, space in self.spaces.items():
-            for key, (value, expiration) in space.items():
-                yield orjson.dumps(
-                    {"ns": ns, "k": key, "v": orjson.Fragment(value), "exp": expiration}
-                )
+        # Copied a chunk per loop turn from now on, serialized by the reader (kvsnapshot.py).
+        return chunked_snapshot(self)
 
 
 def _check_name(what: str, value: object) -> str:

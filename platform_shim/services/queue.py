@@ -57,9 +57,14 @@ class QueueState:
             self.add(event["ns"], event["data"])
 
     def snapshot_records(self) -> Iterator[bytes]:
-        for name, pending in self.queues.items():
-            for message in pending.values():
-                yield orjson.dumps({"q": name, "msg": message})
+        # Copied now, on the loop; serialized as read, off the loop (messages are never
+        # changed in place).
+        copied = [(name, list(pending.values())) for name, pending in self.queues.items()]
+        return (
+            orjson.dumps({"q": name, "msg": message})
+            for name, messages in copied
+            for message in messages
+        )
 
 
 class QueueService:

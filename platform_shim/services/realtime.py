@@ -19,6 +19,7 @@ count).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -112,6 +113,7 @@ class RealtimeService:
         self.presence = PresenceService(self)
         self.send_event: SendEvent | None = None  # set by the platform: workflows.send_event
         self.subscribed: Callable[[], Iterable[str]] = tuple  # live WebSocket subscriptions
+        self._compacting: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------ publishing
 
@@ -254,9 +256,11 @@ class RealtimeService:
     def _maybe_compact(self) -> None:
         if not self._is_worker():
             return  # only the worker rewrites logs; clients follow the swap
-        if self.log.line_count() > 2 * self.state.live_count() + COMPACT_SLACK:
-            self.compact()
+        busy = self._compacting is not None and not self._compacting.done()
+        if not busy and self.log.line_count() > 2 * self.state.live_count() + COMPACT_SLACK:
+            # In the background: a publish does not wait for the rewrite.
+            self._compacting = asyncio.get_running_loop().create_task(self.compact())
 
-    def compact(self) -> None:
-        """Rewrite ``realtime.jsonl`` with only what is live (worker only)."""
-        self.log.rewrite(self.state.live_records)
+    async def compact(self) -> None:
+        """Rewrite ``realtime.jsonl`` with only what is live (worker only), off the loop."""
+        await self.log.rewrite(lambda: list(self.state.live_records()))

@@ -66,8 +66,9 @@ class StorageState:
             self.objects.pop(event["k"], None)
 
     def snapshot_records(self) -> Iterator[bytes]:
-        for key, meta in self.objects.items():
-            yield orjson.dumps({"k": key, "meta": meta})
+        # Copied now, on the loop; serialized as read, off the loop (metadata dicts are
+        # replaced, never changed in place).
+        return (orjson.dumps({"k": key, "meta": meta}) for key, meta in dict(self.objects).items())
 
     def referenced_blobs(self) -> set[str]:
         return {meta["blob"] for meta in self.objects.values()}

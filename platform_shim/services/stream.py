@@ -119,7 +119,9 @@ class DomainFold(Protocol):
         """Apply an event read from the file (ours at load time, or another process's)."""
 
     def snapshot_records(self) -> Iterator[bytes]:
-        """The live state as snapshot lines (without the header)."""
+        """The live state as snapshot lines (without the header). Called on the loop, it copies
+        what it needs at once; the lines are made as they are read, on a thread, while the
+        state moves on (compaction)."""
 
 
 class EventStream:

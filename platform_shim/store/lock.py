@@ -9,9 +9,9 @@ every commit cycle. The two interoperate: either excludes the other on the same 
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
-import time
 from pathlib import Path
 
 __all__ = ["AppendLock"]
@@ -34,14 +34,18 @@ class AppendLock:
         self.held = True
         return True
 
-    def acquire(self, timeout: float = 30.0) -> None:
-        """Take the lock, waiting up to ``timeout`` seconds (for compaction, not the hot path)."""
-        deadline = time.monotonic() + timeout
+    async def acquire(self, timeout: float = 30.0) -> None:
+        """Take the lock, waiting up to ``timeout`` seconds (for compaction, not the hot path).
+
+        The wait yields to the event loop between tries: the holder is another process whose
+        critical section is a few writes long, and the loop keeps serving meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         delay = 0.0005
         while not self.try_acquire():
-            if time.monotonic() > deadline:
+            if loop.time() > deadline:
                 raise TimeoutError(f"could not lock {self.path} within {timeout}s")
-            time.sleep(delay)
+            await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     def release(self) -> None:

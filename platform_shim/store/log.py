@@ -19,6 +19,9 @@ Invariants this module keeps:
   while the log loads makes the load start again keeping the longest run of lines in order
   (``store.order``), so a line claiming too high a number never hides the intact ones after it.
   Lines appended later by live writers are in order; one that is not is skipped alone.
+- **Compaction never holds the loop and never drops an append.** ``rewrite`` takes the live
+  state on the loop, writes and fsyncs it on a thread while appends go on, then copies what was
+  appended meanwhile after it and renames it in place (``store/rewrite.py``).
 - **Tail by offset.** ``refresh`` applies whatever was appended since this process last looked;
   a file replaced by another process's compaction (new inode) is replayed from the start.
 """
@@ -33,10 +36,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from platform_shim.errors import StoreError
-from platform_shim.store.jsonl import bulk_load, iter_records, replace_file, write_all
+from platform_shim.store.jsonl import bulk_load, iter_records, write_all
 from platform_shim.store.lock import AppendLock
 from platform_shim.store.order import longest_increasing
 from platform_shim.store.protocol import Consumer, OutOfOrder, Prepare
+from platform_shim.store.rewrite import NewFile, in_thread
 
 if TYPE_CHECKING:
     from platform_shim.store.filestore import FileStore
@@ -85,6 +89,8 @@ class FileLog:
         self.generation = 0  # bumped when the fd changes, so a late fsync report is ignored
         self.written = 0  # end offset of our last write (read by the flusher thread)
         self.synced = 0  # everything before this offset is known durable
+        self._rewriting = False  # a compaction is under way (one at a time)
+        self._swapping = False  # its last step holds the append lock across awaits
         self._open_and_load()
 
     # ----------------------------------------------------------------- loading and tailing
@@ -208,6 +214,8 @@ class FileLog:
 
     def refresh(self) -> int:
         """Apply what other processes appended since we last looked."""
+        if self._swapping:
+            return 0  # we hold the append lock and are caught up; the file is being renamed
         if self._replaced():
             self._reopen()
             return 0
@@ -272,8 +280,8 @@ class FileLog:
 
     def _cycle(self) -> None:
         self._cycle_scheduled = False
-        if not self._queue:
-            return
+        if not self._queue or self._swapping:
+            return  # the swap's end (_resume) schedules the next cycle
         if not self._lock.try_acquire():
             # Another process is appending; its critical section is a few writes long.
             assert self.loop is not None
@@ -406,36 +414,91 @@ class FileLog:
 
     # ------------------------------------------------------------------------- compaction
 
-    def rewrite(
+    async def rewrite(
         self,
-        produce: Callable[[], Iterable[bytes]],
+        take: Callable[[], Iterable[bytes]],
         *,
         before_rename: Callable[[], None] | None = None,
     ) -> None:
-        """Replace the file with ``produce()``, which must cover every record applied so far.
+        """Replace the file with the live records ``take()`` returns, without holding the loop.
 
-        Runs under the append lock (other processes wait; this process's submissions queue up),
-        after catching up, so no record appended elsewhere can be lost by the swap.
+        ``take`` runs on the loop, under the append lock, once the log has caught up with every
+        process; it must return at once: lines made from a copy of the state (they are consumed
+        on a thread while the state moves on). The lines are written beside the file and
+        fsync'd off the loop while appends go on; then, under the lock, the records appended
+        since ``take`` are copied after them and the new file is renamed over the old one
+        (``platform_shim.store.rewrite``). Submissions made during that last step wait for it.
         """
-        self._lock.acquire()
+        if self._rewriting:
+            raise RuntimeError(f"{self.path} is already being rewritten")
+        self._rewriting = True
+        new = NewFile(self.path)
+        cancelled = False
         try:
-            if self._replaced():
-                self._reopen()
-            else:
-                self._read_to_end(final=True)
-            size, lines = replace_file(self.path, produce(), before_rename=before_rename)
-            old_fd = self._fd
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
-            self._fd, self._ino = fd, os.fstat(fd).st_ino
-            self.generation += 1
-            self._offset = self.written = self.synced = size
-            self._lineno = 1 + lines
-            os.close(old_fd)
-            # Whatever waited for an fsync of the old file is in the new one, which is durable.
-            self.on_synced(1 << 62, self.generation, None)
-            self.synced = size
+            await self._lock.acquire()
+            try:
+                self._catch_up()
+                lines = take()
+                start, generation = self._offset, self.generation
+            finally:
+                self._lock.release()
+            _, cancelled = await in_thread(lambda: new.fill(lines))
+            if cancelled:
+                raise asyncio.CancelledError
+            await self._lock.acquire()
+            self._swapping = True
+            try:
+                self._catch_up()
+                if self.generation != generation:
+                    # Reloaded meanwhile (it shrank: a hand edit): ``start`` means nothing now.
+                    raise StoreError(f"{self.path} was reloaded during its compaction")
+                end = self._offset
+                fd = self._fd
+                _, cancelled = await in_thread(lambda: new.finish(fd, start, end, before_rename))
+                self._swap(new)
+            finally:
+                self._swapping = False
+                self._lock.release()
+                self._resume()
+            # The old file is unlinked: closing its last descriptor frees its blocks, which
+            # takes tens of ms for a big file. Not on the loop.
+            _, closed_late = await in_thread(lambda: os.close(fd))
+            cancelled = cancelled or closed_late
+        except BaseException:
+            new.discard()
+            raise
         finally:
-            self._lock.release()
+            self._rewriting = False
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _catch_up(self) -> None:
+        if self._replaced():
+            self._reopen()
+        else:
+            self._read_to_end(final=True)
+
+    def _swap(self, new: NewFile) -> None:
+        # The new file is in place and durable: append to it from now on (the caller closes
+        # the old descriptor).
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        self._fd, self._ino = fd, os.fstat(fd).st_ino
+        self.generation += 1
+        self._offset = self.written = self.synced = new.size
+        self._lineno = 1 + new.lines
+        # Whatever waited for an fsync of the old file is in the new one, which is durable.
+        self.on_synced(1 << 62, self.generation, None)
+        self.synced = new.size
+        if new.dir_error is not None:
+            log.warning(
+                "%s: compacted, but the folder could not be fsync'd (%s)", self.path, new.dir_error
+            )
+
+    def _resume(self) -> None:
+        # Commit cycles deferred while the file was being swapped.
+        if self._queue and not self._cycle_scheduled and self.loop is not None:
+            self._cycle_scheduled = True
+            self.loop.call_soon(self._cycle)
 
     def close(self) -> None:
         if self._fd >= 0:

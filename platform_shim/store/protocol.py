@@ -77,14 +77,17 @@ class Log(Protocol):
     async def barrier(self) -> None:
         """Wait until everything written to this log so far is durable."""
 
-    def rewrite(
+    async def rewrite(
         self,
-        produce: Callable[[], Iterable[bytes]],
+        take: Callable[[], Iterable[bytes]],
         *,
         before_rename: Callable[[], None] | None = None,
     ) -> None:
-        """Replace the log's content with ``produce()`` (its live records), atomically.
-        ``before_rename`` runs once the new content is durable, just before it takes over."""
+        """Replace the log's content with its live records, atomically, without holding the
+        loop: ``take()`` runs on the loop, caught up, and returns lines made from a copy of the
+        state, consumed off the loop; records appended meanwhile are kept after them.
+        ``before_rename`` runs (on a thread) once the new content is durable, just before it
+        takes over."""
 
     def size(self) -> int:
         """Bytes in the log (the compaction trigger)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = "abcdefg"
+SCENARIOS = [*"abcdefg", "stall", "soak"]
 
 
 @pytest.fixture(scope="module")

@@ -312,7 +312,7 @@ async def compact_then_write(data: Path) -> None:
     """Snapshots (kv.jsonl, db.jsonl, ...) of the base folder, then changes past them."""
     platform = open_client(data)
     try:
-        compact_stream(platform.store, platform.stream, storage=platform.storage_state)
+        await compact_stream(platform.store, platform.stream, storage=platform.storage_state)
         await platform.kv.put("sf", "key0", {"after": "snapshot"})
         await platform.kv.delete("sf", "key1")
         await platform.kv.put("sf", "late", 1)

@@ -182,6 +182,58 @@ async def test_queue_consumer_batches_acks_and_dead_letters(
     ]
 
 
+async def test_dead_lettered_messages_leave_no_retry_bookkeeping(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    @on_queue("poison", {"batch": 5, "maxAttempts": 3})
+    async def always_fails(messages: Any, ctx: Any) -> None:
+        raise RuntimeError("poison")
+
+    async with opener(data_dir, clock, [always_fails], handler_backoff=lambda a: 1000) as p:
+        await asyncio.gather(*(p.queue.send("poison", {"n": i}) for i in range(20)))
+        await p.settle()
+        for _ in range(3):  # the retries come due
+            clock.advance("2s")
+            await p.settle()
+        assert not p.queue_state.queues["poison"]
+        assert p.worker is not None
+        held = p.worker.dispatcher.bookkeeping()
+        assert held["retry_at"] == 0 and held["attempts"] == 0, held
+    dead = (data_dir / "deadletter.jsonl").read_bytes().splitlines()
+    assert len(dead) == 20
+
+
+async def test_a_removed_handlers_cursor_is_dropped_at_the_next_start(
+    data_dir: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    kept: list[str] = []
+    removed: list[str] = []
+
+    @on_kv_change({"namespace": "n"})
+    async def stays(event: Any, ctx: Any) -> None:
+        kept.append(event["key"])
+
+    @on_kv_change({"namespace": "n"})
+    async def goes(event: Any, ctx: Any) -> None:
+        removed.append(event["key"])
+
+    async with opener(data_dir, clock, [stays, goes]) as platform:
+        await platform.kv.put("n", "a", 1)
+        await platform.settle()
+    async with opener(data_dir, clock, [stays]) as platform:
+        assert platform.worker is not None
+        assert set(platform.worker.dispatcher.state.cursors) == {"test_dispatch:stays"}
+        await platform.kv.put("n", "b", 2)
+        await platform.settle()
+    assert "dropping the cursor of test_dispatch:goes" in caplog.text
+    # Gone for good: back again, it starts at the end of the stream and does not replay "b".
+    async with opener(data_dir, clock, [stays, goes]) as platform:
+        await platform.kv.put("n", "c", 3)
+        await platform.settle()
+    assert kept == ["a", "b", "c"]
+    assert removed == ["a", "c"]
+
+
 async def test_unacknowledged_messages_survive_a_restart(data_dir: Path, clock: FakeClock) -> None:
     got: list[str] = []
 

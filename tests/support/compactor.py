@@ -133,7 +133,7 @@ async def main(data_dir: str, tag: str, mode: str) -> None:
         rng = random.Random(tag)
         while True:
             await asyncio.sleep(rng.uniform(0.003, 0.02))
-            compact_stream(
+            await compact_stream(
                 platform.store, platform.stream, storage=platform.storage_state, before_rename=hook
             )
             say("compacted")

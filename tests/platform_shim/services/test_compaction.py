@@ -7,6 +7,7 @@ import copy
 import os
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from platform_shim.errors import DuplicateKey
 from platform_shim.platform import Platform, open_client
+from platform_shim.services import kvsnapshot
 from platform_shim.services.compaction import compact_stream
 from platform_shim.testing import FakeClock
 from tests.support.compactor import blob
@@ -24,8 +26,8 @@ from tests.support.procs import spawn
 from tests.support.reap import read_line, reaping
 
 
-def compact(platform: Platform) -> Any:
-    return compact_stream(platform.store, platform.stream, storage=platform.storage_state)
+async def compact(platform: Platform) -> Any:
+    return await compact_stream(platform.store, platform.stream, storage=platform.storage_state)
 
 
 async def state_of(platform: Platform) -> dict[str, Any]:
@@ -93,7 +95,7 @@ async def test_compaction_keeps_every_live_value(
     events_before = len(read_events(data_dir))
     size_before = (data_dir / "events.jsonl").stat().st_size
 
-    report = compact(platform)
+    report = await compact(platform)
 
     assert report.checkpoint == events_before
     assert report.events_kept <= platform.stream.window
@@ -123,7 +125,7 @@ async def test_compaction_keeps_every_live_value(
         reopened.close()
     # compacting a compacted stream changes nothing either
     await asyncio.sleep(0)
-    compact(platform)
+    await compact(platform)
     again = open_client(data_dir, clock=clock)
     try:
         assert await state_of(again) == await state_of(platform)
@@ -140,7 +142,7 @@ async def test_a_client_open_during_compaction_catches_up(
         await asyncio.sleep(0)
         expected = await state_of(platform)
         assert await state_of(other) == expected
-        compact(platform)
+        await compact(platform)
         await other.kv.put("plain", "from-other", 1)  # appends to the new file
         await asyncio.sleep(0)
         assert await platform.kv.get("plain", "from-other") == 1
@@ -152,6 +154,103 @@ async def test_a_client_open_during_compaction_catches_up(
         assert ids == sorted(set(ids))
     finally:
         other.close()
+
+
+async def test_the_loop_serves_while_compaction_serializes(
+    platform: Platform, data_dir: Path, clock: FakeClock
+) -> None:
+    await fill(platform, clock)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # compaction's serialize step, on its thread, held by the test
+        entered.set()
+        assert release.wait(60), "the test never released the serializer"
+
+    compacting = asyncio.ensure_future(
+        compact_stream(
+            platform.store, platform.stream, storage=platform.storage_state, serializing=hold
+        )
+    )
+    assert await asyncio.to_thread(entered.wait, 60)
+    # The serializer is blocked; the loop still runs callbacks and acknowledges durable writes.
+    ran = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(ran.set_result, True)
+    assert await ran
+    await platform.kv.put("plain", "during", "written while compacting")
+    await platform.db.insert_one("users", {"_id": "late", "email": "late@x", "org": 9, "age": 1})
+    await platform.queue.send("jobs", {"n": "late"})
+    assert not compacting.done()
+    release.set()
+    report = await compacting
+    during = [e for e in read_events(data_dir) if e["k"] == "during"]
+    assert len(during) == 1 and during[0]["id"] > report.checkpoint  # kept after the snapshot
+    expected = await state_of(platform)
+    assert ("during", None, "written while compacting") in expected["kv"]["plain"]
+    reopened = open_client(data_dir, clock=clock)
+    try:
+        assert await state_of(reopened) == expected
+        assert await reopened.db.find_one("users", {"_id": "late"}) is not None
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("restarts", [0, 2])
+async def test_a_kv_snapshot_copied_over_many_loop_turns_loads_the_same_state(
+    platform: Platform,
+    data_dir: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    restarts: int,
+) -> None:
+    # Tiny chunks: the copy takes dozens of loop turns, and every kind of KV write lands
+    # between them (new keys and deletes restart a namespace's copy; after ``restarts`` the
+    # rest is copied in one go).
+    monkeypatch.setattr(kvsnapshot, "CHUNK", 4)
+    monkeypatch.setattr(kvsnapshot, "RESTARTS", restarts)
+    await asyncio.gather(*(platform.kv.put("plain", f"k{i:03d}", i) for i in range(200)))
+    await asyncio.gather(*(platform.kv.put("ttl", f"t{i}", i, ttl=60 + i) for i in range(30)))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        assert release.wait(60)
+
+    compacting = asyncio.ensure_future(
+        compact_stream(platform.store, platform.stream, serializing=hold)
+    )
+    await asyncio.sleep(0)  # the compaction takes the state; its copy starts
+    rng = random.Random(restarts)
+    writes = []
+    for n in range(40):  # one write applied per loop turn, between the copy's chunks
+        i = rng.randrange(220)
+        choice = n % 4
+        if choice == 0:
+            write = platform.kv.put("plain", f"k{i:03d}", ["new", n])
+        elif choice == 1:
+            write = platform.kv.delete("plain", f"k{i:03d}")
+        elif choice == 2:
+            write = platform.kv.put("ttl", f"t{i % 30}", ["re", n], ttl=1 + n % 3)
+        else:
+            write = platform.kv.put(f"ns{n % 3}", f"fresh{n}", n)
+        writes.append(asyncio.ensure_future(write))
+        await asyncio.sleep(0)
+    await asyncio.gather(*writes)
+    assert await asyncio.to_thread(entered.wait, 60)
+    release.set()
+    await compacting
+    clock.advance("10s")  # some TTLs put during the copy have passed: they read as missing
+    expected = {ns: (await platform.kv.list(ns))["keys"] for ns in ("plain", "ttl", "ns0", "ns1")}
+    values = {
+        ns: [await platform.kv.get(ns, k["name"]) for k in keys] for ns, keys in expected.items()
+    }
+    reopened = open_client(data_dir, clock=clock)
+    try:
+        for ns, keys in expected.items():
+            assert (await reopened.kv.list(ns))["keys"] == keys, ns
+            assert [await reopened.kv.get(ns, k["name"]) for k in keys] == values[ns], ns
+        assert reopened.kv_state.spaces == platform.kv_state.spaces
+    finally:
+        reopened.close()
 
 
 async def test_unreferenced_old_blobs_are_collected(platform: Platform, data_dir: Path) -> None:
@@ -168,7 +267,7 @@ async def test_unreferenced_old_blobs_are_collected(platform: Platform, data_dir
     for data, path in blobs.items():
         if data != b"young orphan":
             os.utime(path, (old, old))
-    report = compact(platform)
+    report = await compact(platform)
     assert report.blobs_removed == 2
     left = sorted(p.read_bytes() for p in (data_dir / "blobs").rglob("*") if p.is_file())
     assert left == [b"kept bytes", b"new bytes", b"young orphan"]

@@ -364,6 +364,39 @@ async def test_reput_with_new_ttl_outlives_the_old_timer(
         platform.kv.stop_sweeper()
 
 
+async def test_the_expiry_heap_stays_bounded_by_the_keys_that_can_expire(
+    platform: Platform, clock: FakeClock, data_dir: Path
+) -> None:
+    platform.kv.start_sweeper()
+    try:
+        # A session refreshed on every request: one live key, thousands of TTL puts; and keys
+        # put with a TTL and then deleted or overwritten without one.
+        for round_ in range(30):
+            clock.advance(1)  # each round's session expiry is a new instant
+            await asyncio.gather(
+                *(platform.kv.put("ns", "session", [round_, i], ttl=3600) for i in range(100)),
+                *(platform.kv.put("ns", f"tmp{i}", i, ttl=60) for i in range(40)),
+            )
+            await asyncio.gather(*(platform.kv.delete("ns", f"tmp{i}") for i in range(20)))
+            await asyncio.gather(*(platform.kv.put("ns", f"tmp{i}", i) for i in range(20, 40)))
+        await platform.kv.put("ns", "short", 1, ttl=1)
+        state = platform.kv_state
+        assert len(state.expiring) <= 2 * 2 + 1024  # "session" and "short"; not 4,201 entries
+        assert state.timed == 2
+        # Rebuilding the heap lost no expiry: each key still goes at its own time, once.
+        clock.advance("2s")
+        await run_loop(platform)
+        assert [(e["k"]) for e in of_type(data_dir, "kv.expired")] == ["short"]
+        assert await platform.kv.get("ns", "session") == [29, 99]
+        clock.advance("1h")
+        await run_loop(platform)
+        assert [(e["k"]) for e in of_type(data_dir, "kv.expired")] == ["short", "session"]
+        assert await platform.kv.get("ns", "tmp25") == 25
+        assert state.timed == 0
+    finally:
+        platform.kv.stop_sweeper()
+
+
 async def test_put_without_ttl_cancels_the_expiry(
     platform: Platform, clock: FakeClock, data_dir: Path
 ) -> None:

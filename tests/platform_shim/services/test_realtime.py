@@ -60,7 +60,7 @@ async def test_seq_increases_across_processes_and_compaction(
             await client.realtime.publish("chat:a", 1)
             await client.realtime.publish("other", "broadcast only")
             await platform.realtime.publish("chat:a", 2)
-            platform.realtime.compact()
+            await platform.realtime.compact()
             await client.realtime.publish("chat:a", 3)
             assert [m["seq"] for m in await client.realtime.history("chat:a")] == [1, 2, 3]
         finally:

@@ -83,7 +83,7 @@ async def test_a_line_claiming_a_high_id_costs_itself_alone(
         assert not any(f"{events}:{n}:" in w for w in warnings for n in range(2, 11))
         # The next event follows the highest id kept, and a reload agrees.
         assert await platform.events.publish("after") == 11
-        compact_stream(platform.store, platform.stream, storage=platform.storage_state)
+        await compact_stream(platform.store, platform.stream, storage=platform.storage_state)
     finally:
         platform.close()
     again = open_client(data_dir, clock=clock)
@@ -154,7 +154,7 @@ async def test_a_damaged_snapshot_header_costs_no_record(
             await platform.kv.put("ns", f"k{i}", {"v": i})
             await platform.database.insert_one("docs", {"_id": f"d{i}", "n": i})
         await platform.database.create_index("docs", {"keys": {"n": 1}, "unique": True})
-        compact_stream(platform.store, platform.stream, storage=platform.storage_state)
+        await compact_stream(platform.store, platform.stream, storage=platform.storage_state)
         # after the snapshot: an overwrite, a delete and a new key, which must win over the
         # snapshot's values even when its checkpoint is lost and held events are replayed
         await platform.kv.put("ns", "k1", {"v": "new"})

@@ -209,7 +209,7 @@ async def test_a_reader_reloads_a_file_another_process_compacted(data_dir: Path)
     reader = reader_store.open_log("t", seen)
     for n in range(5):
         await owner.submit(record({"n": n}))
-    owner.rewrite(lambda: [orjson.dumps({"n": 100})])
+    await owner.rewrite(lambda: [orjson.dumps({"n": 100})])
     reader.refresh()
     assert [r["n"] for r in seen.records] == [100]
     await reader.submit(record({"n": 101}))

@@ -131,7 +131,7 @@ async def test_each_failed_attempt_keeps_its_traceback_beside_the_public_error(
         state = platform.worker.engine.run_state(handle.run_id)
         assert state is not None and state.failures is not None
         failures = state.failures
-        platform.worker.compact()  # compaction keeps only the latest status record
+        await platform.worker.compact()  # compaction keeps only the latest status record
 
     assert [(f["attempt"], f["type"], f.get("step")) for f in failures] == [
         (1, "ConnectionError", "charge"),

@@ -279,7 +279,7 @@ class SignalMachine(RuleBasedStateMachine):
         every signal a live run could still take)."""
         if compact:
             assert self.platform.worker is not None
-            self.platform.worker.compact()
+            self._do(self.platform.worker.compact())
         self._close()
         self.platform = self._open()
 
