@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -41,6 +43,7 @@ from tests.support.signal_model import (
     Sleep,
     Wait,
     encode_program,
+    matches,
 )
 
 from .conftest import Opener
@@ -95,7 +98,7 @@ PROGRAMS: st.SearchStrategy[Program] = st.lists(_CHUNKS, min_size=1, max_size=4)
     lambda chunks: tuple(step for chunk in chunks for step in chunk)
 )
 MAX_RUNS = 6
-# Restarting costs more than any other rule (opening a worker: ~30 ms here); one rule in five.
+# Restarting costs more than any other rule (it opens a worker); after one rule in five.
 SOMETIMES = st.sampled_from([False, False, False, False, True])
 MAX_MODELS = 16  # states the engine may be in after racy rules, before observation prunes them
 
@@ -116,8 +119,21 @@ def _observed_step(record: Any) -> ModelStep:
     )
 
 
-def _expected(model: SignalModel) -> list[tuple[str, Any, list[ModelStep]]]:
+RunView = tuple[str, Any, list[ModelStep]]  # status, output, history
+
+
+def _expected(model: SignalModel) -> list[RunView]:
     return [(run.status, run.output, list(run.history)) for run in model.runs]
+
+
+def _json(value: object) -> str:
+    """Compared as JSON text, not with Python's ``==``, for which ``true`` equals ``1``."""
+    if isinstance(value, ModelStep):
+        value = dataclasses.astuple(value)
+    elif isinstance(value, tuple):
+        status, output, history = value
+        value = [status, output, [dataclasses.astuple(step) for step in history]]
+    return json.dumps(value, sort_keys=True)
 
 
 def _fingerprint(model: SignalModel) -> object:
@@ -173,9 +189,9 @@ class SignalMachine(RuleBasedStateMachine):
             self.loop.close()
             shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _branch(self, outcomes: list[SignalModel], what: str) -> None:
+    def _branch(self, outcomes: list[SignalModel], what: str, allowed: list[Any]) -> None:
         """Keep the model states still possible (deduplicated), at least one."""
-        assert outcomes, f"{what}: no state the model allows gives that count"
+        assert outcomes, f"{what}, but the model allows {allowed} (runs: {self._programs()})"
         unique: dict[str, SignalModel] = {}
         for model in outcomes:
             unique.setdefault(repr(_fingerprint(model)), model)
@@ -203,26 +219,32 @@ class SignalMachine(RuleBasedStateMachine):
 
         run_id, count = self._do(both())
         self.run_ids.append(run_id)
-        outcomes = []
+        outcomes, allowed = [], []
         for model in self.models:
             reached = copy.deepcopy(model)  # the run parked on its wait before the event came
             reached.start(program)
-            if reached.send_event(type, payload) == count:
+            allowed.append(reached.send_event(type, payload))
+            if allowed[-1] == count:
                 outcomes.append(reached)
             late = copy.deepcopy(model)  # the event came before the run got going
             run = late.start(program, proceed=False)
-            if late.send_event(type, payload) == count:
+            allowed.append(late.send_event(type, payload))
+            if allowed[-1] == count:
                 late.proceed(run)
                 outcomes.append(late)
-        self._branch(outcomes, f"send_event({type!r}, {payload!r}) right after start -> {count}")
+        what = f"send_event({type!r}, {payload!r}) right after start returned {count}"
+        self._branch(outcomes, what, sorted(set(allowed)))
 
     @rule(type=TYPES, payload=PAYLOADS, restart_at_once=SOMETIMES)
     def send_event(self, type: str, payload: Any, restart_at_once: bool) -> None:
         """Every run is parked or done, so the count is exact. Restarting at once stops the
         runs it resumed in the middle of their activations."""
         count = self._do(self.platform.workflows.send_event(type, payload))
-        outcomes = [m for m in self.models if m.send_event(type, payload) == count]
-        self._branch(outcomes, f"send_event({type!r}, {payload!r}) -> {count}")
+        allowed = [model.send_event(type, payload) for model in self.models]
+        outcomes = [
+            m for m, expected in zip(self.models, allowed, strict=True) if expected == count
+        ]
+        self._branch(outcomes, f"send_event({type!r}, {payload!r}) returned {count}", allowed)
         if restart_at_once:
             self._close()
             self.platform = self._open()
@@ -238,14 +260,15 @@ class SignalMachine(RuleBasedStateMachine):
             return list(await asyncio.gather(*sends))
 
         counts = self._do(send_all())
-        outcomes = []
+        outcomes, allowed = [], []
         for model in self.models:
             expected = [model.send_event(t, p) for t, p in events]
+            allowed.append(f"{expected[:1]} then at most {expected[1:]}")
             if counts[0] == expected[0] and all(
                 c <= e for c, e in zip(counts, expected, strict=True)
             ):
                 outcomes.append(model)
-        self._branch(outcomes, f"send_event together {events} -> {counts}")
+        self._branch(outcomes, f"send_event of {events} together returned {counts}", allowed)
 
     @rule(ms=st.integers(1, 4000), restart_at_once=SOMETIMES)
     def advance_clock(self, ms: int, restart_at_once: bool) -> None:
@@ -289,12 +312,16 @@ class SignalMachine(RuleBasedStateMachine):
     def every_run_is_as_the_model_says(self) -> None:
         self._do(self.platform.settle(timeout=60))
         observed = self._do(self._observe())
-        possible = [model for model in self.models if _expected(model) == observed]
+        seen = [_json(view) for view in observed]
+        possible = [m for m in self.models if [_json(v) for v in _expected(m)] == seen]
         if not possible:
             self._explain(observed)
         self.models = possible
 
-    async def _observe(self) -> list[tuple[str, Any, list[ModelStep]]]:
+    def _programs(self) -> list[str]:
+        return [f"#{run.index} {run.program}" for run in self.models[0].runs]
+
+    async def _observe(self) -> list[RunView]:
         observed = []
         for run_id in self.run_ids:
             handle = self.platform.workflows.handle(run_id)
@@ -304,17 +331,17 @@ class SignalMachine(RuleBasedStateMachine):
             observed.append((status.status.value, status.output, history))
         return observed
 
-    def _explain(self, observed: list[tuple[str, Any, list[ModelStep]]]) -> None:
+    def _explain(self, observed: list[RunView]) -> None:
         model = self.models[0]
         lines = [f"the engine differs from the model (now={self.clock.now_ms()}):"]
         for run, seen in zip(model.runs, observed, strict=True):
             want = (run.status, run.output, run.history)
-            if want != seen:
+            if _json(want) != _json(seen):
                 lines.append(f"run #{run.index} program={run.program}")
                 lines.append(f"  model:  status={want[0]} output={want[1]}")
                 lines.append(f"  engine: status={seen[0]} output={seen[1]}")
                 for a, b in zip(want[2] + [None] * 9, seen[2] + [None] * 9, strict=False):
-                    if a != b:
+                    if _json(a) != _json(b):
                         lines.append(f"  step model={a}\n       engine={b}")
                         break
         raise AssertionError("\n".join(lines))
@@ -360,3 +387,42 @@ async def test_one_event_is_taken_by_at_most_one_wait_of_a_run(
         run = await handle.status()
         assert run is not None and run.status is RunStatus.COMPLETED
         assert run.output == [{"u": "u1"}, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# The model itself, on cases the contract spells out (an oracle is only as good as its answers).
+
+
+def test_the_model_answers_the_reproduction_as_the_contract_does() -> None:
+    model = SignalModel(0)
+    run = model.start(
+        (Sleep(1500), Wait("acc.reply", {"u": "u1"}, 10_000), Wait("acc.reply", {"u": "u1"}, 1000))
+    )
+    assert model.send_event("acc.reply", {"u": "u1"}) == 0
+    model.advance_to(1500)
+    assert (run.status, run.results, run.due) == ("waiting_event", [None, {"u": "u1"}], 2500)
+    model.advance_to(2500)
+    assert run.output == [None, {"u": "u1"}, None]
+
+
+def test_the_model_takes_events_after_creation_oldest_first_once_per_run() -> None:
+    model = SignalModel(0)
+    model.send_event("a", {"n": 0})  # before the run: never taken
+    first = model.start((Sleep(10), Wait("a", None, None), Wait("a", None, None)))
+    model.send_event("a", {"n": 1})
+    model.send_event("a", {"n": 2})
+    second = model.start((Wait("a", None, None),))
+    assert second.status == "waiting_event"
+    model.advance_to(10)
+    assert first.output == [None, {"n": 1}, {"n": 2}]
+    assert model.send_event("a", {"n": 3}) == 1  # the second run's wait, parked
+    assert second.output == [{"n": 3}]
+
+
+def test_the_models_matching_is_json_equality() -> None:
+    assert matches({"u": 1}, {"u": 1, "w": 2})
+    assert not matches({"u": 1}, {"u": True})
+    assert not matches({"u": [1]}, {"u": [True]})
+    assert not matches({"u": 1}, {"w": 1})
+    assert not matches({"u": 1}, None)
+    assert matches(None, None) and matches({}, 3)
