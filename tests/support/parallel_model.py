@@ -245,10 +245,11 @@ _leaf = st.one_of(
 )
 
 
-def _block(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.tuples(
-        st.sampled_from(["seq", "gather", "group"]), st.lists(children, min_size=1, max_size=3)
-    )
+def _blocks(kinds: Sequence[str]) -> Any:
+    def block(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.tuples(st.sampled_from(kinds), st.lists(children, min_size=1, max_size=3))
+
+    return block
 
 
 def name_program(shape: Any) -> Program:
@@ -265,7 +266,11 @@ def name_program(shape: Any) -> Program:
     return visit(shape)
 
 
-def programs(max_leaves: int = 7) -> st.SearchStrategy[Program]:
-    """Programs whose top is always a block (so a single leaf still runs inside one)."""
-    tree = st.recursive(_leaf, _block, max_leaves=max_leaves)
-    return _block(tree).map(name_program)
+def programs(
+    max_leaves: int = 7, kinds: Sequence[str] = ("seq", "gather", "group")
+) -> st.SearchStrategy[Program]:
+    """Programs whose top is always a block (so a single leaf still runs inside one), built
+    of blocks of ``kinds``."""
+    block = _blocks(kinds)
+    tree = st.recursive(_leaf, block, max_leaves=max_leaves)
+    return block(tree).map(name_program)
