@@ -273,4 +273,5 @@ def programs(
     of blocks of ``kinds``."""
     block = _blocks(kinds)
     tree = st.recursive(_leaf, block, max_leaves=max_leaves)
-    return block(tree).map(name_program)
+    named: st.SearchStrategy[Program] = block(tree).map(name_program)
+    return named
