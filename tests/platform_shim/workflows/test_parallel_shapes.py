@@ -334,7 +334,7 @@ def test_parallel_shapes_match_the_model(
     with tempfile.TemporaryDirectory() as tmp:
         try:
             asyncio.run(_play(Path(tmp) / "data", program, ops, max_suspended))
-        except AssertionError as exc:
+        except (AssertionError, TimeoutError) as exc:
             shape = f"program={program!r} ops={ops!r} max_suspended={max_suspended}"
             raise AssertionError(f"{exc}\n  with {shape}") from exc
 
