@@ -311,7 +311,7 @@ async def _play(
 
 
 # More examples when looking for trouble: PARALLEL_SHAPES_EXAMPLES=500 pytest -k shapes
-EXAMPLES = int(os.environ.get("PARALLEL_SHAPES_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("PARALLEL_SHAPES_EXAMPLES", "80"))
 
 
 @settings(
