@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from platform_shim.platform import Platform
@@ -323,6 +323,25 @@ EXAMPLES = int(os.environ.get("PARALLEL_SHAPES_EXAMPLES", "80"))
     # No "explain" phase: it prints the failing example with its values left out.
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 )
+# Found by this test on main after the eviction fix: settle() returned before "run2" (reached
+# once wait1 took the event) was recorded.
+@example(
+    program=[
+        "gather",
+        [
+            ["invoke", "invoke0", 1000],
+            [
+                "seq",
+                [
+                    ["gather", [["wait", "wait1", "alpha", None, None]]],
+                    ["gather", [["run", "run2", "thread"]]],
+                ],
+            ],
+        ],
+    ],
+    ops=[],
+    max_suspended=0,
+)
 @given(
     program=programs(),
     ops=_ops(),
@@ -393,9 +412,9 @@ async def test_an_activation_is_not_evicted_while_another_branch_has_work(
     assert asked == [handle.run_id]
 
 
-async def test_settle_waits_for_a_branch_between_steps(open_worker: Opener) -> None:
-    # BUG: settle() returns while one branch awaits a slow plain call and another is parked:
-    # the activation counts as parked (no step call in progress), so "ask" is not recorded yet.
+async def test_settle_waits_for_a_branch_in_a_slow_plain_call(open_worker: Opener) -> None:
+    # BUG: settle() returns while one branch is parked and another awaits a slow plain call:
+    # the activation counts as parked (no step call in progress), so "ask" is not recorded.
     asked.clear()
     async with open_worker([ask_and_wait]) as platform:
         handle = await platform.workflows.start("ask-and-wait", "after-plain-io")
