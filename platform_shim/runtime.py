@@ -366,6 +366,7 @@ class Worker:
                 not dispatcher.idle()
                 or not scheduler.idle()
                 or any(log.has_pending() for log in logs)
+                or engine.archive.pending
             ):
                 # Submissions still queued (a commit cycle may be waiting for another process's
                 # append lock) can start more work once applied: wait for them too.

@@ -330,7 +330,7 @@ class FileArchive:
             chunks += (head, b"\n", body, b"\n")
             placed.append((entry, _Place(self._seg, off, len(head) + 1, len(body) + 1)))
             off += len(head) + len(body) + 2
-        fd = self._fd(self._seg, create=True)
+        fd = self._fd(self._seg)
         try:
             write_all(fd, b"".join(chunks))
         except OSError as exc:
@@ -396,10 +396,11 @@ class FileArchive:
 
     # --------------------------------------------------------------------------- reading
 
-    def _fd(self, seg: int, *, create: bool = False) -> int:
+    def _fd(self, seg: int) -> int:
         fd = self._fds.get(seg)
         if fd is None:
-            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT if create else os.O_RDONLY
+            # The writer's descriptors may be appended to, whichever call opened them first.
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT if self.writable else os.O_RDONLY
             fd = os.open(self._seg_path(seg), flags | os.O_CLOEXEC, 0o644)
             self._fds[seg] = fd
         return fd
@@ -407,9 +408,9 @@ class FileArchive:
     def _read(self, seg: int, off: int, length: int) -> Any:
         try:
             data = os.pread(self._fd(seg), length, off)
-        except FileNotFoundError:
+            return orjson.loads(data)
+        except (FileNotFoundError, orjson.JSONDecodeError):
             return None  # pruned meanwhile by the worker
-        return orjson.loads(data)
 
     def _place(self, key: str) -> _Place | None:
         rows = self._query("SELECT seg, off, head, body FROM entries WHERE key = ?", (key,))
