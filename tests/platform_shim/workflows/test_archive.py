@@ -7,13 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from platform_shim.errors import WorkflowFailed
 from platform_shim.platform import Platform, open_client
+from platform_shim.store import FileStore
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
+from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.engine import Engine
+from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus
 
 from .conftest import Opener
@@ -205,3 +209,41 @@ async def test_retention_prunes_archived_runs(open_worker: Opener, clock: FakeCl
         assert await platform.workflows.handle(old.run_id).status() is None
         assert [run.run_id for run in await platform.workflows.list()] == [new.run_id]
         assert (await platform.workflows.counts())["completed"] == 1
+
+
+def test_compaction_keeps_a_finished_run_in_the_ledger_until_it_is_archived(
+    tmp_path: Path,
+) -> None:
+    """The crash-safety order: a run leaves ``runs.jsonl`` only once the archive holds it."""
+    store = FileStore(tmp_path)
+    state = LedgerState()
+    archive = RunArchive(store.open_archive(ARCHIVE_NAME, writable=True), retiring=True)
+    state.archive = archive
+    try:
+        records = [
+            {"rec": "run", "seq": 1, "runId": "r1", "workflowId": "w", "input": 1, "createdAt": 5},
+            {"rec": "run", "seq": 2, "runId": "r2", "workflowId": "w", "input": 2, "createdAt": 6},
+            {"rec": "step", "seq": 3, "runId": "r1", "name": "s", "kind": "run",
+             "status": "completed", "attempt": 1, "startedAt": 7, "completedAt": 8, "output": 3},
+            {"rec": "status", "seq": 4, "runId": "r1", "status": "completed", "at": 9,
+             "attempt": 1, "output": 3, "completedAt": 9},
+        ]  # fmt: skip
+        for record in records:
+            state.apply(record, orjson.dumps(record))
+        assert list(state.runs) == ["r2"] and list(archive.pending) == ["r1"]
+        kept = [orjson.loads(line) for line in state.live_records(lambda run: True)]
+        assert [(r["rec"], r["runId"]) for r in kept] == [
+            ("run", "r2"),
+            ("run", "r1"),
+            ("step", "r1"),
+            ("status", "r1"),
+        ]
+        assert state.page() and [run.run_id for run in state.page()] == ["r2", "r1"]
+        archive.flush_now()
+        kept = [orjson.loads(line) for line in state.live_records(lambda run: True)]
+        assert [(r["rec"], r["runId"]) for r in kept] == [("run", "r2")]
+        assert [run.run_id for run in state.page()] == ["r2", "r1"]
+        assert [s.output for s in state.lookup("r1").steps.values()] == [b"3"]  # type: ignore[union-attr]
+        assert state.status_counts()["completed"] == 1 and state.status_counts()["queued"] == 1
+    finally:
+        store.close()
