@@ -313,7 +313,9 @@ class FileArchive:
             self._seg_size = 0
             self._seg_min_at = None
             self._new_file = True
-        chunks: list[bytes] = []
+        # One buffer, not a list of lines: orjson's output over-allocates (kilobytes a line),
+        # so holding thousands of them at once would cost far more than their bytes.
+        chunks = bytearray()
         placed: list[tuple[ArchiveEntry, _Place]] = []
         off = self._seg_size
         for entry in fresh:
@@ -327,12 +329,15 @@ class FileArchive:
                 }
             )
             body = orjson.dumps({"k": entry.key, "b": orjson.Fragment(entry.body)})
-            chunks += (head, b"\n", body, b"\n")
+            chunks += head
+            chunks += b"\n"
+            chunks += body
+            chunks += b"\n"
             placed.append((entry, _Place(self._seg, off, len(head) + 1, len(body) + 1)))
             off += len(head) + len(body) + 2
         fd = self._fd(self._seg)
         try:
-            write_all(fd, b"".join(chunks))
+            write_all(fd, bytes(chunks))
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, self._seg_size)

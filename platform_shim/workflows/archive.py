@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from platform_shim.jsonvalue import tight
 from platform_shim.store.archive import ArchiveEntry
 from platform_shim.store.protocol import Archive, Log
 from platform_shim.workflows.records import RunStatus, WorkflowRun
@@ -80,7 +81,7 @@ def entry_of(run: RunState) -> ArchiveEntry:
         run.created_seq,
         run.completed_at or run.updated_at,
         _tags(run.workflow_id, run.status.value),
-        orjson.dumps(head),
+        tight(orjson.dumps(head)),
         body,
     )
 

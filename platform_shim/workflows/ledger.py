@@ -230,7 +230,7 @@ class LedgerState:
             if below is None:
                 return []
         wanted = RUN_STATUSES.get(status) if status is not None else None
-        found: list[tuple[int, WorkflowRun]] = []
+        found: list[tuple[int, WorkflowRun | RunState]] = []
         if wanted is None or self.counts[wanted] > 0:
             for run in reversed(self.runs.values()):
                 if below is not None and run.created_seq >= below:
@@ -239,13 +239,13 @@ class LedgerState:
                     continue
                 if status is not None and run.status.value != status:
                     continue
-                found.append((run.created_seq, run.snapshot()))
+                found.append((run.created_seq, run))  # snapshot only the page's own
                 if len(found) >= limit:
                     break
         if archive is not None and (wanted is None or wanted.terminal):
             found += archive.page(workflow_id, status, below, limit, skip=self.runs.keys())
             found.sort(key=lambda item: item[0], reverse=True)
-        return [run for _, run in found[:limit]]
+        return [run.snapshot() if isinstance(run, RunState) else run for _, run in found[:limit]]
 
     # ------------------------------------------------------- live and archived runs alike
 
