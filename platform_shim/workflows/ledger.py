@@ -10,6 +10,8 @@ Record kinds (``"rec"``), each with a ledger-wide ``seq`` that increases in file
 - ``signal``  ``send_event`` recorded an event for ``wait_for_event``
 - ``cancel``  another process asked for a run to be cancelled (the worker carries it out)
 - ``tick``    a cron tick fired for a workflow
+- ``mark``    written by compaction: ``lastSeq``, the highest seq so far (its own ``seq`` is 0), so
+              seqs keep rising when the records that held the highest ones moved to the archive
 
 The fold is the same whoever wrote a record, so a client process and the worker agree on every
 run. With a retiring ``archive`` (the worker), a run leaves the fold when its terminal status is
@@ -125,6 +127,10 @@ class LedgerState:
             run = self.runs.get(record["runId"])
             if run is not None and not run.status.terminal:
                 self.cancels[run.run_id] = seq
+        elif kind == "mark":
+            last = record["lastSeq"]
+            if type(last) is int and last > self.last_seq:
+                self.last_seq = last
         if self.on_record is not None and not self.loading:
             self.on_record(record)
 
@@ -319,7 +325,8 @@ class LedgerState:
 
     def live_line_count(self) -> int:
         """About how many lines ``live_records`` would write (signals and ticks included)."""
-        count = len(self.ticks) + len(self.cancels) + sum(len(s) for s in self.signals.values())
+        count = 1 + len(self.ticks) + len(self.cancels)
+        count += sum(len(s) for s in self.signals.values())
         for run in self._ledger_runs():
             count += 1 + len(run.steps) + (run.status_rec is not None)
         return count
@@ -362,3 +369,4 @@ class LedgerState:
                         yield signal.record()
         for workflow_id, (at, seq) in self.ticks.items():
             yield orjson.dumps({"rec": "tick", "seq": seq, "workflowId": workflow_id, "at": at})
+        yield orjson.dumps({"rec": "mark", "seq": 0, "lastSeq": self.last_seq})

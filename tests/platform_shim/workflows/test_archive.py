@@ -232,18 +232,40 @@ def test_compaction_keeps_a_finished_run_in_the_ledger_until_it_is_archived(
             state.apply(record, orjson.dumps(record))
         assert list(state.runs) == ["r2"] and list(archive.pending) == ["r1"]
         kept = [orjson.loads(line) for line in state.live_records(lambda run: True)]
-        assert [(r["rec"], r["runId"]) for r in kept] == [
+        assert [(r["rec"], r.get("runId")) for r in kept] == [
             ("run", "r2"),
             ("run", "r1"),
             ("step", "r1"),
             ("status", "r1"),
+            ("mark", None),
         ]
         assert state.page() and [run.run_id for run in state.page()] == ["r2", "r1"]
         archive.flush_now()
         kept = [orjson.loads(line) for line in state.live_records(lambda run: True)]
-        assert [(r["rec"], r["runId"]) for r in kept] == [("run", "r2")]
+        assert [(r["rec"], r.get("runId")) for r in kept] == [("run", "r2"), ("mark", None)]
+        assert kept[-1]["lastSeq"] == 4
         assert [run.run_id for run in state.page()] == ["r2", "r1"]
         assert [s.output for s in state.lookup("r1").steps.values()] == [b"3"]  # type: ignore[union-attr]
         assert state.status_counts()["completed"] == 1 and state.status_counts()["queued"] == 1
     finally:
         store.close()
+
+
+async def test_ledger_seqs_keep_rising_when_compaction_empties_the_ledger(
+    open_worker: Opener, data_dir: Path
+) -> None:
+    """Every finished run moved out leaves an empty ledger: its next record must still get a
+    higher seq (newest-first order and the status relay's cursor depend on it)."""
+    async with open_worker(WORKFLOWS) as platform:
+        first = await platform.workflows.start("short", 1)
+        await first.result(timeout=5)
+        await platform.settle()
+        seq = engine_of(platform).state.last_seq
+        platform.worker.compact()  # type: ignore[union-attr]
+    async with open_worker(WORKFLOWS) as platform:
+        assert engine_of(platform).state.last_seq == seq
+        second = await platform.workflows.start("short", 2)
+        await second.result(timeout=5)
+        listed = [run.run_id for run in await platform.workflows.list()]
+        assert listed == [second.run_id, first.run_id]
+        assert engine_of(platform).state.runs == {}
