@@ -35,6 +35,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,10 @@ class FileArchive:
         self._unsynced: set[int] = set()
         self._new_file = False
         self._counts: dict[str, int] = {}
+        # Writes (add, sync, prune) may come from a thread (the worker archives off its event
+        # loop) and from the loop (compaction): one at a time. Reads take no lock: an entry is
+        # indexed only once its bytes are written.
+        self._write_lock = threading.Lock()
         if writable:
             folder.mkdir(parents=True, exist_ok=True)
             self._open_writer()
@@ -238,23 +243,39 @@ class FileArchive:
                 raise
             return []  # a reader that came before the writer created the tables
 
-    def _insert(self, entries: list[tuple[ArchiveEntry, _Place]], seg: int, end: int) -> None:
+    def _insert(
+        self,
+        entries: list[tuple[ArchiveEntry, _Place]],
+        seg: int,
+        end: int,
+        *,
+        fresh: bool = False,
+    ) -> None:
         db = self._db
         assert db is not None
         added: dict[str, int] = {}
         db.execute("BEGIN")
         try:
-            for entry, place in entries:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (entry.key, entry.order, entry.at, seg, place.off, place.head, place.body),
-                )
-                if cur.rowcount != 1:
-                    continue  # archived before: the first copy wins
+            if fresh:  # known to be new (``add`` checked): one statement per table
                 db.executemany(
-                    "INSERT OR IGNORE INTO tags VALUES (?, ?, ?)",
-                    [(tag, entry.order, entry.key) for tag in entry.tags],
+                    "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(e.key, e.order, e.at, seg, p.off, p.head, p.body) for e, p in entries],
                 )
+                new = [entry for entry, _ in entries]
+            else:
+                new = []
+                for entry, place in entries:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (entry.key, entry.order, entry.at, seg, place.off, place.head, place.body),
+                    )
+                    if cur.rowcount == 1:  # else archived before: the first copy wins
+                        new.append(entry)
+            db.executemany(
+                "INSERT OR IGNORE INTO tags VALUES (?, ?, ?)",
+                [(tag, entry.order, entry.key) for entry in new for tag in entry.tags],
+            )
+            for entry in new:
                 for tag in ("", *entry.tags):
                     added[tag] = added.get(tag, 0) + 1
             db.executemany(
@@ -292,9 +313,14 @@ class FileArchive:
         return found
 
     def add(self, entries: list[ArchiveEntry]) -> int:
-        """Append the entries not archived yet and index them; returns how many were added."""
+        """Append the entries not archived yet and index them; returns how many were added.
+        Safe to call from another thread than the readers'."""
         if not self.writable:
             raise StoreError(None, f"{self.folder} is open read-only")
+        with self._write_lock:
+            return self._add(entries)
+
+    def _add(self, entries: list[ArchiveEntry]) -> int:
         have = self.known(entry.key for entry in entries)
         fresh: list[ArchiveEntry] = []
         for entry in entries:
@@ -348,11 +374,15 @@ class FileArchive:
         if self._seg_min_at is None:
             self._seg_min_at = min(entry.at for entry in fresh)
         self._unsynced.add(self._seg)
-        self._insert(placed, self._seg, off)
+        self._insert(placed, self._seg, off, fresh=True)
         return len(fresh)
 
     def sync(self) -> None:
         """Make everything added so far durable (segments, then the index)."""
+        with self._write_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         for seg in sorted(self._unsynced):
             fd = self._fds.get(seg)
             if fd is not None:
@@ -366,6 +396,10 @@ class FileArchive:
 
     def prune(self, cutoff: int) -> int:
         """Forget entries whose ``at`` is before ``cutoff``; returns how many."""
+        with self._write_lock:
+            return self._prune(cutoff)
+
+    def _prune(self, cutoff: int) -> int:
         db = self._db
         if db is None or not self.writable:
             return 0
@@ -484,6 +518,8 @@ class FileArchive:
     def close(self) -> None:
         if self.writable and self._unsynced:
             self.sync()
+        self._write_lock.acquire()  # an add still running in a thread finishes first
+        self._write_lock.release()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()

@@ -163,23 +163,28 @@ class RunArchive:
                 keys = list(self.pending)
                 if self.log is not None:
                     await self.log.barrier()  # their terminal records are durable now
+                runs = [self.pending[key] for key in keys if key in self.pending]
                 try:
-                    self._write(keys)
+                    entries = [entry_of(run) for run in runs]
+                    # SQLite and the append run in a thread: tens of microseconds a run that
+                    # the loop spends on steps instead. Readers meanwhile find them in pending.
+                    await asyncio.to_thread(self.archive.add, entries)
                 except Exception:
                     log.exception("archiving %d finished run(s) failed; retrying", len(keys))
                     await asyncio.sleep(RETRY_S)
+                    continue
+                self._forget(runs)
         finally:
             self._task = None
 
     def flush_now(self) -> None:
         """Archive every pending run now (their records are known to be on disk)."""
-        self._write(list(self.pending))
+        runs = list(self.pending.values())
+        if runs:
+            self.archive.add([entry_of(run) for run in runs])
+            self._forget(runs)
 
-    def _write(self, keys: list[str]) -> None:
-        runs = [self.pending[key] for key in keys if key in self.pending]
-        if not runs:
-            return
-        self.archive.add([entry_of(run) for run in runs])
+    def _forget(self, runs: list[RunState]) -> None:
         for run in runs:
             if self.pending.get(run.run_id) is run:
                 del self.pending[run.run_id]

@@ -311,13 +311,14 @@ class Engine:
         if self.registry.get(workflow_id) is None:
             raise UnknownWorkflow(workflow_id, self.registry.ids())
         input_bytes = dumps(input, f"input of workflow {workflow_id!r}")
+        minted = run_id is None
         if run_id is None:
             run_id = new_id(self.clock.now_ms())
         else:
             check_run_id(run_id)
             if self.state.known(run_id):
                 return run_id
-        await self._create_run(run_id, workflow_id, input_bytes, parent)
+        await self._create_run(run_id, workflow_id, input_bytes, parent, minted=minted)
         return run_id
 
     def _create_run(
@@ -329,12 +330,15 @@ class Engine:
         *,
         prefill: list[StepState] | None = None,
         rerun_of: dict[str, str] | None = None,
+        minted: bool = False,
     ) -> asyncio.Future[None]:
         state = self.state
         created_at = self.clock.now_ms()
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
-            if state.known(run_id):  # created meanwhile, here or by another process
+            # Created meanwhile, here or by another process? A freshly minted id cannot be
+            # archived already: only the live runs need a look (the archive's is a disk lookup).
+            if run_id in state.runs if minted else state.known(run_id):
                 return None, None
             seq = state.last_seq + 1
             run = RunState(
@@ -382,6 +386,7 @@ class Engine:
             None,
             prefill=prefill,
             rerun_of={"runId": run_id, "fromStep": from_step},
+            minted=True,
         )
         return rerun_id
 
