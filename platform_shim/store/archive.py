@@ -99,7 +99,8 @@ class FileArchive:
         self.folder = folder
         self.writable = writable
         self._fds: dict[int, int] = {}
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # reads (the caller's thread)
+        self._wdb: sqlite3.Connection | None = None  # the writer's (under the write lock)
         self._seg = 0  # the segment appended to (writer)
         self._seg_size = 0
         self._seg_min_at: int | None = None
@@ -133,24 +134,25 @@ class FileArchive:
     def _open_writer(self) -> None:
         try:
             db = self._connect(readonly=False)
+            self._wdb = db
             db.executescript(_SCHEMA)
-            self._db = db
             self._catch_up()
         except sqlite3.DatabaseError as exc:
             log.warning("%s: the index is damaged (%s); rebuilding it", self._index_path(), exc)
             self._rebuild()
-        self._counts = dict(self._query("SELECT tag, n FROM counts"))
+        assert self._wdb is not None
+        self._counts = dict(self._wdb.execute("SELECT tag, n FROM counts").fetchall())
 
     def _rebuild(self) -> None:
-        if self._db is not None:
+        if self._wdb is not None:
             with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+                self._wdb.close()
+            self._wdb = None
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self._index_path()}{suffix}").unlink(missing_ok=True)
         db = self._connect(readonly=False)
         db.executescript(_SCHEMA)
-        self._db = db
+        self._wdb = db
         self._catch_up()
 
     def _segment_files(self) -> list[int]:
@@ -165,7 +167,7 @@ class FileArchive:
 
     def _catch_up(self) -> None:
         """Index what the segments hold past the index (a crash between append and commit)."""
-        db = self._db
+        db = self._wdb
         assert db is not None
         known = {seg: indexed for seg, indexed in db.execute("SELECT seg, indexed FROM segments")}
         on_disk = self._segment_files()
@@ -223,7 +225,7 @@ class FileArchive:
     # ------------------------------------------------------------------------ the index
 
     def _reader(self) -> sqlite3.Connection | None:
-        if self._db is None and not self.writable:
+        if self._db is None:
             if not self._index_path().exists():
                 return None
             try:
@@ -232,8 +234,10 @@ class FileArchive:
                 return None
         return self._db
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        db = self._reader()
+    def _query(
+        self, sql: str, params: Iterable[Any] = (), db: sqlite3.Connection | None = None
+    ) -> list[Any]:
+        db = db or self._reader()
         if db is None:
             return []
         try:
@@ -251,7 +255,7 @@ class FileArchive:
         *,
         fresh: bool = False,
     ) -> None:
-        db = self._db
+        db = self._wdb
         assert db is not None
         added: dict[str, int] = {}
         db.execute("BEGIN")
@@ -301,6 +305,9 @@ class FileArchive:
 
     def known(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` are archived."""
+        return self._known(keys, None)
+
+    def _known(self, keys: Iterable[str], db: sqlite3.Connection | None) -> set[str]:
         keys = list(keys)
         found: set[str] = set()
         for i in range(0, len(keys), _CHUNK):
@@ -308,7 +315,7 @@ class FileArchive:
             marks = ",".join("?" * len(chunk))
             found.update(
                 row[0]
-                for row in self._query(f"SELECT key FROM entries WHERE key IN ({marks})", chunk)
+                for row in self._query(f"SELECT key FROM entries WHERE key IN ({marks})", chunk, db)
             )
         return found
 
@@ -321,7 +328,7 @@ class FileArchive:
             return self._add(entries)
 
     def _add(self, entries: list[ArchiveEntry]) -> int:
-        have = self.known(entry.key for entry in entries)
+        have = self._known((entry.key for entry in entries), self._wdb)
         fresh: list[ArchiveEntry] = []
         for entry in entries:
             if entry.key not in have:
@@ -391,8 +398,8 @@ class FileArchive:
         if self._new_file:
             fsync_dir(self.folder)
             self._new_file = False
-        if self._db is not None and self.writable:
-            self._db.execute("PRAGMA wal_checkpoint(FULL)")
+        if self._wdb is not None:
+            self._wdb.execute("PRAGMA wal_checkpoint(FULL)")
 
     def prune(self, cutoff: int) -> int:
         """Forget entries whose ``at`` is before ``cutoff``; returns how many."""
@@ -400,8 +407,8 @@ class FileArchive:
             return self._prune(cutoff)
 
     def _prune(self, cutoff: int) -> int:
-        db = self._db
-        if db is None or not self.writable:
+        db = self._wdb
+        if db is None:
             return 0
         db.execute("BEGIN")
         try:
@@ -430,7 +437,7 @@ class FileArchive:
                 os.close(fd)
             self._seg_path(seg).unlink(missing_ok=True)
         if removed:
-            self._counts = dict(self._query("SELECT tag, n FROM counts"))
+            self._counts = dict(db.execute("SELECT tag, n FROM counts").fetchall())
         return max(removed, 0)
 
     # --------------------------------------------------------------------------- reading
@@ -523,6 +530,7 @@ class FileArchive:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        for db in (self._db, self._wdb):
+            if db is not None:
+                db.close()
+        self._db = self._wdb = None
