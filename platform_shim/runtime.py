@@ -324,6 +324,12 @@ class Worker:
     async def _maintain(self) -> None:
         while True:
             await asyncio.sleep(30)
+            # Retention holds for archived runs whether or not the ledger needs compacting.
+            cutoff = self.clock.now_ms() - self.options.run_retention_ms
+            try:
+                await asyncio.to_thread(self.engine.archive.archive.prune, cutoff)
+            except Exception:
+                log.exception("pruning finished runs past retention failed")
             if self._needs_compaction():
                 try:
                     self.compact()

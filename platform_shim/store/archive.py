@@ -412,14 +412,18 @@ class FileArchive:
             return 0
         db.execute("BEGIN")
         try:
-            db.execute(
-                "DELETE FROM tags WHERE key IN (SELECT key FROM entries WHERE at < ?)", (cutoff,)
-            )
+            # Counted first, from the doomed rows only: pruning costs what it prunes.
+            doomed = "SELECT key FROM entries WHERE at < ?"
+            gone = db.execute(
+                f"SELECT tag, count(*) FROM tags WHERE key IN ({doomed}) GROUP BY tag", (cutoff,)
+            ).fetchall()
+            db.execute(f"DELETE FROM tags WHERE key IN ({doomed})", (cutoff,))
             removed = db.execute("DELETE FROM entries WHERE at < ?", (cutoff,)).rowcount
-            if removed:
-                db.execute("DELETE FROM counts")
-                db.execute("INSERT INTO counts SELECT tag, count(*) FROM tags GROUP BY tag")
-                db.execute("INSERT INTO counts SELECT '', count(*) FROM entries")
+            if removed > 0:
+                db.executemany(
+                    "UPDATE counts SET n = n - ? WHERE tag = ?",
+                    [(n, tag) for tag, n in [*gone, ("", removed)]],
+                )
             dead = [
                 seg
                 for (seg,) in db.execute(
@@ -455,8 +459,8 @@ class FileArchive:
         try:
             data = os.pread(self._fd(seg), length, off)
             return orjson.loads(data)
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return None  # pruned meanwhile by the worker
+        except (OSError, orjson.JSONDecodeError):
+            return None  # its segment was pruned meanwhile (by the worker)
 
     def _place(self, key: str) -> _Place | None:
         rows = self._query("SELECT seg, off, head, body FROM entries WHERE key = ?", (key,))
