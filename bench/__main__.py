@@ -146,7 +146,7 @@ DEFINITIONS = {
     " **memory per finished run**: a fresh process on an empty folder ends 2 x 500 warm-up runs, then"
     " N one-step runs (`bench-steps`, 500 at a time, durability `flush`); (RSS after - RSS before) / N."
     " **after a restart**: a fresh process opens that folder (`open()` + `begin()`); its RSS minus"
-    " the same on an empty folder, / N.",
+    " the same on an empty folder, / N; then the same after `worker.compact()` on it.",
     "g": "**KV get**: `await kv.get(ns, key)` in a loop over random keys of a folder of 100k keys"
     " (median of 3 passes), in-process. **KV put**: 100 concurrent tasks, each awaiting its own"
     " `kv.put` of distinct keys, after a warm-up; puts acknowledged per second. **reopen**: a folder"
@@ -919,6 +919,8 @@ def scenario_p(ctx: Ctx) -> None:
         data = str(d / "data")
         mem = ctx.job("runs_finish_rss", {"n": finish, "data": data}).result
         opened = ctx.job("runs_open_rss", {"data": data}).result
+        ctx.job("runs_compact", {"data": data})
+        compacted = ctx.job("runs_open_rss", {"data": data}).result
     with scratch(ctx.tmp_root, "p-empty") as d:
         empty = ctx.job("runs_open_rss", {"data": str(d / "data")}).result
     ctx.report.detail(
@@ -937,6 +939,13 @@ def scenario_p(ctx: Ctx) -> None:
         f"memory per finished run after a restart (RSS {empty['rss'] / mib:.1f} MiB empty,"
         f" {opened['rss'] / mib:.1f} MiB with {finish:,} finished runs)",
         fmt_bytes((opened["rss"] - empty["rss"]) / finish),
+        load=load,
+    )
+    ctx.row(
+        "p",
+        f"memory per finished run after compaction and a restart"
+        f" ({compacted['rss'] / mib:.1f} MiB with {finish:,} finished runs)",
+        fmt_bytes((compacted["rss"] - empty["rss"]) / finish),
         load=load,
     )
     pages = ", ".join(f"{k}: {v['median_ms']:.2f} ms" for k, v in res["pages"].items())

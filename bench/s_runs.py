@@ -8,7 +8,8 @@ in memory.
   behind ``GET /api/workflows/runs`` and the dashboard's run pages, for each filter.
 - **memory**: in a fresh process on an empty folder, N one-step runs (``bench-steps``) are run to
   their end through the API, 500 at a time; RSS after a warm-up and at the end, per finished run.
-  Then a fresh process opens that folder: its RSS against the same on an empty folder.
+  Then a fresh process opens that folder: its RSS against the same on an empty folder; and the
+  same once the folder was compacted (the steady state of a host that runs for days).
 """
 
 from __future__ import annotations
@@ -150,7 +151,17 @@ async def runs_open_rss(args: Args) -> dict[str, Any]:
     return {"rss": rss, "open_s": elapsed}
 
 
+async def runs_compact(args: Args) -> dict[str, Any]:
+    """Compact the folder (as the host's maintenance or ``python -m host compact`` would)."""
+    t0 = time.perf_counter()
+    async with open_platform(args["data"], workflows=ALL, watch=False) as platform:
+        assert platform.worker is not None
+        report = platform.worker.compact()
+    return {"compact_s": time.perf_counter() - t0, "report": report}
+
+
 JOBS = {
+    "runs_compact": runs_compact,
     "runs_prepare": runs_prepare,
     "runs_page": runs_page,
     "runs_finish_rss": runs_finish_rss,
