@@ -180,9 +180,15 @@ class RunArchive:
     def flush_now(self) -> None:
         """Archive every pending run now (their records are known to be on disk)."""
         runs = list(self.pending.values())
-        if runs:
-            self.archive.add([entry_of(run) for run in runs])
-            self._forget(runs)
+        if not runs:
+            return
+        # At load most are archived already (the ledger is compacted only now and then):
+        # building their entries again would cost more than asking.
+        have = self.archive.known([run.run_id for run in runs])
+        todo = [run for run in runs if run.run_id not in have]
+        if todo:
+            self.archive.add([entry_of(run) for run in todo])
+        self._forget(runs)
 
     def _forget(self, runs: list[RunState]) -> None:
         for run in runs:
