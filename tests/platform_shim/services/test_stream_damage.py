@@ -9,10 +9,7 @@ header line was damaged or missing lost its first record (it was read as the hea
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -21,23 +18,7 @@ import pytest
 from platform_shim.platform import Platform, open_client
 from platform_shim.services.compaction import compact_stream
 from platform_shim.testing import FakeClock
-
-
-@contextlib.contextmanager
-def store_warnings() -> Iterator[list[str]]:
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Collect(logging.WARNING)
-    logger = logging.getLogger("platform_shim.store")
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
+from tests.chaos.test_storage_faults import store_warnings
 
 
 async def ten_puts(data_dir: Path, clock: FakeClock) -> None:
