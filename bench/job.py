@@ -19,9 +19,9 @@ def _jobs(name: str) -> Mapping[str, Callable[[dict[str, Any]], Any]]:
         from bench import peer_dbos
 
         return peer_dbos.JOBS
-    from bench import s_restart, s_services, s_workflows
+    from bench import s_restart, s_runs, s_services, s_workflows
 
-    return {**s_workflows.JOBS, **s_restart.JOBS, **s_services.JOBS}
+    return {**s_workflows.JOBS, **s_restart.JOBS, **s_services.JOBS, **s_runs.JOBS}
 
 
 def main(argv: list[str]) -> int:

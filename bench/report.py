@@ -16,6 +16,7 @@ SCENARIO_TITLES = {
     "e": "e) long run",
     "f": "f) restart",
     "g": "g) KV and DB",
+    "p": "p) runs on disk",
 }
 
 

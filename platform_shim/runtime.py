@@ -293,6 +293,10 @@ class Worker:
             return not run.status.terminal or (run.completed_at or run.updated_at) > now - retention
 
         pruned = [run_id for run_id, run in engine.state.runs.items() if not keep(run)]
+        # Archived runs leave the ledger with this rewrite: they must be durable in the archive
+        # first. Retention prunes the archive by the same cutoff.
+        engine.archive.sync()
+        archived_pruned = engine.archive.archive.prune(now - retention)
         engine.log.rewrite(lambda: engine.state.live_records(keep))
         for run_id in pruned:
             engine.state.forget(run_id)
@@ -301,7 +305,7 @@ class Worker:
             "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
             before_runs,
             engine.log.size(),
-            len(pruned),
+            len(pruned) + archived_pruned,
         )
         return {
             "events": {
@@ -309,13 +313,23 @@ class Worker:
                 "after": report.bytes_after,
                 "kept": report.events_kept,
             },
-            "runs": {"before": before_runs, "after": engine.log.size(), "pruned": len(pruned)},
+            "runs": {
+                "before": before_runs,
+                "after": engine.log.size(),
+                "pruned": len(pruned) + archived_pruned,
+            },
             "blobsRemoved": report.blobs_removed,
         }
 
     async def _maintain(self) -> None:
         while True:
             await asyncio.sleep(30)
+            # Retention holds for archived runs whether or not the ledger needs compacting.
+            cutoff = self.clock.now_ms() - self.options.run_retention_ms
+            try:
+                await asyncio.to_thread(self.engine.archive.archive.prune, cutoff)
+            except Exception:
+                log.exception("pruning finished runs past retention failed")
             if self._needs_compaction():
                 try:
                     self.compact()
@@ -358,6 +372,7 @@ class Worker:
                 not dispatcher.idle()
                 or not scheduler.idle()
                 or any(log.has_pending() for log in logs)
+                or engine.archive.pending
             ):
                 # Submissions still queued (a commit cycle may be waiting for another process's
                 # append lock) can start more work once applied: wait for them too.

@@ -39,6 +39,7 @@ from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.platform import ServicesContext
 from platform_shim.store.protocol import Log, Record, Store
+from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.definition import Workflow, WorkflowRegistry
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, StepStatus, WorkflowRun
@@ -101,9 +102,15 @@ class Engine:
         self.on_compact_request: Callable[[], None] | None = None
         self._started = False
         self.state.on_status = self.relay.note
-        self.state.loading = True
+        # Finished runs leave memory for the archive; those the ledger still holds are handed
+        # over again while it loads (the archive skips the ones it has).
+        self.archive = RunArchive(store.open_archive(ARCHIVE_NAME, writable=True), retiring=True)
+        self.state.archive = self.archive
+        self.state.loading = self.archive.loading = True
         self.log: Log = store.open_log("runs", self.state)
-        self.state.loading = False
+        self.state.loading = self.archive.loading = False
+        self.archive.log = self.log
+        self.archive.flush_now()
         self.state.on_record = self._on_foreign
 
     # ------------------------------------------------------------------------- lifecycle
@@ -156,6 +163,7 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.log.barrier()
+        await self.archive.close()
 
     def registry_changed(self) -> None:
         """Workflows were (re)loaded: runs that waited for their code can go on."""
@@ -303,13 +311,14 @@ class Engine:
         if self.registry.get(workflow_id) is None:
             raise UnknownWorkflow(workflow_id, self.registry.ids())
         input_bytes = dumps(input, f"input of workflow {workflow_id!r}")
+        minted = run_id is None
         if run_id is None:
             run_id = new_id(self.clock.now_ms())
         else:
             check_run_id(run_id)
-            if run_id in self.state.runs:
+            if self.state.known(run_id):
                 return run_id
-        await self._create_run(run_id, workflow_id, input_bytes, parent)
+        await self._create_run(run_id, workflow_id, input_bytes, parent, minted=minted)
         return run_id
 
     def _create_run(
@@ -321,12 +330,15 @@ class Engine:
         *,
         prefill: list[StepState] | None = None,
         rerun_of: dict[str, str] | None = None,
+        minted: bool = False,
     ) -> asyncio.Future[None]:
         state = self.state
         created_at = self.clock.now_ms()
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
-            if run_id in state.runs:  # created meanwhile, here or by another process
+            # Created meanwhile, here or by another process? A freshly minted id cannot be
+            # archived already: only the live runs need a look (the archive's is a disk lookup).
+            if run_id in state.runs if minted else state.known(run_id):
                 return None, None
             seq = state.last_seq + 1
             run = RunState(
@@ -360,7 +372,7 @@ class Engine:
     async def rerun(self, run_id: str, from_step: str) -> str:
         """A new run of the same workflow and input that reuses the recorded results of the
         steps before ``from_step`` (they replay; ``from_step`` and later run again)."""
-        original = self.state.runs.get(run_id)
+        original = self.state.lookup(run_id)
         if original is None:
             raise UnknownRun(run_id)
         if self.registry.get(original.workflow_id) is None:
@@ -374,6 +386,7 @@ class Engine:
             None,
             prefill=prefill,
             rerun_of={"runId": run_id, "fromStep": from_step},
+            minted=True,
         )
         return rerun_id
 
@@ -382,7 +395,7 @@ class Engine:
     ) -> None:
         """Create the child an ``invoke`` waits for (once: its id is derived from the step)."""
         assert step.child_run_id is not None
-        if step.child_run_id not in self.state.runs:
+        if not self.state.known(step.child_run_id):
             self._create_run(step.child_run_id, workflow_id, input_bytes, (parent, step.name))
 
     def schedule(self, run: RunState) -> None:
@@ -617,17 +630,17 @@ class Engine:
         return resumed[0] if resumed else 0
 
     def run_state(self, run_id: str) -> RunState | None:
-        return self.state.runs.get(run_id)
+        return self.state.lookup(run_id)
 
     async def status(self, run_id: str) -> WorkflowRun | None:
-        run = self.state.runs.get(run_id)
+        run = self.state.snapshot(run_id)
         if run is None:
             return None
         await self.log.barrier()
-        return run.snapshot()
+        return run
 
     async def history(self, run_id: str) -> list[StepRecord]:
-        run = self.state.runs.get(run_id)
+        run = self.state.lookup(run_id)
         if run is None:
             return []
         await self.log.barrier()
@@ -635,7 +648,7 @@ class Engine:
 
     async def wait_terminal(self, run_id: str) -> RunState | None:
         """Wait until the run's terminal status is durable; None for an unknown run."""
-        run = self.state.runs.get(run_id)
+        run = self.state.lookup(run_id)
         if run is None:
             return None
         if run.status.terminal:
@@ -656,7 +669,7 @@ class Engine:
         limit: int = 100,
         before: str | None = None,
     ) -> list[WorkflowRun]:
-        return [run.snapshot() for run in self.state.page(workflow_id, status, limit, before)]
+        return self.state.page(workflow_id, status, limit, before)
 
     # ------------------------------------------------------------- other processes' writes
 

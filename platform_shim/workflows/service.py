@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from platform_shim.errors import UnknownRun, UnknownWorkflow, WorkflowCancelled, WorkflowFailed
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
+from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.engine import Engine, check_run_id
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, WorkflowRun
@@ -166,7 +167,7 @@ class EngineWorkflows(WorkflowsService):
         )
 
     async def counts(self) -> dict[str, int]:
-        return {status.value: n for status, n in self.engine.state.counts.items()}
+        return self.engine.state.status_counts()
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         return await self.engine.status(run_id)
@@ -191,6 +192,9 @@ class ClientWorkflows(WorkflowsService):
         self._platform = platform
         self._clock = platform.clock
         self.state = LedgerState()
+        # Finished runs compaction moved out of the ledger are read (read-only) from the archive.
+        archive = platform.store.open_archive(ARCHIVE_NAME, writable=False)
+        self.state.archive = RunArchive(archive, retiring=False)
         self.log = platform.store.open_log("runs", self.state)
 
     def _refresh(self) -> None:
@@ -223,7 +227,7 @@ class ClientWorkflows(WorkflowsService):
         state = self.state
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
-            if run_id in state.runs:
+            if state.known(run_id):
                 return None, None
             seq = state.last_seq + 1
             run = RunState(run_id, workflow_id, input_bytes, now, seq)
@@ -264,7 +268,7 @@ class ClientWorkflows(WorkflowsService):
 
     async def rerun(self, run_id: str, from_step: str) -> WorkflowHandle:
         self._refresh()
-        original = self.state.runs.get(run_id)
+        original = self.state.lookup(run_id)
         if original is None:
             raise UnknownRun(run_id)
         prefill = steps_before(original, from_step)
@@ -327,31 +331,30 @@ class ClientWorkflows(WorkflowsService):
         wanted = _check_status(status)
         _check_limit(limit)
         self._refresh()
-        return [run.snapshot() for run in self.state.page(workflow_id, wanted, limit, before)]
+        return self.state.page(workflow_id, wanted, limit, before)
 
     async def counts(self) -> dict[str, int]:
         self._refresh()
-        return {status.value: n for status, n in self.state.counts.items()}
+        return self.state.status_counts()
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         self._refresh()
-        run = self.state.runs.get(run_id)
-        return run.snapshot() if run is not None else None
+        return self.state.snapshot(run_id)
 
     async def run_history(self, run_id: str) -> StepList:
         self._refresh()
-        run = self.state.runs.get(run_id)
+        run = self.state.lookup(run_id)
         return [step.snapshot() for step in run.steps.values()] if run is not None else []
 
     async def run_result(self, run_id: str) -> Any:
         delay = 0.005
         while True:
             self.log.refresh()
-            run = self.state.runs.get(run_id)
-            if run is None:
+            snapshot = self.state.snapshot(run_id)
+            if snapshot is None:
                 raise UnknownRun(run_id)
-            if run.status.terminal:
-                return _outcome(run.snapshot())
+            if snapshot.status.terminal:
+                return _outcome(snapshot)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
 

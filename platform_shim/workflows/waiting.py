@@ -136,7 +136,7 @@ class Waiting:
 
     def settle_invoke(self, run: RunState, step: StepState) -> StepState | None:
         """If the child of a pending ``invoke`` has ended, record the step's outcome (returned)."""
-        child = self.state.runs.get(step.child_run_id or "")
+        child = self.state.lookup(step.child_run_id or "")
         if child is None or not child.status.terminal:
             return None
         self.cancel_timer(run, "wake")
@@ -165,7 +165,7 @@ class Waiting:
         kind = error.get("type")
         if kind == "StepTimeout":
             return StepTimeout(message)
-        child = self.state.runs.get(step.child_run_id or "")
+        child = self.state.lookup(step.child_run_id or "")
         snapshot = child.snapshot() if child is not None else _missing_run(step.child_run_id or "?")
         if kind == "WorkflowCancelled":
             return WorkflowCancelled(message, snapshot)
