@@ -49,7 +49,7 @@ from bench.common import (
 )
 from bench.report import SCENARIO_TITLES, Report, Row
 
-SCENARIOS = [*"abcdefg", "stall", "soak"]
+SCENARIOS = [*"abcdefgp", "stall", "soak"]
 
 # DBOS 3.4 on this kind of machine (issue 5), for when the peer cannot run here.
 REFERENCE_STEPS_PER_S = 315.0
@@ -86,6 +86,7 @@ FULL: dict[str, dict[str, Any]] = {
         "trace": False,
     },
 }
+FULL["p"] = {"n": 200_000, "repeats": 50, "limit": 100, "finish": 16_000}
 SMOKE: dict[str, dict[str, Any]] = {
     "a": {"runs": 20, "steps": 3, "rounds": 1},
     "b": {"samples": 20, "rounds": 1, "warmup": 3},
@@ -93,6 +94,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "d": {"runs": 50, "steps": 3, "repeats": 1},
     "e": {"sizes": [50, 100, 200], "history_repeats": 2},
     "f": {"n": 300, "batch": 100, "repeats": 1, "host_repeats": 1},
+    "p": {"n": 2000, "repeats": 5, "limit": 100, "finish": 1000},
     "g": {
         "get_keys": 2000,
         "reads": 5000,
@@ -155,6 +157,16 @@ DEFINITIONS = {
     " with an empty folder) / N, each a fresh process, after `gc.collect()`; tracemalloc = bytes"
     " Python allocated from before `Worker(...)` to after `begin()`, / N. Page cache warm (the files"
     " were just written); each restart works on a fresh copy of the folder.",
+    "p": "**pages**: a folder of N runs written straight into `runs.jsonl`"
+    " (`bench.dashboard_scale.fill`: 97 % completed, 2 % failed, 0.5 % cancelled, 0.5 % parked; two"
+    " workflows), opened and compacted once by a worker (the steady state of a long-running host:"
+    " finished runs moved out of the ledger), then opened by a fresh process (`Worker.open()` +"
+    " `begin()`) that times `await platform.workflows.list(limit=100, ...)` (the call behind"
+    " `GET /api/workflows/runs` and the dashboard's pages) per filter, median of the repeats."
+    " **memory per finished run**: a fresh process on an empty folder ends 2 x 500 warm-up runs, then"
+    " N one-step runs (`bench-steps`, 500 at a time, durability `flush`); (RSS after - RSS before) / N."
+    " **after a restart**: a fresh process opens that folder (`open()` + `begin()`); its RSS minus"
+    " the same on an empty folder, / N; then the same after `worker.compact()` on it.",
     "g": "**KV get**: `await kv.get(ns, key)` in a loop over random keys of a folder of 100k keys"
     " (median of 3 passes), in-process. **KV put**: 100 concurrent tasks, each awaiting its own"
     " `kv.put` of distinct keys, after a warm-up; puts acknowledged per second. **reopen**: a folder"
@@ -333,6 +345,26 @@ def scenario_a(ctx: Ctx) -> None:
         load=load,
     )
     say(f"a) steps/s: ours {ours_med:,.0f}, peer {peer_text} -> {ratio_text} (target >= 50x)")
+    # The same runs with plain ``def`` step bodies: those run in the worker's thread pool.
+    sync: list[float] = []
+    for r in range(s["rounds"]):
+        with scratch(ctx.tmp_root, "a-sync") as d:
+            res = ctx.job(
+                "throughput", {**args, "data": str(d / "data"), "workflow": "bench-steps-sync"}
+            ).result
+        sync.append(res["steps_per_s"])
+        ctx.report.detail(
+            "a", f"round {r + 1} ours, sync bodies: {res['steps_per_s']:,.0f} steps/s"
+        )
+    sync_med = median(sync)
+    ctx.row(
+        "a",
+        f"the same with plain `def` step bodies (thread pool), steps/s (median of {s['rounds']})",
+        fmt_rate(sync_med, "steps/s"),
+        ratio=f"{sync_med / ours_med:.2f}x of async bodies",
+        load=load,
+    )
+    say(f"a) steps/s with sync bodies: {sync_med:,.0f} ({sync_med / ours_med:.2f}x of async)")
 
 
 def scenario_b(ctx: Ctx) -> None:
@@ -393,6 +425,22 @@ def scenario_b(ctx: Ctx) -> None:
         say(f"b) {label}: ours {fmt_ms(mine)}, peer {peer_text} -> {ratio_text}")
     if peer_info:
         ctx.report.detail("b", f"peer: {json.dumps(peer_info)}")
+    sync: list[float] = []
+    for _ in range(s["rounds"]):
+        with scratch(ctx.tmp_root, "b-sync") as d:
+            res = ctx.job(
+                "latency", {**args, "data": str(d / "data"), "workflow": "bench-steps-sync"}
+            ).result
+        sync += res["samples_ms"]
+    mine = percentile(sync, 50)
+    ctx.row(
+        "b",
+        f"1-step run p50 with a plain `def` step body (thread pool; {len(sync)} samples)",
+        fmt_ms(mine),
+        ratio=f"{mine / percentile(ours, 50):.2f}x of an async body",
+        load=load,
+    )
+    say(f"b) p50 with a sync body: {fmt_ms(mine)}")
 
 
 def scenario_c(ctx: Ctx) -> None:
@@ -1027,6 +1075,63 @@ def scenario_soak(ctx: Ctx) -> None:
     say(f"soak) RSS after warm-up {fmt_bytes(warm['rss'])}, end {fmt_bytes(end['rss'])}")
 
 
+def scenario_p(ctx: Ctx) -> None:
+    s = ctx.sizes("p")
+    load = loadavg()[0]
+    n, limit = s["n"], s["limit"]
+    with scratch(ctx.tmp_root, "p") as d:
+        data = str(d / "data")
+        prep = ctx.job("runs_prepare", {"n": n, "data": data}).result
+        ctx.report.detail("p", f"prepared: {json.dumps(prep)}")
+        res = ctx.job("runs_page", {**s, **prep, "data": data}).result
+    for name, page in res["pages"].items():
+        ctx.row(
+            "p",
+            f"page of {limit} among {n:,} runs, {name} ({page['runs']} found), median",
+            fmt_ms(page["median_ms"]),
+            target="< 5 ms",
+            met=page["median_ms"] < 5,
+            load=load,
+        )
+        ctx.report.detail("p", f"{name}: {json.dumps(page)}")
+    finish = s["finish"]
+    with scratch(ctx.tmp_root, "p-mem") as d:
+        data = str(d / "data")
+        mem = ctx.job("runs_finish_rss", {"n": finish, "data": data}).result
+        opened = ctx.job("runs_open_rss", {"data": data}).result
+        ctx.job("runs_compact", {"data": data})
+        compacted = ctx.job("runs_open_rss", {"data": data}).result
+    with scratch(ctx.tmp_root, "p-empty") as d:
+        empty = ctx.job("runs_open_rss", {"data": str(d / "data")}).result
+    ctx.report.detail(
+        "p", f"memory: {json.dumps(mem)}; reopened {json.dumps(opened)}; empty {json.dumps(empty)}"
+    )
+    mib = 1024 * 1024
+    ctx.row(
+        "p",
+        f"memory per finished run, {finish:,} runs ended in one process"
+        f" (RSS {mem['rss_before'] / mib:.1f} -> {mem['rss_after'] / mib:.1f} MiB)",
+        fmt_bytes(mem["per_run"]),
+        load=load,
+    )
+    ctx.row(
+        "p",
+        f"memory per finished run after a restart (RSS {empty['rss'] / mib:.1f} MiB empty,"
+        f" {opened['rss'] / mib:.1f} MiB with {finish:,} finished runs)",
+        fmt_bytes((opened["rss"] - empty["rss"]) / finish),
+        load=load,
+    )
+    ctx.row(
+        "p",
+        f"memory per finished run after compaction and a restart"
+        f" ({compacted['rss'] / mib:.1f} MiB with {finish:,} finished runs)",
+        fmt_bytes((compacted["rss"] - empty["rss"]) / finish),
+        load=load,
+    )
+    pages = ", ".join(f"{k}: {v['median_ms']:.2f} ms" for k, v in res["pages"].items())
+    say(f"p) pages: {pages}")
+
+
 RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "a": scenario_a,
     "b": scenario_b,
@@ -1037,6 +1142,7 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "g": scenario_g,
     "stall": scenario_stall,
     "soak": scenario_soak,
+    "p": scenario_p,
 }
 
 

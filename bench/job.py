@@ -19,12 +19,13 @@ def _jobs(name: str) -> Mapping[str, Callable[[dict[str, Any]], Any]]:
         from bench import peer_dbos
 
         return peer_dbos.JOBS
-    from bench import s_restart, s_services, s_soak, s_stall, s_workflows
+    from bench import s_restart, s_runs, s_services, s_soak, s_stall, s_workflows
 
     return {
         **s_workflows.JOBS,
         **s_restart.JOBS,
         **s_services.JOBS,
+        **s_runs.JOBS,
         **s_stall.JOBS,
         **s_soak.JOBS,
     }

@@ -18,6 +18,7 @@ SCENARIO_TITLES = {
     "g": "g) KV and DB",
     "stall": "stall) compaction under load",
     "soak": "soak) 30 days on a fake clock",
+    "p": "p) runs on disk",
 }
 
 

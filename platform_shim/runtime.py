@@ -340,6 +340,9 @@ class Worker:
 
     def _runs_past_retention(self) -> bool:
         cutoff = self.clock.now_ms() - self.options.run_retention_ms
+        oldest = self.engine.archive.oldest()
+        if oldest is not None and oldest < cutoff:
+            return True  # archived runs to prune (compaction prunes the archive too)
         return any(
             run.status.terminal and (run.completed_at or run.updated_at) <= cutoff
             for run in self.engine.state.runs.values()
@@ -384,6 +387,11 @@ class Worker:
 
             before_runs = engine.log.size()
             pruned: list[str] = []
+            # Finished runs leave the ledger with this rewrite once the archive holds them:
+            # every entry archived so far is made durable first, and runs archived from now on
+            # stay in the ledger's copy (``hold``) until the rewrite is done. Retention prunes
+            # the archive by the same cutoff.
+            engine.archive.hold()
 
             def take() -> list[bytes]:
                 # The ledger's objects change in place, so its lines are made here, on the loop;
@@ -391,7 +399,12 @@ class Worker:
                 pruned.extend(run_id for run_id, run in engine.state.runs.items() if not keep(run))
                 return list(engine.state.live_records(keep))
 
-            await engine.log.rewrite(take)
+            try:
+                await engine.archive.sync()
+                archived_pruned = await engine.archive.prune(now - retention)
+                await engine.log.rewrite(take)
+            finally:
+                engine.archive.release()
             for run_id in pruned:
                 run = engine.state.runs.get(run_id)
                 if run is not None and not keep(run):
@@ -405,7 +418,7 @@ class Worker:
             "compacted runs.jsonl: %d -> %d bytes, %d finished run(s) past retention pruned",
             before_runs,
             engine.log.size(),
-            len(pruned),
+            len(pruned) + archived_pruned,
         )
         return {
             "events": {
@@ -413,7 +426,11 @@ class Worker:
                 "after": report.bytes_after,
                 "kept": report.events_kept,
             },
-            "runs": {"before": before_runs, "after": engine.log.size(), "pruned": len(pruned)},
+            "runs": {
+                "before": before_runs,
+                "after": engine.log.size(),
+                "pruned": len(pruned) + archived_pruned,
+            },
             "blobsRemoved": report.blobs_removed,
         }
 
@@ -462,6 +479,7 @@ class Worker:
                 not dispatcher.idle()
                 or not scheduler.idle()
                 or any(log.has_pending() for log in logs)
+                or engine.archive.pending
             ):
                 # Submissions still queued (a commit cycle may be waiting for another process's
                 # append lock) can start more work once applied: wait for them too.

@@ -8,6 +8,8 @@ Layout (documented for users in the README):
       dispatch.jsonl   handler and trigger cursors, dead handler deliveries
       kv.jsonl, db.jsonl, storage.jsonl, queue.jsonl
                        snapshots written by compaction (the live state as of an event id)
+      runs-archive/    finished runs, moved out of runs.jsonl (segments and their index, see
+                       store/archive.py)
       blobs/ab/abcd…   storage object bytes, named by their SHA-256
       .locks/          lock files (append locks per log, the single-worker lock)
       .doorbell/       touched by a non-worker process after it appends, to wake the worker
@@ -28,6 +30,7 @@ from pathlib import Path
 import filelock
 
 from platform_shim.errors import DataDirLocked, StoreError
+from platform_shim.store.archive import FileArchive
 from platform_shim.store.flusher import Flusher
 from platform_shim.store.jsonl import (
     Record,
@@ -60,6 +63,7 @@ class FileStore:
         self._doorbell = self.doorbell_dir / f"{os.getpid()}"
         self.flusher = Flusher(self.data_dir.name)
         self._logs: dict[str, FileLog] = {}
+        self._archives: list[FileArchive] = []
         # Only the worker compacts, so the worker's files are never replaced under it.
         self.worker = False
         self._worker_lock = filelock.FileLock(
@@ -74,6 +78,13 @@ class FileStore:
         opened = FileLog(self, name, consumer)
         self._logs[name] = opened
         return opened
+
+    def open_archive(self, name: str, *, writable: bool) -> FileArchive:
+        if not name.replace("-", "").isalnum():
+            raise ValueError(f"not an archive name: {name!r}")
+        archive = FileArchive(self.data_dir / name, writable=writable)
+        self._archives.append(archive)
+        return archive
 
     def log_path(self, name: str) -> Path:
         return self.data_dir / f"{name}.jsonl"
@@ -201,4 +212,7 @@ class FileStore:
         for opened in self._logs.values():
             opened.close()
         self._logs.clear()
+        for archive in self._archives:
+            archive.close()
+        self._archives.clear()
         self.release_worker_lock()

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-__all__ = ["Consumer", "Durability", "Log", "OutOfOrder", "Prepare", "Record", "Store"]
+if TYPE_CHECKING:
+    from platform_shim.store.archive import ArchiveEntry
+
+__all__ = ["Archive", "Consumer", "Durability", "Log", "OutOfOrder", "Prepare", "Record", "Store"]
 
 Record = dict[str, Any]
 Durability = Literal["fsync", "flush"]
@@ -96,6 +99,47 @@ class Log(Protocol):
         """Records in the log, live or superseded (with the live count: whether to compact)."""
 
 
+class Archive(Protocol):
+    """Records that no longer change, kept on disk, found by key or paged by tag (newest
+    first); see ``store/archive.py`` for the file implementation and its invariants."""
+
+    def add(self, entries: list[ArchiveEntry]) -> int:
+        """Append and index the entries whose key is not archived yet; returns how many."""
+
+    def known(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` are archived."""
+
+    def order_of(self, key: str) -> int | None:
+        """The order (sort key) of ``key``'s entry."""
+
+    def head(self, key: str) -> Any:
+        """The head of ``key``'s entry, parsed (None when there is none)."""
+
+    def entry(self, key: str) -> tuple[Any, Any] | None:
+        """``(head, body)`` of ``key``'s entry, parsed."""
+
+    def page(self, tag: str | None, before: int | None, limit: int) -> list[tuple[int, str, Any]]:
+        """``(order, key, head)`` of up to ``limit`` entries with ``tag``, highest order first."""
+
+    def count(self, tag: str = "") -> int:
+        """How many entries carry ``tag`` ("" for all)."""
+
+    def prune(self, cutoff: int) -> int:
+        """Forget the entries whose ``at`` is before ``cutoff``; returns how many."""
+
+    def oldest(self) -> int | None:
+        """The smallest ``at`` of the entries (None when there are none)."""
+
+    def sync(self) -> None:
+        """Make every entry added so far durable."""
+
+    def __iter__(self) -> Iterator[tuple[str, Any, Any]]:
+        """Every entry ``(key, head, body)``."""
+
+    def close(self) -> None:
+        """Sync (a writer) and close."""
+
+
 class Store(Protocol):
     """A data folder: logs, snapshots, blobs and the single-worker lock."""
 
@@ -104,6 +148,9 @@ class Store(Protocol):
 
     def open_log(self, name: str, consumer: Consumer) -> Log:
         """Open (creating if needed) the log ``name`` and replay it into ``consumer``."""
+
+    def open_archive(self, name: str, *, writable: bool) -> Archive:
+        """Open the archive ``name`` (created if ``writable``; only the worker writes)."""
 
     def read_snapshot(self, name: str) -> Iterator[Record]:
         """Records of the snapshot ``name``, the header first (none when there is none)."""

@@ -45,6 +45,7 @@ from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.platform import ServicesContext
 from platform_shim.store.protocol import Log, Record, Store
+from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.definition import Workflow, WorkflowRegistry
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepRecord, StepStatus, WorkflowRun
@@ -128,9 +129,15 @@ class Engine:
         self.on_compact_request: Callable[[], None] | None = None
         self._started = False
         self.state.on_status = self.relay.note
-        self.state.loading = True
+        # Finished runs leave memory for the archive; those the ledger still holds are handed
+        # over again while it loads (the archive skips the ones it has).
+        self.archive = RunArchive(store.open_archive(ARCHIVE_NAME, writable=True), retiring=True)
+        self.state.archive = self.archive
+        self.state.loading = self.archive.loading = True
         self.log: Log = store.open_log("runs", self.state)
-        self.state.loading = False
+        self.state.loading = self.archive.loading = False
+        self.archive.log = self.log
+        self.archive.flush_now()
         self.state.on_record = self._on_foreign
 
     # ------------------------------------------------------------------------- lifecycle
@@ -211,6 +218,7 @@ class Engine:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         await self.log.barrier()
+        await self.archive.close()
 
     def registry_changed(self) -> None:
         """Workflows were (re)loaded: runs that waited for their code can go on."""
@@ -378,13 +386,14 @@ class Engine:
         if self.registry.get(workflow_id) is None:
             raise UnknownWorkflow(workflow_id, self.registry.ids())
         input_bytes = dumps(input, f"input of workflow {workflow_id!r}")
+        minted = run_id is None
         if run_id is None:
             run_id = new_id(self.clock.now_ms())
         else:
             check_run_id(run_id)
             if not self.state.claim_run_id(run_id, workflow_id):
                 return run_id
-        await self._create_run(run_id, workflow_id, input_bytes, parent)
+        await self._create_run(run_id, workflow_id, input_bytes, parent, minted=minted)
         return run_id
 
     def _create_run(
@@ -396,13 +405,15 @@ class Engine:
         *,
         prefill: list[StepState] | None = None,
         rerun_of: dict[str, str] | None = None,
+        minted: bool = False,
     ) -> asyncio.Future[None]:
         state = self.state
         created_at = self.clock.now_ms()
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
-            if not state.claim_run_id(run_id, workflow_id):
-                return None, None  # created meanwhile, here or by another process
+            # Created meanwhile, here or by another process? (A minted id skips the archive.)
+            if not state.claim_run_id(run_id, workflow_id, minted=minted):
+                return None, None
             seq = state.last_seq + 1
             run = RunState(
                 run_id,
@@ -435,7 +446,7 @@ class Engine:
     async def rerun(self, run_id: str, from_step: str) -> str:
         """A new run of the same workflow and input that reuses the recorded results of the
         steps before ``from_step`` (they replay; ``from_step`` and later run again)."""
-        original = self.state.runs.get(run_id)
+        original = self.state.lookup(run_id)
         if original is None:
             raise UnknownRun(run_id)
         if self.registry.get(original.workflow_id) is None:
@@ -449,6 +460,7 @@ class Engine:
             None,
             prefill=prefill,
             rerun_of={"runId": run_id, "fromStep": from_step},
+            minted=True,
         )
         return rerun_id
 
@@ -879,17 +891,17 @@ class Engine:
         return resumed[0] if resumed else 0
 
     def run_state(self, run_id: str) -> RunState | None:
-        return self.state.runs.get(run_id)
+        return self.state.lookup(run_id)
 
     async def status(self, run_id: str) -> WorkflowRun | None:
-        run = self.state.runs.get(run_id)
+        run = self.state.snapshot(run_id)
         if run is None:
             return None
         await self.log.barrier()
-        return run.snapshot()
+        return run
 
     async def history(self, run_id: str) -> list[StepRecord]:
-        run = self.state.runs.get(run_id)
+        run = self.state.lookup(run_id)
         if run is None:
             return []
         await self.log.barrier()
@@ -897,7 +909,7 @@ class Engine:
 
     async def wait_terminal(self, run_id: str) -> RunState | None:
         """Wait until the run's terminal status is durable; None for an unknown run."""
-        run = self.state.runs.get(run_id)
+        run = self.state.lookup(run_id)
         if run is None:
             return None
         if run.status.terminal:
@@ -918,7 +930,7 @@ class Engine:
         limit: int = 100,
         before: str | None = None,
     ) -> list[WorkflowRun]:
-        return [run.snapshot() for run in self.state.page(workflow_id, status, limit, before)]
+        return self.state.page(workflow_id, status, limit, before)
 
     # ------------------------------------------------------------- other processes' writes
 

@@ -12,9 +12,12 @@ Record kinds (``"rec"``), each with a ledger-wide ``seq`` that increases in file
 - ``tick``    a cron tick fired for a workflow
 - ``attempting``  a run recovered after a crash starts a step body (step, n): how many times in
               a row the process died while that body ran (the poison-pill count)
+- ``mark``    written by compaction: ``lastSeq``, the highest seq so far (its own ``seq`` is 0), so
+              seqs keep rising when the records that held the highest ones moved to the archive
 
 The fold is the same whoever wrote a record, so a client process and the worker agree on every
-run. ``seq`` orders signals against run creation (the no-race rule) and lets the worker relay
+run. With a retiring ``archive`` (the worker), a run leaves the fold when its terminal status is
+applied and is read from the archive afterwards (``archive.py``): the fold holds live runs only. ``seq`` orders signals against run creation (the no-race rule) and lets the worker relay
 status changes to the event stream at least once; compaction keeps each record's ``seq`` (it
 groups a run's records together, so file order and ``seq`` order may differ afterwards). The
 objects it builds are in ``state.py``.
@@ -25,14 +28,14 @@ from __future__ import annotations
 import bisect
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from platform_shim.errors import RunIdConflict
 from platform_shim.jsonvalue import loads
 from platform_shim.store.protocol import Record
-from platform_shim.workflows.records import RunStatus, StepKind, StepStatus
+from platform_shim.workflows.records import RunStatus, StepKind, StepStatus, WorkflowRun
 from platform_shim.workflows.state import (
     RUN_STATUSES,
     RunState,
@@ -41,6 +44,9 @@ from platform_shim.workflows.state import (
     matches,
     raw_json,
 )
+
+if TYPE_CHECKING:
+    from platform_shim.workflows.archive import RunArchive
 
 __all__ = ["LedgerState"]
 
@@ -72,6 +78,8 @@ class LedgerState:
         # Called for each run or status record with its seq (the worker relays statuses).
         self.on_status: Callable[[RunState, int], None] | None = None
         self.loading = False
+        # Where terminal runs go (and are read from) once they leave runs.jsonl.
+        self.archive: RunArchive | None = None
 
     # ----------------------------------------------------------------- Consumer protocol
 
@@ -86,6 +94,8 @@ class LedgerState:
         self.cancels.clear()
         self.ticks.clear()
         self.last_seq = 0
+        if self.archive is not None:
+            self.archive.pending.clear()  # the replay hands them over again
 
     def apply(self, record: Record, line: bytes) -> None:
         seq = record["seq"]
@@ -138,6 +148,10 @@ class LedgerState:
             run = self.runs.get(record["runId"])
             if run is not None and not run.status.terminal:
                 self.cancels[run.run_id] = seq
+        elif kind == "mark":
+            last = record["lastSeq"]
+            if type(last) is int and last > self.last_seq:
+                self.last_seq = last
         if self.on_record is not None and not self.loading:
             self.on_record(record)
 
@@ -172,6 +186,15 @@ class LedgerState:
         run.status_seq = seq
         if self.on_status is not None:
             self.on_status(run, seq)
+        if status.terminal and self.archive is not None and self.archive.retiring:
+            self.retire(run)
+
+    def retire(self, run: RunState) -> None:
+        """A run ended: it leaves memory for the archive (the worker's fold)."""
+        assert self.archive is not None
+        if self.runs.pop(run.run_id, None) is run:
+            self._uncount(run)
+            self.archive.retire(run)
 
     def put_step(self, run: RunState, step: StepState) -> None:
         run.steps[step.name] = step
@@ -211,16 +234,16 @@ class LedgerState:
         """A recovered run started step ``step``'s body; ``count`` deaths in a row so far."""
         run.attempting = (step, count, seq)
 
-    def workflow_of(self, run_id: str) -> str | None:
-        """The workflow a run id belongs to, if that run exists."""
-        run = self.runs.get(run_id)
-        return run.workflow_id if run is not None else None
-
-    def claim_run_id(self, run_id: str, workflow_id: str) -> bool:
+    def claim_run_id(self, run_id: str, workflow_id: str, *, minted: bool = False) -> bool:
         """Whether a new run ``run_id`` of ``workflow_id`` may be created: False if that run
         exists already (an idempotent start), ``RunIdConflict`` if another workflow's does.
-        Called inside the commit cycle, so two concurrent starts cannot both pass."""
-        existing = self.workflow_of(run_id)
+        Called inside the commit cycle, so two concurrent starts cannot both pass. A ``minted``
+        id (made here, just now) cannot be archived already: only live runs need a look."""
+        if minted:
+            live = self.runs.get(run_id)
+            existing = live.workflow_id if live is not None else None
+        else:
+            existing = self.workflow_of(run_id)
         if existing is None:
             return True
         if existing != workflow_id:
@@ -247,8 +270,12 @@ class LedgerState:
         """Drop a run (retention pruned it)."""
         run = self.runs.pop(run_id, None)
         if run is not None:
-            self.counts[run.status] -= 1
-            self._by_workflow(run)[run.status] -= 1
+            self._uncount(run)
+
+    def _uncount(self, run: RunState) -> None:
+        """``run`` left the fold: it no longer counts by status."""
+        self.counts[run.status] -= 1
+        self._by_workflow(run)[run.status] -= 1
 
     def page(
         self,
@@ -256,23 +283,90 @@ class LedgerState:
         status: str | None = None,
         limit: int = 100,
         before: str | None = None,
-    ) -> list[RunState]:
-        """Runs newest first, filtered; ``before`` (a run id) continues a previous page."""
-        runs = reversed(self.runs.values())
+    ) -> list[WorkflowRun]:
+        """Runs newest first (by creation), filtered; ``before`` (a run id) continues a
+        previous page. Live runs come from memory, finished ones from the archive's index, so
+        a page costs the same however many runs have finished."""
+        archive = self.archive
+        below: int | None = None
         if before is not None:
-            for run in runs:
-                if run.run_id == before:
+            cursor = self.runs.get(before)
+            below = cursor.created_seq if cursor is not None else None
+            if below is None and archive is not None:
+                below = archive.order_of(before)
+            if below is None:
+                return []
+        wanted = RUN_STATUSES.get(status) if status is not None else None
+        found: list[tuple[int, WorkflowRun | RunState]] = []
+        if wanted is None or self.counts[wanted] > 0:
+            for run in reversed(self.runs.values()):
+                if below is not None and run.created_seq >= below:
+                    continue
+                if workflow_id is not None and run.workflow_id != workflow_id:
+                    continue
+                if status is not None and run.status.value != status:
+                    continue
+                found.append((run.created_seq, run))  # snapshot only the page's own
+                if len(found) >= limit:
                     break
-        out: list[RunState] = []
-        for run in runs:
-            if workflow_id is not None and run.workflow_id != workflow_id:
-                continue
-            if status is not None and run.status.value != status:
-                continue
-            out.append(run)
-            if len(out) >= limit:
-                break
-        return out
+        if archive is not None and (wanted is None or wanted.terminal):
+            found += archive.page(workflow_id, status, below, limit, skip=self.runs.keys())
+            found.sort(key=lambda item: item[0], reverse=True)
+        return [run.snapshot() if isinstance(run, RunState) else run for _, run in found[:limit]]
+
+    # ------------------------------------------------------- live and archived runs alike
+
+    def lookup(self, run_id: str) -> RunState | None:
+        """The run, live or archived (then read from disk, with its steps)."""
+        run = self.runs.get(run_id)
+        if run is None and self.archive is not None:
+            run = self.archive.load(run_id)
+        return run
+
+    def snapshot(self, run_id: str) -> WorkflowRun | None:
+        """The user's record of the run, live or archived (an archived one without its steps)."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            return run.snapshot()
+        return self.archive.status(run_id) if self.archive is not None else None
+
+    def known(self, run_id: str) -> bool:
+        """Whether a run with this id exists (live or archived): idempotent starts ask this."""
+        if run_id in self.runs:
+            return True
+        return self.archive is not None and self.archive.contains(run_id)
+
+    def workflow_of(self, run_id: str) -> str | None:
+        """The workflow of the run ``run_id``, live or archived; None if there is no such run."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            return run.workflow_id
+        return self.archive.workflow_of(run_id) if self.archive is not None else None
+
+    def status_counts(self, workflow_id: str | None = None) -> dict[str, int]:
+        """How many runs there are in each status (of ``workflow_id``, or all), live and
+        archived."""
+        if workflow_id is None:
+            live = self.counts
+        else:
+            live = self.workflow_counts.get(workflow_id) or dict.fromkeys(RunStatus, 0)
+        counts = {status.value: n for status, n in live.items()}
+        archive = self.archive
+        if archive is None:
+            return counts
+        if not archive.retiring:
+            # A client's fold still holds the finished runs of the ledger; some are archived too.
+            ended = [
+                run.run_id
+                for run in self.runs.values()
+                if run.status.terminal and (workflow_id is None or run.workflow_id == workflow_id)
+            ]
+            for run_id in archive.known(ended):
+                counts[self.runs[run_id].status.value] -= 1
+        for status in RunStatus:
+            if status.terminal:
+                counts[status.value] += archive.count(status, workflow_id)
+        return counts
 
     def add_signal(self, signal: Signal) -> None:
         if signal.signal_id in self.signal_ids:
@@ -343,10 +437,18 @@ class LedgerState:
 
     def live_line_count(self) -> int:
         """About how many lines ``live_records`` would write (signals and ticks included)."""
-        count = len(self.ticks) + len(self.cancels) + sum(len(s) for s in self.signals.values())
-        for run in self.runs.values():
+        count = 1 + len(self.ticks) + len(self.cancels)
+        count += sum(len(s) for s in self.signals.values())
+        for run in self._ledger_runs():
             count += 1 + len(run.steps) + (run.status_rec is not None)
         return count
+
+    def _ledger_runs(self) -> Iterator[RunState]:
+        """The runs compaction keeps in the ledger: live ones, and finished ones the archive
+        does not hold durably yet."""
+        yield from self.runs.values()
+        if self.archive is not None and self.archive.retiring:
+            yield from list(self.archive.pending.values())
 
     def live_records(self, keep: Callable[[RunState], bool]) -> Iterator[bytes]:
         """The ledger as compaction writes it: each kept run's creation, latest status and
@@ -355,7 +457,7 @@ class LedgerState:
             (run.created_seq for run in self.runs.values() if not run.status.terminal),
             default=None,
         )
-        for run in self.runs.values():
+        for run in self._ledger_runs():
             if not keep(run):
                 continue
             yield run.run_record(run.created_seq)
@@ -390,3 +492,4 @@ class LedgerState:
                         yield signal.record()
         for workflow_id, (at, seq) in self.ticks.items():
             yield orjson.dumps({"rec": "tick", "seq": seq, "workflowId": workflow_id, "at": at})
+        yield orjson.dumps({"rec": "mark", "seq": 0, "lastSeq": self.last_seq})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from platform_shim.errors import UnknownRun, UnknownWorkflow, WorkflowCancelled, WorkflowFailed
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
+from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.engine import Engine, check_run_id
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import (
@@ -59,14 +60,6 @@ def _outcome(run: WorkflowRun) -> Any:
     if run.status is RunStatus.CANCELLED:
         raise WorkflowCancelled(f"run {run.run_id} of {run.workflow_id!r} was cancelled", run)
     raise WorkflowFailed(f"run {run.run_id} of {run.workflow_id!r} failed: {message}", run)
-
-
-def _counts(state: LedgerState, workflow_id: str | None) -> dict[str, int]:
-    if workflow_id is None:
-        counts = state.counts
-    else:
-        counts = state.workflow_counts.get(workflow_id) or dict.fromkeys(RunStatus, 0)
-    return {status.value: n for status, n in counts.items()}
 
 
 class WorkflowHandle:
@@ -187,7 +180,7 @@ class EngineWorkflows(WorkflowsService):
         )
 
     async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
-        return _counts(self.engine.state, workflow_id)
+        return self.engine.state.status_counts(workflow_id)
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         return await self.engine.status(run_id)
@@ -212,6 +205,9 @@ class ClientWorkflows(WorkflowsService):
         self._platform = platform
         self._clock = platform.clock
         self.state = LedgerState()
+        # Finished runs compaction moved out of the ledger are read (read-only) from the archive.
+        archive = platform.store.open_archive(ARCHIVE_NAME, writable=False)
+        self.state.archive = RunArchive(archive, retiring=False)
         self.log = platform.store.open_log("runs", self.state)
 
     def _refresh(self) -> None:
@@ -285,7 +281,7 @@ class ClientWorkflows(WorkflowsService):
 
     async def rerun(self, run_id: str, from_step: str) -> WorkflowHandle:
         self._refresh()
-        original = self.state.runs.get(run_id)
+        original = self.state.lookup(run_id)
         if original is None:
             raise UnknownRun(run_id)
         prefill = steps_before(original, from_step)
@@ -348,31 +344,30 @@ class ClientWorkflows(WorkflowsService):
         wanted = _check_status(status)
         _check_limit(limit)
         self._refresh()
-        return [run.snapshot() for run in self.state.page(workflow_id, wanted, limit, before)]
+        return self.state.page(workflow_id, wanted, limit, before)
 
     async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
         self._refresh()
-        return _counts(self.state, workflow_id)
+        return self.state.status_counts(workflow_id)
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         self._refresh()
-        run = self.state.runs.get(run_id)
-        return run.snapshot() if run is not None else None
+        return self.state.snapshot(run_id)
 
     async def run_history(self, run_id: str) -> StepList:
         self._refresh()
-        run = self.state.runs.get(run_id)
+        run = self.state.lookup(run_id)
         return [step.snapshot() for step in run.steps.values()] if run is not None else []
 
     async def run_result(self, run_id: str) -> Any:
         delay = 0.005
         while True:
             self.log.refresh()
-            run = self.state.runs.get(run_id)
-            if run is None:
+            snapshot = self.state.snapshot(run_id)
+            if snapshot is None:
                 raise UnknownRun(run_id)
-            if run.status.terminal:
-                return _outcome(run.snapshot())
+            if snapshot.status.terminal:
+                return _outcome(snapshot)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
 

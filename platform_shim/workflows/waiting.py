@@ -163,7 +163,7 @@ class Waiting:
         """If the child of a pending ``invoke`` has ended, record the step's outcome (returned)."""
         if step.done is not None:
             return step.done
-        child = self.state.runs.get(step.child_run_id or "")
+        child = self.state.lookup(step.child_run_id or "")
         if child is None or not child.status.terminal:
             return None
         if child.status is RunStatus.COMPLETED:
@@ -194,7 +194,7 @@ class Waiting:
         kind = error.get("type")
         if kind == "StepTimeout":
             return StepTimeout(message)
-        child = self.state.runs.get(step.child_run_id or "")
+        child = self.state.lookup(step.child_run_id or "")
         snapshot = child.snapshot() if child is not None else _missing_run(step.child_run_id or "?")
         if kind == "WorkflowCancelled":
             return WorkflowCancelled(message, snapshot)

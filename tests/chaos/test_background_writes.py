@@ -19,6 +19,7 @@ from platform_shim import open_platform
 from platform_shim.events import on_queue
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
+from platform_shim.workflows.engine import Engine
 from tests.chaos.test_storage_faults import WriteFault
 from tests.support.eventlog import of_type
 
@@ -54,10 +55,10 @@ async def test_a_status_event_that_failed_to_relay_is_relayed_again(
             await asyncio.sleep(0.05)
         assert any("relaying" in r.getMessage() for r in caplog.records)
         # The relayed position did not move past the change whose event was not written.
-        assert engine.relay.cursor < engine.state.runs[handle.run_id].status_seq
+        assert engine.relay.cursor < status_seq_of(engine, handle.run_id)
         fault.active = False
         await until(lambda: of_type(data_dir, "workflow.run.completed"))
-        await until(lambda: engine.relay.cursor >= engine.state.runs[handle.run_id].status_seq)
+        await until(lambda: engine.relay.cursor >= status_seq_of(engine, handle.run_id))
 
 
 async def test_a_queue_ack_that_failed_to_write_leaves_the_message_pending(
@@ -143,7 +144,8 @@ async def test_the_relay_position_is_written_before_the_files_close(
                 while not resumed:  # until the run has reached wait i
                     resumed = await p.workflows.send_event("bw.tick", {"i": i})
             assert await handle.result(timeout=5) == 20
-            status_seq = p.worker.engine.state.runs[handle.run_id].status_seq  # type: ignore[union-attr]
+            assert p.worker is not None
+            status_seq = status_seq_of(p.worker.engine, handle.run_id)
         # The relay moved its position as the worker stopped: written, not left to a closed file.
         assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
     relays = [
@@ -152,3 +154,10 @@ async def test_the_relay_position_is_written_before_the_files_close(
         if record.get("rec") == "relay"
     ]
     assert relays and relays[-1] >= status_seq
+
+
+def status_seq_of(engine: Engine, run_id: str) -> int:
+    """The seq of the run's latest status record (a finished run is read from the archive)."""
+    run = engine.state.lookup(run_id)
+    assert run is not None, run_id
+    return run.status_seq

@@ -47,6 +47,7 @@ from platform_shim.store import FileStore
 from platform_shim.store.lock import AppendLock
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
+from platform_shim.workflows.archive import ARCHIVE_NAME, state_of
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepStatus
 from platform_shim.workflows.state import RunState
@@ -206,7 +207,23 @@ def load_ledger(
         store.close()
     for number in bad:
         assert any(f"runs.jsonl:{number}:" in m for m in caplog.messages), (number, caplog.messages)
+    add_archived(data_dir, state)
     return state
+
+
+def add_archived(data_dir: Path, state: LedgerState) -> None:
+    """Finished runs that compaction moved out of the ledger live in the archive: every one
+    must read back whole (run and steps), as the worker would read it."""
+    store = FileStore(data_dir)
+    try:
+        archive = store.open_archive(ARCHIVE_NAME, writable=False)
+        for run_id, head, body in archive:
+            run = state_of(head, body)
+            assert run.status.terminal, f"archived run {run_id} is {run.status.value}"
+            assert head["runId"] == run_id
+            state.runs.setdefault(run_id, run)
+    finally:
+        store.close()
 
 
 def read_effects(root: Path) -> list[dict[str, Any]]:
