@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ RUN_AS = "pgtest"
 SUPERUSER = "postgres"
 """The cluster's superuser role (``initdb -U``), whatever the operating-system user."""
 BIN_ROOT = Path("/usr/lib/postgresql")
+BIN_VARIABLE = "PLATFORM_TESTS_POSTGRES_BIN"
 
 
 class PostgresUnavailable(Exception):
@@ -61,7 +63,13 @@ class PostgresUnavailable(Exception):
 
 
 def find_bin_dir(root: Path = BIN_ROOT) -> Path:
-    """The ``bin`` folder of the newest PostgreSQL under ``root`` (Debian: one per major)."""
+    """``$PLATFORM_TESTS_POSTGRES_BIN`` if set (PostgreSQL installed elsewhere), else the ``bin``
+    folder of the newest PostgreSQL under ``root`` (Debian installs one folder per major)."""
+    chosen = os.environ.get(BIN_VARIABLE)
+    if chosen:
+        if not (Path(chosen) / "pg_ctl").is_file():
+            raise PostgresUnavailable(f"no pg_ctl in {BIN_VARIABLE}={chosen}")
+        return Path(chosen)
     candidates = [
         path / "bin"
         for path in root.glob("*")
@@ -87,6 +95,21 @@ def _ensure_user(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
     except KeyError:
         raise PostgresUnavailable(f"could not create the system user {name!r}") from None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody reaps, as in a container, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_gone(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @dataclass(frozen=True)
@@ -190,7 +213,9 @@ class PostgresServer:
         root, self.root = self.root, None
         if root is None:
             return
-        if (root / "data" / "postmaster.pid").exists():
+        pid_file = root / "data" / "postmaster.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text().split()[0])
             subprocess.run(
                 [
                     *self._as_owner(),
@@ -205,6 +230,8 @@ class PostgresServer:
                 capture_output=True,
                 check=False,
             )
+            # pg_ctl returns once the pid file is gone; the postmaster may still be exiting.
+            _wait_gone(pid)
         shutil.rmtree(root, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:
