@@ -142,7 +142,10 @@ class PostgresServer:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> PostgresServer:
-        root = Path(tempfile.mkdtemp(prefix="platform-pg-"))
+        # Under root the cluster's user must reach the folder: /tmp, not a private $TMPDIR.
+        root = Path(
+            tempfile.mkdtemp(prefix="platform-pg-", dir="/tmp" if os.getuid() == 0 else None)
+        )
         self.root = root
         atexit.register(self.stop)  # the fixture stops it; this covers an interrupted session
         try:
