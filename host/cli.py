@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from host import commands
+from host import commands, store_commands
 from host.commands import USAGE, CliError
 from host.config import DEFAULT_MAX_BODY, HostConfig
 
@@ -348,6 +348,7 @@ def _parser(prog: str = "python -m host") -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _data_option(p)
+    store_commands.add_parser(sub)
     return parser
 
 
@@ -370,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(args, dev=args.command == "dev")
         if args.command == "build":
             return cmd_build(args)
+        if args.command == "store":
+            return store_commands.run(args)
     except CliError as exc:
         return _fail(str(exc), exc.code)
     return _run_data_command(args)

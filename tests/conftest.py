@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from platform_shim.platform import Platform
     from platform_shim.testing import FakeClock
 
+# postgres_server (one throwaway cluster per session) and postgres_db (a fresh database per
+# test), registered once here so every folder shares the one server.
+pytest_plugins = ("tests.support.postgres",)
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:

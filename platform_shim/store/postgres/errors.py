@@ -1,0 +1,51 @@
+"""What can go wrong between the platform and its PostgreSQL database, one class each.
+
+Every message names the database (its URL with the password hidden) and, for a schema
+mismatch, both versions, so an operator can act on the one line the CLI prints.
+"""
+
+from __future__ import annotations
+
+from platform_shim.errors import PlatformError
+
+__all__ = [
+    "BadStoreUrl",
+    "DriverMissing",
+    "MigrationFailed",
+    "PostgresStoreError",
+    "SchemaTooNew",
+    "StoreUnreachable",
+]
+
+
+class PostgresStoreError(PlatformError):
+    """Base class of the PostgreSQL store's errors."""
+
+
+class BadStoreUrl(PostgresStoreError, ValueError):
+    """The store URL is not a ``postgresql://`` URL the driver can use."""
+
+
+class DriverMissing(PostgresStoreError):
+    """The optional driver is not installed (``pip install 'platform-shim[postgres]'``)."""
+
+
+class StoreUnreachable(PostgresStoreError, OSError):
+    """The database could not be reached or refused us (down, wrong host, password, database)."""
+
+
+class SchemaTooNew(PostgresStoreError):
+    """The database was migrated by a newer platform than this one: nothing is touched."""
+
+    def __init__(self, where: str, database_version: int, known_version: int) -> None:
+        super().__init__(
+            f"the schema of {where} is at version {database_version}, newer than the latest"
+            f" this platform knows ({known_version}): upgrade platform-shim on this host, or"
+            " point it at another database"
+        )
+        self.database_version = database_version
+        self.known_version = known_version
+
+
+class MigrationFailed(PostgresStoreError):
+    """A migration's SQL failed; the whole migration transaction was rolled back."""

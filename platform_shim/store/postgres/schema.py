@@ -1,0 +1,354 @@
+"""The PostgreSQL store's schema and the runner that migrates a database to it.
+
+Invariant: a database's schema is at exactly the version its ``schema_version`` table says, and
+it only ever moves forward, whole migrations at a time. ``migrate`` takes a transaction-scoped
+advisory lock before it reads the version, applies every pending migration and records each in
+that same transaction, so hosts starting at once serialize on the lock: the first applies, the
+others then find nothing pending. A failing migration rolls everything back (PostgreSQL's DDL is
+transactional). A database whose version is newer than the code's latest is refused before
+anything is touched (``SchemaTooNew`` names both versions). ``schema_status`` only reads.
+
+Everything lives in the PostgreSQL schema ``platform``, beside whatever else the database holds.
+Times are epoch milliseconds (``bigint``) from the engine's injectable clock, never ``now()``:
+tests skip time with a fake clock, and every host must agree with the records it reads. JSON
+values are ``jsonb``. Version 1's tables (a first cut; later migrations may revise them):
+
+``hosts``            one row per live host: its id, start time and heartbeat; a run whose owner's
+                     heartbeat is stale is taken over by another host.
+``runs``             one row per workflow run: status, input/output/error, attempt, parent, the
+                     host executing it (``owner``) and its timeout deadline. Partial indexes keep
+                     the scans for unfinished runs and for one host's runs small.
+``steps``            the ledger: one row per step of a run, keyed (run, position), unique per step
+                     name, written once (a second insert of the same step is a conflict, never an
+                     overwrite): that is "step results are recorded exactly once".
+``signals``          events sent to waiting runs (``send_event``), in id order per type.
+``timers``           every pending timer (sleep, wait timeout, invoke timeout, run timeout, retry
+                     backoff) keyed by (run, kind, step); a host claims a due one by deleting it,
+                     so each fires once across the cluster.
+``cron_ticks``       one row per (trigger, tick): the primary key lets one host start the tick's run.
+``kv``               KV entries per namespace, with an optional expiry.
+``documents``        the database service's documents per collection; ``document_indexes`` the
+                     indexes declared on them (each backed by a real index created later).
+``objects``          storage objects: bytes inline (``bytea``) or, past a size, in a large object.
+``queue_messages``   queued messages: due time, attempts, the consumer holding one (claimed with
+                     ``FOR UPDATE SKIP LOCKED``) and the dead letter mark.
+``handler_cursors``  per event handler, the id of the last stream event it handled, and the host
+                     holding it (so a handler never runs on two hosts at once).
+``events``           the platform event stream, ids from a ``bigserial``. Writers take the
+                     ``EVENTS_LOCK`` advisory lock in their transaction before inserting, so ids
+                     commit in increasing order and a reader paging by ``id > last`` misses none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from platform_shim.store.postgres.errors import MigrationFailed, SchemaTooNew
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = [
+    "EVENTS_LOCK",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "MIGRATION_LOCK",
+    "SCHEMA",
+    "Migration",
+    "MigrationReport",
+    "SchemaStatus",
+    "check_migrations",
+    "migrate",
+    "schema_status",
+]
+
+SCHEMA = "platform"
+MIGRATION_LOCK = 0x706C_6174_5F6D_6967
+"""The advisory lock key every host takes around a migration ("plat_mig" in ASCII)."""
+EVENTS_LOCK = 0x706C_6174_5F65_7673
+"""The advisory lock key a transaction takes before inserting into ``events`` ("plat_evs")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema's history; ``sql`` runs inside the migration's transaction."""
+
+    version: int
+    description: str
+    sql: str
+
+
+_V1 = """
+CREATE TABLE platform.hosts (
+    host_id      text PRIMARY KEY,
+    started_at   bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    info         jsonb NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE platform.runs (
+    run_id        text PRIMARY KEY,
+    workflow_id   text NOT NULL,
+    status        text NOT NULL CHECK (status IN ('queued', 'running', 'sleeping',
+                      'waiting_event', 'completed', 'failed', 'cancelled')),
+    input         jsonb,
+    output        jsonb,
+    error         jsonb,
+    attempt       integer NOT NULL DEFAULT 1,
+    parent_run_id text REFERENCES platform.runs (run_id) ON DELETE SET NULL,
+    owner         text,
+    deadline_at   bigint,
+    created_at    bigint NOT NULL,
+    updated_at    bigint NOT NULL,
+    completed_at  bigint
+);
+CREATE INDEX runs_by_workflow ON platform.runs (workflow_id, created_at DESC, run_id DESC);
+CREATE INDEX runs_by_created ON platform.runs (created_at DESC, run_id DESC);
+CREATE INDEX runs_unfinished ON platform.runs (status)
+    WHERE status NOT IN ('completed', 'failed', 'cancelled');
+CREATE INDEX runs_by_owner ON platform.runs (owner)
+    WHERE status NOT IN ('completed', 'failed', 'cancelled');
+CREATE INDEX runs_by_parent ON platform.runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+CREATE TABLE platform.steps (
+    run_id       text NOT NULL REFERENCES platform.runs (run_id) ON DELETE CASCADE,
+    position     integer NOT NULL CHECK (position >= 0),
+    name         text NOT NULL,
+    kind         text NOT NULL CHECK (kind IN ('run', 'sleep', 'wait_event', 'invoke')),
+    status       text NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+    attempt      integer NOT NULL DEFAULT 1,
+    output       jsonb,
+    error        jsonb,
+    started_at   bigint NOT NULL,
+    completed_at bigint,
+    wake_at      bigint,
+    event_type   text,
+    match        jsonb,
+    timeout_at   bigint,
+    child_run_id text,
+    PRIMARY KEY (run_id, position),
+    UNIQUE (run_id, name)
+);
+
+CREATE TABLE platform.signals (
+    id         bigserial PRIMARY KEY,
+    event_type text NOT NULL,
+    payload    jsonb,
+    sent_at    bigint NOT NULL
+);
+CREATE INDEX signals_by_type ON platform.signals (event_type, id);
+
+CREATE TABLE platform.timers (
+    run_id  text NOT NULL REFERENCES platform.runs (run_id) ON DELETE CASCADE,
+    kind    text NOT NULL CHECK (kind IN ('sleep', 'wait_timeout', 'invoke_timeout',
+                'run_timeout', 'retry')),
+    step    text NOT NULL DEFAULT '',
+    fire_at bigint NOT NULL,
+    PRIMARY KEY (run_id, kind, step)
+);
+CREATE INDEX timers_due ON platform.timers (fire_at);
+
+CREATE TABLE platform.cron_ticks (
+    trigger_id text NOT NULL,
+    tick_at    bigint NOT NULL,
+    run_id     text,
+    PRIMARY KEY (trigger_id, tick_at)
+);
+
+CREATE TABLE platform.kv (
+    ns         text NOT NULL,
+    key        text NOT NULL,
+    value      jsonb NOT NULL,
+    expires_at bigint,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY (ns, key)
+);
+CREATE INDEX kv_expiring ON platform.kv (expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE platform.documents (
+    collection text NOT NULL,
+    id         text NOT NULL,
+    doc        jsonb NOT NULL,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY (collection, id)
+);
+
+CREATE TABLE platform.document_indexes (
+    collection text NOT NULL,
+    name       text NOT NULL,
+    spec       jsonb NOT NULL,
+    is_unique  boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (collection, name)
+);
+
+CREATE TABLE platform.objects (
+    key          text PRIMARY KEY,
+    content_type text,
+    size         bigint NOT NULL CHECK (size >= 0),
+    sha256       text NOT NULL,
+    metadata     jsonb NOT NULL DEFAULT '{}',
+    data         bytea,
+    large_object oid,
+    created_at   bigint NOT NULL,
+    updated_at   bigint NOT NULL,
+    CHECK ((data IS NULL) <> (large_object IS NULL))
+);
+
+CREATE TABLE platform.queue_messages (
+    id            text PRIMARY KEY,
+    queue         text NOT NULL,
+    payload       jsonb,
+    enqueued_at   bigint NOT NULL,
+    deliver_at    bigint NOT NULL,
+    attempts      integer NOT NULL DEFAULT 0,
+    claimed_by    text,
+    claimed_until bigint,
+    last_error    jsonb,
+    dead_at       bigint
+);
+CREATE INDEX queue_due ON platform.queue_messages (queue, deliver_at, id) WHERE dead_at IS NULL;
+CREATE INDEX queue_dead ON platform.queue_messages (queue, dead_at) WHERE dead_at IS NOT NULL;
+
+CREATE TABLE platform.handler_cursors (
+    handler_id    text PRIMARY KEY,
+    last_event_id bigint NOT NULL DEFAULT 0,
+    held_by       text,
+    held_until    bigint,
+    updated_at    bigint NOT NULL
+);
+
+CREATE TABLE platform.events (
+    id       bigserial PRIMARY KEY,
+    type     text NOT NULL,
+    resource text NOT NULL,
+    ns       text,
+    key      text,
+    data     jsonb,
+    ts       bigint NOT NULL
+);
+CREATE INDEX events_by_resource ON platform.events (resource, ns, id);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "hosts, runs, steps, signals, timers, cron ticks, kv, documents, objects, queue,"
+        " handler cursors, events",
+        _V1,
+    ),
+)
+
+
+def check_migrations(migrations: tuple[Migration, ...]) -> int:
+    """The latest version of ``migrations``, which must be numbered 1, 2, 3... in order."""
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise ValueError(
+                f"migration {migration.description!r} has version {migration.version};"
+                f" expected {expected} (versions are 1, 2, 3... in order)"
+            )
+    return len(migrations)
+
+
+LATEST_VERSION = check_migrations(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Where a database stands: its version (0: never migrated) against the code's latest."""
+
+    current: int
+    latest: int
+    pending: tuple[Migration, ...]
+
+    @property
+    def too_new(self) -> bool:
+        return self.current > self.latest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "latest": self.latest,
+            "pending": [{"version": m.version, "description": m.description} for m in self.pending],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What ``migrate`` did: the version before and after, and the migrations it applied."""
+
+    before: int
+    after: int
+    applied: tuple[Migration, ...]
+
+
+_BOOTSTRAP = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
+    version     integer PRIMARY KEY CHECK (version > 0),
+    description text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+async def _current_version(conn: asyncpg.Connection) -> int:
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{SCHEMA}.schema_version")
+    if not exists:
+        return 0
+    version = await conn.fetchval(f"SELECT max(version) FROM {SCHEMA}.schema_version")
+    return int(version or 0)
+
+
+async def schema_status(
+    conn: asyncpg.Connection, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> SchemaStatus:
+    """The database's version against ``migrations``; reads only, takes no lock."""
+    latest = check_migrations(migrations)
+    current = await _current_version(conn)
+    return SchemaStatus(current, latest, migrations[current:])
+
+
+async def migrate(
+    conn: asyncpg.Connection,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    *,
+    where: str = "the database",
+) -> MigrationReport:
+    """Bring the database to the latest version of ``migrations`` in one transaction.
+
+    Safe to call from many hosts at once and any number of times (see the module docstring).
+    Raises ``SchemaTooNew`` (``where`` names the database in its message) or ``MigrationFailed``.
+    """
+    latest = check_migrations(migrations)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        before = await _current_version(conn)
+        if before > latest:
+            raise SchemaTooNew(where, before, latest)
+        pending = migrations[before:]
+        if not pending:
+            return MigrationReport(before, before, ())
+        await conn.execute(_BOOTSTRAP)
+        for migration in pending:
+            await _apply(conn, migration)
+    return MigrationReport(before, latest, pending)
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+    import asyncpg
+
+    try:
+        await conn.execute(migration.sql)
+    except asyncpg.PostgresError as exc:
+        raise MigrationFailed(
+            f"migration {migration.version} ({migration.description}) failed and was rolled"
+            f" back: {exc}"
+        ) from exc
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.schema_version (version, description) VALUES ($1, $2)",
+        migration.version,
+        migration.description,
+    )
