@@ -1,9 +1,15 @@
-"""``GET /openapi.json``: the host's HTTP API (``host/api/``) as an OpenAPI 3.1 document.
+"""``GET /openapi.json``: every route the host serves, as an OpenAPI 3.1 document.
 
 Written by hand, beside the routes it describes: every path, method, parameter, body and answer
-of SPEC §3 (plus the host's additions: ``rerun``, ``GET /api/events``). Tools that read OpenAPI
-(client generators, ``schemathesis``, which the test suite runs against this document) then know
-the API without reading code. Every error answer is ``{"error": code, "detail": message}``.
+of SPEC §3 (plus the host's additions: ``rerun``, ``GET /api/events``), the dashboard's and the
+dev-only routes (``host/openapi_dashboard.py``). Tools that read OpenAPI (client generators,
+``schemathesis``, which the test suite runs against this document) then know the API without
+reading code. Every error answer is ``{"error": code, "detail": message}``.
+
+What could drift is derived instead: the status enums from the Python enums, and the answers
+the middleware gives before any route runs (401, 403, 413, 415, a bad ``Content-Length``'s
+400) from each middleware's ``refusals`` (``REFUSING``), on every operation it guards.
+``tests/host/test_openapi.py`` walks ``app.routes`` and the app's middleware against it.
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from host.middleware import BearerTokenMiddleware, BodyLimitMiddleware, Refuses
 from host.openapi_auth import AUTH_PATHS, AUTH_RESPONSES, AUTH_SCHEMAS
+from host.openapi_dashboard import DASHBOARD_PATHS, DEV_SCHEMAS
 from host.openapi_realtime import REALTIME_PATHS, REALTIME_SCHEMAS
+from host.security import JsonBodyMiddleware, SameOriginMiddleware, TrustedHostMiddleware
+from platform_shim.workflows import RunStatus, StepKind, StepStatus
 
-__all__ = ["OPENAPI", "routes"]
+__all__ = ["OPENAPI", "REFUSING", "routes"]
 
 _ANY: dict[str, Any] = {}  # any JSON value
 _OBJECT: dict[str, Any] = {"type": "object"}
@@ -39,10 +49,11 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _answers(ok: dict[str, Any], *errors: str) -> dict[str, Any]:
-    """``200: ok`` plus the error answers any route may give and ``errors``: 404 is also what a
-    path no route matches gets (a path parameter holding a line break, say)."""
+    """``200: ok`` plus the error answers any handler may give and ``errors``: 404 is also what a
+    path no route matches gets (a path parameter holding a line break, say). The middleware's
+    refusals (401, 403, 413, 415) are added to every operation they guard by ``_refusals``."""
     out: dict[str, Any] = {"200": ok}
-    for code in ("400", "404", "413", "503", *errors):
+    for code in ("400", "404", "503", *errors):
         out[code] = _error(code)
     return out
 
@@ -103,17 +114,8 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
-    "RunStatus": {
-        "enum": [
-            "queued",
-            "running",
-            "sleeping",
-            "waiting_event",
-            "completed",
-            "failed",
-            "cancelled",
-        ]
-    },
+    # From the enums in code, so the document cannot drift from what the engine writes.
+    "RunStatus": {"type": "string", "enum": [status.value for status in RunStatus]},
     "RunError": {
         "type": ["object", "null"],
         "description": "why a run or step failed: its type and message (never a traceback)",
@@ -145,8 +147,8 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["name", "kind", "status", "startedAt"],
         "properties": {
             "name": {"type": "string"},
-            "kind": {"enum": ["run", "sleep", "wait_event", "invoke"]},
-            "status": {"enum": ["pending", "completed", "failed", "abandoned"]},
+            "kind": {"type": "string", "enum": [kind.value for kind in StepKind]},
+            "status": {"type": "string", "enum": [status.value for status in StepStatus]},
             "output": _ANY,
             "error": _ref("RunError"),
             "startedAt": _MS,
@@ -254,17 +256,13 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
-_RESPONSES: dict[str, Any] = {
-    code: _json(_ref("Error"), description)
-    for code, description in {
-        "400": "bad input: malformed JSON, a wrong type, an unknown operator, a bad key",
-        "401": "the host has a token and the request did not carry it",
-        "404": "no such workflow, run, key, document or object",
-        "405": "the path exists but not with this method",
-        "409": "a duplicate key, or a run id that belongs to another workflow",
-        "413": "the body is over the host's limit (10 MiB by default)",
-        "503": "the data folder could not be written (disk full, permissions): nothing was written",
-    }.items()
+# What handlers answer; the middleware's refusals are merged in by ``_responses``.
+_HANDLER_ERRORS: dict[str, str] = {
+    "400": "bad input: malformed JSON, a wrong type, an unknown operator, a bad key",
+    "404": "no such workflow, run, key, document or object",
+    "405": "the path exists but not with this method",
+    "409": "a duplicate key, or a run id that belongs to another workflow",
+    "503": "the data folder could not be written (disk full, permissions): nothing was written",
 }
 
 _PATHS: dict[str, Any] = {
@@ -577,8 +575,9 @@ _PATHS: dict[str, Any] = {
             "summary": "Runs, newest first",
             "parameters": [
                 _query("workflowId", "only this workflow's runs", {"type": "string"}),
-                _query("status", "only runs in this status", {"type": "string"}),
+                _query("status", "only runs in this status", _ref("RunStatus")),
                 _query("limit", "at most this many (default 100)", _LIMIT),
+                _query("before", "only runs older than this run id (paging)", {"type": "string"}),
             ],
             "responses": _answers(_json({"type": "array", "items": _ref("Run")}, "runs")),
         }
@@ -712,6 +711,51 @@ _PATHS: dict[str, Any] = {
     },
 }
 
+REFUSING: tuple[type[Refuses], ...] = (
+    TrustedHostMiddleware,
+    SameOriginMiddleware,
+    JsonBodyMiddleware,
+    BearerTokenMiddleware,
+    BodyLimitMiddleware,
+)
+"""The middleware classes whose refusals the document lists (a test checks the app's stack)."""
+
+
+def _refusals(paths: dict[str, Any], refusing: tuple[type[Refuses], ...]) -> dict[str, Any]:
+    """``paths`` with each middleware refusal added to every operation it guards."""
+    out: dict[str, Any] = {}
+    for path, operations in paths.items():
+        out[path] = {}
+        for method, operation in operations.items():
+            kind = "websocket" if operation.get("x-websocket") else "http"
+            responses = dict(operation["responses"])
+            for cls in refusing:
+                for refusal in cls.refusals:
+                    if refusal.guards(kind, method.upper(), path):
+                        responses.setdefault(str(refusal.status), _error(str(refusal.status)))
+            out[path][method] = {**operation, "responses": dict(sorted(responses.items()))}
+    return out
+
+
+def _responses(
+    refusing: tuple[type[Refuses], ...], *extra: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The shared error answers: the handlers', each refusal's, and ``extra`` ones; one status
+    that several give lists every reason."""
+    reasons: dict[str, list[str]] = {code: [text] for code, text in _HANDLER_ERRORS.items()}
+    for cls in refusing:
+        for refusal in cls.refusals:
+            reasons.setdefault(str(refusal.status), []).append(refusal.description)
+    out: dict[str, dict[str, Any]] = {}
+    for more in extra:
+        for code, response in more.items():
+            reasons.setdefault(code, []).insert(0, response["description"])
+            out[code] = response
+    for code, texts in sorted(reasons.items()):
+        out[code] = {**out.get(code, _json(_ref("Error"), "")), "description": "; or ".join(texts)}
+    return out
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -719,13 +763,15 @@ OPENAPI: dict[str, Any] = {
         "version": "0.1.0",
         "description": "The local function host's HTTP API: KV, database, storage, the event"
         " stream and durable workflows. JSON in and out, epoch milliseconds, camelCase keys."
-        " Off loopback every /api request needs `Authorization: Bearer <PLATFORM_TOKEN>`.",
+        " Off loopback every /api request needs `Authorization: Bearer <PLATFORM_TOKEN>`."
+        " Every route the host serves is listed, the dashboard's (`/_platform`) and the"
+        " dev-only ones included.",
     },
     "servers": [{"url": "/"}],
-    "paths": {**_PATHS, **REALTIME_PATHS, **AUTH_PATHS},
+    "paths": _refusals({**_PATHS, **REALTIME_PATHS, **AUTH_PATHS, **DASHBOARD_PATHS}, REFUSING),
     "components": {
-        "schemas": {**_SCHEMAS, **REALTIME_SCHEMAS, **AUTH_SCHEMAS},
-        "responses": {**_RESPONSES, **AUTH_RESPONSES},
+        "schemas": {**_SCHEMAS, **REALTIME_SCHEMAS, **AUTH_SCHEMAS, **DEV_SCHEMAS},
+        "responses": _responses(REFUSING, AUTH_RESPONSES),
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
 }
