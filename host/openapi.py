@@ -24,84 +24,39 @@ from starlette.routing import BaseRoute, Route
 from host.middleware import BearerTokenMiddleware, BodyLimitMiddleware, Refuses
 from host.openapi_auth import AUTH_PATHS, AUTH_RESPONSES, AUTH_SCHEMAS
 from host.openapi_dashboard import DASHBOARD_PATHS, DEV_SCHEMAS
+from host.openapi_parts import (
+    ANY,
+    MS,
+    MS_OR_NULL,
+    OBJECT,
+    answers,
+    body,
+    error,
+    json_answer,
+    path_param,
+    query_param,
+    ref,
+)
 from host.openapi_realtime import REALTIME_PATHS, REALTIME_SCHEMAS
+from host.openapi_workflows import WORKFLOW_PATHS, WORKFLOW_SCHEMAS
 from host.security import JsonBodyMiddleware, SameOriginMiddleware, TrustedHostMiddleware
-from platform_shim.workflows import RunStatus, StepKind, StepStatus
 
 __all__ = ["OPENAPI", "REFUSING", "routes"]
 
-_ANY: dict[str, Any] = {}  # any JSON value
-_OBJECT: dict[str, Any] = {"type": "object"}
-_MS = {"type": "integer", "description": "epoch milliseconds"}
-_MS_OR_NULL = {"type": ["integer", "null"], "description": "epoch milliseconds"}
 
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/responses/{description}"}
-
-
-def _answers(ok: dict[str, Any], *errors: str) -> dict[str, Any]:
-    """``200: ok`` plus the error answers any handler may give and ``errors``: 404 is also what a
-    path no route matches gets (a path parameter holding a line break, say). The middleware's
-    refusals (401, 403, 413, 415) are added to every operation they guard by ``_refusals``."""
-    out: dict[str, Any] = {"200": ok}
-    for code in ("400", "404", "503", *errors):
-        out[code] = _error(code)
-    return out
-
-
-def _body(
-    schema: dict[str, Any], *, required: bool = True, description: str = ""
-) -> dict[str, Any]:
-    return {
-        "required": required,
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-    }
-
-
-def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema or {"type": "string", "minLength": 1},
-    }
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-_NS = _path("ns", "KV namespace (at most 1024 bytes)")
-_KEY = _path("key", "KV key (at most 1024 bytes; may contain '/')")
-_COLL = _path("coll", "collection name (at most 256 characters)")
-_RUN = _path("runId", "run id")
-_STORAGE_KEY = _path(
+_NS = path_param("ns", "KV namespace (at most 1024 bytes)")
+_KEY = path_param("key", "KV key (at most 1024 bytes; may contain '/')")
+_COLL = path_param("coll", "collection name (at most 256 characters)")
+_STORAGE_KEY = path_param(
     "key",
     "object key: '/'-separated names, no empty, '.' or '..' segment, no leading '/', no NUL,"
     " at most 1024 bytes",
 )
 _LIMIT = {"type": "integer", "minimum": 1}
 _FILTERS = [
-    _query("t", "only events of this type", {"type": "string"}),
-    _query("r", "only events of this resource kind", {"type": "string"}),
-    _query("ns", "only events of this namespace", {"type": "string"}),
+    query_param("t", "only events of this type", {"type": "string"}),
+    query_param("r", "only events of this resource kind", {"type": "string"}),
+    query_param("ns", "only events of this namespace", {"type": "string"}),
 ]
 
 _SCHEMAS: dict[str, Any] = {
@@ -114,64 +69,6 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
-    # From the enums in code, so the document cannot drift from what the engine writes.
-    "RunStatus": {"type": "string", "enum": [status.value for status in RunStatus]},
-    "RunError": {
-        "type": ["object", "null"],
-        "description": "why a run or step failed: its type and message (never a traceback)",
-        "properties": {
-            "type": {"type": "string"},
-            "message": {"type": "string"},
-            "step": {"type": "string"},
-        },
-    },
-    "Run": {
-        "type": "object",
-        "required": ["runId", "workflowId", "status", "attempt", "createdAt", "updatedAt"],
-        "properties": {
-            "runId": {"type": "string"},
-            "workflowId": {"type": "string"},
-            "status": _ref("RunStatus"),
-            "input": _ANY,
-            "output": _ANY,
-            "error": _ref("RunError"),
-            "attempt": {"type": "integer", "minimum": 1},
-            "createdAt": _MS,
-            "updatedAt": _MS,
-            "completedAt": _MS_OR_NULL,
-            "parentRunId": {"type": ["string", "null"]},
-        },
-    },
-    "Step": {
-        "type": "object",
-        "required": ["name", "kind", "status", "startedAt"],
-        "properties": {
-            "name": {"type": "string"},
-            "kind": {"type": "string", "enum": [kind.value for kind in StepKind]},
-            "status": {"type": "string", "enum": [status.value for status in StepStatus]},
-            "output": _ANY,
-            "error": _ref("RunError"),
-            "startedAt": _MS,
-            "completedAt": _MS_OR_NULL,
-            "wakeAt": _MS_OR_NULL,
-            "attempt": {"type": "integer"},
-            "eventType": {"type": ["string", "null"]},
-            "match": {"type": ["object", "null"]},
-            "timeoutAt": _MS_OR_NULL,
-            "childRunId": {"type": ["string", "null"]},
-        },
-    },
-    "RunId": {"type": "object", "required": ["runId"], "properties": {"runId": {"type": "string"}}},
-    "Schedule": {
-        "type": "object",
-        "required": ["workflowId", "cron"],
-        "properties": {
-            "workflowId": {"type": "string"},
-            "cron": {"type": "string"},
-            "nextAt": _MS_OR_NULL,
-            "lastAt": _MS_OR_NULL,
-        },
-    },
     "KvList": {
         "type": "object",
         "required": ["result", "result_info"],
@@ -181,7 +78,7 @@ _SCHEMAS: dict[str, Any] = {
                 "items": {
                     "type": "object",
                     "required": ["name"],
-                    "properties": {"name": {"type": "string"}, "expiration": _MS_OR_NULL},
+                    "properties": {"name": {"type": "string"}, "expiration": MS_OR_NULL},
                 },
             },
             "result_info": {
@@ -226,7 +123,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "size": {"type": "integer", "minimum": 0},
             "contentType": {"type": "string"},
-            "lastModified": _MS,
+            "lastModified": MS,
             "metadata": {"type": ["object", "null"]},
         },
     },
@@ -237,7 +134,7 @@ _SCHEMAS: dict[str, Any] = {
             "key": {"type": "string"},
             "size": {"type": "integer"},
             "contentType": {"type": "string"},
-            "lastModified": _MS,
+            "lastModified": MS,
             "metadata": {"type": ["object", "null"]},
         },
     },
@@ -250,8 +147,8 @@ _SCHEMAS: dict[str, Any] = {
             "r": {"type": "string"},
             "ns": {"type": ["string", "null"]},
             "k": {"type": ["string", "null"]},
-            "data": _ANY,
-            "ts": _MS,
+            "data": ANY,
+            "ts": MS,
         },
     },
 }
@@ -271,7 +168,7 @@ _PATHS: dict[str, Any] = {
             "operationId": "kvList",
             "summary": "List keys of a namespace, in lexicographic order",
             "parameters": [_NS],
-            "requestBody": _body(
+            "requestBody": body(
                 {
                     "type": "object",
                     "properties": {
@@ -282,7 +179,7 @@ _PATHS: dict[str, Any] = {
                 },
                 required=False,
             ),
-            "responses": _answers(_json(_ref("KvList"), "one page of keys")),
+            "responses": answers(json_answer(ref("KvList"), "one page of keys")),
         }
     },
     "/api/kv/{ns}/{key}": {
@@ -290,7 +187,7 @@ _PATHS: dict[str, Any] = {
             "operationId": "kvGet",
             "summary": "Read a value",
             "parameters": [_NS, _KEY],
-            "responses": _answers(_json(_ANY, "the stored JSON value"), "404"),
+            "responses": answers(json_answer(ANY, "the stored JSON value"), "404"),
         },
         "put": {
             "operationId": "kvPut",
@@ -306,14 +203,14 @@ _PATHS: dict[str, Any] = {
                     "schema": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
                 },
             ],
-            "requestBody": _body(_ANY, description="any JSON value"),
-            "responses": _answers(_json(_ref("Ok"), "stored and on disk")),
+            "requestBody": body(ANY, description="any JSON value"),
+            "responses": answers(json_answer(ref("Ok"), "stored and on disk")),
         },
         "delete": {
             "operationId": "kvDelete",
             "summary": "Delete a key (a missing key changes nothing)",
             "parameters": [_NS, _KEY],
-            "responses": _answers(_json(_ref("Ok"), "deleted")),
+            "responses": answers(json_answer(ref("Ok"), "deleted")),
         },
     },
     "/api/db/{coll}": {
@@ -321,7 +218,7 @@ _PATHS: dict[str, Any] = {
             "operationId": "dbFind",
             "summary": "Find documents (Mongo-style filter and options)",
             "parameters": [_COLL],
-            "requestBody": _body(
+            "requestBody": body(
                 {
                     "type": "object",
                     "properties": {
@@ -340,15 +237,17 @@ _PATHS: dict[str, Any] = {
                 },
                 required=False,
             ),
-            "responses": _answers(_json({"type": "array", "items": _ref("Document")}, "matches")),
+            "responses": answers(
+                json_answer({"type": "array", "items": ref("Document")}, "matches")
+            ),
         },
         "put": {
             "operationId": "dbInsert",
             "summary": "Insert a document (an `_id` is generated if absent)",
             "parameters": [_COLL],
-            "requestBody": _body(_OBJECT),
-            "responses": _answers(
-                _json(
+            "requestBody": body(OBJECT),
+            "responses": answers(
+                json_answer(
                     {
                         "type": "object",
                         "required": ["id"],
@@ -365,8 +264,8 @@ _PATHS: dict[str, Any] = {
             "operationId": "dbFindOne",
             "summary": "The first document matching a filter",
             "parameters": [_COLL],
-            "requestBody": _body(_OBJECT, required=False, description="the filter"),
-            "responses": _answers(_json(_ref("Document"), "the document"), "404"),
+            "requestBody": body(OBJECT, required=False, description="the filter"),
+            "responses": answers(json_answer(ref("Document"), "the document"), "404"),
         }
     },
     "/api/db/{coll}/update": {
@@ -374,19 +273,19 @@ _PATHS: dict[str, Any] = {
             "operationId": "dbUpdate",
             "summary": "Update the first (or with `many`, every) matching document",
             "parameters": [_COLL],
-            "requestBody": _body(
+            "requestBody": body(
                 {
                     "type": "object",
                     "required": ["update"],
                     "properties": {
                         "filter": {"type": ["object", "null"]},
-                        "update": _OBJECT,
+                        "update": OBJECT,
                         "many": {"type": "boolean"},
                     },
                 }
             ),
-            "responses": _answers(
-                _json(
+            "responses": answers(
+                json_answer(
                     {
                         "type": "object",
                         "required": ["matched", "modified", "matchedCount", "modifiedCount"],
@@ -405,10 +304,13 @@ _PATHS: dict[str, Any] = {
         "delete": {
             "operationId": "dbDelete",
             "summary": "Delete the first (or with `?many=1`, every) matching document",
-            "parameters": [_COLL, _query("many", "'1' or 'true': every match", {"type": "string"})],
-            "requestBody": _body(_OBJECT, required=False, description="the filter"),
-            "responses": _answers(
-                _json(
+            "parameters": [
+                _COLL,
+                query_param("many", "'1' or 'true': every match", {"type": "string"}),
+            ],
+            "requestBody": body(OBJECT, required=False, description="the filter"),
+            "responses": answers(
+                json_answer(
                     {
                         "type": "object",
                         "required": ["deleted", "deletedCount"],
@@ -427,13 +329,15 @@ _PATHS: dict[str, Any] = {
             "operationId": "dbListIndexes",
             "summary": "The collection's indexes",
             "parameters": [_COLL],
-            "responses": _answers(_json({"type": "array", "items": _ref("Index")}, "descriptors")),
+            "responses": answers(
+                json_answer({"type": "array", "items": ref("Index")}, "descriptors")
+            ),
         },
         "post": {
             "operationId": "dbCreateIndex",
             "summary": "Create an index",
             "parameters": [_COLL],
-            "requestBody": _body(
+            "requestBody": body(
                 {
                     "type": "object",
                     "required": ["keys"],
@@ -444,16 +348,16 @@ _PATHS: dict[str, Any] = {
                     },
                 }
             ),
-            "responses": _answers(_json(_ref("Index"), "the index's descriptor"), "409"),
+            "responses": answers(json_answer(ref("Index"), "the index's descriptor"), "409"),
         },
     },
     "/api/db/{coll}/indexes/{name}": {
         "delete": {
             "operationId": "dbDropIndex",
             "summary": "Drop an index",
-            "parameters": [_COLL, _path("name", "index name")],
-            "responses": _answers(
-                _json(
+            "parameters": [_COLL, path_param("name", "index name")],
+            "responses": answers(
+                json_answer(
                     {
                         "type": "object",
                         "required": ["removed"],
@@ -469,11 +373,11 @@ _PATHS: dict[str, Any] = {
             "operationId": "storageList",
             "summary": "List objects",
             "parameters": [
-                _query("prefix", "only keys starting with this", {"type": "string"}),
-                _query("limit", "at most this many", {"type": "integer", "minimum": 0}),
+                query_param("prefix", "only keys starting with this", {"type": "string"}),
+                query_param("limit", "at most this many", {"type": "integer", "minimum": 0}),
             ],
-            "responses": _answers(
-                _json({"type": "array", "items": _ref("ObjectListing")}, "objects")
+            "responses": answers(
+                json_answer({"type": "array", "items": ref("ObjectListing")}, "objects")
             ),
         }
     },
@@ -482,7 +386,7 @@ _PATHS: dict[str, Any] = {
             "operationId": "storageGet",
             "summary": "An object's bytes (served with its stored content type)",
             "parameters": [_STORAGE_KEY],
-            "responses": _answers(
+            "responses": answers(
                 {
                     "description": "the bytes",
                     "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
@@ -509,13 +413,13 @@ _PATHS: dict[str, Any] = {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                 },
             },
-            "responses": _answers(_json(_ref("Ok"), "stored")),
+            "responses": answers(json_answer(ref("Ok"), "stored")),
         },
         "delete": {
             "operationId": "storageDelete",
             "summary": "Delete an object (a missing key changes nothing)",
             "parameters": [_STORAGE_KEY],
-            "responses": _answers(_json(_ref("Ok"), "deleted")),
+            "responses": answers(json_answer(ref("Ok"), "deleted")),
         },
     },
     "/api/storage/{key}/metadata": {
@@ -523,132 +427,25 @@ _PATHS: dict[str, Any] = {
             "operationId": "storageMetadata",
             "summary": "An object's metadata",
             "parameters": [_STORAGE_KEY],
-            "responses": _answers(_json(_ref("ObjectMetadata"), "metadata"), "404"),
-        }
-    },
-    "/api/workflows/{workflowId}/start": {
-        "post": {
-            "operationId": "workflowStart",
-            "summary": "Start a run (with `runId`: idempotently)",
-            "parameters": [
-                _path("workflowId", "a loaded workflow's id"),
-                _query(
-                    "runId",
-                    "a run id of the caller's choosing: at most 200 characters, no '/', '\\\\',"
-                    " '?', '#', '%', control characters or surrounding spaces",
-                    {"type": "string", "maxLength": 200},
-                ),
-            ],
-            "requestBody": _body(_ANY, required=False, description="the run's input"),
-            "responses": _answers(_json(_ref("RunId"), "the run's id"), "404", "409"),
-        }
-    },
-    "/api/workflows/signal": {
-        "post": {
-            "operationId": "workflowSignal",
-            "summary": "Send an event to runs waiting for it",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["eventType"],
-                    "properties": {
-                        "eventType": {"type": "string", "minLength": 1},
-                        "payload": _ANY,
-                    },
-                }
-            ),
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["count"],
-                        "properties": {"count": {"type": "integer"}},
-                    },
-                    "how many parked runs it resumed",
-                )
-            ),
-        }
-    },
-    "/api/workflows/runs": {
-        "get": {
-            "operationId": "workflowRuns",
-            "summary": "Runs, newest first",
-            "parameters": [
-                _query("workflowId", "only this workflow's runs", {"type": "string"}),
-                _query("status", "only runs in this status", _ref("RunStatus")),
-                _query("limit", "at most this many (default 100)", _LIMIT),
-                _query("before", "only runs older than this run id (paging)", {"type": "string"}),
-            ],
-            "responses": _answers(_json({"type": "array", "items": _ref("Run")}, "runs")),
-        }
-    },
-    "/api/workflows/runs/{runId}": {
-        "get": {
-            "operationId": "workflowRun",
-            "summary": "A run",
-            "parameters": [_RUN],
-            "responses": _answers(_json(_ref("Run"), "the run"), "404"),
-        }
-    },
-    "/api/workflows/runs/{runId}/history": {
-        "get": {
-            "operationId": "workflowHistory",
-            "summary": "A run's steps, in the order they were first reached",
-            "parameters": [_RUN],
-            "responses": _answers(_json({"type": "array", "items": _ref("Step")}, "steps"), "404"),
-        }
-    },
-    "/api/workflows/runs/{runId}/cancel": {
-        "post": {
-            "operationId": "workflowCancel",
-            "summary": "Cancel a run (and the children it waits on)",
-            "parameters": [_RUN],
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["cancelled"],
-                        "properties": {"cancelled": {"type": "boolean"}},
-                    },
-                    "whether the run changed state",
-                ),
-                "404",
-            ),
-        }
-    },
-    "/api/workflows/runs/{runId}/rerun": {
-        "post": {
-            "operationId": "workflowRerun",
-            "summary": "A new run that replays the steps before `fromStep` and runs the rest again",
-            "parameters": [_RUN],
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["fromStep"],
-                    "properties": {"fromStep": {"type": "string", "minLength": 1}},
-                }
-            ),
-            "responses": _answers(_json(_ref("RunId"), "the new run's id"), "404"),
-        }
-    },
-    "/api/workflows/schedules": {
-        "get": {
-            "operationId": "workflowSchedules",
-            "summary": "Every cron trigger with its next and last tick",
-            "responses": _answers(_json({"type": "array", "items": _ref("Schedule")}, "schedules")),
+            "responses": answers(json_answer(ref("ObjectMetadata"), "metadata"), "404"),
         }
     },
     "/api/events": {
         "get": {
             "operationId": "eventsRecent",
             "summary": "The newest events still held, oldest first",
-            "parameters": [_query("limit", "at most this many (default 100)", _LIMIT), *_FILTERS],
-            "responses": _answers(_json({"type": "array", "items": _ref("StreamEvent")}, "events")),
+            "parameters": [
+                query_param("limit", "at most this many (default 100)", _LIMIT),
+                *_FILTERS,
+            ],
+            "responses": answers(
+                json_answer({"type": "array", "items": ref("StreamEvent")}, "events")
+            ),
         },
         "post": {
             "operationId": "eventsPublish",
             "summary": "Put a custom event on the platform stream",
-            "requestBody": _body(
+            "requestBody": body(
                 {
                     "type": "object",
                     "required": ["t"],
@@ -657,13 +454,13 @@ _PATHS: dict[str, Any] = {
                         "r": {"type": ["string", "null"]},
                         "ns": {"type": ["string", "null"]},
                         "k": {"type": ["string", "null"]},
-                        "data": _ANY,
+                        "data": ANY,
                     },
                     "additionalProperties": False,
                 }
             ),
-            "responses": _answers(
-                _json(
+            "responses": answers(
+                json_answer(
                     {
                         "type": "object",
                         "required": ["id"],
@@ -679,7 +476,7 @@ _PATHS: dict[str, Any] = {
             "operationId": "eventsStream",
             "summary": "Server-Sent Events of the platform stream, live (never ends by itself)",
             "parameters": [
-                _query(
+                query_param(
                     "since",
                     "first replay the held events after this id",
                     {"type": "integer", "minimum": 0},
@@ -698,7 +495,7 @@ _PATHS: dict[str, Any] = {
                     "description": "`id: <id>`, `event: <t>`, `data: <event JSON>` per event",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
-                "400": _error("400"),
+                "400": error("400"),
             },
         }
     },
@@ -706,7 +503,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "openapi",
             "summary": "This document",
-            "responses": {"200": _json(_OBJECT, "the OpenAPI 3.1 document")},
+            "responses": {"200": json_answer(OBJECT, "the OpenAPI 3.1 document")},
         }
     },
 }
@@ -732,7 +529,7 @@ def _refusals(paths: dict[str, Any], refusing: tuple[type[Refuses], ...]) -> dic
             for cls in refusing:
                 for refusal in cls.refusals:
                     if refusal.guards(kind, method.upper(), path):
-                        responses.setdefault(str(refusal.status), _error(str(refusal.status)))
+                        responses.setdefault(str(refusal.status), error(str(refusal.status)))
             out[path][method] = {**operation, "responses": dict(sorted(responses.items()))}
     return out
 
@@ -752,7 +549,10 @@ def _responses(
             reasons.setdefault(code, []).insert(0, response["description"])
             out[code] = response
     for code, texts in sorted(reasons.items()):
-        out[code] = {**out.get(code, _json(_ref("Error"), "")), "description": "; or ".join(texts)}
+        out[code] = {
+            **out.get(code, json_answer(ref("Error"), "")),
+            "description": "; or ".join(texts),
+        }
     return out
 
 
@@ -768,9 +568,17 @@ OPENAPI: dict[str, Any] = {
         " dev-only ones included.",
     },
     "servers": [{"url": "/"}],
-    "paths": _refusals({**_PATHS, **REALTIME_PATHS, **AUTH_PATHS, **DASHBOARD_PATHS}, REFUSING),
+    "paths": _refusals(
+        {**_PATHS, **WORKFLOW_PATHS, **REALTIME_PATHS, **AUTH_PATHS, **DASHBOARD_PATHS}, REFUSING
+    ),
     "components": {
-        "schemas": {**_SCHEMAS, **REALTIME_SCHEMAS, **AUTH_SCHEMAS, **DEV_SCHEMAS},
+        "schemas": {
+            **_SCHEMAS,
+            **WORKFLOW_SCHEMAS,
+            **REALTIME_SCHEMAS,
+            **AUTH_SCHEMAS,
+            **DEV_SCHEMAS,
+        },
         "responses": _responses(REFUSING, AUTH_RESPONSES),
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },

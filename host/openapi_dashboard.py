@@ -11,33 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from host.openapi_parts import MS, error, path_param, query_param, ref
+
 __all__ = ["DASHBOARD_PATHS", "DEV_SCHEMAS"]
 
 _STR = {"type": "string"}
-_MS = {"type": "integer", "description": "epoch milliseconds"}
 _HTML = {"description": "the page", "content": {"text/html": {"schema": _STR}}}
 
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _error(code: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/responses/{code}"}
-
-
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema or _STR,
-    }
-
-
 def _limit(default: int, maximum: int) -> dict[str, Any]:
-    return _query(
+    return query_param(
         "limit",
         f"at most this many (default {default})",
         {"type": "integer", "minimum": 1, "maximum": maximum},
@@ -59,7 +42,7 @@ def _json_get(
     responses: dict[str, Any] = {
         "200": {"description": "the answer", "content": {"application/json": {"schema": answer}}}
     }
-    responses.update({code: _error(code) for code in errors})
+    responses.update({code: error(code) for code in errors})
     return {
         "get": {
             "operationId": operation_id,
@@ -72,7 +55,7 @@ def _json_get(
 
 
 def _page(operation_id: str, summary: str, *errors: str) -> dict[str, Any]:
-    responses = {"200": _HTML, **{code: _error(code) for code in errors}}
+    responses = {"200": _HTML, **{code: error(code) for code in errors}}
     return {
         "get": {
             "operationId": operation_id,
@@ -83,20 +66,10 @@ def _page(operation_id: str, summary: str, *errors: str) -> dict[str, Any]:
     }
 
 
-def _path(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string", "minLength": 1},
-    }
-
-
-_WORKFLOW = _query("workflowId", "only this workflow's runs")
-_STATUS = _query("status", "only runs in this status", _ref("RunStatus"))
-_BEFORE = _query("before", "the page after this run id (the previous answer's `next`)")
-_RUN = _path("runId", "run id")
+_WORKFLOW = query_param("workflowId", "only this workflow's runs")
+_STATUS = query_param("status", "only runs in this status", ref("RunStatus"))
+_BEFORE = query_param("before", "the page after this run id (the previous answer's `next`)")
+_RUN = path_param("runId", "run id")
 
 _JSON_ENDPOINTS: dict[str, Any] = {
     "/_platform/api/overview": _json_get(
@@ -108,12 +81,12 @@ _JSON_ENDPOINTS: dict[str, Any] = {
             "properties": {
                 "counts": {
                     "type": "object",
-                    "propertyNames": _ref("RunStatus"),
+                    "propertyNames": ref("RunStatus"),
                     "additionalProperties": {"type": "integer", "minimum": 0},
                 },
                 "total": {"type": "integer", "minimum": 0},
                 "workflows": {"type": "array", "items": _STR},
-                "now": _MS,
+                "now": MS,
             },
         },
         [_WORKFLOW],
@@ -130,9 +103,11 @@ _JSON_ENDPOINTS: dict[str, Any] = {
         "Runs whose id starts with, or whose input, output or error contains, `q`",
         _keys("runs", "next", "scanned", "exact"),
         [
-            _query("q", "a run id (or its start), or text to find", {"type": "string"}),
-            _query("from", "created at or after (epoch ms)", {"type": "integer", "minimum": 0}),
-            _query("to", "created at or before (epoch ms)", {"type": "integer", "minimum": 0}),
+            query_param("q", "a run id (or its start), or text to find", {"type": "string"}),
+            query_param(
+                "from", "created at or after (epoch ms)", {"type": "integer", "minimum": 0}
+            ),
+            query_param("to", "created at or before (epoch ms)", {"type": "integer", "minimum": 0}),
             _WORKFLOW,
             _STATUS,
             _BEFORE,
@@ -156,7 +131,7 @@ _JSON_ENDPOINTS: dict[str, Any] = {
         "dashboardEventRuns",
         "The runs an event started through event triggers",
         _keys("runs"),
-        [_path("eventId", "an event id (a non-negative integer)")],
+        [path_param("eventId", "an event id (a non-negative integer)")],
     ),
     "/_platform/api/kv": _json_get(
         "dashboardKvNamespaces", "KV namespaces", _keys("items", "truncated"), [_limit(1000, 1000)]
@@ -166,9 +141,9 @@ _JSON_ENDPOINTS: dict[str, Any] = {
         "One page of a namespace's keys with bounded values",
         _keys("keys", "cursor"),
         [
-            _query("ns", "the namespace (required)"),
-            _query("prefix", "only keys starting with this"),
-            _query("cursor", "the previous answer's `cursor`"),
+            query_param("ns", "the namespace (required)"),
+            query_param("prefix", "only keys starting with this"),
+            query_param("cursor", "the previous answer's `cursor`"),
             _limit(50, 500),
         ],
     ),
@@ -183,9 +158,9 @@ _JSON_ENDPOINTS: dict[str, Any] = {
         "One page of a collection's documents (bounded) and the matching total",
         _keys("docs", "total"),
         [
-            _query("coll", "the collection (required)"),
-            _query("filter", "a JSON object: a Mongo-style filter"),
-            _query("skip", "documents to skip", {"type": "integer", "minimum": 0}),
+            query_param("coll", "the collection (required)"),
+            query_param("filter", "a JSON object: a Mongo-style filter"),
+            query_param("skip", "documents to skip", {"type": "integer", "minimum": 0}),
             _limit(50, 500),
         ],
     ),
@@ -194,8 +169,8 @@ _JSON_ENDPOINTS: dict[str, Any] = {
         "One page of stored objects",
         _keys("items", "next"),
         [
-            _query("prefix", "only keys starting with this"),
-            _query("after", "the previous answer's `next`"),
+            query_param("prefix", "only keys starting with this"),
+            query_param("after", "the previous answer's `next`"),
             _limit(50, 500),
         ],
     ),
@@ -203,7 +178,7 @@ _JSON_ENDPOINTS: dict[str, Any] = {
         "dashboardObjectPreview",
         "The start of a textual object, as text",
         _keys("key", "size", "contentType", "text", "truncated"),
-        [_query("key", "the object key (required)")],
+        [query_param("key", "the object key (required)")],
         errors=("400", "404"),
     ),
     "/_platform/api/people": _json_get(
@@ -226,7 +201,7 @@ _JSON_ENDPOINTS: dict[str, Any] = {
                             "required": ["action", "status"],
                             "properties": {
                                 "action": {"enum": ["cancel", "rerun"]},
-                                "status": _ref("RunStatus"),
+                                "status": ref("RunStatus"),
                                 "workflowId": _STR,
                                 "fromStep": _STR,
                                 "before": _STR,
@@ -245,7 +220,7 @@ _JSON_ENDPOINTS: dict[str, Any] = {
                         }
                     },
                 },
-                "400": _error("400"),
+                "400": error("400"),
             },
         }
     },
@@ -279,13 +254,13 @@ _PAGES: dict[str, Any] = {
             "operationId": "dashboardStatic",
             "summary": "A stylesheet or script of the dashboard",
             "tags": ["dashboard"],
-            "parameters": [_path("name", "a file name ending in .css or .js")],
+            "parameters": [path_param("name", "a file name ending in .css or .js")],
             "responses": {
                 "200": {
                     "description": "the file",
                     "content": {"text/css": {"schema": _STR}, "text/javascript": {"schema": _STR}},
                 },
-                "404": _error("404"),
+                "404": error("404"),
             },
         }
     },
@@ -299,7 +274,7 @@ _DEV_AND_SOCKETS: dict[str, Any] = {
             "tags": ["dev"],
             "responses": {
                 "307": {"description": "to /_platform/"},
-                "404": _error("404"),
+                "404": error("404"),
             },
         }
     },
@@ -311,9 +286,9 @@ _DEV_AND_SOCKETS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "the clock",
-                    "content": {"application/json": {"schema": _ref("DevClock")}},
+                    "content": {"application/json": {"schema": ref("DevClock")}},
                 },
-                "404": _error("404"),
+                "404": error("404"),
             },
         },
         "post": {
@@ -335,10 +310,10 @@ _DEV_AND_SOCKETS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "the clock after the skip",
-                    "content": {"application/json": {"schema": _ref("DevClock")}},
+                    "content": {"application/json": {"schema": ref("DevClock")}},
                 },
-                "400": _error("400"),
-                "404": _error("404"),
+                "400": error("400"),
+                "404": error("404"),
             },
         },
     },
@@ -348,12 +323,12 @@ _DEV_AND_SOCKETS: dict[str, Any] = {
             "summary": "The realtime WebSocket (`?cid=<client id>`, `?token=` behind a token)",
             "x-websocket": True,
             "parameters": [
-                _query("cid", "the client's id (required)"),
-                _query("token", "the host's token, when it has one"),
+                query_param("cid", "the client's id (required)"),
+                query_param("token", "the host's token, when it has one"),
             ],
             "responses": {
                 "101": {"description": "the WebSocket handshake succeeded"},
-                "404": _error("404"),
+                "404": error("404"),
             },
         }
     },
@@ -365,6 +340,6 @@ DEV_SCHEMAS: dict[str, Any] = {
     "DevClock": {
         "type": "object",
         "required": ["now", "offsetMs"],
-        "properties": {"now": _MS, "offsetMs": {"type": "integer"}},
+        "properties": {"now": MS, "offsetMs": {"type": "integer"}},
     }
 }
