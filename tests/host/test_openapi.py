@@ -96,6 +96,24 @@ def test_every_route_the_app_serves_is_in_the_document_with_its_methods(
     assert not stale, f"in /openapi.json but served by no route: {stale}"
 
 
+def test_every_reference_in_the_document_resolves(document: dict[str, Any]) -> None:
+    def refs(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    found = set(refs(document))
+    assert len(found) > 20
+    for reference in sorted(found):
+        _, section, kind, name = reference.split("/")
+        assert name in document[section][kind], reference
+
+
 def test_the_websocket_is_documented_as_a_handshake(document: dict[str, Any]) -> None:
     socket = document["paths"]["/_rt/ws"]["get"]
     assert socket["x-websocket"] is True
