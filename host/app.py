@@ -3,27 +3,24 @@
 ``HostState.start`` takes the data folder (worker lock, logs), imports the user's code with
 ``get_platform()`` already answering, then starts the engine, dispatcher, scheduler and watcher,
 and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. The lifespan runs
-them, unless the server already did (it starts the host before it announces it is serving). A
-small ASGI middleware in front of everything checks the bearer token (when one is configured),
-bounds request bodies, and makes ``get_platform()`` return the host's platform inside user
-routes; in ``dev``, ``/`` leads to the dashboard when the app has no route there. In front of
-it, ``host.security`` keeps other web pages from driving the host.
+them, unless the server already did (it starts the host before it announces it is serving).
+``create_app`` lists the middleware in one place, one class per concern: the browser guards of
+``host.security``, then the token check, the body limit and ``get_platform()`` of
+``host.middleware``. In ``dev``, ``/`` leads to the dashboard when the app has no route there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote_plus
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from host.accesslog import RequestLog, RunLog
 from host.api import api_routes
@@ -31,8 +28,9 @@ from host.api.dev import routes as dev_routes
 from host.config import HostConfig
 from host.dashboard import dashboard_routes
 from host.devclock import SkippableClock
-from host.errors import ApiError, error_response, exception_handlers
+from host.errors import exception_handlers
 from host.loader import Loader
+from host.middleware import BearerTokenMiddleware, BodyLimitMiddleware, PlatformContextMiddleware
 from host.openapi import routes as openapi_routes
 from host.project_config import load_project_config
 from host.realtime_ws import RealtimeHub
@@ -181,87 +179,6 @@ def _route_path(route: BaseRoute) -> str:
     return str(getattr(route, "path", route))
 
 
-class HostMiddleware:
-    """Token check, body limit, and ``get_platform()`` for every request."""
-
-    def __init__(self, app: ASGIApp, state: HostState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        config = self.state.config
-        path: str = scope["path"]
-        if (
-            config.token
-            and (path.startswith("/api") or path.startswith("/_platform"))
-            and not self._authorized(scope)
-        ):
-            await error_response(
-                401,
-                "missing or wrong 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )(scope, receive, send)
-            return
-        length = _header(scope, b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_body):
-            status, detail = (
-                (413, f"the body is over the {config.max_body}-byte limit")
-                if length.isdigit()
-                else (400, "bad Content-Length")
-            )
-            await error_response(status, detail)(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > config.max_body:
-                    raise ApiError(413, f"the body is over the {config.max_body}-byte limit")
-            return message
-
-        worker = self.state.worker
-        token = (
-            current_platform.set(worker.platform)
-            if worker is not None and worker.store is not None
-            else None
-        )
-        try:
-            await self.app(scope, limited_receive, send)
-        finally:
-            if token is not None:
-                current_platform.reset(token)
-
-    def _authorized(self, scope: Scope) -> bool:
-        expected = self.state.config.token or ""
-        given = _header(scope, b"authorization") or ""
-        if given.startswith("Bearer "):
-            return hmac.compare_digest(given[7:].encode(), expected.encode())
-        # EventSource cannot send headers: the SSE stream and the dashboard take ?token= too
-        # (only those: a token in a URL ends up in logs and histories).
-        path: str = scope["path"]
-        if not (path == "/api/events/stream" or path.startswith("/_platform")):
-            return False
-        query = scope.get("query_string", b"").decode("latin-1")
-        for part in query.split("&"):
-            if part.startswith("token="):
-                given = unquote_plus(part[6:])
-                return hmac.compare_digest(given.encode(), expected.encode())
-        return False
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def create_app(
     config: HostConfig, *, worker_options: WorkerOptions | None = None, clock: Any = None
 ) -> Starlette:
@@ -288,19 +205,24 @@ def create_app(
         finally:
             await state.stop()
 
-    app = Starlette(lifespan=lifespan, exception_handlers=exception_handlers)
+    # Outermost first. Each middleware refuses one kind of request (its docstring says which,
+    # with what status); refused requests are logged too. The browser guards only guard the
+    # default mode: with a token no page can send the bearer.
+    browser_guard = config.token is None
+    middleware = [
+        *([] if config.quiet else [Middleware(RequestLog)]),
+        Middleware(TrustedHostMiddleware, allowed=config.allowed_hosts, enabled=browser_guard),
+        Middleware(SameOriginMiddleware, enabled=browser_guard),
+        Middleware(JsonBodyMiddleware),
+        Middleware(BearerTokenMiddleware, token=config.token),
+        Middleware(BodyLimitMiddleware, max_body=config.max_body),
+        Middleware(PlatformContextMiddleware, worker=lambda: state.worker),
+    ]
+    app = Starlette(lifespan=lifespan, exception_handlers=exception_handlers, middleware=middleware)
     app.state.host = state
     app.state.clock = clock
     state.app = app
     state.clock = clock
     state.worker_options = worker_options
     state.install_routes()
-    app.add_middleware(HostMiddleware, state=state)
-    # Outermost last: the Host check, then the origin check, then the body type.
-    browser_guard = config.token is None  # with a token, no page can send the bearer
-    app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(SameOriginMiddleware, enabled=browser_guard)
-    app.add_middleware(TrustedHostMiddleware, allowed=config.allowed_hosts, enabled=browser_guard)
-    if not config.quiet:
-        app.add_middleware(RequestLog)  # outermost: refused requests are logged too
     return app

@@ -1,9 +1,16 @@
-"""``GET /openapi.json``: the host's HTTP API (``host/api/``) as an OpenAPI 3.1 document.
+"""``GET /openapi.json``: every route the host serves, as an OpenAPI 3.1 document.
 
-Written by hand, beside the routes it describes: every path, method, parameter, body and answer
-of SPEC §3 (plus the host's additions: ``rerun``, ``GET /api/events``). Tools that read OpenAPI
-(client generators, ``schemathesis``, which the test suite runs against this document) then know
-the API without reading code. Every error answer is ``{"error": code, "detail": message}``.
+Written by hand, one module per group of routes (``openapi_data``, ``openapi_workflows``,
+``openapi_realtime``, ``openapi_auth``, ``openapi_dashboard``; assembled here): every path,
+method, parameter, body and answer of SPEC §3 (plus the host's additions: ``rerun``,
+``GET /api/events``), the dashboard's and the dev-only routes. Tools that read OpenAPI (client generators,
+``schemathesis``, which the test suite runs against this document) then know the API without
+reading code. Every error answer is ``{"error": code, "detail": message}``.
+
+What could drift is derived instead: the status enums from the Python enums, and the answers
+the middleware gives before any route runs (401, 403, 413, 415, a bad ``Content-Length``'s
+400) from each middleware's ``refusals`` (``REFUSING``), on every operation it guards.
+``tests/host/test_openapi.py`` walks ``app.routes`` and the app's middleware against it.
 """
 
 from __future__ import annotations
@@ -15,83 +22,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from host.middleware import BearerTokenMiddleware, BodyLimitMiddleware, Refuses
 from host.openapi_auth import AUTH_PATHS, AUTH_RESPONSES, AUTH_SCHEMAS
-from host.openapi_realtime import REALTIME_PATHS, REALTIME_SCHEMAS
-
-__all__ = ["OPENAPI", "routes"]
-
-_ANY: dict[str, Any] = {}  # any JSON value
-_OBJECT: dict[str, Any] = {"type": "object"}
-_MS = {"type": "integer", "description": "epoch milliseconds"}
-_MS_OR_NULL = {"type": ["integer", "null"], "description": "epoch milliseconds"}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/responses/{description}"}
-
-
-def _answers(ok: dict[str, Any], *errors: str) -> dict[str, Any]:
-    """``200: ok`` plus the error answers any route may give and ``errors``: 404 is also what a
-    path no route matches gets (a path parameter holding a line break, say)."""
-    out: dict[str, Any] = {"200": ok}
-    for code in ("400", "404", "413", "503", *errors):
-        out[code] = _error(code)
-    return out
-
-
-def _body(
-    schema: dict[str, Any], *, required: bool = True, description: str = ""
-) -> dict[str, Any]:
-    return {
-        "required": required,
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-    }
-
-
-def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema or {"type": "string", "minLength": 1},
-    }
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-_NS = _path("ns", "KV namespace (at most 1024 bytes)")
-_KEY = _path("key", "KV key (at most 1024 bytes; may contain '/')")
-_COLL = _path("coll", "collection name (at most 256 characters)")
-_RUN = _path("runId", "run id")
-_STORAGE_KEY = _path(
-    "key",
-    "object key: '/'-separated names, no empty, '.' or '..' segment, no leading '/', no NUL,"
-    " at most 1024 bytes",
+from host.openapi_dashboard import DASHBOARD_PATHS, DEV_SCHEMAS
+from host.openapi_data import DATA_PATHS, DATA_SCHEMAS
+from host.openapi_parts import (
+    OBJECT,
+    error,
+    json_answer,
+    ref,
 )
-_LIMIT = {"type": "integer", "minimum": 1}
-_FILTERS = [
-    _query("t", "only events of this type", {"type": "string"}),
-    _query("r", "only events of this resource kind", {"type": "string"}),
-    _query("ns", "only events of this namespace", {"type": "string"}),
-]
+from host.openapi_realtime import REALTIME_PATHS, REALTIME_SCHEMAS
+from host.openapi_workflows import WORKFLOW_PATHS, WORKFLOW_SCHEMAS
+from host.security import JsonBodyMiddleware, SameOriginMiddleware, TrustedHostMiddleware
+
+__all__ = ["OPENAPI", "REFUSING", "routes"]
+
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -103,614 +49,74 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
-    "RunStatus": {
-        "enum": [
-            "queued",
-            "running",
-            "sleeping",
-            "waiting_event",
-            "completed",
-            "failed",
-            "cancelled",
-        ]
-    },
-    "RunError": {
-        "type": ["object", "null"],
-        "description": "why a run or step failed: its type and message (never a traceback)",
-        "properties": {
-            "type": {"type": "string"},
-            "message": {"type": "string"},
-            "step": {"type": "string"},
-        },
-    },
-    "Run": {
-        "type": "object",
-        "required": ["runId", "workflowId", "status", "attempt", "createdAt", "updatedAt"],
-        "properties": {
-            "runId": {"type": "string"},
-            "workflowId": {"type": "string"},
-            "status": _ref("RunStatus"),
-            "input": _ANY,
-            "output": _ANY,
-            "error": _ref("RunError"),
-            "attempt": {"type": "integer", "minimum": 1},
-            "createdAt": _MS,
-            "updatedAt": _MS,
-            "completedAt": _MS_OR_NULL,
-            "parentRunId": {"type": ["string", "null"]},
-        },
-    },
-    "Step": {
-        "type": "object",
-        "required": ["name", "kind", "status", "startedAt"],
-        "properties": {
-            "name": {"type": "string"},
-            "kind": {"enum": ["run", "sleep", "wait_event", "invoke"]},
-            "status": {"enum": ["pending", "completed", "failed", "abandoned"]},
-            "output": _ANY,
-            "error": _ref("RunError"),
-            "startedAt": _MS,
-            "completedAt": _MS_OR_NULL,
-            "wakeAt": _MS_OR_NULL,
-            "attempt": {"type": "integer"},
-            "eventType": {"type": ["string", "null"]},
-            "match": {"type": ["object", "null"]},
-            "timeoutAt": _MS_OR_NULL,
-            "childRunId": {"type": ["string", "null"]},
-        },
-    },
-    "RunId": {"type": "object", "required": ["runId"], "properties": {"runId": {"type": "string"}}},
-    "Schedule": {
-        "type": "object",
-        "required": ["workflowId", "cron"],
-        "properties": {
-            "workflowId": {"type": "string"},
-            "cron": {"type": "string"},
-            "nextAt": _MS_OR_NULL,
-            "lastAt": _MS_OR_NULL,
-        },
-    },
-    "KvList": {
-        "type": "object",
-        "required": ["result", "result_info"],
-        "properties": {
-            "result": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {"name": {"type": "string"}, "expiration": _MS_OR_NULL},
-                },
-            },
-            "result_info": {
-                "type": "object",
-                "properties": {
-                    "cursor": {"type": ["string", "null"]},
-                    "count": {"type": "integer"},
-                },
-            },
-        },
-    },
-    "Document": {
-        "type": "object",
-        "description": "a stored document; `_id` and `id` carry its id",
-        "properties": {"_id": {"type": "string"}, "id": {"type": "string"}},
-    },
-    "Index": {
-        "type": "object",
-        "description": "an index descriptor",
-        "required": ["name", "keys"],
-        "properties": {
-            "collection": {"type": "string"},
-            "name": {"type": "string"},
-            "keys": {
-                "type": "array",
-                "description": "[field, 1 | -1] pairs, in order",
-                "items": {
-                    "type": "array",
-                    "items": {"type": ["string", "integer"]},
-                    "minItems": 2,
-                    "maxItems": 2,
-                },
-            },
-            "unique": {"type": "boolean"},
-            "sparse": {"type": "boolean"},
-            "kind": {"type": "string"},
-        },
-    },
-    "ObjectMetadata": {
-        "type": "object",
-        "required": ["size", "contentType", "lastModified"],
-        "properties": {
-            "size": {"type": "integer", "minimum": 0},
-            "contentType": {"type": "string"},
-            "lastModified": _MS,
-            "metadata": {"type": ["object", "null"]},
-        },
-    },
-    "ObjectListing": {
-        "type": "object",
-        "required": ["key", "size", "lastModified"],
-        "properties": {
-            "key": {"type": "string"},
-            "size": {"type": "integer"},
-            "contentType": {"type": "string"},
-            "lastModified": _MS,
-            "metadata": {"type": ["object", "null"]},
-        },
-    },
-    "StreamEvent": {
-        "type": "object",
-        "required": ["id", "t", "r", "ts"],
-        "properties": {
-            "id": {"type": "integer", "minimum": 1},
-            "t": {"type": "string"},
-            "r": {"type": "string"},
-            "ns": {"type": ["string", "null"]},
-            "k": {"type": ["string", "null"]},
-            "data": _ANY,
-            "ts": _MS,
-        },
-    },
 }
 
-_RESPONSES: dict[str, Any] = {
-    code: _json(_ref("Error"), description)
-    for code, description in {
-        "400": "bad input: malformed JSON, a wrong type, an unknown operator, a bad key",
-        "401": "the host has a token and the request did not carry it",
-        "404": "no such workflow, run, key, document or object",
-        "405": "the path exists but not with this method",
-        "409": "a duplicate key, or a run id that belongs to another workflow",
-        "413": "the body is over the host's limit (10 MiB by default)",
-        "503": "the data folder could not be written (disk full, permissions): nothing was written",
-    }.items()
+# What handlers answer; the middleware's refusals are merged in by ``_responses``.
+_HANDLER_ERRORS: dict[str, str] = {
+    "400": "bad input: malformed JSON, a wrong type, an unknown operator, a bad key",
+    "404": "no such workflow, run, key, document or object",
+    "405": "the path exists but not with this method",
+    "409": "a duplicate key, or a run id that belongs to another workflow",
+    "503": "the data folder could not be written (disk full, permissions): nothing was written",
 }
 
 _PATHS: dict[str, Any] = {
-    "/api/kv/{ns}": {
-        "post": {
-            "operationId": "kvList",
-            "summary": "List keys of a namespace, in lexicographic order",
-            "parameters": [_NS],
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "properties": {
-                        "prefix": {"type": ["string", "null"]},
-                        "limit": {"type": ["integer", "null"], "minimum": 1},
-                        "cursor": {"type": ["string", "null"]},
-                    },
-                },
-                required=False,
-            ),
-            "responses": _answers(_json(_ref("KvList"), "one page of keys")),
-        }
-    },
-    "/api/kv/{ns}/{key}": {
-        "get": {
-            "operationId": "kvGet",
-            "summary": "Read a value",
-            "parameters": [_NS, _KEY],
-            "responses": _answers(_json(_ANY, "the stored JSON value"), "404"),
-        },
-        "put": {
-            "operationId": "kvPut",
-            "summary": "Store a JSON value",
-            "parameters": [
-                _NS,
-                _KEY,
-                {
-                    "name": "X-TTL",
-                    "in": "header",
-                    "required": False,
-                    "description": "seconds until the key expires",
-                    "schema": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
-                },
-            ],
-            "requestBody": _body(_ANY, description="any JSON value"),
-            "responses": _answers(_json(_ref("Ok"), "stored and on disk")),
-        },
-        "delete": {
-            "operationId": "kvDelete",
-            "summary": "Delete a key (a missing key changes nothing)",
-            "parameters": [_NS, _KEY],
-            "responses": _answers(_json(_ref("Ok"), "deleted")),
-        },
-    },
-    "/api/db/{coll}": {
-        "post": {
-            "operationId": "dbFind",
-            "summary": "Find documents (Mongo-style filter and options)",
-            "parameters": [_COLL],
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "properties": {
-                        "filter": {"type": ["object", "null"]},
-                        "options": {
-                            "type": ["object", "null"],
-                            "properties": {
-                                "sort": {"type": ["object", "array", "null"]},
-                                "limit": {"type": ["integer", "null"], "minimum": 0},
-                                "skip": {"type": ["integer", "null"], "minimum": 0},
-                                "projection": {"type": ["object", "null"]},
-                            },
-                            "additionalProperties": False,
-                        },
-                    },
-                },
-                required=False,
-            ),
-            "responses": _answers(_json({"type": "array", "items": _ref("Document")}, "matches")),
-        },
-        "put": {
-            "operationId": "dbInsert",
-            "summary": "Insert a document (an `_id` is generated if absent)",
-            "parameters": [_COLL],
-            "requestBody": _body(_OBJECT),
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["id"],
-                        "properties": {"id": {"type": "string"}},
-                    },
-                    "the new document's id",
-                ),
-                "409",
-            ),
-        },
-    },
-    "/api/db/{coll}/findOne": {
-        "post": {
-            "operationId": "dbFindOne",
-            "summary": "The first document matching a filter",
-            "parameters": [_COLL],
-            "requestBody": _body(_OBJECT, required=False, description="the filter"),
-            "responses": _answers(_json(_ref("Document"), "the document"), "404"),
-        }
-    },
-    "/api/db/{coll}/update": {
-        "post": {
-            "operationId": "dbUpdate",
-            "summary": "Update the first (or with `many`, every) matching document",
-            "parameters": [_COLL],
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["update"],
-                    "properties": {
-                        "filter": {"type": ["object", "null"]},
-                        "update": _OBJECT,
-                        "many": {"type": "boolean"},
-                    },
-                }
-            ),
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["matched", "modified", "matchedCount", "modifiedCount"],
-                        "properties": {
-                            k: {"type": "integer"}
-                            for k in ("matched", "modified", "matchedCount", "modifiedCount")
-                        },
-                    },
-                    "how many matched and changed",
-                ),
-                "409",
-            ),
-        }
-    },
-    "/api/db/{coll}/delete": {
-        "delete": {
-            "operationId": "dbDelete",
-            "summary": "Delete the first (or with `?many=1`, every) matching document",
-            "parameters": [_COLL, _query("many", "'1' or 'true': every match", {"type": "string"})],
-            "requestBody": _body(_OBJECT, required=False, description="the filter"),
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["deleted", "deletedCount"],
-                        "properties": {
-                            "deleted": {"type": "integer"},
-                            "deletedCount": {"type": "integer"},
-                        },
-                    },
-                    "how many were deleted",
-                )
-            ),
-        }
-    },
-    "/api/db/{coll}/indexes": {
-        "get": {
-            "operationId": "dbListIndexes",
-            "summary": "The collection's indexes",
-            "parameters": [_COLL],
-            "responses": _answers(_json({"type": "array", "items": _ref("Index")}, "descriptors")),
-        },
-        "post": {
-            "operationId": "dbCreateIndex",
-            "summary": "Create an index",
-            "parameters": [_COLL],
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["keys"],
-                    "properties": {
-                        "keys": {"type": "object", "additionalProperties": {"enum": [1, -1]}},
-                        "unique": {"type": "boolean"},
-                        "name": {"type": "string"},
-                    },
-                }
-            ),
-            "responses": _answers(_json(_ref("Index"), "the index's descriptor"), "409"),
-        },
-    },
-    "/api/db/{coll}/indexes/{name}": {
-        "delete": {
-            "operationId": "dbDropIndex",
-            "summary": "Drop an index",
-            "parameters": [_COLL, _path("name", "index name")],
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["removed"],
-                        "properties": {"removed": {"type": "boolean"}},
-                    },
-                    "whether it existed",
-                )
-            ),
-        }
-    },
-    "/api/storage": {
-        "get": {
-            "operationId": "storageList",
-            "summary": "List objects",
-            "parameters": [
-                _query("prefix", "only keys starting with this", {"type": "string"}),
-                _query("limit", "at most this many", {"type": "integer", "minimum": 0}),
-            ],
-            "responses": _answers(
-                _json({"type": "array", "items": _ref("ObjectListing")}, "objects")
-            ),
-        }
-    },
-    "/api/storage/{key}": {
-        "get": {
-            "operationId": "storageGet",
-            "summary": "An object's bytes (served with its stored content type)",
-            "parameters": [_STORAGE_KEY],
-            "responses": _answers(
-                {
-                    "description": "the bytes",
-                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-                },
-                "404",
-            ),
-        },
-        "put": {
-            "operationId": "storagePut",
-            "summary": "Store bytes under a key",
-            "parameters": [
-                _STORAGE_KEY,
-                {
-                    "name": "X-Metadata",
-                    "in": "header",
-                    "required": False,
-                    "description": "a JSON object stored with the bytes",
-                    "schema": {"type": "string"},
-                },
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                },
-            },
-            "responses": _answers(_json(_ref("Ok"), "stored")),
-        },
-        "delete": {
-            "operationId": "storageDelete",
-            "summary": "Delete an object (a missing key changes nothing)",
-            "parameters": [_STORAGE_KEY],
-            "responses": _answers(_json(_ref("Ok"), "deleted")),
-        },
-    },
-    "/api/storage/{key}/metadata": {
-        "get": {
-            "operationId": "storageMetadata",
-            "summary": "An object's metadata",
-            "parameters": [_STORAGE_KEY],
-            "responses": _answers(_json(_ref("ObjectMetadata"), "metadata"), "404"),
-        }
-    },
-    "/api/workflows/{workflowId}/start": {
-        "post": {
-            "operationId": "workflowStart",
-            "summary": "Start a run (with `runId`: idempotently)",
-            "parameters": [
-                _path("workflowId", "a loaded workflow's id"),
-                _query(
-                    "runId",
-                    "a run id of the caller's choosing: at most 200 characters, no '/', '\\\\',"
-                    " '?', '#', '%', control characters or surrounding spaces",
-                    {"type": "string", "maxLength": 200},
-                ),
-            ],
-            "requestBody": _body(_ANY, required=False, description="the run's input"),
-            "responses": _answers(_json(_ref("RunId"), "the run's id"), "404", "409"),
-        }
-    },
-    "/api/workflows/signal": {
-        "post": {
-            "operationId": "workflowSignal",
-            "summary": "Send an event to runs waiting for it",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["eventType"],
-                    "properties": {
-                        "eventType": {"type": "string", "minLength": 1},
-                        "payload": _ANY,
-                    },
-                }
-            ),
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["count"],
-                        "properties": {"count": {"type": "integer"}},
-                    },
-                    "how many parked runs it resumed",
-                )
-            ),
-        }
-    },
-    "/api/workflows/runs": {
-        "get": {
-            "operationId": "workflowRuns",
-            "summary": "Runs, newest first",
-            "parameters": [
-                _query("workflowId", "only this workflow's runs", {"type": "string"}),
-                _query("status", "only runs in this status", {"type": "string"}),
-                _query("limit", "at most this many (default 100)", _LIMIT),
-            ],
-            "responses": _answers(_json({"type": "array", "items": _ref("Run")}, "runs")),
-        }
-    },
-    "/api/workflows/runs/{runId}": {
-        "get": {
-            "operationId": "workflowRun",
-            "summary": "A run",
-            "parameters": [_RUN],
-            "responses": _answers(_json(_ref("Run"), "the run"), "404"),
-        }
-    },
-    "/api/workflows/runs/{runId}/history": {
-        "get": {
-            "operationId": "workflowHistory",
-            "summary": "A run's steps, in the order they were first reached",
-            "parameters": [_RUN],
-            "responses": _answers(_json({"type": "array", "items": _ref("Step")}, "steps"), "404"),
-        }
-    },
-    "/api/workflows/runs/{runId}/cancel": {
-        "post": {
-            "operationId": "workflowCancel",
-            "summary": "Cancel a run (and the children it waits on)",
-            "parameters": [_RUN],
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["cancelled"],
-                        "properties": {"cancelled": {"type": "boolean"}},
-                    },
-                    "whether the run changed state",
-                ),
-                "404",
-            ),
-        }
-    },
-    "/api/workflows/runs/{runId}/rerun": {
-        "post": {
-            "operationId": "workflowRerun",
-            "summary": "A new run that replays the steps before `fromStep` and runs the rest again",
-            "parameters": [_RUN],
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["fromStep"],
-                    "properties": {"fromStep": {"type": "string", "minLength": 1}},
-                }
-            ),
-            "responses": _answers(_json(_ref("RunId"), "the new run's id"), "404"),
-        }
-    },
-    "/api/workflows/schedules": {
-        "get": {
-            "operationId": "workflowSchedules",
-            "summary": "Every cron trigger with its next and last tick",
-            "responses": _answers(_json({"type": "array", "items": _ref("Schedule")}, "schedules")),
-        }
-    },
-    "/api/events": {
-        "get": {
-            "operationId": "eventsRecent",
-            "summary": "The newest events still held, oldest first",
-            "parameters": [_query("limit", "at most this many (default 100)", _LIMIT), *_FILTERS],
-            "responses": _answers(_json({"type": "array", "items": _ref("StreamEvent")}, "events")),
-        },
-        "post": {
-            "operationId": "eventsPublish",
-            "summary": "Put a custom event on the platform stream",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["t"],
-                    "properties": {
-                        "t": {"type": "string", "minLength": 1},
-                        "r": {"type": ["string", "null"]},
-                        "ns": {"type": ["string", "null"]},
-                        "k": {"type": ["string", "null"]},
-                        "data": _ANY,
-                    },
-                    "additionalProperties": False,
-                }
-            ),
-            "responses": _answers(
-                _json(
-                    {
-                        "type": "object",
-                        "required": ["id"],
-                        "properties": {"id": {"type": "integer"}},
-                    },
-                    "the event's id",
-                )
-            ),
-        },
-    },
-    "/api/events/stream": {
-        "get": {
-            "operationId": "eventsStream",
-            "summary": "Server-Sent Events of the platform stream, live (never ends by itself)",
-            "parameters": [
-                _query(
-                    "since",
-                    "first replay the held events after this id",
-                    {"type": "integer", "minimum": 0},
-                ),
-                *_FILTERS,
-                {
-                    "name": "Last-Event-ID",
-                    "in": "header",
-                    "required": False,
-                    "description": "what a reconnecting EventSource sends: like `since`",
-                    "schema": {"type": "string"},
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": "`id: <id>`, `event: <t>`, `data: <event JSON>` per event",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                },
-                "400": _error("400"),
-            },
-        }
-    },
     "/openapi.json": {
         "get": {
             "operationId": "openapi",
             "summary": "This document",
-            "responses": {"200": _json(_OBJECT, "the OpenAPI 3.1 document")},
+            "responses": {"200": json_answer(OBJECT, "the OpenAPI 3.1 document")},
         }
     },
 }
+
+REFUSING: tuple[type[Refuses], ...] = (
+    TrustedHostMiddleware,
+    SameOriginMiddleware,
+    JsonBodyMiddleware,
+    BearerTokenMiddleware,
+    BodyLimitMiddleware,
+)
+"""The middleware classes whose refusals the document lists (a test checks the app's stack)."""
+
+
+def _refusals(paths: dict[str, Any], refusing: tuple[type[Refuses], ...]) -> dict[str, Any]:
+    """``paths`` with each middleware refusal added to every operation it guards."""
+    out: dict[str, Any] = {}
+    for path, operations in paths.items():
+        out[path] = {}
+        for method, operation in operations.items():
+            kind = "websocket" if operation.get("x-websocket") else "http"
+            responses = dict(operation["responses"])
+            for cls in refusing:
+                for refusal in cls.refusals:
+                    if refusal.guards(kind, method.upper(), path):
+                        responses.setdefault(str(refusal.status), error(str(refusal.status)))
+            out[path][method] = {**operation, "responses": dict(sorted(responses.items()))}
+    return out
+
+
+def _responses(
+    refusing: tuple[type[Refuses], ...], *extra: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The shared error answers: the handlers', each refusal's, and ``extra`` ones; one status
+    that several give lists every reason."""
+    reasons: dict[str, list[str]] = {code: [text] for code, text in _HANDLER_ERRORS.items()}
+    for cls in refusing:
+        for refusal in cls.refusals:
+            reasons.setdefault(str(refusal.status), []).append(refusal.description)
+    out: dict[str, dict[str, Any]] = {}
+    for more in extra:
+        for code, response in more.items():
+            reasons.setdefault(code, []).insert(0, response["description"])
+            out[code] = response
+    for code, texts in sorted(reasons.items()):
+        out[code] = {
+            **out.get(code, json_answer(ref("Error"), "")),
+            "description": "; or ".join(texts),
+        }
+    return out
+
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -719,13 +125,32 @@ OPENAPI: dict[str, Any] = {
         "version": "0.1.0",
         "description": "The local function host's HTTP API: KV, database, storage, the event"
         " stream and durable workflows. JSON in and out, epoch milliseconds, camelCase keys."
-        " Off loopback every /api request needs `Authorization: Bearer <PLATFORM_TOKEN>`.",
+        " Off loopback every /api request needs `Authorization: Bearer <PLATFORM_TOKEN>`."
+        " Every route the host serves is listed, the dashboard's (`/_platform`) and the"
+        " dev-only ones included.",
     },
     "servers": [{"url": "/"}],
-    "paths": {**_PATHS, **REALTIME_PATHS, **AUTH_PATHS},
+    "paths": _refusals(
+        {
+            **DATA_PATHS,
+            **WORKFLOW_PATHS,
+            **REALTIME_PATHS,
+            **AUTH_PATHS,
+            **DASHBOARD_PATHS,
+            **_PATHS,
+        },
+        REFUSING,
+    ),
     "components": {
-        "schemas": {**_SCHEMAS, **REALTIME_SCHEMAS, **AUTH_SCHEMAS},
-        "responses": {**_RESPONSES, **AUTH_RESPONSES},
+        "schemas": {
+            **_SCHEMAS,
+            **DATA_SCHEMAS,
+            **WORKFLOW_SCHEMAS,
+            **REALTIME_SCHEMAS,
+            **AUTH_SCHEMAS,
+            **DEV_SCHEMAS,
+        },
+        "responses": _responses(REFUSING, AUTH_RESPONSES),
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
 }

@@ -49,7 +49,7 @@ _PASSWORD = {"type": "string", "minLength": 8, "maxLength": 1024}
 _TOKEN = _object(["token"], token=_STR)
 _OK = _ref("Ok")
 
-# op: (summary, request body schema, answer schema, error statuses besides 400/404/413/503)
+# op: (summary, request body schema, answer schema, error statuses besides 400/404/503)
 _OPS: dict[str, tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...]]] = {
     "register": (
         "Create a user (emits auth.user.registered)",
@@ -151,7 +151,8 @@ def _operation(op: str) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {"description": "done", "content": {"application/json": {"schema": answer}}}
     }
-    for code in ("400", "404", "413", "503", *errors):
+    # 401/403/413/415 from the middleware are added by host/openapi.py.
+    for code in ("400", "404", "503", *errors):
         responses[code] = {"$ref": f"#/components/responses/{code}"}
     return {
         "post": {

@@ -17,7 +17,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _answers(ok: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"200": ok}
-    for code in ("400", "404", "413", "503"):
+    for code in ("400", "404", "503"):  # the middleware's refusals: added by host/openapi.py
         out[code] = {"$ref": f"#/components/responses/{code}"}
     return out
 

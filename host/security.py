@@ -23,12 +23,15 @@ The first two guard the default mode only: with a token every platform request m
 ``Authorization: Bearer``, which no page can add to a request for another origin, and a host
 bound to another address is reached under names only its user knows. The third always holds.
 The user's own routes (``routes/``) are behind the host check but choose their own policy
-otherwise: they are the app's public face.
+otherwise: they are the app's public face. Each class lists what it refuses in ``refusals``
+(``host.middleware.Refusal``) and decides with the same predicate; ``/openapi.json`` derives its
+403 and 415 answers from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -36,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.config import is_loopback
 from host.errors import error_response
+from host.middleware import Refusal
 
 __all__ = [
     "JsonBodyMiddleware",
@@ -88,7 +92,15 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detai
 
 
 class TrustedHostMiddleware:
-    """403 for a request whose ``Host`` is neither loopback nor a configured name."""
+    """403 for a request whose ``Host`` is neither loopback nor a configured name (any path)."""
+
+    refusals: ClassVar[tuple[Refusal, ...]] = (
+        Refusal(
+            403,
+            "the Host header is neither a loopback address nor a name in PLATFORM_ALLOWED_HOSTS"
+            " (no token configured)",
+        ),
+    )
 
     def __init__(self, app: ASGIApp, *, allowed: Iterable[str] = (), enabled: bool = True) -> None:
         self.app = app
@@ -144,8 +156,21 @@ def _same_origin(origin: str, host_header: str | None, scheme: str) -> bool:
     return parts.hostname == target[0] and (origin_port or default) == (target[1] or default)
 
 
+def _cross_site_guarded(kind: str, method: str, path: str) -> bool:
+    return is_platform_path(path) and (kind == "websocket" or method in _UNSAFE)
+
+
 class SameOriginMiddleware:
     """403 for a state-changing request (or a WebSocket) to the platform from another site."""
+
+    refusals: ClassVar[tuple[Refusal, ...]] = (
+        Refusal(
+            403,
+            "a POST, PUT, PATCH or DELETE (or a WebSocket handshake) from a web page of another"
+            " origin (no token configured)",
+            _cross_site_guarded,
+        ),
+    )
 
     def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
         self.app = app
@@ -156,8 +181,7 @@ class SameOriginMiddleware:
         if (
             not self.enabled
             or kind not in ("http", "websocket")
-            or (kind == "http" and scope["method"] not in _UNSAFE)
-            or not is_platform_path(scope["path"])
+            or not _cross_site_guarded(kind, scope.get("method", "GET"), scope["path"])
         ):
             await self.app(scope, receive, send)
             return
@@ -185,19 +209,32 @@ class SameOriginMiddleware:
         await self.app(scope, receive, send)
 
 
+def _json_route(kind: str, method: str, path: str) -> bool:
+    # Storage objects are bytes of any type.
+    return (
+        kind == "http"
+        and method in _UNSAFE
+        and is_platform_path(path)
+        and not path.startswith("/api/storage/")
+    )
+
+
 class JsonBodyMiddleware:
     """415 for a form or plain-text body sent to one of the platform's JSON routes."""
+
+    refusals: ClassVar[tuple[Refusal, ...]] = (
+        Refusal(
+            415,
+            "a form or plain-text body (send JSON with 'Content-Type: application/json')",
+            _json_route,
+        ),
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in _UNSAFE
-            or not is_platform_path(scope["path"])
-            or scope["path"].startswith("/api/storage/")  # object bytes, of any type
-        ):
+        if scope["type"] != "http" or not _json_route("http", scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         content_type = Headers(scope=scope).get("content-type")

@@ -36,7 +36,9 @@ def _kv_target(request: Request) -> tuple[str, str]:
 
     The JS client puts the key in the path *without* encoding it, so a ``?`` in a key (``"a?b"``)
     arrives as a query string. These routes take no query parameters, so the query is read back
-    as the rest of the key: otherwise a put of ``"a?b"`` would overwrite ``"a"``.
+    as the rest of the key: otherwise a put of ``"a?b"`` would overwrite ``"a"``. It is read raw,
+    not through ``request.query_params``: parsing it as parameters would lose ``&``, ``=`` and
+    ``+`` of the key.
     """
     p = request.path_params
     key: str = p["key"]

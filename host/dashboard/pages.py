@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import html
 from importlib import resources
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from host.errors import ApiError
+from host.middleware import query_token
 from platform_shim.platform import Platform
 
 __all__ = ["routes"]
 
+# RFC 3986 query characters, less the ones that mean something in a form-encoded query (&=+;#).
+_QUERY_SAFE = "!$'()*,/:?@~"
 _STATIC = resources.files("host.dashboard") / "static"
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -39,12 +43,11 @@ _PAGE_HEADERS = {
 
 
 def _token_query(request: Request) -> str:
-    """``?token=...`` exactly as the page got it (the host compares it unparsed), or ``""``."""
-    query: bytes = request.scope.get("query_string", b"")
-    for part in query.decode("latin-1").split("&"):
-        if part.startswith("token="):
-            return "?" + part
-    return ""
+    """``?token=...`` carrying the token the page was opened with (the one the host checked:
+    ``query_token``), or ``""``. Percent-encoded again, keeping what a URL's query may hold as
+    it is (so ``?token=tok'en`` stays ``tok'en``); the host decodes it back to the same token."""
+    token = query_token(request.query_params)
+    return "" if token is None else "?token=" + quote(token, safe=_QUERY_SAFE)
 
 
 def _page(name: str, request: Request, status: int = 200) -> Response:

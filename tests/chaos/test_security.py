@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
-import host.app
+import host.middleware
 from host.cli import _parser
 from host.config import HostConfig, is_loopback
 from tests.chaos.inproc import inprocess_host
@@ -106,7 +106,7 @@ async def test_the_token_is_compared_in_constant_time(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(host.app.hmac, "compare_digest", spy)
+    monkeypatch.setattr(host.middleware.hmac, "compare_digest", spy)
     token = "correct-horse-battery"
     async with inprocess_host(write_project(tmp_path), tmp_path / "data", token=token) as (_, http):
         assert (await http.get("/api/workflows/runs")).status_code == 401
@@ -231,16 +231,14 @@ async def test_errors_are_logged_in_full_but_answered_as_a_message(
 def test_a_token_with_url_special_characters_works_as_a_query_parameter() -> None:
     from urllib.parse import quote_plus
 
-    from host.app import HostMiddleware, HostState
-    from host.config import HostConfig
+    from host.middleware import BearerTokenMiddleware
 
     token = 'tok"<&> é'
-    state = HostState(HostConfig(token=token))
-    middleware = HostMiddleware(app=None, state=state)  # type: ignore[arg-type]
+    middleware = BearerTokenMiddleware(app=None, token=token)  # type: ignore[arg-type]
     stream = "/api/events/stream"
     ok = {"path": stream, "headers": [], "query_string": f"token={quote_plus(token)}".encode()}
     wrong = {"path": stream, "headers": [], "query_string": b"token=nope"}
     elsewhere = {"path": "/api/kv/ns", "headers": [], "query_string": ok["query_string"]}
-    assert middleware._authorized(ok)
-    assert not middleware._authorized(wrong)
-    assert not middleware._authorized(elsewhere)  # a token in a URL only where EventSource needs it
+    assert middleware.authorized(ok)
+    assert not middleware.authorized(wrong)
+    assert not middleware.authorized(elsewhere)  # a token in a URL only where EventSource needs it

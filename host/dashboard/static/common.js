@@ -6,21 +6,10 @@ const Dash = (() => {
   const STATUSES = ["queued", "running", "sleeping", "waiting_event", "completed", "failed", "cancelled"];
   const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
-  // The ?token= part exactly as the page was opened with it: links carry it on unchanged, and
-  // the host decodes it (as a form value: "+" is a space) before comparing.
-  const tokenPart = location.search.slice(1).split("&").find((p) => p.startsWith("token=")) || "";
-  // The Bearer header carries the token itself, so decode it the same way the host does.
-  // Like Python's unquote_plus: a "%" that starts no valid escape stays as it is.
-  const tokenValue = tokenPart
-    .slice(6)
-    .replace(/\+/g, " ")
-    .replace(/(%[0-9a-fA-F]{2})+/g, (escapes) => {
-      try {
-        return decodeURIComponent(escapes);
-      } catch {
-        return escapes;
-      }
-    });
+  // The ?token= the page was opened with, parsed as the host parses it (a form-encoded query:
+  // "+" is a space, the first value counts), and encoded again for the links it carries on to.
+  const tokenValue = new URLSearchParams(location.search).get("token");
+  const tokenPart = tokenValue === null ? "" : "token=" + encodeURIComponent(tokenValue);
 
   function withToken(url) {
     if (!tokenPart) return url;
