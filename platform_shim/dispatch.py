@@ -30,10 +30,10 @@ import orjson
 
 from platform_shim.background import observe, supervise
 from platform_shim.clock import Clock
+from platform_shim.context import HandlerContext
 from platform_shim.errors import DefinitionError
 from platform_shim.events import EventHandler
 from platform_shim.jsonvalue import dumps
-from platform_shim.platform import ServicesContext
 from platform_shim.queue_consumer import QueueConsumer
 from platform_shim.services.stream import StreamEvent
 from platform_shim.store.protocol import Log, Record, Store
@@ -95,16 +95,6 @@ class DispatchState:
         elif kind == "dead":
             self.dead.append(record)
             del self.dead[:-1000]
-
-
-class HandlerContext(ServicesContext):
-    """The ``ctx`` argument of an event handler: the services, and which handler this is."""
-
-    __slots__ = ("handler_id",)
-
-    def __init__(self, platform: Platform, handler_id: str) -> None:
-        super().__init__(platform)
-        self.handler_id = handler_id
 
 
 class _Consumer:
@@ -322,7 +312,7 @@ class Dispatcher:
             if consumer.busy or stream.since(consumer.cursor):
                 return False
         now = self.clock.now_ms()
-        return not any(q.busy or q._due(now)[0] for q in self._queues.values())
+        return all(q.idle(now) for q in self._queues.values())
 
     # ------------------------------------------------------------------------- delivery
 

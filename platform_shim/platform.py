@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platform_shim.clock import Clock, FolderClock, SystemClock
+from platform_shim.context import ServicesContext
 from platform_shim.services.auth import AuthService
 from platform_shim.services.database import DatabaseService, DbState
 from platform_shim.services.events import EventsService
 from platform_shim.services.kv import KvService, KvState
 from platform_shim.services.queue import QueueService, QueueState
 from platform_shim.services.realtime import RealtimeService
+from platform_shim.services.signals import RelayingClientWorkflows
 from platform_shim.services.storage import StorageService, StorageState
 from platform_shim.services.stream import EventStream
 from platform_shim.store.filestore import FileStore
@@ -80,8 +82,6 @@ class Platform:
     def workflows(self) -> WorkflowsService:
         """Start, inspect, signal and cancel workflow runs."""
         if self._workflows is None:
-            from platform_shim.services.signals import RelayingClientWorkflows
-
             self._workflows = RelayingClientWorkflows(self)
         return self._workflows
 
@@ -113,34 +113,6 @@ class Platform:
 
     def __repr__(self) -> str:
         return f"<Platform {str(self.data_dir)!r}>"
-
-
-class ServicesContext:
-    """The platform's services as attributes: what a workflow's and a handler's ``ctx`` share."""
-
-    __slots__ = (
-        "auth",
-        "database",
-        "db",
-        "events",
-        "kv",
-        "platform",
-        "queue",
-        "realtime",
-        "storage",
-        "workflows",
-    )
-
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.kv = platform.kv
-        self.database = self.db = platform.database
-        self.storage = platform.storage
-        self.queue = platform.queue
-        self.workflows = platform.workflows
-        self.events = platform.events
-        self.realtime = platform.realtime
-        self.auth = platform.auth
 
 
 def open_client(

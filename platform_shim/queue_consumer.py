@@ -19,7 +19,8 @@ from platform_shim.errors import StoreError
 from platform_shim.events import EventHandler
 
 if TYPE_CHECKING:
-    from platform_shim.dispatch import Dispatcher, HandlerContext
+    from platform_shim.context import HandlerContext
+    from platform_shim.dispatch import Dispatcher
 
 __all__ = ["QueueConsumer"]
 
@@ -39,6 +40,10 @@ class QueueConsumer:
         self.timer: TimerHandle | None = None
         self.retry_at: dict[str, int] = {}
         self.busy = False
+
+    def idle(self, now: int) -> bool:
+        """Whether this consumer has nothing to deliver now (the dispatcher's ``idle`` asks)."""
+        return not self.busy and not self._due(now)[0]
 
     def _due(self, now: int) -> tuple[list[dict[str, Any]], int | None]:
         pending = self.dispatcher.platform.queue_state.queues.get(self.queue, {})

@@ -14,8 +14,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
 from platform_shim.clock import Clock, TimerHandle
 from platform_shim.dispatch import derived_run_id
 from platform_shim.workflows.definition import ScheduleTrigger, Workflow
@@ -134,13 +132,7 @@ class Scheduler:
             log.exception("cron tick %d of workflow %r could not start its run", tick, workflow.id)
 
     def _record_tick(self, workflow_id: str, tick: int) -> asyncio.Future[None]:
-        state = self.engine.state
-        return self.engine._submit(
-            lambda seq: orjson.dumps(
-                {"rec": "tick", "seq": seq, "workflowId": workflow_id, "at": tick}
-            ),
-            lambda seq: state.set_tick(workflow_id, tick, seq),
-        )
+        return self.engine.writer.tick(workflow_id, tick)
 
     def schedules(self) -> list[dict[str, Any]]:
         """``[{"workflowId", "cron", "nextAt", "lastAt"}]`` for every schedule trigger."""

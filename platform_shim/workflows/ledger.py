@@ -145,9 +145,7 @@ class LedgerState:
             if run is not None:
                 self.set_attempting(run, record["step"], record["n"], seq)
         elif kind == "cancel":
-            run = self.runs.get(record["runId"])
-            if run is not None and not run.status.terminal:
-                self.cancels[run.run_id] = seq
+            self.set_cancel(record["runId"], seq)
         elif kind == "mark":
             last = record["lastSeq"]
             if type(last) is int and last > self.last_seq:
@@ -409,6 +407,12 @@ class LedgerState:
         self._signal_count -= dropped
         self._prune_at = max(_PRUNE_MIN, 2 * self._signal_count)
         return dropped
+
+    def set_cancel(self, run_id: str, seq: int) -> None:
+        """A cancel was asked for (by another process): the worker carries it out."""
+        run = self.runs.get(run_id)
+        if run is not None and not run.status.terminal:
+            self.cancels[run_id] = seq
 
     def set_tick(self, workflow_id: str, at: int, seq: int) -> None:
         if at > self.ticks.get(workflow_id, (0, 0))[0]:

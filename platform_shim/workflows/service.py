@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from platform_shim.errors import UnknownRun, UnknownWorkflow, WorkflowCancelled, WorkflowFailed
 from platform_shim.ids import new_id
-from platform_shim.jsonvalue import dumps, loads
+from platform_shim.jsonvalue import dumps
 from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
-from platform_shim.workflows.engine import Engine, check_run_id
+from platform_shim.workflows.engine import Engine
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import (
     RunStatus,
@@ -27,7 +26,9 @@ from platform_shim.workflows.records import (
     WorkflowRun,
     close_open_steps,
 )
-from platform_shim.workflows.state import RunState, Signal, matches, steps_before
+from platform_shim.workflows.state import Signal, steps_before
+from platform_shim.workflows.waiting import takers
+from platform_shim.workflows.writer import RunWriter, check_run_id
 
 if TYPE_CHECKING:
     from platform_shim.platform import Platform
@@ -209,6 +210,7 @@ class ClientWorkflows(WorkflowsService):
         archive = platform.store.open_archive(ARCHIVE_NAME, writable=False)
         self.state.archive = RunArchive(archive, retiring=False)
         self.log = platform.store.open_log("runs", self.state)
+        self.writer = RunWriter(self.state, self.log, platform.clock)
 
     def _refresh(self) -> None:
         self.log.fresh()
@@ -235,49 +237,15 @@ class ClientWorkflows(WorkflowsService):
         if known is not None and workflow_id not in known:
             raise UnknownWorkflow(workflow_id, known)
         input_bytes = dumps(input, f"input of workflow {workflow_id!r}")
-        now = self._clock.now_ms()
-        run_id = new_id(now) if run_id is None else check_run_id(run_id)
-        state = self.state
-
-        def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
-            if not state.claim_run_id(run_id, workflow_id):
-                return None, None
-            seq = state.last_seq + 1
-            run = RunState(run_id, workflow_id, input_bytes, now, seq)
-
-            def applied() -> None:
-                state.last_seq = max(state.last_seq, seq)
-                state.add_run(run, seq)
-
-            return run.run_record(seq), applied
-
-        await self.log.submit(prepare)
+        minted = run_id is None
+        run_id = new_id(self._clock.now_ms()) if run_id is None else check_run_id(run_id)
+        await self.writer.create_run(run_id, workflow_id, input_bytes, minted=minted)
         return WorkflowHandle(self, run_id)
 
     async def send_event(self, event_type: str, payload: Any = None) -> int:
-        if not isinstance(event_type, str) or not event_type:
-            raise ValueError(
-                f"send_event needs an event type as a non-empty string, not {event_type!r}"
-            )
-        body = dumps(payload, f"payload of event {event_type!r}")
-        now = self._clock.now_ms()
-        signal_id = new_id(now)
-        state = self.state
-        count: list[int] = []
-
-        def prepare() -> tuple[bytes, Callable[[], None]]:
-            seq = state.last_seq + 1
-            signal = Signal(signal_id, event_type, body, now, seq)
-
-            def applied() -> None:
-                state.last_seq = max(state.last_seq, seq)
-                state.add_signal(signal)
-                count.append(self._would_resume(signal))
-
-            return signal.record(), applied
-
-        await self.log.submit(prepare)
-        return count[0]
+        # The worker resumes the waits when it reads the signal; counted here from the same
+        # ledger, by the same rule.
+        return await self.writer.signal(event_type, payload, self._would_resume)
 
     async def rerun(self, run_id: str, from_step: str) -> WorkflowHandle:
         self._refresh()
@@ -285,53 +253,26 @@ class ClientWorkflows(WorkflowsService):
         if original is None:
             raise UnknownRun(run_id)
         prefill = steps_before(original, from_step)
-        now = self._clock.now_ms()
-        rerun_id = new_id(now)
-        state = self.state
-
-        def prepare() -> tuple[bytes, Callable[[], None]]:
-            seq = state.last_seq + 1
-            run = RunState(
-                rerun_id,
-                original.workflow_id,
-                original.input,
-                now,
-                seq,
-                rerun_of={"runId": run_id, "fromStep": from_step},
-            )
-            lines = [run.run_record(seq)]
-            for offset, step in enumerate(prefill, start=1):
-                step.seq = seq + offset
-                lines.append(step.record(rerun_id))
-
-            def applied() -> None:
-                state.last_seq = max(state.last_seq, seq + len(prefill))
-                state.add_run(run, seq)
-                for step in prefill:
-                    state.put_step(run, step)
-
-            return b"\n".join(lines), applied
-
-        await self.log.submit(prepare)
+        rerun_id = new_id(self._clock.now_ms())
+        await self.writer.create_run(
+            rerun_id,
+            original.workflow_id,
+            original.input,
+            prefill=prefill,
+            rerun_of={"runId": run_id, "fromStep": from_step},
+            minted=True,
+        )
         return WorkflowHandle(self, rerun_id)
 
     def _would_resume(self, signal: Signal) -> int:
-        # The worker resumes these when it reads the signal; counted here from the same ledger.
-        payload = loads(signal.payload)
-        count = 0
-        for run in self.state.runs.values():
-            if run.status is not RunStatus.WAITING_EVENT or run.created_seq >= signal.seq:
-                continue
-            step = run.pending_step()
-            if (
-                step is None
-                or step.kind is not StepKind.WAIT_EVENT
-                or step.event_type != signal.type
-            ):
-                continue
-            if step.match is None or matches(step.match, payload):
-                count += 1
-        return count
+        waits = (
+            (run, step)
+            for run in self.state.runs.values()
+            if not run.status.terminal
+            for step in run.parked_steps()
+            if step.kind is StepKind.WAIT_EVENT and step.event_type == signal.type
+        )
+        return sum(1 for _ in takers(waits, signal))
 
     async def list(
         self,
@@ -376,21 +317,7 @@ class ClientWorkflows(WorkflowsService):
         run = self.state.runs.get(run_id)
         if run is None or run.status.terminal:
             return False
-        state = self.state
-        now = self._clock.now_ms()
-
-        def prepare() -> tuple[bytes, Callable[[], None]]:
-            seq = state.last_seq + 1
-            line = dumps(
-                {"rec": "cancel", "seq": seq, "runId": run_id, "at": now}, "cancel request"
-            )
-
-            def applied() -> None:
-                state.last_seq = max(state.last_seq, seq)
-
-            return line, applied
-
-        await self.log.submit(prepare)
+        await self.writer.cancel_request(run_id)
         return True
 
 

@@ -33,8 +33,11 @@ from platform_shim.errors import (
     UnknownWorkflow,
 )
 from platform_shim.jsonvalue import dumps, loads
+from platform_shim.workflows import recovery
 from platform_shim.workflows.records import StepKind, StepStatus
 from platform_shim.workflows.state import RunState, StepState
+from platform_shim.workflows.suspension import Stop
+from platform_shim.workflows.traces import describe_error
 
 if TYPE_CHECKING:
     from platform_shim.workflows.engine import Engine
@@ -47,13 +50,6 @@ T = TypeVar("T")
 _WAIT_OPTION_KEYS = {"type", "match", "timeout"}
 _INVOKE_OPTION_KEYS = {"timeout", "onParentClose"}
 _DEFAULT_INVOKE_TIMEOUT = "1h"
-
-
-class Stop(BaseException):
-    """Unwinds a handler whose run ended (cancelled, timed out) or whose activation is being
-    unwound (evicted from the cache of suspended runs, or the worker stops): raised by every
-    ``step.*`` call made then, so nothing runs or is recorded while the run unwinds. A
-    ``BaseException``: a user's ``except Exception`` cannot swallow it."""
 
 
 def child_run_id(parent_run_id: str, step_name: str, attempt: int) -> str:
@@ -76,31 +72,6 @@ def _epoch_ms(when: object, step: str) -> int:
             f"sleep_until for step {step!r} needs epoch milliseconds or a datetime, not {when!r}"
         )
     return int(when)
-
-
-def describe_error(exc: BaseException, step: str | None = None) -> dict[str, Any]:
-    """An exception as the JSON error a run or step records (type, message, and the step it
-    was raised in: ``step``, or the one the exception itself names)."""
-    if isinstance(exc, StepFailed):
-        error: dict[str, Any] = {"type": exc.error_type, "message": _text(exc.message)}
-    else:
-        error = {"type": type(exc).__name__, "message": _text(str(exc))}
-    if step is None:
-        named = getattr(exc, "step", None)
-        step = named if isinstance(named, str) else None
-    if step is not None:
-        error["step"] = _text(step)
-    return error
-
-
-def _text(value: str) -> str:
-    """``value`` as text the ledger can hold: a lone surrogate (a file name from os.listdir,
-    say) would make the whole record unwritable, so it is escaped instead."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
 
 
 def _counted(
@@ -208,7 +179,7 @@ class Step:
         # TaskGroup would hold that task) may be evicted; a branch of a parallel section that
         # has not reached its step yet, or awaits plain code, cannot be seen from here, and
         # unwinding would lose it.
-        engine.suspending(self._run, evictable=asyncio.current_task() is self._run.task)
+        engine.suspended.suspending(self._run, evictable=asyncio.current_task() is self._run.task)
         try:
             done = await future
         finally:
@@ -216,7 +187,8 @@ class Step:
             self.suspended -= 1
             self.calls += 1
             self.waits.discard(future)
-            engine.resumed(self._run, self)
+            if self.suspended == 0:
+                engine.suspended.discard(self._run)
         self._check_live()
         return done
 
@@ -249,14 +221,14 @@ class Step:
                 )
         if not callable(fn):
             raise TypeError(f"step {name!r}: step.run needs a function, not {fn!r}")
-        await engine.barrier(run)
+        await engine.writer.barrier(run)
         self._check_live()
         if self.recovering:
-            await engine.mark_attempting(run, name)
+            await recovery.mark_attempting(engine, run, name)
             self._check_live()
         started = engine.clock.now_ms()
         try:
-            result = await engine.call_body(fn, inline=inline)
+            result = await engine.bodies.call(fn, inline=inline)
         except Exception as exc:
             self._check_live()
             self._record_failure(name, started, exc)
@@ -272,7 +244,7 @@ class Step:
             self._record_failure(name, started, exc)
             raise
         self.recovering = False
-        engine.record_step(
+        engine.writer.record_step(
             run,
             StepState(
                 name,
@@ -290,7 +262,7 @@ class Step:
     def _record_failure(self, name: str, started: int, exc: BaseException) -> None:
         engine, run = self._engine, self._run
         self.recovering = False
-        engine.record_step(
+        engine.writer.record_step(
             run,
             StepState(
                 name,
@@ -329,7 +301,7 @@ class Step:
         engine, run = self._engine, self._run
         now = engine.clock.now_ms()
         if wake_at <= now:
-            engine.record_step(
+            engine.writer.record_step(
                 run,
                 StepState(
                     name,
@@ -345,7 +317,7 @@ class Step:
         step = StepState(
             name, StepKind.SLEEP, StepStatus.PENDING, run.attempt, now, wake_at=wake_at
         )
-        engine.record_step(run, step)
+        engine.writer.record_step(run, step)
         engine.waiting.park(run, step)
         await self._wait(step)
 
@@ -415,7 +387,7 @@ class Step:
         signal = engine.state.oldest_signal(run, type, match_copy)
         if signal is not None or (timeout_at is not None and timeout_at <= now):
             payload = signal.payload if signal is not None else b"null"
-            engine.record_step(
+            engine.writer.record_step(
                 run,
                 StepState(
                     name,
@@ -442,7 +414,7 @@ class Step:
             match=match_copy,
             timeout_at=timeout_at,
         )
-        engine.record_step(run, step)
+        engine.writer.record_step(run, step)
         engine.waiting.park(run, step)
         done = await self._wait(step)
         return loads(done.output) if done.output is not None else None
@@ -518,7 +490,7 @@ class Step:
         self._check_child(workflow_id)
         input_bytes = self._child_input(name, workflow_id, input)
         wait = parse_duration_ms(timeout, f"timeout of step {name!r}")
-        await engine.barrier(run)
+        await engine.writer.barrier(run)
         self._check_live()
         now = engine.clock.now_ms()
         child_id = child_run_id(run.run_id, name, run.attempt)
@@ -535,7 +507,7 @@ class Step:
         # The child first: if we die between the two writes, the replay finds the child by its
         # derived id and records the pending step then.
         engine.start_child(run, step, workflow_id, input_bytes)
-        engine.record_step(run, step)
+        engine.writer.record_step(run, step)
         # The child may exist and have ended already: a crash lost this step's record after the
         # child was created, and this replay found it by its derived id.
         settled = engine.waiting.settle_invoke(run, step, resume=False)

@@ -72,3 +72,28 @@ def failure_entry(
 ) -> dict[str, Any]:
     """One failed attempt as ``RunState.failures`` keeps it."""
     return {**error, "attempt": attempt, "at": at, "trace": user_trace(exc)}
+
+
+def describe_error(exc: BaseException, step: str | None = None) -> dict[str, Any]:
+    """An exception as the JSON error a run or step records (type, message, and the step it
+    was raised in: ``step``, or the one the exception itself names)."""
+    if isinstance(exc, StepFailed):
+        error: dict[str, Any] = {"type": exc.error_type, "message": _text(exc.message)}
+    else:
+        error = {"type": type(exc).__name__, "message": _text(str(exc))}
+    if step is None:
+        named = getattr(exc, "step", None)
+        step = named if isinstance(named, str) else None
+    if step is not None:
+        error["step"] = _text(step)
+    return error
+
+
+def _text(value: str) -> str:
+    """``value`` as text the ledger can hold: a lone surrogate (a file name from os.listdir,
+    say) would make the whole record unwritable, so it is escaped instead."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value

@@ -11,10 +11,12 @@ continues the run's suspended activation or starts a new one. A step is finished
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from platform_shim.errors import StepTimeout, WorkflowCancelled, WorkflowFailed
 from platform_shim.jsonvalue import loads
+from platform_shim.workflows import ending
 from platform_shim.workflows.records import RunStatus, StepKind, StepStatus, WorkflowRun
 from platform_shim.workflows.state import RunState, Signal, StepState, matches
 from platform_shim.workflows.timers import Purpose, TimerWheel
@@ -22,9 +24,32 @@ from platform_shim.workflows.timers import Purpose, TimerWheel
 if TYPE_CHECKING:
     from platform_shim.workflows.engine import Engine
 
-__all__ = ["Waiting"]
+__all__ = ["Waiting", "takers"]
 
 log = logging.getLogger("platform_shim.workflows")
+
+
+def takers(
+    waits: Iterable[tuple[RunState, StepState]], signal: Signal
+) -> Iterator[tuple[RunState, StepState]]:
+    """The waits among ``waits`` (pending ``wait_for_event`` steps of ``signal``'s type, oldest
+    first) that ``signal`` finishes: in each run created before it (the no-race rule) that has
+    not taken it already, the first one whose ``match`` it satisfies. The worker delivers to
+    these; a client process counts them (what ``send_event`` answers)."""
+    payload: Any = None
+    seen: set[str] = set()
+    for run, step in waits:
+        if run.run_id in seen or signal.seq <= run.created_seq:
+            continue  # a wait of this run took it already, or it is too old for this run
+        if run.taken and signal.signal_id in run.taken:
+            continue
+        if step.match:
+            if payload is None:
+                payload = loads(signal.payload)
+            if not matches(step.match, payload):
+                continue
+        seen.add(run.run_id)
+        yield run, step
 
 
 class Waiting:
@@ -74,7 +99,7 @@ class Waiting:
         """Record ``pending`` as finished; with ``resume``, hand its outcome to the run (the
         activation that reached it inline takes the outcome itself)."""
         self.unpark(run, pending)
-        done = self.engine.complete_step(run, pending, **fields)
+        done = self.engine.writer.complete_step(run, pending, **fields)
         if resume:
             self.engine.resume(run, pending, done)
         return done
@@ -125,16 +150,8 @@ class Waiting:
         waiting = self.index.get(signal.type)
         if not waiting:
             return 0
-        payload: Any = None
         resumed = 0
-        for run, step in list(waiting.values()):
-            if signal.seq <= run.created_seq or (run.taken and signal.signal_id in run.taken):
-                continue  # too old for this run, or taken by another wait of it
-            if step.match:
-                if payload is None:
-                    payload = loads(signal.payload)
-                if not matches(step.match, payload):
-                    continue
+        for run, step in takers(list(waiting.values()), signal):
             self._take(run, step, signal)
             resumed += 1
         return resumed
@@ -155,7 +172,7 @@ class Waiting:
             },
         )
         if step.on_parent_close != "abandon":
-            self.engine.cancel_child(run, step, "its invoke timed out")
+            ending.cancel_child(self.engine, run, step, "its invoke timed out")
 
     def settle_invoke(
         self, run: RunState, step: StepState, *, resume: bool = True
@@ -211,7 +228,7 @@ class Waiting:
     def _on_timer(self, run: RunState, purpose: Purpose) -> None:
         """A timer came due: what it means follows from whose it is."""
         if purpose == "deadline":
-            self._deadline_passed(run)
+            self.deadline_passed(run)
         elif purpose == "wake":
             # A retry's backoff ended (or a failed final write is tried again).
             if not run.ending and not run.status.terminal:
@@ -239,7 +256,7 @@ class Waiting:
             return False
         return self.clock.now_ms() >= run.created_at + int(workflow.timeout_secs * 1000)
 
-    def _deadline_passed(self, run: RunState) -> None:
+    def deadline_passed(self, run: RunState) -> None:
         if run.ending or run.status.terminal:
             return
         workflow = self.engine.registry.get(run.workflow_id)
@@ -247,7 +264,8 @@ class Waiting:
         log.warning(
             "run %s of %r timed out after timeoutSecs=%s", run.run_id, run.workflow_id, timeout_secs
         )
-        self.engine.stop_run(
+        ending.stop_run(
+            self.engine,
             run,
             RunStatus.FAILED,
             {"type": "WorkflowTimeout", "message": f"run exceeded timeoutSecs={timeout_secs}"},

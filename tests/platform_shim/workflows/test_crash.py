@@ -639,10 +639,10 @@ async def test_a_completed_step_does_not_run_again_when_an_event_arrives_mid_com
         holder.append(other)
         try:
             handle = await platform.workflows.start("race-wait")
-            for _ in range(20):
+            for _ in range(2000):  # the body runs in a worker thread: poll, up to ~10 s
                 if other.held:
                     break
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.005)
             assert other.held
             # The other process appends its event (as ClientWorkflows.send_event does, under
             # its lock) and rings the doorbell; the watcher makes the worker catch up.

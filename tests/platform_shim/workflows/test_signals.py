@@ -264,3 +264,31 @@ def test_match_is_json_equality_at_every_depth() -> None:
     assert not matches({"a": {"x": 1}}, {"a": {"x": 1, "y": 2}})  # a whole value, not a subset
     assert matches({"a": [1.0, {"b": None}]}, {"a": [1, {"b": None}]})  # 1 and 1.0: one number
     assert not matches({"a": None}, {})
+
+
+@define_workflow({"id": "par-waits"})
+async def par_waits(input: Any, step: Any, ctx: Any) -> Any:
+    _nap, event = await asyncio.gather(
+        step.sleep("nap", "1h"), step.wait_for_event("go", type="par.go", timeout="2h")
+    )
+    return event
+
+
+async def test_a_client_counts_a_wait_parked_beside_a_sleep(
+    open_worker: Opener, clock: FakeClock
+) -> None:
+    """``send_event`` from another process answers how many waits it resumes, by the worker's
+    rule. A run parked on a sleep and a wait at once (parallel steps) reads as sleeping: the
+    client used to look at the run's status and first pending step only, and answered 0."""
+    from platform_shim.platform import open_client
+
+    async with open_worker([par_waits]) as platform:
+        handle = await platform.workflows.start("par-waits")
+        await platform.settle()
+        client = open_client(platform.data_dir, clock=clock)
+        try:
+            assert await client.workflows.send_event("par.go", {"n": 1}) == 1
+        finally:
+            client.close()
+        clock.advance("1h")
+        assert await handle.result(timeout=5) == {"n": 1}

@@ -341,10 +341,10 @@ async def test_parked_runs_hold_no_task(open_worker: Opener) -> None:
         handles = await asyncio.gather(*(platform.workflows.start("parker") for _ in range(50)))
         await platform.settle()
         assert platform.worker is not None
-        assert len(platform.worker.engine._tasks) <= 10
+        assert platform.worker.engine.active_count() <= 10
         for handle in handles:
             assert (await handle.status()).status is RunStatus.WAITING_EVENT  # type: ignore[union-attr]
     async with open_worker([parker], max_suspended=0) as platform:
         await platform.settle()
         assert platform.worker is not None
-        assert not platform.worker.engine._tasks  # recovered parked runs: no task at all
+        assert platform.worker.engine.active_count() == 0  # recovered parked runs: no task at all
