@@ -49,7 +49,7 @@ from starlette.routing import Route
 from host.openapi import OPENAPI
 from platform_shim.testing import FakeClock
 from tests.chaos.inproc import data_state, inprocess_host, raw_request
-from tests.support.chaos_host import ROOT, HostRunner
+from tests.support.hostproc import ROOT, HostProcess
 
 FUZZ_PROJECT = """
 from platform_shim.workflows import define_workflow
@@ -493,8 +493,8 @@ def test_a_run_output_nested_254_deep_ends(inproc: InProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_host(fuzz_root: Path) -> Iterator[HostRunner]:
-    runner = HostRunner(fuzz_root / "project", fuzz_root / "data-real", fuzz_root / "logs-real")
+def real_host(fuzz_root: Path) -> Iterator[HostProcess]:
+    runner = HostProcess(fuzz_root / "project", fuzz_root / "data-real", fuzz_root / "logs-real")
     runner.start()
     try:
         runner.wait_ready()
@@ -599,7 +599,7 @@ RAW_TARGETS = st.one_of(
     framing=st.sampled_from(["length", "none", "chunked", "bad-chunked", "bogus-length"]),
 )
 def test_fuzz_real_hypercorn(
-    real_host: HostRunner,
+    real_host: HostProcess,
     fuzz_root: Path,
     method: bytes,
     target: bytes,
@@ -634,7 +634,9 @@ def test_fuzz_real_hypercorn(
 
 
 def test_client_hanging_up_mid_body_is_not_an_error(fuzz_root: Path) -> None:
-    runner = HostRunner(fuzz_root / "project", fuzz_root / "data-hangup", fuzz_root / "logs-hangup")
+    runner = HostProcess(
+        fuzz_root / "project", fuzz_root / "data-hangup", fuzz_root / "logs-hangup"
+    )
     runner.start()
     try:
         runner.wait_ready()
@@ -662,7 +664,9 @@ SCHEMATHESIS_CALLS = [0]
 
 @pytest.fixture(scope="module")
 def schema_host(fuzz_root: Path) -> Iterator[str]:
-    runner = HostRunner(fuzz_root / "project", fuzz_root / "data-schema", fuzz_root / "logs-schema")
+    runner = HostProcess(
+        fuzz_root / "project", fuzz_root / "data-schema", fuzz_root / "logs-schema"
+    )
     runner.start()
     try:
         runner.wait_ready()

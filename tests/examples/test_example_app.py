@@ -22,7 +22,8 @@ from host.loader import Loader
 from platform_shim.runtime import open_platform
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
-from tests.support.hostproc import cli, running_host, wait_until
+from tests.support.hostproc import cli, running_host
+from tests.support.waiting import wait_until
 
 from .conftest import REPO, ExampleApp, at, fast_options, start_example_app
 
@@ -437,7 +438,7 @@ async def test_checkout_route_starts_fulfill_order(tmp_path: Path) -> None:
 def test_readme_walkthrough_against_a_real_host(tmp_path: Path) -> None:
     """``python -m host serve .`` in a subprocess, driven over HTTP and the CLI like the README."""
     data = tmp_path / "data"
-    with running_host("serve", Path("."), data, tmp_path / "host.log", cwd=REPO) as host:
+    with running_host(Path("."), data, tmp_path / "logs", cwd=REPO) as host:
         http = host.http
         log = host.log()
         assert "loaded 7 workflow(s)" in log

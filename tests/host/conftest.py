@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.host.hosting import Host, StartHost, running_host
+from tests.host.hosting import StartHost, running_host
+from tests.support.hostproc import HostProcess
 from tests.support.required import unavailable
 
 if TYPE_CHECKING:
@@ -27,14 +28,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run"
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     """One host for the test module, on 127.0.0.1 with the default options."""
     with running_host(tmp_path_factory.mktemp("host")) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def http(host: Host) -> Iterator[httpx.Client]:
+def http(host: HostProcess) -> Iterator[httpx.Client]:
     """An httpx client on ``host`` (one per module: building a client costs ~50 ms)."""
     with httpx.Client(base_url=host.url, timeout=10.0) as client:
         yield client
@@ -46,7 +47,7 @@ def start_host(tmp_path: Path) -> Iterator[StartHost]:
     with contextlib.ExitStack() as stack:
         count = 0
 
-        def start(*extra: str, **options: Any) -> Host:
+        def start(*extra: str, **options: Any) -> HostProcess:
             nonlocal count
             count += 1
             return stack.enter_context(running_host(tmp_path / f"host{count}", *extra, **options))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hostproc import ROOT, cli, host_env, running_host, wait_until
+from tests.support.hostproc import ROOT, cli, host_env, running_host
+from tests.support.waiting import wait_until
 
 ECHO = """from platform_shim.workflows import define_workflow
 
@@ -153,7 +154,7 @@ def test_one_rule_for_the_data_folder(project: Path, tmp_path: Path) -> None:
     assert "else PROJECT/data" in " ".join(dev_help.stdout.split())
     assert "./data" not in dev_help.stdout
 
-    with running_host("dev", project, project / "data", tmp_path / "host.log") as host:
+    with running_host(project, project / "data", tmp_path / "logs", command="dev") as host:
         run_id = cli("start", "echo", '{"x": 1}', cwd=project).stdout.strip()
         assert host.wait_status(run_id, "completed")["output"] == {"x": 1}
     shown = cli("runs", "show", run_id, "--json", cwd=project)
@@ -183,7 +184,7 @@ def test_clients_see_the_dev_hosts_skipped_clock(project: Path, tmp_path: Path) 
     data = project / "data"
     d = ("--data", str(data))
     (project / "workflows" / "hourly.py").write_text(HOURLY)
-    with running_host("dev", project, data, tmp_path / "host.log") as host:
+    with running_host(project, data, tmp_path / "logs", command="dev") as host:
         skipped = host.http.post("/api/dev/clock", json={"advance": "24h"}).json()
         assert skipped["offsetMs"] == 24 * 3600 * 1000
 

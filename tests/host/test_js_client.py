@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.host.hosting import Host
+from tests.support.hostproc import HostProcess
 
 SCRIPT = Path(__file__).with_name("js") / "client_check.mjs"
 PACKAGE = "@maravilla-labs/platform"
@@ -68,7 +68,7 @@ def js_client_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checks(host: Host, js_client_dir: Path) -> dict[str, dict[str, Any]]:
+def checks(host: HostProcess, js_client_dir: Path) -> dict[str, dict[str, Any]]:
     """Run the Node script once against the module's host; its checks by name."""
     assert NODE is not None
     env = {
@@ -125,7 +125,7 @@ def http_error(message: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def http(host: Host) -> Iterator[httpx.Client]:
+def http(host: HostProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=host.url, timeout=10.0) as client:
         yield client
 
@@ -397,7 +397,7 @@ def test_workflows(checks: dict[str, dict[str, Any]], http: httpx.Client) -> Non
 
 
 async def test_python_client_sees_what_the_js_client_wrote(
-    checks: dict[str, dict[str, Any]], host: Host
+    checks: dict[str, dict[str, Any]], host: HostProcess
 ) -> None:
     from platform_shim.platform import open_client
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.host.hosting import Host
+from tests.support.hostproc import HostProcess
 
 SCRIPT = Path(__file__).with_name("js") / "realtime_auth_check.mjs"
 PACKAGES = ("@maravilla-labs/platform", "ws")
@@ -53,7 +53,7 @@ def js_rt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checks(host: Host, js_rt_dir: Path) -> dict[str, dict[str, Any]]:
+def checks(host: HostProcess, js_rt_dir: Path) -> dict[str, dict[str, Any]]:
     assert NODE is not None
     env = {**os.environ, "MARAVILLA_DEV_SERVER": host.url, "PLATFORM_JS_CLIENT_DIR": str(js_rt_dir)}
     env.pop("MARAVILLA_TENANT", None)
@@ -82,7 +82,7 @@ def value(checks: dict[str, dict[str, Any]], name: str) -> Any:
     return record["value"]
 
 
-def test_realtime_over_http(checks: dict[str, dict[str, Any]], host: Host) -> None:
+def test_realtime_over_http(checks: dict[str, dict[str, Any]], host: HostProcess) -> None:
     assert value(checks, "realtime.publish") is None
     history = value(checks, "realtime.history")
     assert [(m["seq"], m["channel"], m["data"], m["uid"]) for m in history] == [
@@ -125,7 +125,7 @@ def auth_error(message: str) -> tuple[int, dict[str, Any]]:
     return int(status), json.loads(body)
 
 
-def test_auth(checks: dict[str, dict[str, Any]], host: Host) -> None:
+def test_auth(checks: dict[str, dict[str, Any]], host: HostProcess) -> None:
     user = value(checks, "auth.register")
     assert user["id"].startswith("usr_")
     assert (user["email_verified"], user["status"], user["provider"], user["groups"]) == (

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from host.loader import Loader
-from tests.support.hostproc import HostProcess, running_host, wait_until
+from tests.support.hostproc import HostProcess, running_host
+from tests.support.waiting import wait_until
 
 TEMPLATE = """from platform_shim.workflows import define_workflow
 
@@ -51,7 +52,7 @@ def test_dev_reloads_good_edits_and_keeps_the_last_good_version_on_a_broken_one(
     greet.parent.mkdir(parents=True)
     greet.write_text(greet_source('"version 1"'))
 
-    with running_host("dev", project, tmp_path / "data", tmp_path / "host.log") as host:
+    with running_host(project, tmp_path / "data", tmp_path / "logs", command="dev") as host:
         assert run_greet(host) == "version 1"
 
         # A good edit: new runs return the new value.
@@ -116,7 +117,7 @@ def test_reading_a_file_does_not_reload_it_and_a_reload_does_not_trigger_itself(
     greet.parent.mkdir(parents=True)
     greet.write_text(greet_source('"version 1"'))
 
-    with running_host("dev", project, tmp_path / "data", tmp_path / "host.log") as host:
+    with running_host(project, tmp_path / "data", tmp_path / "logs", command="dev") as host:
         greet.read_text()  # an editor opening the file, grep, a build...
         time.sleep(0.6)
         assert "reloaded greet.py" not in host.log()
@@ -154,7 +155,7 @@ def test_folders_and_files_created_while_dev_runs_are_loaded(tmp_path: Path) -> 
     (project / "workflows").mkdir(parents=True)
     (project / "workflows" / "greet.py").write_text(greet_source('"hi"'))
 
-    with running_host("dev", project, tmp_path / "data", tmp_path / "host.log") as host:
+    with running_host(project, tmp_path / "data", tmp_path / "logs", command="dev") as host:
         assert host.http.get("/ping").status_code == 404
 
         # A new folder with a file written at once: watched and loaded.

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.host.dashboard.support import CRAFTED_RUNS, DashHost, PageErrors, running, write_ledger
+from tests.host.dashboard.support import CRAFTED_RUNS, PageErrors, running, write_ledger
+from tests.support.hostproc import HostProcess
 from tests.support.required import unavailable
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashHost]:
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     """One host per test module on the test project (tests use their own runs and names)."""
     with running(tmp_path_factory.mktemp("dash")) as host:
         yield host
@@ -44,7 +45,7 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashHost]:
 @pytest.fixture(scope="module")
 def crafted(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[DashHost, list[dict[str, Any]]]]:
+) -> Iterator[tuple[HostProcess, list[dict[str, Any]]]]:
     """A host on a folder of 2,500 finished runs written straight into ``runs.jsonl``
     (newest first in the list it yields beside the host)."""
     root = tmp_path_factory.mktemp("crafted")
