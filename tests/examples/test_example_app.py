@@ -9,7 +9,6 @@ skipped with ``clock.advance``.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -496,13 +495,15 @@ def test_readme_walkthrough_against_a_real_host(tmp_path: Path) -> None:
         assert checkout.status_code == 200, checkout.text
         order_run = checkout.json()["runId"]
         # waiting_event comes twice: first for the shipping child, then for the carrier's event.
-        deadline = time.monotonic() + 10
-        while True:
+
+        def steps_so_far() -> dict[str, Any]:
             history = http.get(f"/api/workflows/runs/{order_run}/history").json()
-            steps = {s["name"]: s for s in history}
-            if "delivery-confirmation" in steps or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+            return {s["name"]: s for s in history}
+
+        steps = wait_until(
+            lambda: "delivery-confirmation" in (found := steps_so_far()) and found,
+            what="the order run to wait for the carrier's event",
+        )
         tracking_id = steps["arrange-shipment"]["output"]["trackingId"]
         assert host.run(steps["arrange-shipment"]["childRunId"])["status"] == "completed"
         delivered = http.post(

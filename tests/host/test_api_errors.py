@@ -229,10 +229,10 @@ def test_a_body_within_the_limit_is_accepted(small: httpx.Client) -> None:
 
 def test_binding_another_address_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     project = write_project(tmp_path)
-    host = HostProcess(project, tmp_path / "data", tmp_path, args=("--host", "0.0.0.0")).start()
-    assert host.proc is not None
+    host = HostProcess(project, tmp_path / "data", tmp_path, args=("--host", "0.0.0.0"))
+    proc = host.start()
     try:
-        code = host.proc.wait(timeout=20)
+        code = proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         host.kill()
         pytest.fail("a host on 0.0.0.0 without PLATFORM_TOKEN started serving")

@@ -59,9 +59,8 @@ def test_the_host_refuses_to_start_on_a_typo(tmp_path: Path) -> None:
 
     project = write_project(tmp_path)
     (project / "platform.toml").write_text("[realtime.history]\nchanels = ['chat:*']\n")
-    host = HostProcess(project, tmp_path / "d", tmp_path).start()
-    assert host.proc is not None
-    assert host.proc.wait(timeout=30) == 1
+    host = HostProcess(project, tmp_path / "d", tmp_path)
+    assert host.start().wait(timeout=30) == 1
     log = host.log()
     assert "unknown key(s) ['chanels'] in [realtime.history]" in log
     assert "Traceback" not in log

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -117,15 +116,25 @@ def test_reading_a_file_does_not_reload_it_and_a_reload_does_not_trigger_itself(
     greet.parent.mkdir(parents=True)
     greet.write_text(greet_source('"version 1"'))
 
+    marker = project / "workflows" / "marker.py"
     with running_host(project, tmp_path / "data", tmp_path / "logs", command="dev") as host:
         greet.read_text()  # an editor opening the file, grep, a build...
-        time.sleep(0.6)
+        barrier(host, marker)
         assert "reloaded greet.py" not in host.log()
 
         edit(greet, greet_source('"version 2"'))
         host.wait_for_log("reloaded greet.py")
-        time.sleep(0.6)  # four debounce periods
+        barrier(host, marker)  # the reload read greet.py before the marker was written
         assert host.log().count("reloaded greet.py") == 1
+
+
+def barrier(host: HostProcess, marker: Path) -> None:
+    """Edit ``marker`` and wait for its reload. The watcher sees one folder's changes in order
+    and reloads a round's files sorted by name, so a reload of ``greet.py`` set off by anything
+    before this edit is in the log once ``marker.py``'s is (no fixed sleep to guess how long)."""
+    mark = len(host.log())
+    edit(marker, greet_source(f'"{mark}"').replace('"greet"', '"marker"'))
+    host.wait_for_log("reloaded marker.py", start=mark)
 
 
 ROUTES = """from starlette.responses import PlainTextResponse

@@ -158,7 +158,7 @@ class HostProcess:
 
     # ----------------------------------------------------------------------------- lifecycle
 
-    def start(self, *extra: str, **env: str) -> HostProcess:
+    def start(self, *extra: str, **env: str) -> subprocess.Popen[bytes]:
         """Spawn the next process (the previous one must have ended); does not wait for it."""
         assert self.proc is None or self.proc.poll() is not None, "a host is still running"
         self.count += 1
@@ -167,7 +167,7 @@ class HostProcess:
         self.proc = spawn(
             [*args, *self.args, *extra], self.log_path, env={**self.env, **env}, cwd=self.cwd
         )
-        return self
+        return self.proc
 
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Poll until the host answers; the seconds that took. Fails if it exits first
