@@ -17,7 +17,7 @@ import pytest
 
 from tests.host.dashboard.support import CRAFTED_RUNS, PageErrors, running, write_ledger
 from tests.support.hostproc import HostProcess
-from tests.support.required import unavailable
+from tests.support.required import find_program, unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -60,8 +60,7 @@ def chromium() -> Iterator[Browser]:
     # without it (or if it will not start) the browser tests skip and say why, or fail in CI.
     from playwright.sync_api import Error, sync_playwright
 
-    if not CHROMIUM.exists():
-        unavailable("chromium", f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    find_program("chromium", "apt-get install -y chromium", str(CHROMIUM))
     with sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
