@@ -75,7 +75,7 @@ def test_cancel_all_waiting_from_the_page_names_the_count(dash: HostProcess, pag
     count = dash.http.get("/_platform/api/overview").json()["counts"]["waiting_event"]
     page.goto(dash.url + "/_platform/?status=waiting_event")
     button = page.locator("#bulk-cancel")
-    button.wait_until()
+    button.wait_for()
     assert button.inner_text() == f"Cancel all {count}"
     button.click()
     dialog = page.locator("dialog#confirm")

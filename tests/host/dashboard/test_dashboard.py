@@ -35,7 +35,7 @@ def test_a_started_run_appears_live_and_moves_through_its_statuses(
 
     run_id = dash.start_run("pipeline", {"sleep": "600ms"})
     row = page.locator(_row(run_id))
-    row.wait_until()
+    row.wait_for()
     assert page.evaluate("window.__sameDocument") is True
     assert page.locator("#rows tr").first.get_attribute("data-run-id") == run_id  # newest on top
     page.wait_for_selector(_row(run_id) + '[data-status="sleeping"]')
@@ -137,7 +137,7 @@ def test_an_invoke_links_to_its_child_run(dash: HostProcess, page: Page) -> None
     dash.wait_status(run_id, "completed")
     page.goto(f"{dash.url}/_platform/runs/{run_id}")
     link = page.locator('li.step[data-step="delegate"] a.child-link')
-    link.wait_until()
+    link.wait_for()
     child_id = link.inner_text()
     assert dash.run(child_id)["parentRunId"] == run_id
     link.click()
@@ -160,7 +160,7 @@ def test_cancel_from_the_page_cancels_the_run(dash: HostProcess, page: Page) -> 
     assert page.locator("#cancel").is_hidden()
     # The sleep the cancel cut short is no longer shown as waiting, here or in the API.
     nap = page.locator('li.step[data-step="nap"]')
-    nap.and_(page.locator('[data-status="abandoned"]')).wait_until()
+    nap.and_(page.locator('[data-status="abandoned"]')).wait_for()
     assert "wakes" not in nap.inner_text()
     assert nap.locator(".bar span.open").count() == 0  # no "still going" stripes
     assert [s["status"] for s in dash.history(run_id)] == ["completed", "abandoned"]
@@ -185,7 +185,7 @@ def test_rerun_from_a_step_does_not_run_the_earlier_steps_again(
     page.click('li.step[data-step="transform"] button.rerun-from')
     # It asks first, naming the steps that run again and those that replay.
     dialog = page.locator("dialog#confirm")
-    dialog.wait_until()
+    dialog.wait_for()
     assert dialog.locator(".again code").all_inner_texts() == ["transform", "publish"]
     assert dialog.locator(".replayed code").all_inner_texts() == ["prepare", "nap"]
     screenshot(page, "rerun-confirm", full_page=False)
@@ -285,7 +285,7 @@ def test_the_events_page_streams_and_filters(dash: HostProcess, page: Page) -> N
         "/api/events", json={"t": "shop.sale", "ns": "till-1", "data": {"amount": 12}}
     )
     sale = page.locator(f'#rows tr[data-id="{answer.json()["id"]}"]')
-    sale.wait_until()
+    sale.wait_for()
     assert page.locator("#rows tr").first.get_attribute("data-id") == str(answer.json()["id"])
     assert '{"amount":12}' in sale.inner_text()
     sale.click()  # unfolds the whole event
@@ -366,7 +366,7 @@ def test_the_data_browser_shows_kv_documents_and_objects(dash: HostProcess, page
 
     page.click("#tabs a[data-tab=storage]")
     row = page.locator('#objects tr[data-key="browse/page.html"]')
-    row.wait_until()
+    row.wait_for()
     assert "text/html" in row.inner_text()
     assert row.locator("a[download]").count() == 1  # never rendered on the dashboard's origin
     row.locator("button").click()

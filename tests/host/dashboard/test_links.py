@@ -30,11 +30,11 @@ def test_an_event_and_the_run_it_started_link_to_each_other(dash: HostProcess, p
     row = page.locator(f'#rows tr[data-id="{event_id}"]')
     row.locator("button.expand").click()
     link = page.locator(f'tr.detail-row .started-runs a[href^="/_platform/runs/{run_id}"]')
-    link.wait_until()
+    link.wait_for()
     link.click()
     page.wait_for_url(re.compile(rf"/_platform/runs/{re.escape(run_id)}$"))
     origin = page.locator("#meta a.origin-event")
-    origin.wait_until()
+    origin.wait_for()
     assert origin.inner_text() == f"event #{event_id}"
     assert "user.signed_up" in page.locator("#meta").inner_text()
     screenshot(page, "run-started-by-event", full_page=False)

@@ -39,7 +39,7 @@ def test_a_failure_outside_any_step_is_not_blamed_on_the_last_step(
 
     page.goto(f"{dash.url}/_platform/?workflow=lookup")
     cell = page.locator(_row(run_id) + " td.err")
-    cell.wait_until()
+    cell.wait_for()
     assert cell.inner_text() == "LookupError: no order 'ord_missing'"
 
 
@@ -86,7 +86,7 @@ def test_times_read_as_ages_with_the_full_time_on_hover(dash: HostProcess, page:
     dash.wait_status(run_id, "completed")
     page.goto(dash.url + "/_platform/")
     created = page.locator(_row(run_id) + " td.time time")
-    created.wait_until()
+    created.wait_for()
     assert re.fullmatch(r"just now|\d+s ago|\dm ago", created.inner_text())
     full = created.get_attribute("title") or ""
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC[+-]\d\d:\d\d", full), full
@@ -95,7 +95,7 @@ def test_times_read_as_ages_with_the_full_time_on_hover(dash: HostProcess, page:
 
     page.goto(dash.url + "/_platform/events")
     when = page.locator("#rows tr td.time time").first
-    when.wait_until()
+    when.wait_for()
     assert when.inner_text().endswith("ago") or when.inner_text() == "just now"
     assert when.evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
 
@@ -174,7 +174,7 @@ def test_event_rows_unfold_from_the_keyboard(dash: HostProcess, page: Page) -> N
     event_id = answer.json()["id"]
     page.goto(dash.url + "/_platform/events")
     toggle = page.locator(f'#rows tr[data-id="{event_id}"] button.expand')
-    toggle.wait_until()
+    toggle.wait_for()
     toggle.focus()
     page.keyboard.press("Enter")
     page.wait_for_selector("tr.detail-row .jv-tree")
@@ -252,7 +252,7 @@ def test_json_folds_and_unfolds_and_copies(chromium: Browser, dash: HostProcess)
         page = context.new_page()
         page.goto(f"{dash.url}/_platform/runs/{run_id}")
         tree = page.locator("#input .jv-tree")
-        tree.wait_until()
+        tree.wait_for()
         order = tree.locator("details.jv-node").nth(1)  # the root, then "order"
         assert order.locator("> summary .jv-key").inner_text() == '"order": '
         # Deeper levels and long arrays start folded, with a count.
@@ -295,7 +295,7 @@ def test_rerun_with_edited_input_asks_and_runs_every_step_again(
     page.wait_for_selector('li.step[data-step="publish"]')
     page.click("#rerun-input")
     dialog = page.locator("dialog#confirm")
-    dialog.wait_until()
+    dialog.wait_for()
     assert json.loads(page.input_value("#rerun-input-json"))["items"] == 2
     assert dialog.locator(".again code").all_inner_texts() == [
         "prepare",
