@@ -100,7 +100,11 @@ def check_log(text: str) -> None:
     assert "Exception in ASGI application" not in text, text[-6000:]
 
 
-class PortTaken(AssertionError):
+class HostExited(AssertionError):
+    """The host ended while it was expected to start answering."""
+
+
+class PortTaken(HostExited):
     """The host could not bind its port: another process took it after ``free_port``."""
 
 
@@ -182,7 +186,7 @@ class HostProcess:
             def answers() -> bool:
                 if proc.poll() is not None:
                     log = self.log()
-                    error = PortTaken if PORT_IN_USE in log else AssertionError
+                    error = PortTaken if PORT_IN_USE in log else HostExited
                     raise error(f"host {self.count} exited with {proc.returncode}:\n{log[-6000:]}")
                 with contextlib.suppress(httpx.TransportError):
                     return probe.get("/api/workflows/schedules").status_code == 200
@@ -190,9 +194,9 @@ class HostProcess:
 
             try:
                 wait_until(answers, timeout, f"host {self.count} on port {self.port} to answer")
-            except PortTaken:
+            except HostExited:
                 raise
-            except AssertionError as exc:
+            except AssertionError as exc:  # timed out: say what the host was doing
                 raise AssertionError(f"{exc}\n{self.log()[-6000:]}") from None
         return time.monotonic() - began
 

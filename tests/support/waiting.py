@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -20,7 +20,10 @@ __all__ = ["wait_until", "wait_until_async"]
 
 
 def wait_until(
-    check: Callable[[], T], timeout: float = 15.0, what: str = "a condition", interval: float = 0.02
+    check: Callable[[], T | None],
+    timeout: float = 15.0,
+    what: str = "a condition",
+    interval: float = 0.02,
 ) -> T:
     """Call ``check`` until it returns something truthy, and return that value."""
     deadline = time.monotonic() + timeout
@@ -33,21 +36,36 @@ def wait_until(
         time.sleep(interval)
 
 
+@overload
 async def wait_until_async(
-    check: Callable[[], Awaitable[T] | T],
+    check: Callable[[], Awaitable[T | None]],
+    timeout: float = ...,
+    what: str = ...,
+    interval: float = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until_async(
+    check: Callable[[], T | None], timeout: float = ..., what: str = ..., interval: float = ...
+) -> T: ...
+
+
+async def wait_until_async(
+    check: Callable[[], Any],
     timeout: float = 15.0,
     what: str = "a condition",
     interval: float = 0.02,
-) -> T:
+) -> Any:
     """``wait_until`` inside an event loop: ``check`` may be a plain or an async function, and
     the loop keeps running between looks (so the work being waited for can happen)."""
     deadline = time.monotonic() + timeout
     while True:
-        value: Any = check()
+        value = check()
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value  # type: ignore[no-any-return]
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
         await asyncio.sleep(interval)
