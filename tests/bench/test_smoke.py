@@ -46,6 +46,7 @@ def _table_rows(text: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_every_scenario_has_a_row_with_a_number(smoke_results: str) -> None:
     rows = _table_rows(smoke_results)
     for scenario in SCENARIOS:

@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from platform_shim.platform import open_client
 from tests.support.chaos_project import EVENT_TYPE, write_chaos_project
@@ -117,6 +118,7 @@ def drain(runner: HostProcess) -> int:
     return len(sent)
 
 
+@pytest.mark.slow
 def test_sigkill_chaos(tmp_path: Path, chaos_seconds: float | None) -> None:
     seed = os.environ.get("CHAOS_SEED", str(random.randrange(1 << 30)))
     rng = random.Random(seed)

@@ -373,6 +373,7 @@ def inproc(fuzz_root: Path) -> Iterator[InProcess]:
     body=BODIES,
     cuts=st.lists(st.integers(0, 10**6), max_size=2),
 )
+@pytest.mark.slow
 def test_fuzz_every_route_in_process(
     inproc: InProcess,
     data: st.DataObject,
@@ -598,6 +599,7 @@ RAW_TARGETS = st.one_of(
     body=BODIES.filter(lambda b: len(b) < 200_000),
     framing=st.sampled_from(["length", "none", "chunked", "bad-chunked", "bogus-length"]),
 )
+@pytest.mark.slow
 def test_fuzz_real_hypercorn(
     real_host: HostProcess,
     fuzz_root: Path,

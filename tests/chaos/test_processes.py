@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.chaos_project import write_chaos_project
 from tests.support.hostproc import ROOT, HostProcess, host_env
@@ -31,6 +32,7 @@ ROUNDS = 25
 NEXT_HOST_LIMIT_S = 10.0
 
 
+@pytest.mark.slow
 def test_second_host_on_the_same_folder_is_refused(tmp_path: Path) -> None:
     project = write_chaos_project(tmp_path)
     first = HostProcess(project, tmp_path / "data", tmp_path / "logs")
@@ -52,6 +54,7 @@ def test_second_host_on_the_same_folder_is_refused(tmp_path: Path) -> None:
         assert first.stop() == 0, first.log()
 
 
+@pytest.mark.slow
 def test_eight_clients_and_a_killed_host_lose_nothing(tmp_path: Path) -> None:
     rng = random.Random(os.environ.get("CHAOS_SEED", "eight-clients"))
     project = write_chaos_project(tmp_path)

@@ -434,6 +434,7 @@ async def test_checkout_route_starts_fulfill_order(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- the README, for real
 
 
+@pytest.mark.slow
 def test_readme_walkthrough_against_a_real_host(tmp_path: Path) -> None:
     """``python -m host serve .`` in a subprocess, driven over HTTP and the CLI like the README."""
     data = tmp_path / "data"

@@ -34,6 +34,7 @@ def open_tab(browser: Browser, url: str, errors: list[str]) -> Page:
     return page
 
 
+@pytest.mark.slow
 def test_two_tabs_talk(example: HostProcess, browser: Browser) -> None:
     from playwright.sync_api import expect
 

@@ -85,6 +85,7 @@ HELP = [
 ]
 
 
+@pytest.mark.slow
 def test_every_command_has_help() -> None:
     procs = [
         (
@@ -117,6 +118,7 @@ def test_no_command_prints_the_help_with_the_commands() -> None:
 # ------------------------------------------------------------------------- with no host
 
 
+@pytest.mark.slow
 def test_kv_commands(data: Path) -> None:
     d = ("--data", str(data))
     ok(cli("kv", "put", "cfg", "b", '{"n": 2}', *d, "--create"))
@@ -146,6 +148,7 @@ def test_kv_commands(data: Path) -> None:
     assert json.loads(ok(cli("kv", "get", "cfg", "a", PLATFORM_DATA_DIR=str(data)))) == "one"
 
 
+@pytest.mark.slow
 def test_run_commands_without_a_host_then_a_host_carries_them_out(
     project: Path, data: Path, tmp_path: Path
 ) -> None:
@@ -193,6 +196,7 @@ def test_run_commands_without_a_host_then_a_host_carries_them_out(
         assert host.wait_status("w1", "completed")["output"] == {"got": {"key": "a", "n": 1}}
 
 
+@pytest.mark.slow
 def test_a_cancel_recorded_without_a_host_is_carried_out_by_the_next_host(
     project: Path, data: Path, tmp_path: Path
 ) -> None:
@@ -206,6 +210,7 @@ def test_a_cancel_recorded_without_a_host_is_carried_out_by_the_next_host(
 # -------------------------------------------------------------------- beside a live host
 
 
+@pytest.mark.slow
 def test_data_commands_beside_a_running_host(project: Path, data: Path, tmp_path: Path) -> None:
     d = ("--data", str(data))
     with running_host(project, data, tmp_path / "logs") as host:
@@ -265,6 +270,7 @@ def test_data_commands_beside_a_running_host(project: Path, data: Path, tmp_path
         assert {r["runId"] for r in listed} == {run_id, "wait-a", quiet.stdout.strip()}
 
 
+@pytest.mark.slow
 def test_schedules_lists_the_ticks_of_a_running_cron(tmp_path: Path, data: Path) -> None:
     project = tmp_path / "cron"
     (project / "workflows").mkdir(parents=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 
 from tests.support.hostproc import HostProcess
 from tests.support.wsclient import WsClient
@@ -35,6 +36,7 @@ def test_people_endpoint_lists_users_and_channels(host: HostProcess, http: httpx
     assert room["subscribers"] == 1
 
 
+@pytest.mark.slow
 def test_the_data_page_shows_them(host: HostProcess, http: httpx.Client, browser: Browser) -> None:
     from playwright.sync_api import expect
 

@@ -69,6 +69,7 @@ def test_a_locked_data_folder_is_one_line(project: Path, tmp_path: Path) -> None
         ]
 
 
+@pytest.mark.slow
 def test_what_the_dev_server_says(project: Path, tmp_path: Path) -> None:
     with running_host(project, project / "data", tmp_path / "logs", command="dev") as host:
         url = host.url

@@ -97,6 +97,7 @@ def http(host: HostProcess) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.mark.slow
 def test_node_runs_the_installed_client(
     checks: dict[str, dict[str, Any]], js_client_dir: Path
 ) -> None:

@@ -55,6 +55,7 @@ def value(checks: dict[str, dict[str, Any]], name: str) -> Any:
     return record["value"]
 
 
+@pytest.mark.slow
 def test_realtime_over_http(checks: dict[str, dict[str, Any]], host: HostProcess) -> None:
     assert value(checks, "realtime.publish") is None
     history = value(checks, "realtime.history")

@@ -157,6 +157,7 @@ async def copy(event, ctx):
 """
 
 
+@pytest.mark.slow
 def test_folders_and_files_created_while_dev_runs_are_loaded(tmp_path: Path) -> None:
     """Only workflows/ exists at start: a routes/ folder, an events/ folder and a single-file
     workflows.py created later are loaded as they appear (before, none was ever watched)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from host.dashboard.bulk import BULK_MAX
 from tests.host.dashboard.support import screenshot
 from tests.support.hostproc import HostProcess
@@ -68,6 +70,7 @@ def test_rerun_every_failed_run_in_bounded_requests(
     assert sample["rerunOf"]["runId"] in failed
 
 
+@pytest.mark.slow
 def test_cancel_all_waiting_from_the_page_names_the_count(dash: HostProcess, page: Page) -> None:
     waiting = [dash.start_run("approval", {"orderId": f"bulk-{i}"}) for i in range(3)]
     for run_id in waiting:

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from tests.host.dashboard.support import PIPELINE_STEPS, PageErrors, running, screenshot, tally
 from tests.support.hostproc import HostProcess
 from tests.support.waiting import wait_until
@@ -24,6 +26,7 @@ def _row(run_id: str) -> str:
     return f'tr[data-run-id="{run_id}"]'
 
 
+@pytest.mark.slow
 def test_a_started_run_appears_live_and_moves_through_its_statuses(
     dash: HostProcess, page: Page
 ) -> None:
@@ -57,6 +60,7 @@ def test_a_started_run_appears_live_and_moves_through_its_statuses(
     screenshot(page, "runs-live")
 
 
+@pytest.mark.slow
 def test_the_runs_page_pages_through_a_large_ledger(
     crafted: tuple[HostProcess, list[dict[str, Any]]], page: Page
 ) -> None:
@@ -275,6 +279,7 @@ def test_an_unknown_run_says_so(dash: HostProcess, page: Page, page_errors: Page
     assert "no-such-run" in page.locator("#missing").inner_text()
 
 
+@pytest.mark.slow
 def test_the_events_page_streams_and_filters(dash: HostProcess, page: Page) -> None:
     dash.http.post("/api/events", json={"t": "shop.opened", "data": {"door": "front"}})
     page.goto(dash.url + "/_platform/events")
@@ -390,6 +395,7 @@ def test_the_runs_page_shows_every_kind_of_run(dash: HostProcess, page: Page) ->
     screenshot(page, "runs")
 
 
+@pytest.mark.slow
 def test_the_dashboard_works_behind_a_token(chromium: Browser, tmp_path: Path) -> None:
     token = "s3cret-t0ken"
     with running(tmp_path, token=token) as host:

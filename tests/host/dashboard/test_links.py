@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.host.dashboard.support import screenshot
 from tests.support.hostproc import HostProcess
 from tests.support.waiting import wait_until
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
+@pytest.mark.slow
 def test_an_event_and_the_run_it_started_link_to_each_other(dash: HostProcess, page: Page) -> None:
     event_id = dash.http.post("/api/events", json={"t": "user.signed_up", "data": {"u": 7}}).json()[
         "id"

@@ -35,6 +35,7 @@ def phone(chromium: Browser) -> Iterator[Page]:
     assert not errors, errors
 
 
+@pytest.mark.slow
 def test_on_a_phone_runs_open_with_a_tap_and_nothing_scrolls_sideways(
     dash: HostProcess, phone: Page
 ) -> None:
@@ -103,6 +104,7 @@ def _advance(host: HostProcess, by: str) -> dict[str, Any]:
     return value
 
 
+@pytest.mark.slow
 def test_after_a_dev_clock_advance_ages_follow_the_hosts_clock(
     dev_host: HostProcess, page: Page
 ) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+import pytest
+
 from tests.host.dashboard.support import running, screenshot, tally
 from tests.support.hostproc import HostProcess
 from tests.support.waiting import wait_until
@@ -22,6 +24,7 @@ def _row(run_id: str) -> str:
     return f'tr[data-run-id="{run_id}"]'
 
 
+@pytest.mark.slow
 def test_a_failure_outside_any_step_is_not_blamed_on_the_last_step(
     dash: HostProcess, page: Page
 ) -> None:
@@ -185,6 +188,7 @@ def test_event_rows_unfold_from_the_keyboard(dash: HostProcess, page: Page) -> N
     assert toggle.get_attribute("aria-expanded") == "false"
 
 
+@pytest.mark.slow
 def test_every_page_has_one_h1_and_marks_where_you_are(dash: HostProcess, page: Page) -> None:
     run_id = dash.start_run("pipeline", {"sleep": "1ms"})
     dash.wait_status(run_id, "completed")
@@ -236,6 +240,7 @@ def test_the_dashboard_works_behind_a_token_with_url_special_characters(
             context.close()
 
 
+@pytest.mark.slow
 def test_json_folds_and_unfolds_and_copies(chromium: Browser, dash: HostProcess) -> None:
     deep = {
         "customer": {"id": "c-1", "address": {"city": "Lyon", "lines": ["1 rue", "2e étage"]}},

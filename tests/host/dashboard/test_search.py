@@ -7,6 +7,8 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import pytest
+
 from host.dashboard.search import SCAN_MAX
 from tests.host.dashboard.support import CRAFTED_RUNS
 from tests.support.hostproc import HostProcess
@@ -97,6 +99,7 @@ def test_bad_searches_are_400s(crafted: tuple[HostProcess, list[dict[str, Any]]]
         assert words in answer.json()["detail"]
 
 
+@pytest.mark.slow
 def test_the_runs_page_searches_from_its_box(dash: HostProcess, page: Page) -> None:
     wanted = dash.start_run("pipeline", {"sleep": "1ms", "customer": "Zoë Quartermain"})
     other = dash.start_run("pipeline", {"sleep": "1ms", "customer": "someone else"})

@@ -34,6 +34,7 @@ def load(data_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.chaos
+@pytest.mark.slow
 def test_every_acknowledged_append_survives_sigkill(data_dir: Path) -> None:
     rng = random.Random(1234)
     acknowledged: set[str] = set()

@@ -416,6 +416,7 @@ def no_engine_errors(root: Path) -> None:
 
 
 @pytest.mark.chaos
+@pytest.mark.slow
 def test_workflows_survive_sigkill_at_random_instants(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
