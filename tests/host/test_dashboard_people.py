@@ -11,6 +11,9 @@ import pytest
 from tests.support.hostproc import HostProcess
 from tests.support.wsclient import WsClient
 
+# Over ~3 s as a whole: a host and Chromium serve two tests.
+pytestmark = pytest.mark.slow
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
@@ -36,7 +39,6 @@ def test_people_endpoint_lists_users_and_channels(host: HostProcess, http: httpx
     assert room["subscribers"] == 1
 
 
-@pytest.mark.slow
 def test_the_data_page_shows_them(host: HostProcess, http: httpx.Client, browser: Browser) -> None:
     from playwright.sync_api import expect
 

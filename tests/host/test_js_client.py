@@ -27,6 +27,9 @@ import pytest
 
 from tests.support.hostproc import HostProcess
 
+# Over ~3 s as a whole: one Node run of the client script serves the module.
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).with_name("js") / "client_check.mjs"
 PACKAGE = "@maravilla-labs/platform"
 
@@ -97,7 +100,6 @@ def http(host: HostProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.mark.slow
 def test_node_runs_the_installed_client(
     checks: dict[str, dict[str, Any]], js_client_dir: Path
 ) -> None:

@@ -19,6 +19,9 @@ import pytest
 
 from tests.support.hostproc import HostProcess
 
+# Over ~3 s as a whole: one Node run of the client script serves the module.
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).with_name("js") / "realtime_auth_check.mjs"
 
 
@@ -55,7 +58,6 @@ def value(checks: dict[str, dict[str, Any]], name: str) -> Any:
     return record["value"]
 
 
-@pytest.mark.slow
 def test_realtime_over_http(checks: dict[str, dict[str, Any]], host: HostProcess) -> None:
     assert value(checks, "realtime.publish") is None
     history = value(checks, "realtime.history")
