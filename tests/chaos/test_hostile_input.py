@@ -50,6 +50,7 @@ from host.openapi import OPENAPI
 from platform_shim.testing import FakeClock
 from tests.chaos.inproc import data_state, inprocess_host, raw_request
 from tests.support.hostproc import ROOT, HostProcess
+from tests.support.waiting import wait_until_async
 
 FUZZ_PROJECT = """
 from platform_shim.workflows import define_workflow
@@ -479,15 +480,11 @@ def test_a_run_output_nested_254_deep_ends(inproc: InProcess) -> None:
         return  # refused up front: fine too
     assert response.status == 200, response.body
 
-    async def status() -> str:
-        deadline = time.monotonic() + 3
-        while True:
-            run = (await inproc.client.get("/api/workflows/runs/deep254")).json()
-            if run["status"] in ("completed", "failed") or time.monotonic() > deadline:
-                return str(run["status"])
-            await asyncio.sleep(0.05)
+    async def ended() -> bool:
+        run = (await inproc.client.get("/api/workflows/runs/deep254")).json()
+        return run["status"] in ("completed", "failed")
 
-    assert inproc.loop.run_until_complete(status()) in ("completed", "failed")
+    inproc.loop.run_until_complete(wait_until_async(ended, what="the run deep254 to end"))
 
 
 # ------------------------------------------------------------------------------ real socket
