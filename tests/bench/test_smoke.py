@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Over ~3 s as a whole: its fixture runs every benchmark scenario once.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = [*"abcdefg", "stall", "soak"]
 

@@ -4,12 +4,9 @@ or be dropped silently"). Faults are injected into ``os.write`` for one file of 
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +19,7 @@ from platform_shim.workflows import define_workflow
 from platform_shim.workflows.engine import Engine
 from tests.chaos.test_storage_faults import WriteFault
 from tests.support.eventlog import of_type
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-    return value
+from tests.support.waiting import wait_until_async
 
 
 @define_workflow({"id": "bw-one"})
@@ -51,14 +41,16 @@ async def test_a_status_event_that_failed_to_relay_is_relayed_again(
         with caplog.at_level(logging.ERROR):
             handle = await platform.workflows.start("bw-one", 7)
             assert await handle.result(timeout=5) == 7
-            await until(lambda: fault.failures >= 1)
-            await asyncio.sleep(0.05)
-        assert any("relaying" in r.getMessage() for r in caplog.records)
+            await wait_until_async(lambda: fault.failures >= 1)
+            await wait_until_async(
+                lambda: any("relaying" in r.getMessage() for r in caplog.records),
+                what="the relay to log its failed write",
+            )
         # The relayed position did not move past the change whose event was not written.
         assert engine.relay.cursor < status_seq_of(engine, handle.run_id)
         fault.active = False
-        await until(lambda: of_type(data_dir, "workflow.run.completed"))
-        await until(lambda: engine.relay.cursor >= status_seq_of(engine, handle.run_id))
+        await wait_until_async(lambda: of_type(data_dir, "workflow.run.completed"))
+        await wait_until_async(lambda: engine.relay.cursor >= status_seq_of(engine, handle.run_id))
 
 
 async def test_a_queue_ack_that_failed_to_write_leaves_the_message_pending(
@@ -77,14 +69,21 @@ async def test_a_queue_ack_that_failed_to_write_leaves_the_message_pending(
     ) as platform:
         fault.active = True
         message_id = await platform.queue.send("bw-mail", {"to": "a@x"})
-        await until(lambda: seen)
-        await until(lambda: fault.failures >= 1)
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: seen)
+        await wait_until_async(lambda: fault.failures >= 1)
+        assert platform.worker is not None
+        dispatcher = platform.worker.dispatcher
+        await wait_until_async(
+            lambda: dispatcher.bookkeeping()["retry_at"] >= 1,
+            what="the consumer to give the message whose ack failed a retry time",
+        )
         # Not acknowledged in memory: the ack was never written.
         assert message_id in platform.queue_state.queues.get("bw-mail", {})
         fault.active = False
         clock.advance("1s")  # the backoff of a failed ack
-        await until(lambda: message_id not in platform.queue_state.queues.get("bw-mail", {}))
+        await wait_until_async(
+            lambda: message_id not in platform.queue_state.queues.get("bw-mail", {})
+        )
         assert [to for to, _ in seen] == ["a@x", "a@x"]  # delivered again, at least once
 
 

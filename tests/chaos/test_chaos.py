@@ -38,10 +38,11 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from platform_shim.platform import open_client
-from tests.support.chaos_host import ROOT, HostRunner, host_env
 from tests.support.chaos_project import EVENT_TYPE, write_chaos_project
+from tests.support.hostproc import ROOT, HostProcess, host_env
 
 MIN_CYCLES = int(os.environ.get("CHAOS_CYCLES", "20"))
 RESTART_LIMIT_S = 15.0  # the next host answers within this (typically ~1 s)
@@ -88,7 +89,7 @@ def spawn_driver(url: str, data: Path, acks: Path, seed: str, root: Path) -> sub
     return proc
 
 
-def drain(runner: HostRunner) -> int:
+def drain(runner: HostProcess) -> int:
     """Send the events runs still wait for until every run is terminal; returns events sent."""
     sent: set[str] = set()
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
@@ -117,6 +118,7 @@ def drain(runner: HostRunner) -> int:
     return len(sent)
 
 
+@pytest.mark.slow
 def test_sigkill_chaos(tmp_path: Path, chaos_seconds: float | None) -> None:
     seed = os.environ.get("CHAOS_SEED", str(random.randrange(1 << 30)))
     rng = random.Random(seed)
@@ -124,7 +126,7 @@ def test_sigkill_chaos(tmp_path: Path, chaos_seconds: float | None) -> None:
     project = write_chaos_project(root)
     data = root / "data"
     acks_path = root / "acks.jsonl"
-    runner = HostRunner(project, data, root / "logs")
+    runner = HostProcess(project, data, root / "logs")
     began = time.monotonic()
     restarts: list[float] = []
     early_kills = 0

@@ -49,7 +49,8 @@ from starlette.routing import Route
 from host.openapi import OPENAPI
 from platform_shim.testing import FakeClock
 from tests.chaos.inproc import data_state, inprocess_host, raw_request
-from tests.support.chaos_host import ROOT, HostRunner
+from tests.support.hostproc import ROOT, HostProcess
+from tests.support.waiting import wait_until_async
 
 FUZZ_PROJECT = """
 from platform_shim.workflows import define_workflow
@@ -373,6 +374,7 @@ def inproc(fuzz_root: Path) -> Iterator[InProcess]:
     body=BODIES,
     cuts=st.lists(st.integers(0, 10**6), max_size=2),
 )
+@pytest.mark.slow
 def test_fuzz_every_route_in_process(
     inproc: InProcess,
     data: st.DataObject,
@@ -478,23 +480,19 @@ def test_a_run_output_nested_254_deep_ends(inproc: InProcess) -> None:
         return  # refused up front: fine too
     assert response.status == 200, response.body
 
-    async def status() -> str:
-        deadline = time.monotonic() + 3
-        while True:
-            run = (await inproc.client.get("/api/workflows/runs/deep254")).json()
-            if run["status"] in ("completed", "failed") or time.monotonic() > deadline:
-                return str(run["status"])
-            await asyncio.sleep(0.05)
+    async def ended() -> bool:
+        run = (await inproc.client.get("/api/workflows/runs/deep254")).json()
+        return run["status"] in ("completed", "failed")
 
-    assert inproc.loop.run_until_complete(status()) in ("completed", "failed")
+    inproc.loop.run_until_complete(wait_until_async(ended, what="the run deep254 to end"))
 
 
 # ------------------------------------------------------------------------------ real socket
 
 
 @pytest.fixture(scope="module")
-def real_host(fuzz_root: Path) -> Iterator[HostRunner]:
-    runner = HostRunner(fuzz_root / "project", fuzz_root / "data-real", fuzz_root / "logs-real")
+def real_host(fuzz_root: Path) -> Iterator[HostProcess]:
+    runner = HostProcess(fuzz_root / "project", fuzz_root / "data-real", fuzz_root / "logs-real")
     runner.start()
     try:
         runner.wait_ready()
@@ -598,8 +596,9 @@ RAW_TARGETS = st.one_of(
     body=BODIES.filter(lambda b: len(b) < 200_000),
     framing=st.sampled_from(["length", "none", "chunked", "bad-chunked", "bogus-length"]),
 )
+@pytest.mark.slow
 def test_fuzz_real_hypercorn(
-    real_host: HostRunner,
+    real_host: HostProcess,
     fuzz_root: Path,
     method: bytes,
     target: bytes,
@@ -634,7 +633,9 @@ def test_fuzz_real_hypercorn(
 
 
 def test_client_hanging_up_mid_body_is_not_an_error(fuzz_root: Path) -> None:
-    runner = HostRunner(fuzz_root / "project", fuzz_root / "data-hangup", fuzz_root / "logs-hangup")
+    runner = HostProcess(
+        fuzz_root / "project", fuzz_root / "data-hangup", fuzz_root / "logs-hangup"
+    )
     runner.start()
     try:
         runner.wait_ready()
@@ -662,7 +663,9 @@ SCHEMATHESIS_CALLS = [0]
 
 @pytest.fixture(scope="module")
 def schema_host(fuzz_root: Path) -> Iterator[str]:
-    runner = HostRunner(fuzz_root / "project", fuzz_root / "data-schema", fuzz_root / "logs-schema")
+    runner = HostProcess(
+        fuzz_root / "project", fuzz_root / "data-schema", fuzz_root / "logs-schema"
+    )
     runner.start()
     try:
         runner.wait_ready()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from platform_shim.platform import open_client
 from platform_shim.workflows.records import RunStatus
 from tests.support.procs import env
@@ -16,6 +18,7 @@ from tests.support.procs import env
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_a_body_that_kills_the_process_fails_its_run_after_five_recoveries(
     tmp_path: Path,
 ) -> None:

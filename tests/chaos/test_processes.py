@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support.chaos_host import ROOT, HostRunner, host_env
 from tests.support.chaos_project import write_chaos_project
+from tests.support.hostproc import ROOT, HostProcess, host_env
 from tests.support.reap import read_line
 
 CLIENTS = 8
@@ -31,14 +32,15 @@ ROUNDS = 25
 NEXT_HOST_LIMIT_S = 10.0
 
 
+@pytest.mark.slow
 def test_second_host_on_the_same_folder_is_refused(tmp_path: Path) -> None:
     project = write_chaos_project(tmp_path)
-    first = HostRunner(project, tmp_path / "data", tmp_path / "logs")
+    first = HostProcess(project, tmp_path / "data", tmp_path / "logs")
     first.start(CHAOS_DRAIN="1")
     try:
         first.wait_ready()
         assert first.proc is not None
-        second = HostRunner(project, tmp_path / "data", tmp_path / "logs2")
+        second = HostProcess(project, tmp_path / "data", tmp_path / "logs2")
         proc = second.start(CHAOS_DRAIN="1")
         code = proc.wait(timeout=30)
         log = second.log()
@@ -52,11 +54,12 @@ def test_second_host_on_the_same_folder_is_refused(tmp_path: Path) -> None:
         assert first.stop() == 0, first.log()
 
 
+@pytest.mark.slow
 def test_eight_clients_and_a_killed_host_lose_nothing(tmp_path: Path) -> None:
     rng = random.Random(os.environ.get("CHAOS_SEED", "eight-clients"))
     project = write_chaos_project(tmp_path)
     data = tmp_path / "data"
-    runner = HostRunner(project, data, tmp_path / "logs")
+    runner = HostProcess(project, data, tmp_path / "logs")
     runner.start(CHAOS_DRAIN="1")
     runner.wait_ready()
     go = tmp_path / "go"

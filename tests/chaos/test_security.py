@@ -29,7 +29,7 @@ import host.middleware
 from host.cli import _parser
 from host.config import HostConfig, is_loopback
 from tests.chaos.inproc import inprocess_host
-from tests.support.chaos_host import ROOT
+from tests.support.hostproc import ROOT
 
 SECRET = "hunter2-s3cr3t-value"
 

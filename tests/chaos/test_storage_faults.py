@@ -28,7 +28,6 @@ import re
 import shutil
 import tempfile
 import textwrap
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from platform_shim.services.compaction import compact_stream
 from platform_shim.store import FileStore
 from platform_shim.workflows import define_workflow
 from tests.chaos.inproc import inprocess_host
+from tests.support.waiting import wait_until_async
 
 # ------------------------------------------------------------------------ a real data folder
 
@@ -554,16 +554,6 @@ async def faulty_host(root: Path) -> AsyncIterator[Any]:
         yield client
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
 async def test_host_answers_503_stays_up_and_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
@@ -600,7 +590,7 @@ async def test_host_answers_503_stays_up_and_recovers(
             run = (await http.get(f"/api/workflows/runs/{run_id}")).json()
             return run["status"] == "completed" and run
 
-        assert (await wait_for(echoed))["output"] == {"n": 1}
+        assert (await wait_until_async(echoed, what="the echo run"))["output"] == {"n": 1}
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
@@ -612,11 +602,15 @@ async def test_run_whose_step_record_failed_runs_the_step_again(
     effects = tmp_path / "effects.jsonl"
     async with faulty_host(tmp_path) as http:
         run_id = (await http.post("/api/workflows/gated/start?runId=g1", json={})).json()["runId"]
-        await wait_for(lambda: _async(effects.exists()))
+        await wait_until_async(effects.exists, what="the step to start")
         fault.active = True  # the step's record will not make it to disk
         (tmp_path / "gate").touch()
-        await wait_for(lambda: _async(fault.failures > 0))
-        await asyncio.sleep(0.3)  # the run fails its attempt and retries while the disk is full
+        await wait_until_async(lambda: fault.failures > 0, what="a write to fail")
+        # The run goes on trying while the disk is full: its step runs again, more than once.
+        await wait_until_async(
+            lambda: len(effects.read_bytes().splitlines()) >= 3,
+            what="the step to run again while runs.jsonl cannot be written",
+        )
         run = (await http.get(f"/api/workflows/runs/{run_id}")).json()
         assert run["status"] not in ("completed", "failed", "cancelled"), run
         fault.active = False
@@ -625,7 +619,7 @@ async def test_run_whose_step_record_failed_runs_the_step_again(
             run = (await http.get(f"/api/workflows/runs/{run_id}")).json()
             return run["status"] in ("completed", "failed") and run
 
-        run = await wait_for(completed)
+        run = await wait_until_async(completed, what="the run to finish")
         assert run["status"] == "completed", run
         tokens = [orjson.loads(line)["token"] for line in effects.read_bytes().splitlines()]
         assert len(tokens) >= 2, "the step whose record failed must run again"
@@ -637,10 +631,6 @@ async def test_run_whose_step_record_failed_runs_the_step_again(
         ]
     for line in (tmp_path / "data" / "runs.jsonl").read_bytes().split(b"\n")[:-1]:
         orjson.loads(line)
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def test_storage_put_on_a_full_disk_is_a_503(

@@ -9,7 +9,6 @@ skipped with ``clock.advance``.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ from host.loader import Loader
 from platform_shim.runtime import open_platform
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
-from tests.support.hostproc import cli, running_host, wait_until
+from tests.support.hostproc import cli, running_host
+from tests.support.waiting import wait_until
 
 from .conftest import REPO, ExampleApp, at, fast_options, start_example_app
 
@@ -434,10 +434,11 @@ async def test_checkout_route_starts_fulfill_order(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- the README, for real
 
 
+@pytest.mark.slow
 def test_readme_walkthrough_against_a_real_host(tmp_path: Path) -> None:
     """``python -m host serve .`` in a subprocess, driven over HTTP and the CLI like the README."""
     data = tmp_path / "data"
-    with running_host("serve", Path("."), data, tmp_path / "host.log", cwd=REPO) as host:
+    with running_host(Path("."), data, tmp_path / "logs", cwd=REPO) as host:
         http = host.http
         log = host.log()
         assert "loaded 7 workflow(s)" in log
@@ -495,13 +496,15 @@ def test_readme_walkthrough_against_a_real_host(tmp_path: Path) -> None:
         assert checkout.status_code == 200, checkout.text
         order_run = checkout.json()["runId"]
         # waiting_event comes twice: first for the shipping child, then for the carrier's event.
-        deadline = time.monotonic() + 10
-        while True:
+
+        def steps_so_far() -> dict[str, Any]:
             history = http.get(f"/api/workflows/runs/{order_run}/history").json()
-            steps = {s["name"]: s for s in history}
-            if "delivery-confirmation" in steps or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+            return {s["name"]: s for s in history}
+
+        steps = wait_until(
+            lambda: "delivery-confirmation" in (found := steps_so_far()) and found,
+            what="the order run to wait for the carrier's event",
+        )
         tracking_id = steps["arrange-shipment"]["output"]["trackingId"]
         assert host.run(steps["arrange-shipment"]["childRunId"])["status"] == "completed"
         delivered = http.post(

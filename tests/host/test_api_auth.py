@@ -8,12 +8,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.host.hosting import REPO, Host, assert_error, running_host, wait_for
+from tests.host.hosting import REPO, assert_error, running_host
+from tests.support.hostproc import HostProcess
+from tests.support.waiting import wait_until
 
 AUTH = "/api/platform/auth"
 
 
-def test_register_login_validate(http: httpx.Client, host: Host) -> None:
+def test_register_login_validate(http: httpx.Client, host: HostProcess) -> None:
     user = http.post(
         f"{AUTH}/register", json={"email": "h1@example.com", "password": "pw-long-enough"}
     )
@@ -84,18 +86,18 @@ def test_login_rate_limit_answers_429_with_retry_after(http: httpx.Client) -> No
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     with running_host(tmp_path_factory.mktemp("signup"), project=REPO) as host:
         yield host
 
 
-def test_a_registration_starts_onboarding_after_signup(example: Host) -> None:
+def test_a_registration_starts_onboarding_after_signup(example: HostProcess) -> None:
     http = example.client()
     user = http.post(
         f"{AUTH}/register", json={"email": "sam@example.com", "password": "sam-secret-1"}
     )
     assert user.status_code == 200, user.text
-    runs = wait_for(
+    runs = wait_until(
         lambda: http.get(
             "/api/workflows/runs", params={"workflowId": "onboarding-after-signup"}
         ).json()

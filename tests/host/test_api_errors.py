@@ -17,7 +17,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.host.hosting import StartHost, assert_error, free_port, spawn_host, write_project
+from tests.host.hosting import StartHost, assert_error, write_project
+from tests.support.hostproc import HostProcess
 
 ROUTES: list[tuple[str, str]] = [
     ("GET", "/api/kv/ns/key"),
@@ -228,25 +229,15 @@ def test_a_body_within_the_limit_is_accepted(small: httpx.Client) -> None:
 
 def test_binding_another_address_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     project = write_project(tmp_path)
-    proc = spawn_host(
-        tmp_path,
-        "serve",
-        str(project),
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(free_port()),
-        "--data",
-        str(tmp_path / "data"),
-    )
+    host = HostProcess(project, tmp_path / "data", tmp_path, args=("--host", "0.0.0.0"))
+    proc = host.start()
     try:
         code = proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        host.kill()
         pytest.fail("a host on 0.0.0.0 without PLATFORM_TOKEN started serving")
     assert code != 0
-    log = (tmp_path / "host.log").read_text()
+    log = host.log()
     assert "PLATFORM_TOKEN" in log
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
 

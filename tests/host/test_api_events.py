@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.host.hosting import Host, assert_error
+from tests.host.hosting import assert_error
+from tests.support.hostproc import HostProcess
 
 
 class SSE:
@@ -52,7 +53,7 @@ def publish(http: httpx.Client, **event: Any) -> int:
 
 
 @pytest.fixture
-def stream_client(host: Host) -> Iterator[httpx.Client]:
+def stream_client(host: HostProcess) -> Iterator[httpx.Client]:
     # A read timeout turns "the event never came" into a failure instead of a hang.
     with httpx.Client(base_url=host.url, timeout=httpx.Timeout(5.0)) as client:
         yield client

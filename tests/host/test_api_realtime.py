@@ -9,19 +9,21 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.host.hosting import Host, StartHost, assert_error, wait_for
+from tests.host.hosting import StartHost, assert_error
+from tests.support.hostproc import HostProcess
+from tests.support.waiting import wait_until
 from tests.support.wsclient import WsClient
 
 
 @pytest.fixture
-def sockets(host: Host) -> Iterator[list[WsClient]]:
+def sockets(host: HostProcess) -> Iterator[list[WsClient]]:
     opened: list[WsClient] = []
     yield opened
     for ws in opened:
         ws.close()
 
 
-def connect(host: Host, opened: list[WsClient], cid: str | None = None) -> WsClient:
+def connect(host: HostProcess, opened: list[WsClient], cid: str | None = None) -> WsClient:
     ws = WsClient(host.port, f"/_rt/ws?cid={cid or uuid.uuid4().hex}")
     opened.append(ws)
     return ws
@@ -87,7 +89,7 @@ def test_http_bad_input(
 
 
 def test_websocket_pubsub_and_catch_up(
-    host: Host, http: httpx.Client, sockets: list[WsClient]
+    host: HostProcess, http: httpx.Client, sockets: list[WsClient]
 ) -> None:
     a, b = connect(host, sockets), connect(host, sockets)
     subscribe(a, "chat:ws")
@@ -112,7 +114,9 @@ def test_websocket_pubsub_and_catch_up(
     assert a.recv()["event"] == "pong"  # nothing from chat:ws came before it
 
 
-def test_websocket_catch_up_order(host: Host, http: httpx.Client, sockets: list[WsClient]) -> None:
+def test_websocket_catch_up_order(
+    host: HostProcess, http: httpx.Client, sockets: list[WsClient]
+) -> None:
     for text in ("one", "two", "three"):
         http.post("/api/realtime/publish", json={"channel": "chat:late", "data": text})
     c = connect(host, sockets)
@@ -126,7 +130,7 @@ def test_websocket_catch_up_order(host: Host, http: httpx.Client, sockets: list[
 
 
 def test_presence_over_websocket_with_grace(
-    host: Host, http: httpx.Client, sockets: list[WsClient]
+    host: HostProcess, http: httpx.Client, sockets: list[WsClient]
 ) -> None:
     watcher = connect(host, sockets)
     subscribe(watcher, "lobby")
@@ -174,7 +178,9 @@ def test_presence_leaves_after_the_grace_period(start_host: StartHost) -> None:
         ann.close()
 
 
-def test_a_slow_client_is_dropped(host: Host, http: httpx.Client, sockets: list[WsClient]) -> None:
+def test_a_slow_client_is_dropped(
+    host: HostProcess, http: httpx.Client, sockets: list[WsClient]
+) -> None:
     slow = connect(host, sockets)
     subscribe(slow, "firehose")
     fast = connect(host, sockets)
@@ -187,7 +193,7 @@ def test_a_slow_client_is_dropped(host: Host, http: httpx.Client, sockets: list[
         assert fast.recv_event("message")["data"][0] == i
         if "too slow" in host.log():
             break
-    wait_for(lambda: "dropped: too slow" in host.log())
+    wait_until(lambda: "dropped: too slow" in host.log())
     while slow.recv() is not None:
         pass  # drain what was in flight; then the close frame
     assert slow.closed == 1013
@@ -195,13 +201,15 @@ def test_a_slow_client_is_dropped(host: Host, http: httpx.Client, sockets: list[
     assert fast.recv_event("pong")
 
 
-def test_signals_channel(host: Host, http: httpx.Client, sockets: list[WsClient]) -> None:
+def test_signals_channel(host: HostProcess, http: httpx.Client, sockets: list[WsClient]) -> None:
     ws = connect(host, sockets)
     subscribe(ws, "workflows:signals")
     first = http.post("/api/workflows/waiter/start", json={"orderId": "rt-1"}).json()["runId"]
     second = http.post("/api/workflows/waiter/start", json={"orderId": "rt-2"}).json()["runId"]
-    wait_for(lambda: http.get(f"/api/workflows/runs/{first}").json()["status"] == "waiting_event")
-    wait_for(lambda: http.get(f"/api/workflows/runs/{second}").json()["status"] == "waiting_event")
+    wait_until(lambda: http.get(f"/api/workflows/runs/{first}").json()["status"] == "waiting_event")
+    wait_until(
+        lambda: http.get(f"/api/workflows/runs/{second}").json()["status"] == "waiting_event"
+    )
     count = http.post(
         "/api/workflows/signal",
         json={"eventType": "order.approved", "payload": {"orderId": "rt-1"}},
@@ -213,7 +221,7 @@ def test_signals_channel(host: Host, http: httpx.Client, sockets: list[WsClient]
     ws.send({"action": "publish", "channel": "workflows:signals",
              "data": {"type": "order.approved", "payload": {"orderId": "rt-2"}}})  # fmt: skip
     assert ws.recv_event("message")["data"]["count"] == 1
-    wait_for(lambda: http.get(f"/api/workflows/runs/{second}").json()["status"] == "completed")
+    wait_until(lambda: http.get(f"/api/workflows/runs/{second}").json()["status"] == "completed")
     assert http.get(f"/api/workflows/runs/{first}").json()["status"] == "completed"
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.host.hosting import assert_error, wait_for
+from tests.host.hosting import assert_error
+from tests.support.waiting import wait_until
 
 RUN_KEYS = {
     "runId",
@@ -50,7 +51,9 @@ def history(http: httpx.Client, run_id: str) -> list[dict[str, Any]]:
 
 
 def wait_status(http: httpx.Client, run_id: str, *statuses: str) -> dict[str, Any]:
-    record: dict[str, Any] = wait_for(lambda: (r := run(http, run_id))["status"] in statuses and r)
+    record: dict[str, Any] = wait_until(
+        lambda: (r := run(http, run_id))["status"] in statuses and r
+    )
     return record
 
 

@@ -112,7 +112,7 @@ def attacks(run_id: str) -> list[tuple[str, str, str]]:
 async def test_cross_site_requests_are_refused_and_change_nothing(
     dev_host: tuple[Starlette, httpx.AsyncClient],
 ) -> None:
-    _, client = dev_host
+    app, client = dev_host
     await client.put("/api/db/users", json={"_id": "u1", "admin": False})
     run_id = await sleeping_run(client)
     before = await snapshot(client)
@@ -151,7 +151,7 @@ async def test_cross_site_requests_are_refused_and_change_nothing(
             if status == 403:
                 answer = await client.request(method, path, content=body.encode(), headers=headers)
                 assert answer.status_code == 403, (method, path, headers)
-    await asyncio.sleep(0.05)  # anything a refused request had started would show by now
+    await app.state.platform.settle()  # anything a refused request had started is done now
     assert await snapshot(client) == before
 
 

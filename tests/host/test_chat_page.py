@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.host.hosting import REPO, Host, running_host
+from tests.host.hosting import REPO, running_host
+from tests.support.hostproc import HostProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     with running_host(tmp_path_factory.mktemp("chat"), project=REPO) as host:
         yield host
 
@@ -33,7 +34,8 @@ def open_tab(browser: Browser, url: str, errors: list[str]) -> Page:
     return page
 
 
-def test_two_tabs_talk(example: Host, browser: Browser) -> None:
+@pytest.mark.slow
+def test_two_tabs_talk(example: HostProcess, browser: Browser) -> None:
     from playwright.sync_api import expect
 
     errors: list[str] = []

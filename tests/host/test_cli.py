@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hostproc import ROOT, cli, host_env, running_host, wait_until
+from tests.support.hostproc import ROOT, cli, host_env, running_host
+from tests.support.waiting import wait_until
 
 PROJECT_FILES = {
     "workflows/basics.py": """
@@ -84,6 +85,7 @@ HELP = [
 ]
 
 
+@pytest.mark.slow
 def test_every_command_has_help() -> None:
     procs = [
         (
@@ -116,6 +118,7 @@ def test_no_command_prints_the_help_with_the_commands() -> None:
 # ------------------------------------------------------------------------- with no host
 
 
+@pytest.mark.slow
 def test_kv_commands(data: Path) -> None:
     d = ("--data", str(data))
     ok(cli("kv", "put", "cfg", "b", '{"n": 2}', *d, "--create"))
@@ -145,6 +148,7 @@ def test_kv_commands(data: Path) -> None:
     assert json.loads(ok(cli("kv", "get", "cfg", "a", PLATFORM_DATA_DIR=str(data)))) == "one"
 
 
+@pytest.mark.slow
 def test_run_commands_without_a_host_then_a_host_carries_them_out(
     project: Path, data: Path, tmp_path: Path
 ) -> None:
@@ -187,27 +191,29 @@ def test_run_commands_without_a_host_then_a_host_carries_them_out(
     assert sentence.startswith(f"Compacted {data}: the event stream from "), sentence
     assert "finished run(s) past retention pruned)." in sentence
 
-    with running_host("serve", project, data, tmp_path / "host.log") as host:
+    with running_host(project, data, tmp_path / "logs") as host:
         assert host.wait_status(echo_id, "completed")["output"] == {"x": 1}
         assert host.wait_status("w1", "completed")["output"] == {"got": {"key": "a", "n": 1}}
 
 
+@pytest.mark.slow
 def test_a_cancel_recorded_without_a_host_is_carried_out_by_the_next_host(
     project: Path, data: Path, tmp_path: Path
 ) -> None:
     d = ("--data", str(data))
     ok(cli("start", "waiter", '{"key": "a"}', "--run-id", "w1", *d, "--create"))
     assert "cancel requested for w1" in ok(cli("runs", "cancel", "w1", *d))
-    with running_host("serve", project, data, tmp_path / "host.log") as host:
+    with running_host(project, data, tmp_path / "logs") as host:
         assert host.wait_status("w1", "cancelled", "waiting_event")["status"] == "cancelled"
 
 
 # -------------------------------------------------------------------- beside a live host
 
 
+@pytest.mark.slow
 def test_data_commands_beside_a_running_host(project: Path, data: Path, tmp_path: Path) -> None:
     d = ("--data", str(data))
-    with running_host("serve", project, data, tmp_path / "host.log") as host:
+    with running_host(project, data, tmp_path / "logs") as host:
         # start: recorded by the CLI, run by the host within about a second.
         before = time.monotonic()
         run_id = ok(cli("start", "echo", '{"hello": "cli"}', *d)).strip()
@@ -264,6 +270,7 @@ def test_data_commands_beside_a_running_host(project: Path, data: Path, tmp_path
         assert {r["runId"] for r in listed} == {run_id, "wait-a", quiet.stdout.strip()}
 
 
+@pytest.mark.slow
 def test_schedules_lists_the_ticks_of_a_running_cron(tmp_path: Path, data: Path) -> None:
     project = tmp_path / "cron"
     (project / "workflows").mkdir(parents=True)
@@ -273,7 +280,7 @@ def test_schedules_lists_the_ticks_of_a_running_cron(tmp_path: Path, data: Path)
         "async def beat(input, step, ctx):\n"
         '    return input["scheduledAt"]\n'
     )
-    with running_host("serve", project, data, tmp_path / "host.log") as host:
+    with running_host(project, data, tmp_path / "logs") as host:
         schedules = wait_until(
             lambda: [s for s in host.http.get("/api/workflows/schedules").json() if s["lastAt"]],
             5,

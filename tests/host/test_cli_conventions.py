@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hostproc import ROOT, cli, host_env, running_host, wait_until
+from tests.support.hostproc import ROOT, cli, host_env, running_host
+from tests.support.waiting import wait_until
 
 ECHO = """from platform_shim.workflows import define_workflow
 
@@ -70,6 +71,7 @@ POSITIONAL_HELP = [
 ]
 
 
+@pytest.mark.slow
 def test_version_program_name_and_help_for_every_positional_argument() -> None:
     entry = Path(sys.executable).with_name("platform-host")
     version, named, *helps = run_all(
@@ -102,6 +104,7 @@ def test_data_goes_before_or_after_the_subcommand(tmp_path: Path) -> None:
     assert (after.returncode, json.loads(after.stdout)) == (0, "v"), after.stderr
 
 
+@pytest.mark.slow
 def test_errors_share_one_prefix_and_exit_codes_mean_one_thing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -122,6 +125,7 @@ def test_errors_share_one_prefix_and_exit_codes_mean_one_thing(tmp_path: Path) -
     assert "Traceback" not in "".join(r.stderr for r in (usage, bad_json, missing_run))
 
 
+@pytest.mark.slow
 def test_a_typo_creates_no_folder(tmp_path: Path, project: Path) -> None:
     typo = tmp_path / "typo"
     empty = tmp_path / "elsewhere"
@@ -147,13 +151,14 @@ def test_a_typo_creates_no_folder(tmp_path: Path, project: Path) -> None:
     assert not (tmp_path / "no-such-project").exists()
 
 
+@pytest.mark.slow
 def test_one_rule_for_the_data_folder(project: Path, tmp_path: Path) -> None:
     """dev PROJECT serves PROJECT/data; the CLI run inside PROJECT uses PROJECT/data too."""
     dev_help = cli("dev", "--help")
     assert "else PROJECT/data" in " ".join(dev_help.stdout.split())
     assert "./data" not in dev_help.stdout
 
-    with running_host("dev", project, project / "data", tmp_path / "host.log") as host:
+    with running_host(project, project / "data", tmp_path / "logs", command="dev") as host:
         run_id = cli("start", "echo", '{"x": 1}', cwd=project).stdout.strip()
         assert host.wait_status(run_id, "completed")["output"] == {"x": 1}
     shown = cli("runs", "show", run_id, "--json", cwd=project)
@@ -161,6 +166,7 @@ def test_one_rule_for_the_data_folder(project: Path, tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["run"]["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_runs_list_of_an_unknown_workflow_names_the_known_ones(project: Path) -> None:
     data = project / "data"
     started = cli("start", "echo", "{}", "--data", str(data), "--create")
@@ -179,11 +185,12 @@ async def hourly(input, step, ctx):
 """
 
 
+@pytest.mark.slow
 def test_clients_see_the_dev_hosts_skipped_clock(project: Path, tmp_path: Path) -> None:
     data = project / "data"
     d = ("--data", str(data))
     (project / "workflows" / "hourly.py").write_text(HOURLY)
-    with running_host("dev", project, data, tmp_path / "host.log") as host:
+    with running_host(project, data, tmp_path / "logs", command="dev") as host:
         skipped = host.http.post("/api/dev/clock", json={"advance": "24h"}).json()
         assert skipped["offsetMs"] == 24 * 3600 * 1000
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 
-from tests.host.hosting import Host
+from tests.support.hostproc import HostProcess
 from tests.support.wsclient import WsClient
+
+# Over ~3 s as a whole: a host and Chromium serve two tests.
+pytestmark = pytest.mark.slow
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 
-def test_people_endpoint_lists_users_and_channels(host: Host, http: httpx.Client) -> None:
+def test_people_endpoint_lists_users_and_channels(host: HostProcess, http: httpx.Client) -> None:
     http.post(
         "/api/platform/auth/register",
         json={"email": "dash@example.com", "password": "pw-long-enough"},
@@ -35,7 +39,7 @@ def test_people_endpoint_lists_users_and_channels(host: Host, http: httpx.Client
     assert room["subscribers"] == 1
 
 
-def test_the_data_page_shows_them(host: Host, http: httpx.Client, browser: Browser) -> None:
+def test_the_data_page_shows_them(host: HostProcess, http: httpx.Client, browser: Browser) -> None:
     from playwright.sync_api import expect
 
     http.post(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from host.app import create_app
 from host.config import HostConfig
 from host.devclock import SkippableClock
+from tests.support.waiting import wait_until_async
 
 WORKFLOW = """from platform_shim.workflows import define_workflow
 
@@ -31,7 +32,7 @@ async def test_advancing_fires_what_came_due_and_nothing_else() -> None:
     cancelled = clock.call_at(start + 60_000, lambda: fired.append("cancelled"))
     cancelled.cancel()
     clock.advance(2 * 3_600_000)
-    await asyncio.sleep(0.05)
+    await wait_until_async(lambda: fired, what="the timer that came due to fire")
     assert fired == ["1h"]
     assert clock.now_ms() >= start + 2 * 3_600_000
     with pytest.raises(ValueError, match="forward"):
@@ -52,16 +53,16 @@ async def test_skipping_ahead_wakes_a_sleeping_run(tmp_path: Path) -> None:
     client, app = await _client(tmp_path, dev=True)
     async with client, app.router.lifespan_context(app):  # type: ignore[attr-defined]
         run_id = (await client.post("/api/workflows/napper/start", json={})).json()["runId"]
-        await asyncio.sleep(0.1)
-        assert (await client.get(f"/api/workflows/runs/{run_id}")).json()["status"] == "sleeping"
+
+        async def status(wanted: str) -> dict[str, Any] | None:
+            run: dict[str, Any] = (await client.get(f"/api/workflows/runs/{run_id}")).json()
+            return run if run["status"] == wanted else None
+
+        await wait_until_async(lambda: status("sleeping"), what="the run to sleep")
         moved = await client.post("/api/dev/clock", json={"advance": "24h"})
         assert moved.status_code == 200 and moved.json()["offsetMs"] == 86_400_000
-        for _ in range(100):
-            run = (await client.get(f"/api/workflows/runs/{run_id}")).json()
-            if run["status"] == "completed":
-                break
-            await asyncio.sleep(0.02)
-        assert run["status"] == "completed" and run["output"] == "rested"
+        run = await wait_until_async(lambda: status("completed"), what="the run to wake")
+        assert run["output"] == "rested"
         bad = await client.post("/api/dev/clock", json={"advance": "soon"})
         assert bad.status_code == 400 and "soon" in bad.json()["detail"]
 

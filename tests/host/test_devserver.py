@@ -60,7 +60,7 @@ def test_a_busy_port_is_one_line_before_anything_is_opened(project: Path) -> Non
 
 
 def test_a_locked_data_folder_is_one_line(project: Path, tmp_path: Path) -> None:
-    with running_host("dev", project, project / "data", tmp_path / "host.log") as host:
+    with running_host(project, project / "data", tmp_path / "logs", command="dev") as host:
         result = dev(str(project), "--port", "0")
         assert result.returncode == 1
         assert result.stderr.splitlines() == [
@@ -69,9 +69,10 @@ def test_a_locked_data_folder_is_one_line(project: Path, tmp_path: Path) -> None
         ]
 
 
+@pytest.mark.slow
 def test_what_the_dev_server_says(project: Path, tmp_path: Path) -> None:
-    with running_host("dev", project, project / "data", tmp_path / "host.log") as host:
-        url = host.base_url
+    with running_host(project, project / "data", tmp_path / "logs", command="dev") as host:
+        url = host.url
         startup = host.log()
         assert f"dev server (hot reload) on {url} " in startup
         assert f"dashboard: {url}/_platform/" in startup
@@ -104,8 +105,9 @@ def test_what_the_dev_server_says(project: Path, tmp_path: Path) -> None:
 
 
 def test_quiet_leaves_the_request_lines_out(project: Path, tmp_path: Path) -> None:
-    log_path = tmp_path / "host.log"
-    with running_host("dev", project, project / "data", log_path, extra=("--quiet",)) as host:
+    with running_host(
+        project, project / "data", tmp_path / "logs", command="dev", args=("--quiet",)
+    ) as host:
         assert host.http.get("/api/kv/ns/k").status_code == 404
         run_id = host.http.post("/api/workflows/flaky/start", json={"failures": 0}).json()
         host.wait_for_log(f"run completed: flaky {run_id['runId']}")

@@ -5,17 +5,17 @@
 KV, DB, storage and workflows, printing one JSON line per check. This test runs it with
 ``node`` and asserts every value, cross-checking some through HTTP and the Python client.
 
-Where the package comes from: ``$PLATFORM_JS_CLIENT_DIR`` (a folder where
-``npm install @maravilla-labs/platform`` ran; ``.ci/run`` sets it up when ``node`` is present),
-else one ``npm install`` into a temp folder per test session. Without ``node`` on the machine
-the test is skipped; every other problem (npm failing, the package missing) is a failure.
+Where the package comes from: the ``js_client_dir`` fixture (``tests/host/conftest.py``):
+``$PLATFORM_JS_CLIENT_DIR`` (``.ci/run`` sets it up), else one ``npm install`` into a temp folder
+per test session. Without ``node`` on the machine the test is skipped, or fails where
+``PLATFORM_TESTS_REQUIRE`` names it (as in CI); every other problem (npm failing, the package
+missing) is a failure.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,52 +25,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.host.hosting import Host
+from tests.support.hostproc import HostProcess
+
+# Over ~3 s as a whole: one Node run of the client script serves the module.
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).with_name("js") / "client_check.mjs"
 PACKAGE = "@maravilla-labs/platform"
-NODE = shutil.which("node")
-
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed on this machine")
 
 
 def _package_json(folder: Path) -> Path:
     return folder / "node_modules" / "@maravilla-labs" / "platform" / "package.json"
 
 
-@pytest.fixture(scope="session")
-def js_client_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder whose node_modules holds the JS client (installed once per session if need be)."""
-    given = os.environ.get("PLATFORM_JS_CLIENT_DIR")
-    if given:
-        folder = Path(given)
-        assert _package_json(folder).exists(), (
-            f"PLATFORM_JS_CLIENT_DIR={given} has no node_modules/{PACKAGE}; "
-            f"run `npm install {PACKAGE}` there"
-        )
-        return folder
-    npm = shutil.which("npm")
-    assert npm is not None, "node is installed but npm is not: cannot install the JS client"
-    folder = tmp_path_factory.mktemp("jsclient")
-    result = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", PACKAGE],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, (
-        f"npm install {PACKAGE} failed:\n{result.stdout}\n{result.stderr}"
-    )
-    assert _package_json(folder).exists(), result.stdout + result.stderr
-    return folder
-
-
 @pytest.fixture(scope="module")
-def checks(host: Host, js_client_dir: Path) -> dict[str, dict[str, Any]]:
+def checks(host: HostProcess, node: str, js_client_dir: Path) -> dict[str, dict[str, Any]]:
     """Run the Node script once against the module's host; its checks by name."""
-    assert NODE is not None
     env = {
         **os.environ,
         "MARAVILLA_DEV_SERVER": host.url,
@@ -78,7 +48,7 @@ def checks(host: Host, js_client_dir: Path) -> dict[str, dict[str, Any]]:
     }
     env.pop("MARAVILLA_TENANT", None)
     result = subprocess.run(
-        [NODE, str(SCRIPT)],
+        [node, str(SCRIPT)],
         env=env,
         capture_output=True,
         text=True,
@@ -125,7 +95,7 @@ def http_error(message: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def http(host: Host) -> Iterator[httpx.Client]:
+def http(host: HostProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=host.url, timeout=10.0) as client:
         yield client
 
@@ -397,7 +367,7 @@ def test_workflows(checks: dict[str, dict[str, Any]], http: httpx.Client) -> Non
 
 
 async def test_python_client_sees_what_the_js_client_wrote(
-    checks: dict[str, dict[str, Any]], host: Host
+    checks: dict[str, dict[str, Any]], host: HostProcess
 ) -> None:
     from platform_shim.platform import open_client
 

@@ -2,15 +2,14 @@
 ``.auth`` over HTTP and ``RealtimeClient`` over the WebSocket (``js/realtime_auth_check.mjs``).
 
 Node 20 has no global WebSocket: the script uses the npm package ``ws``, installed beside the
-client (``.ci/run`` installs both into ``$PLATFORM_JS_CLIENT_DIR``; without that variable one
-``npm install`` into a temp folder per session). Skipped only when ``node`` is missing.
+client (the ``js_client_dir`` fixture of ``tests/host/conftest.py``). Skipped only when ``node``
+is missing, and failed then where ``PLATFORM_TESTS_REQUIRE`` names it (as in CI).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,47 +17,24 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.host.hosting import Host
+from tests.support.hostproc import HostProcess
+
+# Over ~3 s as a whole: one Node run of the client script serves the module.
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).with_name("js") / "realtime_auth_check.mjs"
-PACKAGES = ("@maravilla-labs/platform", "ws")
-NODE = shutil.which("node")
-
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed on this machine")
-
-
-def _installed(folder: Path) -> bool:
-    return all((folder / "node_modules" / name / "package.json").exists() for name in PACKAGES)
-
-
-@pytest.fixture(scope="session")
-def js_rt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("PLATFORM_JS_CLIENT_DIR")
-    if given and _installed(Path(given)):
-        return Path(given)
-    npm = shutil.which("npm")
-    assert npm is not None, "node is installed but npm is not: cannot install the JS client"
-    folder = tmp_path_factory.mktemp("jsrt")
-    result = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", *PACKAGES],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, f"npm install failed:\n{result.stdout}\n{result.stderr}"
-    assert _installed(folder), result.stdout + result.stderr
-    return folder
 
 
 @pytest.fixture(scope="module")
-def checks(host: Host, js_rt_dir: Path) -> dict[str, dict[str, Any]]:
-    assert NODE is not None
-    env = {**os.environ, "MARAVILLA_DEV_SERVER": host.url, "PLATFORM_JS_CLIENT_DIR": str(js_rt_dir)}
+def checks(host: HostProcess, node: str, js_client_dir: Path) -> dict[str, dict[str, Any]]:
+    env = {
+        **os.environ,
+        "MARAVILLA_DEV_SERVER": host.url,
+        "PLATFORM_JS_CLIENT_DIR": str(js_client_dir),
+    }
     env.pop("MARAVILLA_TENANT", None)
     result = subprocess.run(
-        [NODE, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=90, check=False
+        [node, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=90, check=False
     )
     assert result.returncode == 0, (
         f"node exited {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -82,7 +58,7 @@ def value(checks: dict[str, dict[str, Any]], name: str) -> Any:
     return record["value"]
 
 
-def test_realtime_over_http(checks: dict[str, dict[str, Any]], host: Host) -> None:
+def test_realtime_over_http(checks: dict[str, dict[str, Any]], host: HostProcess) -> None:
     assert value(checks, "realtime.publish") is None
     history = value(checks, "realtime.history")
     assert [(m["seq"], m["channel"], m["data"], m["uid"]) for m in history] == [
@@ -125,7 +101,7 @@ def auth_error(message: str) -> tuple[int, dict[str, Any]]:
     return int(status), json.loads(body)
 
 
-def test_auth(checks: dict[str, dict[str, Any]], host: Host) -> None:
+def test_auth(checks: dict[str, dict[str, Any]], host: HostProcess) -> None:
     user = value(checks, "auth.register")
     assert user["id"].startswith("usr_")
     assert (user["email_verified"], user["status"], user["provider"], user["groups"]) == (

@@ -6,18 +6,12 @@ import io
 import time
 
 from host.progress import Progress
+from tests.support.waiting import wait_until
 
 
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
-
-
-def _eventually(check: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_nothing_is_drawn_when_the_stream_is_not_a_terminal() -> None:
@@ -33,7 +27,7 @@ def test_a_terminal_gets_a_bar_that_fills_and_is_cleared_at_the_end() -> None:
     out = Terminal()
     with Progress("listing runs", 200, stream=out, delay=0, interval=0.001) as bar:
         bar.advance(100)
-        _eventually(lambda: "50%" in out.getvalue())
+        wait_until(lambda: "50%" in out.getvalue())
     text = out.getvalue()
     assert "listing runs [" in text
     assert "100/200" in text

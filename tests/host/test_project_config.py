@@ -54,14 +54,13 @@ def test_mistakes_stop_the_host_naming_them(tmp_path: Path, text: str, needle: s
 
 
 def test_the_host_refuses_to_start_on_a_typo(tmp_path: Path) -> None:
-    from tests.host.hosting import free_port, spawn_host, write_project
+    from tests.host.hosting import write_project
+    from tests.support.hostproc import HostProcess
 
     project = write_project(tmp_path)
     (project / "platform.toml").write_text("[realtime.history]\nchanels = ['chat:*']\n")
-    proc = spawn_host(
-        tmp_path, "serve", str(project), "--port", str(free_port()), "--data", str(tmp_path / "d")
-    )
-    assert proc.wait(timeout=30) == 1
-    log = (tmp_path / "host.log").read_text()
+    host = HostProcess(project, tmp_path / "d", tmp_path)
+    assert host.start().wait(timeout=30) == 1
+    log = host.log()
     assert "unknown key(s) ['chanels'] in [realtime.history]" in log
     assert "Traceback" not in log

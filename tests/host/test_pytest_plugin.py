@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.hostproc import host_env
 
 FILES = {
@@ -96,6 +98,7 @@ async def test_a_conftest_clock_overrides_the_plugins(platform, clock):
 }
 
 
+@pytest.mark.slow
 def test_a_users_project_tests_its_workflows_with_the_plugin(tmp_path: Path) -> None:
     project = tmp_path / "myapp"
     for name, text in FILES.items():

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from host.loader import Loader
-from tests.support.hostproc import HostProcess, running_host, wait_until
+from tests.support.hostproc import HostProcess, running_host
+from tests.support.waiting import wait_until
 
 TEMPLATE = """from platform_shim.workflows import define_workflow
 
@@ -51,7 +51,7 @@ def test_dev_reloads_good_edits_and_keeps_the_last_good_version_on_a_broken_one(
     greet.parent.mkdir(parents=True)
     greet.write_text(greet_source('"version 1"'))
 
-    with running_host("dev", project, tmp_path / "data", tmp_path / "host.log") as host:
+    with running_host(project, tmp_path / "data", tmp_path / "logs", command="dev") as host:
         assert run_greet(host) == "version 1"
 
         # A good edit: new runs return the new value.
@@ -116,15 +116,25 @@ def test_reading_a_file_does_not_reload_it_and_a_reload_does_not_trigger_itself(
     greet.parent.mkdir(parents=True)
     greet.write_text(greet_source('"version 1"'))
 
-    with running_host("dev", project, tmp_path / "data", tmp_path / "host.log") as host:
+    marker = project / "workflows" / "marker.py"
+    with running_host(project, tmp_path / "data", tmp_path / "logs", command="dev") as host:
         greet.read_text()  # an editor opening the file, grep, a build...
-        time.sleep(0.6)
+        barrier(host, marker)
         assert "reloaded greet.py" not in host.log()
 
         edit(greet, greet_source('"version 2"'))
         host.wait_for_log("reloaded greet.py")
-        time.sleep(0.6)  # four debounce periods
+        barrier(host, marker)  # the reload read greet.py before the marker was written
         assert host.log().count("reloaded greet.py") == 1
+
+
+def barrier(host: HostProcess, marker: Path) -> None:
+    """Edit ``marker`` and wait for its reload. The watcher sees one folder's changes in order
+    and reloads a round's files sorted by name, so a reload of ``greet.py`` set off by anything
+    before this edit is in the log once ``marker.py``'s is (no fixed sleep to guess how long)."""
+    mark = len(host.log())
+    edit(marker, greet_source(f'"{mark}"').replace('"greet"', '"marker"'))
+    host.wait_for_log("reloaded marker.py", start=mark)
 
 
 ROUTES = """from starlette.responses import PlainTextResponse
@@ -147,6 +157,7 @@ async def copy(event, ctx):
 """
 
 
+@pytest.mark.slow
 def test_folders_and_files_created_while_dev_runs_are_loaded(tmp_path: Path) -> None:
     """Only workflows/ exists at start: a routes/ folder, an events/ folder and a single-file
     workflows.py created later are loaded as they appear (before, none was ever watched)."""
@@ -154,7 +165,7 @@ def test_folders_and_files_created_while_dev_runs_are_loaded(tmp_path: Path) -> 
     (project / "workflows").mkdir(parents=True)
     (project / "workflows" / "greet.py").write_text(greet_source('"hi"'))
 
-    with running_host("dev", project, tmp_path / "data", tmp_path / "host.log") as host:
+    with running_host(project, tmp_path / "data", tmp_path / "logs", command="dev") as host:
         assert host.http.get("/ping").status_code == 404
 
         # A new folder with a file written at once: watched and loaded.

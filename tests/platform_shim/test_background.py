@@ -16,6 +16,7 @@ from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
 from platform_shim.workflows.records import RunStatus
 from platform_shim.workflows.waiting import Waiting
+from tests.support.waiting import wait_until_async
 
 
 async def test_supervise_restarts_a_crashed_loop_and_logs_each_crash(
@@ -58,16 +59,9 @@ async def test_a_handler_consumer_that_crashes_is_restarted(
 
         monkeypatch.setattr(dispatcher, "save_cursor", save_cursor)
         await platform.kv.put("sup", "a", 1)
-        for _ in range(200):
-            if crashed:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: crashed, what="the consumer's bookkeeping to raise")
         await platform.kv.put("sup", "b", 2)
-        for _ in range(500):
-            if "b" in seen:
-                break
-            await asyncio.sleep(0.01)
-        assert crashed and "b" in seen, (crashed, seen)
+        await wait_until_async(lambda: "b" in seen, what="the restarted consumer to see 'b'")
 
 
 @define_workflow({"id": "sup-sleeper"})

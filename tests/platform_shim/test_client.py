@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
-from typing import Any
 
 from platform_shim.platform import Platform, open_client
 from platform_shim.testing import FakeClock
 from tests.support.eventlog import read_events
 from tests.support.procs import spawn
 from tests.support.reap import finish, read_line, reaping
+from tests.support.waiting import wait_until_async
 
 
 async def test_second_client_in_the_same_process(
@@ -46,16 +45,6 @@ async def test_second_client_in_the_same_process(
         other.close()
 
 
-async def wait_for(read: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await read()
-        if value is not None:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out waiting for the other process")
-
-
 async def test_client_in_another_process(data_dir: Path) -> None:
     platform = open_client(data_dir)
     proc = spawn("client_writer", str(data_dir), "echo")
@@ -64,12 +53,16 @@ async def test_client_in_another_process(data_dir: Path) -> None:
             assert await asyncio.to_thread(read_line, proc) == "ready\n"
             await platform.db.insert_one("pings", {"_id": "p1", "at": 1})
             await platform.kv.put("ping", "req", {"hello": [1, 2]})
-            response = await wait_for(lambda: platform.kv.get("ping", "resp"))
+            response = await wait_until_async(
+                lambda: platform.kv.get("ping", "resp"), 20, "the other process's reply in KV"
+            )
             assert response == {
                 "got": {"hello": [1, 2]},
                 "doc": {"_id": "p1", "id": "p1", "at": 1},
             }
-            pong = await wait_for(lambda: platform.db.find_one("pongs", {"id": "p1"}))
+            pong = await wait_until_async(
+                lambda: platform.db.find_one("pongs", {"id": "p1"}), 20, "its pong document"
+            )
             assert pong == {"_id": "p1", "id": "p1", "reply_to": "p1"}
             out, _ = await asyncio.to_thread(finish, proc)
             assert out.split() == ["done"]

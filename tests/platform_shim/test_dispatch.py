@@ -270,9 +270,11 @@ def test_filters_are_checked_at_load() -> None:
 
 async def test_writes_from_another_process_reach_handlers_within_a_second(data_dir: Path) -> None:
     seen = asyncio.Event()
+    events: list[Any] = []
 
     @on_kv_change({"namespace": "x"})
     async def watcher(event: Any, ctx: Any) -> None:
+        events.append(event)
         seen.set()
 
     async with open_platform(data_dir, handlers=[watcher]):
@@ -284,7 +286,8 @@ async def test_writes_from_another_process_reach_handlers_within_a_second(data_d
             env={**__import__("tests.support.procs", fromlist=["env"]).env()},
         )
         assert await proc.wait() == 0
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await asyncio.wait_for(seen.wait(), timeout=1.0)
-        assert loop.time() - started < 1.0
+        await asyncio.wait_for(seen.wait(), timeout=1.0)  # SPEC 2.6: within one second
+    # The handler saw the other process's write itself, once.
+    assert [(e["op"], e["namespace"], e["key"], e["value"]) for e in events] == [
+        ("put", "x", "k", 1)
+    ]

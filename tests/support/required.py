@@ -8,6 +8,7 @@ names must be there and work, so a skip can never hide a failure where the tests
 from __future__ import annotations
 
 import os
+import shutil
 from typing import NoReturn
 
 import pytest
@@ -26,3 +27,12 @@ def unavailable(program: str, reason: str) -> NoReturn:
     if required(program):
         pytest.fail(f"{reason} ({REQUIRE_VARIABLE} requires {program})", pytrace=False)
     pytest.skip(reason)
+
+
+def find_program(name: str, hint: str, command: str | None = None) -> str:
+    """The path of ``command`` (by default ``name``; a name on PATH or an absolute path), or
+    ``unavailable``: skipped with ``hint`` (how to install it), failed where required."""
+    found = shutil.which(command or name)
+    if found is None:
+        unavailable(name, f"{command or name} is not installed on this machine: {hint}")
+    return found

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.host.dashboard.support import CRAFTED_RUNS, DashHost, PageErrors, running, write_ledger
-from tests.support.required import unavailable
+from tests.host.dashboard.support import CRAFTED_RUNS, PageErrors, running, write_ledger
+from tests.support.hostproc import HostProcess
+from tests.support.required import find_program, unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashHost]:
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     """One host per test module on the test project (tests use their own runs and names)."""
     with running(tmp_path_factory.mktemp("dash")) as host:
         yield host
@@ -44,7 +45,7 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashHost]:
 @pytest.fixture(scope="module")
 def crafted(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[DashHost, list[dict[str, Any]]]]:
+) -> Iterator[tuple[HostProcess, list[dict[str, Any]]]]:
     """A host on a folder of 2,500 finished runs written straight into ``runs.jsonl``
     (newest first in the list it yields beside the host)."""
     root = tmp_path_factory.mktemp("crafted")
@@ -59,8 +60,7 @@ def chromium() -> Iterator[Browser]:
     # without it (or if it will not start) the browser tests skip and say why, or fail in CI.
     from playwright.sync_api import Error, sync_playwright
 
-    if not CHROMIUM.exists():
-        unavailable("chromium", f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    find_program("chromium", "apt-get install -y chromium", str(CHROMIUM))
     with sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -1,4 +1,4 @@
-"""What the dashboard tests share: the test project, a host subprocess, and a crafted ledger.
+"""What the dashboard tests share: the test project, a host on it, and a crafted ledger.
 
 The project's step bodies append their step name to the file named by ``input["log"]``, so a
 test counts how many times each step body really ran (a rerun must not run the steps before
@@ -8,23 +8,17 @@ the one it starts from).
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from platform_shim.ids import new_id
+from tests.support.hostproc import HostProcess, running_host
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "test-artifacts"
@@ -130,131 +124,17 @@ def tally(path: Path) -> Counter[str]:
     return Counter(path.read_text().split()) if path.exists() else Counter()
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "a condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -------------------------------------------------------------------------------- the host
 
 
-@dataclass
-class DashHost:
-    """``python -m host serve`` on the test project, on 127.0.0.1."""
-
-    root: Path
-    token: str | None = None
-    command: str = "serve"  # or "dev": a clock that POST /api/dev/clock moves forward
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    api: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.project = write_project(self.root)
-        self.data = self.root / "data"
-        self.log_path = self.root / "host.log"
-        self.url = f"http://127.0.0.1:{self.port}"
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.api = httpx.Client(base_url=self.url, headers=headers, timeout=15.0)
-
-    def start(self) -> DashHost:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.token:
-            env["PLATFORM_TOKEN"] = self.token
-        args = [self.command, str(self.project), "--port", str(self.port), "--data", str(self.data)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "host", *args],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the host exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(httpx.TransportError):
-                return self.api.get("/_platform/api/overview").status_code == 200
-            return False
-
-        wait_for(up, 30.0, "the host to answer")
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> int:
-        self.api.close()
-        proc = self.proc
-        if proc is None:
-            return 0
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise AssertionError(
-                    f"the host did not stop on SIGTERM:\n{self.log()[-4000:]}"
-                ) from None
-        return int(proc.returncode)
-
-    # ------------------------------------------------------------------------- API helpers
-
-    def start_run(self, workflow_id: str, input: Any = None) -> str:
-        response = self.api.post(f"/api/workflows/{workflow_id}/start", json=input)
-        assert response.status_code == 200, response.text
-        return str(response.json()["runId"])
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        response = self.api.get(f"/api/workflows/runs/{run_id}")
-        assert response.status_code == 200, response.text
-        value: dict[str, Any] = response.json()
-        return value
-
-    def history(self, run_id: str) -> list[dict[str, Any]]:
-        response = self.api.get(f"/api/workflows/runs/{run_id}/history")
-        assert response.status_code == 200, response.text
-        value: list[dict[str, Any]] = response.json()
-        return value
-
-    def wait_status(self, run_id: str, *statuses: str, timeout: float = 15.0) -> dict[str, Any]:
-        def check() -> dict[str, Any] | None:
-            run = self.run(run_id)
-            return run if run["status"] in statuses else None
-
-        found: dict[str, Any] = wait_for(check, timeout, f"run {run_id} to be {'/'.join(statuses)}")
-        return found
-
-
 @contextlib.contextmanager
-def running(root: Path, token: str | None = None, command: str = "serve") -> Iterator[DashHost]:
-    host = DashHost(root, token=token, command=command)
-    try:
-        yield host.start()
-    finally:
-        code = host.stop()
-    assert code == 0, f"the host exited with {code}:\n{host.log()[-4000:]}"
-    log = host.log()
-    assert "Exception in ASGI application" not in log, log[-4000:]
-    assert "unhandled error" not in log, log[-4000:]
+def running(root: Path, token: str | None = None, command: str = "serve") -> Iterator[HostProcess]:
+    """``python -m host serve`` (or ``dev``: a clock that ``POST /api/dev/clock`` moves forward)
+    on the test project under ``root``, on 127.0.0.1; stopped after, with a clean log."""
+    with running_host(
+        write_project(root), root / "data", root, command=command, token=token
+    ) as host:
+        yield host
 
 
 # ------------------------------------------------------------------------- crafted ledgers

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from host.dashboard.bulk import BULK_MAX
-from tests.host.dashboard.support import DashHost, screenshot, wait_for
+from tests.host.dashboard.support import screenshot
+from tests.support.hostproc import HostProcess
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
-def _bulk(host: DashHost, **body: Any) -> dict[str, Any]:
-    answer = host.api.post("/_platform/api/runs/bulk", json=body)
+def _bulk(host: HostProcess, **body: Any) -> dict[str, Any]:
+    answer = host.http.post("/_platform/api/runs/bulk", json=body)
     assert answer.status_code == 200, answer.text
     value: dict[str, Any] = answer.json()
     return value
 
 
-def test_bad_bulk_requests_are_400s_and_change_nothing(dash: DashHost) -> None:
+def test_bad_bulk_requests_are_400s_and_change_nothing(dash: HostProcess) -> None:
     run_id = dash.start_run("approval", {"orderId": "bulk-bad"})
     dash.wait_status(run_id, "waiting_event")
     for body, words in [
@@ -31,14 +35,14 @@ def test_bad_bulk_requests_are_400s_and_change_nothing(dash: DashHost) -> None:
         ({"action": "cancel", "status": "waiting_event", "extra": 1}, "unknown field"),
         ({"action": "cancel", "status": "waiting_event", "before": "nope"}, "names no run"),
     ]:
-        answer = dash.api.post("/_platform/api/runs/bulk", json=body)
+        answer = dash.http.post("/_platform/api/runs/bulk", json=body)
         assert answer.status_code == 400, (body, answer.text)
         assert words in answer.json()["detail"]
     assert dash.run(run_id)["status"] == "waiting_event"
 
 
 def test_rerun_every_failed_run_in_bounded_requests(
-    crafted: tuple[DashHost, list[dict[str, Any]]],
+    crafted: tuple[HostProcess, list[dict[str, Any]]],
 ) -> None:
     host, runs = crafted
     failed = [r["runId"] for r in runs if r["status"] == "failed" and r["workflowId"] == "approval"]
@@ -55,22 +59,23 @@ def test_rerun_every_failed_run_in_bounded_requests(
     assert second["done"] == len(failed) - BULK_MAX and second["next"] is None
 
     def all_reran() -> bool:
-        listing = host.api.get(
+        listing = host.http.get(
             "/api/workflows/runs", params={"workflowId": "approval", "limit": 5000}
         ).json()
         return len(listing) == len([r for r in runs if r["workflowId"] == "approval"]) + len(failed)
 
-    wait_for(all_reran, what="one rerun per failed run")
-    sample = host.api.get(f"/_platform/api/runs/{first['started'][0]}").json()
+    wait_until(all_reran, what="one rerun per failed run")
+    sample = host.http.get(f"/_platform/api/runs/{first['started'][0]}").json()
     assert sample["rerunOf"]["fromStep"] == "prepare"
     assert sample["rerunOf"]["runId"] in failed
 
 
-def test_cancel_all_waiting_from_the_page_names_the_count(dash: DashHost, page: Page) -> None:
+@pytest.mark.slow
+def test_cancel_all_waiting_from_the_page_names_the_count(dash: HostProcess, page: Page) -> None:
     waiting = [dash.start_run("approval", {"orderId": f"bulk-{i}"}) for i in range(3)]
     for run_id in waiting:
         dash.wait_status(run_id, "waiting_event")
-    count = dash.api.get("/_platform/api/overview").json()["counts"]["waiting_event"]
+    count = dash.http.get("/_platform/api/overview").json()["counts"]["waiting_event"]
     page.goto(dash.url + "/_platform/?status=waiting_event")
     button = page.locator("#bulk-cancel")
     button.wait_for()
@@ -86,12 +91,12 @@ def test_cancel_all_waiting_from_the_page_names_the_count(dash: DashHost, page: 
     page.wait_for_function("() => document.querySelector('#bulk').hidden")
 
 
-def test_rerun_all_failed_runs_of_a_workflow_from_a_step(dash: DashHost, page: Page) -> None:
+def test_rerun_all_failed_runs_of_a_workflow_from_a_step(dash: HostProcess, page: Page) -> None:
     failed = [dash.start_run("broken", {"message": f"bulk {i}"}) for i in range(2)]
     for run_id in failed:
         dash.wait_status(run_id, "failed")
-    before = len(dash.api.get("/api/workflows/runs", params={"workflowId": "broken"}).json())
-    n = dash.api.get("/_platform/api/overview", params={"workflowId": "broken"}).json()["counts"][
+    before = len(dash.http.get("/api/workflows/runs", params={"workflowId": "broken"}).json())
+    n = dash.http.get("/_platform/api/overview", params={"workflowId": "broken"}).json()["counts"][
         "failed"
     ]
     page.goto(dash.url + "/_platform/?workflow=broken&status=failed")
@@ -103,10 +108,10 @@ def test_rerun_all_failed_runs_of_a_workflow_from_a_step(dash: DashHost, page: P
     page.click("#confirm-cancel")
     page.wait_for_timeout(300)
     assert (
-        len(dash.api.get("/api/workflows/runs", params={"workflowId": "broken"}).json()) == before
+        len(dash.http.get("/api/workflows/runs", params={"workflowId": "broken"}).json()) == before
     )
     page.click("#bulk-rerun")
     page.click("#confirm-ok")
     page.wait_for_selector("#notice:has-text('Reran')")
-    listing = dash.api.get("/api/workflows/runs", params={"workflowId": "broken"}).json()
+    listing = dash.http.get("/api/workflows/runs", params={"workflowId": "broken"}).json()
     assert len(listing) == before + n

@@ -12,15 +12,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.host.dashboard.support import (
-    PIPELINE_STEPS,
-    DashHost,
-    PageErrors,
-    running,
-    screenshot,
-    tally,
-    wait_for,
-)
+import pytest
+
+from tests.host.dashboard.support import PIPELINE_STEPS, PageErrors, running, screenshot, tally
+from tests.support.hostproc import HostProcess
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -30,8 +26,9 @@ def _row(run_id: str) -> str:
     return f'tr[data-run-id="{run_id}"]'
 
 
+@pytest.mark.slow
 def test_a_started_run_appears_live_and_moves_through_its_statuses(
-    dash: DashHost, page: Page
+    dash: HostProcess, page: Page
 ) -> None:
     dash.start_run("pipeline", {"sleep": "10ms"})  # something to show before the live one
     page.goto(dash.url + "/_platform/")
@@ -56,15 +53,16 @@ def test_a_started_run_appears_live_and_moves_through_its_statuses(
             chips.nth(i).get_attribute("data-status"): int(chips.nth(i).locator(".n").inner_text())
             for i in range(chips.count())
         }
-        counts = dash.api.get("/_platform/api/overview").json()["counts"]
+        counts = dash.http.get("/_platform/api/overview").json()["counts"]
         return shown == {"all": sum(counts.values()), **counts}
 
-    wait_for(counted, what="the counts to match the server's")
+    wait_until(counted, what="the counts to match the server's")
     screenshot(page, "runs-live")
 
 
+@pytest.mark.slow
 def test_the_runs_page_pages_through_a_large_ledger(
-    crafted: tuple[DashHost, list[dict[str, Any]]], page: Page
+    crafted: tuple[HostProcess, list[dict[str, Any]]], page: Page
 ) -> None:
     host, runs = crafted
     ids = [r["runId"] for r in runs]
@@ -96,7 +94,7 @@ def test_the_runs_page_pages_through_a_large_ledger(
     assert not page.locator("#older").is_hidden()
 
 
-def test_filters_show_one_workflow_and_one_status(dash: DashHost, page: Page) -> None:
+def test_filters_show_one_workflow_and_one_status(dash: HostProcess, page: Page) -> None:
     failed = dash.start_run("broken", {"message": "card declined"})
     dash.wait_status(failed, "failed")
     dash.wait_status(dash.start_run("pipeline", {"sleep": "1ms"}), "completed")
@@ -117,7 +115,7 @@ def test_filters_show_one_workflow_and_one_status(dash: DashHost, page: Page) ->
     assert error == "[charge] RuntimeError: card declined"
 
 
-def test_the_timeline_shows_every_step(dash: DashHost, page: Page) -> None:
+def test_the_timeline_shows_every_step(dash: HostProcess, page: Page) -> None:
     run_id = dash.start_run("pipeline", {"items": 4})
     dash.wait_status(run_id, "completed")
     page.goto(f"{dash.url}/_platform/runs/{run_id}")
@@ -138,7 +136,7 @@ def test_the_timeline_shows_every_step(dash: DashHost, page: Page) -> None:
     screenshot(page, "run")
 
 
-def test_an_invoke_links_to_its_child_run(dash: DashHost, page: Page) -> None:
+def test_an_invoke_links_to_its_child_run(dash: HostProcess, page: Page) -> None:
     run_id = dash.start_run("parent", {"n": 5})
     dash.wait_status(run_id, "completed")
     page.goto(f"{dash.url}/_platform/runs/{run_id}")
@@ -153,7 +151,7 @@ def test_an_invoke_links_to_its_child_run(dash: DashHost, page: Page) -> None:
     assert page.locator("#meta").get_by_text(run_id).count() == 1  # "Parent run" links back
 
 
-def test_cancel_from_the_page_cancels_the_run(dash: DashHost, page: Page) -> None:
+def test_cancel_from_the_page_cancels_the_run(dash: HostProcess, page: Page) -> None:
     run_id = dash.start_run("pipeline", {"sleep": "1h"})
     dash.wait_status(run_id, "sleeping")
     page.goto(f"{dash.url}/_platform/runs/{run_id}")
@@ -180,7 +178,7 @@ def test_cancel_from_the_page_cancels_the_run(dash: DashHost, page: Page) -> Non
 
 
 def test_rerun_from_a_step_does_not_run_the_earlier_steps_again(
-    dash: DashHost, page: Page, tmp_path: Path
+    dash: HostProcess, page: Page, tmp_path: Path
 ) -> None:
     log = tmp_path / "steps.log"
     original = dash.start_run("pipeline", {"log": str(log), "sleep": "20ms"})
@@ -211,7 +209,7 @@ def test_rerun_from_a_step_does_not_run_the_earlier_steps_again(
     assert "transform" in meta
 
 
-def test_rerun_from_the_step_picker(dash: DashHost, page: Page, tmp_path: Path) -> None:
+def test_rerun_from_the_step_picker(dash: HostProcess, page: Page, tmp_path: Path) -> None:
     log = tmp_path / "steps.log"
     original = dash.start_run("pipeline", {"log": str(log), "sleep": "1ms"})
     dash.wait_status(original, "completed")
@@ -231,7 +229,7 @@ def test_rerun_from_the_step_picker(dash: DashHost, page: Page, tmp_path: Path) 
 
 
 def test_sending_the_matching_event_from_the_page_resumes_the_run(
-    dash: DashHost, page: Page
+    dash: HostProcess, page: Page
 ) -> None:
     other = dash.start_run("approval", {"orderId": "o-other"})
     run_id = dash.start_run("approval", {"orderId": "o-42"})
@@ -256,7 +254,9 @@ def test_sending_the_matching_event_from_the_page_resumes_the_run(
     assert page.locator("#signal").is_hidden()
 
 
-def test_a_failed_run_shows_its_error_and_failing_step_as_text(dash: DashHost, page: Page) -> None:
+def test_a_failed_run_shows_its_error_and_failing_step_as_text(
+    dash: HostProcess, page: Page
+) -> None:
     hostile = '<img src=x onerror="window.__owned=1"><script>window.__owned=2</script>'
     run_id = dash.start_run("broken", {"message": hostile})
     dash.wait_status(run_id, "failed")
@@ -270,7 +270,7 @@ def test_a_failed_run_shows_its_error_and_failing_step_as_text(dash: DashHost, p
     screenshot(page, "run-failed")
 
 
-def test_an_unknown_run_says_so(dash: DashHost, page: Page, page_errors: PageErrors) -> None:
+def test_an_unknown_run_says_so(dash: HostProcess, page: Page, page_errors: PageErrors) -> None:
     page_errors.expect("404")
     response = page.goto(f"{dash.url}/_platform/runs/no-such-run")
     assert response is not None
@@ -279,13 +279,14 @@ def test_an_unknown_run_says_so(dash: DashHost, page: Page, page_errors: PageErr
     assert "no-such-run" in page.locator("#missing").inner_text()
 
 
-def test_the_events_page_streams_and_filters(dash: DashHost, page: Page) -> None:
-    dash.api.post("/api/events", json={"t": "shop.opened", "data": {"door": "front"}})
+@pytest.mark.slow
+def test_the_events_page_streams_and_filters(dash: HostProcess, page: Page) -> None:
+    dash.http.post("/api/events", json={"t": "shop.opened", "data": {"door": "front"}})
     page.goto(dash.url + "/_platform/events")
     page.wait_for_selector('#rows tr[data-t="shop.opened"]')
     page.wait_for_selector("#live.on")
     page.evaluate("window.__sameDocument = true")
-    answer = dash.api.post(
+    answer = dash.http.post(
         "/api/events", json={"t": "shop.sale", "ns": "till-1", "data": {"amount": 12}}
     )
     sale = page.locator(f'#rows tr[data-id="{answer.json()["id"]}"]')
@@ -304,10 +305,10 @@ def test_the_events_page_streams_and_filters(dash: DashHost, page: Page) -> None
     )
     assert "t=shop.sale" in page.url
     page.wait_for_selector("#live.on")
-    later = dash.api.post("/api/events", json={"t": "shop.sale", "data": {"amount": 3}}).json()[
+    later = dash.http.post("/api/events", json={"t": "shop.sale", "data": {"amount": 3}}).json()[
         "id"
     ]
-    dash.api.post("/api/events", json={"t": "shop.closed"})
+    dash.http.post("/api/events", json={"t": "shop.closed"})
     page.wait_for_selector(f'#rows tr[data-id="{later}"]')
     assert page.locator('#rows tr[data-t="shop.closed"]').count() == 0
 
@@ -319,8 +320,8 @@ def test_the_events_page_streams_and_filters(dash: DashHost, page: Page) -> None
     screenshot(page, "events", full_page=False)
 
 
-def test_the_data_browser_shows_kv_documents_and_objects(dash: DashHost, page: Page) -> None:
-    api = dash.api
+def test_the_data_browser_shows_kv_documents_and_objects(dash: HostProcess, page: Page) -> None:
+    api = dash.http
     hostile = "<b>bold</b><img src=x onerror=alert(1)>"
     assert (
         api.put("/api/kv/browse-users/u1", json={"name": hostile, "tags": ["a"]}).status_code == 200
@@ -379,7 +380,7 @@ def test_the_data_browser_shows_kv_documents_and_objects(dash: DashHost, page: P
     screenshot(page, "data-storage")
 
 
-def test_the_runs_page_shows_every_kind_of_run(dash: DashHost, page: Page) -> None:
+def test_the_runs_page_shows_every_kind_of_run(dash: HostProcess, page: Page) -> None:
     # By now this module's host holds completed, failed, cancelled, waiting and child runs.
     waiting = dash.start_run("approval", {"orderId": "o-screenshot"})
     dash.wait_status(waiting, "waiting_event")
@@ -394,6 +395,7 @@ def test_the_runs_page_shows_every_kind_of_run(dash: DashHost, page: Page) -> No
     screenshot(page, "runs")
 
 
+@pytest.mark.slow
 def test_the_dashboard_works_behind_a_token(chromium: Browser, tmp_path: Path) -> None:
     token = "s3cret-t0ken"
     with running(tmp_path, token=token) as host:

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from tests.host.dashboard.support import CRAFTED_RUNS, REPO, DashHost, running, tally
+from tests.host.dashboard.support import CRAFTED_RUNS, REPO, running, tally
+from tests.support.hostproc import HostProcess
 
 
 def _error(response: httpx.Response, status: int, needle: str = "") -> None:
@@ -48,10 +49,10 @@ def _walk(api: httpx.Client, limit: int, **filters: str) -> list[dict[str, Any]]
 
 
 def test_pages_walk_every_run_once_newest_first(
-    crafted: tuple[DashHost, list[dict[str, Any]]],
+    crafted: tuple[HostProcess, list[dict[str, Any]]],
 ) -> None:
     host, runs = crafted
-    seen = _walk(host.api, 200)
+    seen = _walk(host.http, 200)
     assert [r["runId"] for r in seen] == [r["runId"] for r in runs]
     assert len(seen) == CRAFTED_RUNS
     assert [r["createdAt"] for r in seen] == sorted((r["createdAt"] for r in seen), reverse=True)
@@ -61,30 +62,30 @@ def test_pages_walk_every_run_once_newest_first(
     assert failed["error"]["step"] == "prepare"
 
 
-def test_filters_page_too(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
+def test_filters_page_too(crafted: tuple[HostProcess, list[dict[str, Any]]]) -> None:
     host, runs = crafted
     wanted = [r["runId"] for r in runs if r["status"] == "failed" and r["workflowId"] == "approval"]
-    seen = _walk(host.api, 37, status="failed", workflowId="approval")
+    seen = _walk(host.http, 37, status="failed", workflowId="approval")
     assert [r["runId"] for r in seen] == wanted
     assert wanted  # the crafted ledger has some
-    by_status = _walk(host.api, 500, status="cancelled")
+    by_status = _walk(host.http, 500, status="cancelled")
     assert [r["runId"] for r in by_status] == [
         r["runId"] for r in runs if r["status"] == "cancelled"
     ]
 
 
-def test_a_default_page_is_small(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
+def test_a_default_page_is_small(crafted: tuple[HostProcess, list[dict[str, Any]]]) -> None:
     host, runs = crafted
-    response = host.api.get("/_platform/api/runs")
+    response = host.http.get("/_platform/api/runs")
     page = response.json()
     assert len(page["runs"]) == 50
     assert page["next"] == runs[49]["runId"]
     assert len(response.content) < 20_000
 
 
-def test_counts_and_workflows(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
+def test_counts_and_workflows(crafted: tuple[HostProcess, list[dict[str, Any]]]) -> None:
     host, runs = crafted
-    overview = host.api.get("/_platform/api/overview").json()
+    overview = host.http.get("/_platform/api/overview").json()
     expected = Counter(r["status"] for r in runs)
     assert {k: v for k, v in overview["counts"].items() if v} == dict(expected)
     assert set(overview["counts"]) == {
@@ -110,16 +111,16 @@ def test_counts_and_workflows(crafted: tuple[DashHost, list[dict[str, Any]]]) ->
     ]
     assert isinstance(overview["now"], int)
     for workflow_id in ("pipeline", "approval"):
-        mine = host.api.get("/_platform/api/overview", params={"workflowId": workflow_id}).json()
+        mine = host.http.get("/_platform/api/overview", params={"workflowId": workflow_id}).json()
         expected = Counter(r["status"] for r in runs if r["workflowId"] == workflow_id)
         assert {k: v for k, v in mine["counts"].items() if v} == dict(expected)
         assert mine["total"] == CRAFTED_RUNS // 2
-    nobody = host.api.get("/_platform/api/overview", params={"workflowId": "nobody"}).json()
+    nobody = host.http.get("/_platform/api/overview", params={"workflowId": "nobody"}).json()
     assert nobody["total"] == 0
 
 
-def test_bad_page_requests_are_400s(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
-    api = crafted[0].api
+def test_bad_page_requests_are_400s(crafted: tuple[HostProcess, list[dict[str, Any]]]) -> None:
+    api = crafted[0].http
     for limit in ("0", "501", "many", "-3"):
         _error(api.get("/_platform/api/runs", params={"limit": limit}), 400, "limit")
     _error(api.get("/_platform/api/runs", params={"before": "nope"}), 400, "'before' names no run")
@@ -127,39 +128,39 @@ def test_bad_page_requests_are_400s(crafted: tuple[DashHost, list[dict[str, Any]
     _error(api.post("/_platform/api/runs"), 405)
 
 
-def test_one_run_in_full(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
+def test_one_run_in_full(crafted: tuple[HostProcess, list[dict[str, Any]]]) -> None:
     host, runs = crafted
     run_id = runs[0]["runId"]
-    detail = host.api.get(f"/_platform/api/runs/{run_id}").json()
+    detail = host.http.get(f"/_platform/api/runs/{run_id}").json()
     assert detail["run"]["runId"] == run_id
     assert detail["run"]["input"] == {"n": CRAFTED_RUNS - 1}
     assert [s["name"] for s in detail["steps"]] == ["prepare"]
     assert detail["stepCount"] == 1
     assert detail["rerunOf"] is None
     assert detail["children"] == {}
-    _error(host.api.get("/_platform/api/runs/no-such-run"), 404, "no-such-run")
+    _error(host.http.get("/_platform/api/runs/no-such-run"), 404, "no-such-run")
 
 
-def test_a_rerun_and_a_child_are_linked(dash: DashHost) -> None:
+def test_a_rerun_and_a_child_are_linked(dash: HostProcess) -> None:
     parent = dash.start_run("parent", {"n": 2})
     dash.wait_status(parent, "completed")
-    detail = dash.api.get(f"/_platform/api/runs/{parent}").json()
+    detail = dash.http.get(f"/_platform/api/runs/{parent}").json()
     (child,) = detail["children"]
     assert detail["children"][child] == {"workflowId": "child", "status": "completed"}
-    rerun = dash.api.post(f"/api/workflows/runs/{parent}/rerun", json={"fromStep": "wrap"}).json()[
+    rerun = dash.http.post(f"/api/workflows/runs/{parent}/rerun", json={"fromStep": "wrap"}).json()[
         "runId"
     ]
     dash.wait_status(rerun, "completed")
-    again = dash.api.get(f"/_platform/api/runs/{rerun}").json()
+    again = dash.http.get(f"/_platform/api/runs/{rerun}").json()
     assert again["rerunOf"] == {"runId": parent, "fromStep": "wrap"}
     assert list(again["children"]) == [child]  # the invoke replayed: no second child
 
 
-def test_large_outputs_are_previews(dash: DashHost) -> None:
+def test_large_outputs_are_previews(dash: HostProcess) -> None:
     big = "x" * 200_000
     run_id = dash.start_run("pipeline", {"sleep": "1ms", "pad": big})
     dash.wait_status(run_id, "completed")
-    detail = dash.api.get(f"/_platform/api/runs/{run_id}").json()
+    detail = dash.http.get(f"/_platform/api/runs/{run_id}").json()
     assert detail["run"]["inputTruncated"] > 200_000
     assert isinstance(detail["run"]["input"], str)
     assert len(detail["run"]["input"]) <= 4096
@@ -169,8 +170,8 @@ def test_large_outputs_are_previews(dash: DashHost) -> None:
 # ------------------------------------------------------------------------------- data
 
 
-def test_kv_namespaces_and_keys(dash: DashHost) -> None:
-    api = dash.api
+def test_kv_namespaces_and_keys(dash: HostProcess) -> None:
+    api = dash.http
     for i in range(5):
         assert api.put(f"/api/kv/listing-ns/k{i}", json={"i": i}).status_code == 200
     api.put("/api/kv/listing-ns/big", json="y" * 100_000)
@@ -201,8 +202,8 @@ def test_kv_namespaces_and_keys(dash: DashHost) -> None:
     )
 
 
-def test_collections_and_documents(dash: DashHost) -> None:
-    api = dash.api
+def test_collections_and_documents(dash: HostProcess) -> None:
+    api = dash.http
     for i in range(7):
         api.put("/api/db/listing-coll", json={"_id": f"d{i}", "n": i})
     colls = api.get("/_platform/api/db").json()["items"]
@@ -248,8 +249,8 @@ def test_collections_and_documents(dash: DashHost) -> None:
     _error(api.get("/_platform/api/db/docs"), 400, "'coll' is required")
 
 
-def test_stored_objects(dash: DashHost) -> None:
-    api = dash.api
+def test_stored_objects(dash: HostProcess) -> None:
+    api = dash.http
     for name in ("c", "a", "e", "b", "d"):
         api.put(
             f"/api/storage/listing/{name}.txt",
@@ -296,8 +297,8 @@ def test_stored_objects(dash: DashHost) -> None:
 # ------------------------------------------------------------------------- pages and files
 
 
-def test_pages_and_their_files(dash: DashHost) -> None:
-    api = dash.api
+def test_pages_and_their_files(dash: HostProcess) -> None:
+    api = dash.http
     redirect = api.get("/_platform", follow_redirects=False)
     assert redirect.status_code == 308
     assert redirect.headers["location"] == "/_platform/"
@@ -330,15 +331,15 @@ def test_pages_carry_the_token_they_were_opened_with(tmp_path: Path) -> None:
         assert httpx.get(f"{host.url}/_platform/static/common.js?token={token}").status_code == 200
         _error(httpx.get(f"{host.url}/_platform/static/common.js"), 401)
         # With the header (not a browser), no token is copied into the page.
-        assert 'src="/_platform/static/common.js"' in host.api.get("/_platform/").text
-        assert host.api.get("/_platform/api/overview").status_code == 200
+        assert 'src="/_platform/static/common.js"' in host.http.get("/_platform/").text
+        assert host.http.get("/_platform/api/overview").status_code == 200
         _error(httpx.get(host.url + "/_platform/api/overview"), 401)
 
 
 # ---------------------------------------------------------------------------------- CLI
 
 
-def test_rerun_with_the_cli_beside_a_running_host(dash: DashHost, tmp_path: Path) -> None:
+def test_rerun_with_the_cli_beside_a_running_host(dash: HostProcess, tmp_path: Path) -> None:
     log = tmp_path / "steps.log"
     original = dash.start_run("pipeline", {"log": str(log), "sleep": "1ms"})
     dash.wait_status(original, "completed")

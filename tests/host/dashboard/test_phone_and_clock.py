@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.host.dashboard.support import DashHost, running, screenshot
+from tests.host.dashboard.support import running, screenshot
+from tests.support.hostproc import HostProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -34,16 +35,17 @@ def phone(chromium: Browser) -> Iterator[Page]:
     assert not errors, errors
 
 
+@pytest.mark.slow
 def test_on_a_phone_runs_open_with_a_tap_and_nothing_scrolls_sideways(
-    dash: DashHost, phone: Page
+    dash: HostProcess, phone: Page
 ) -> None:
     run_id = dash.start_run("pipeline", {"sleep": "1ms"})
     dash.wait_status(run_id, "completed")
     dash.wait_status(dash.start_run("broken", {"message": "x" * 300}), "failed")
     long_key = "uploads/" + "very-long-folder-name/" * 6 + "report.txt"
-    dash.api.put(f"/api/storage/{long_key}", content=b"hi", headers={"Content-Type": "text/plain"})
+    dash.http.put(f"/api/storage/{long_key}", content=b"hi", headers={"Content-Type": "text/plain"})
     for i in range(3):
-        dash.api.post(
+        dash.http.post(
             "/api/events",
             json={"t": "phone.wide", "ns": "n" * 60, "data": {"i": i, "pad": "p" * 200}},
         )
@@ -90,20 +92,21 @@ def test_on_a_phone_runs_open_with_a_tap_and_nothing_scrolls_sideways(
 
 
 @pytest.fixture(scope="module")
-def dev_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashHost]:
+def dev_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     with running(tmp_path_factory.mktemp("devclock"), command="dev") as host:
         yield host
 
 
-def _advance(host: DashHost, by: str) -> dict[str, Any]:
-    answer = host.api.post("/api/dev/clock", json={"advance": by})
+def _advance(host: HostProcess, by: str) -> dict[str, Any]:
+    answer = host.http.post("/api/dev/clock", json={"advance": by})
     assert answer.status_code == 200, answer.text
     value: dict[str, Any] = answer.json()
     return value
 
 
+@pytest.mark.slow
 def test_after_a_dev_clock_advance_ages_follow_the_hosts_clock(
-    dev_host: DashHost, page: Page
+    dev_host: HostProcess, page: Page
 ) -> None:
     before = dev_host.start_run("pipeline", {"sleep": "1ms"})
     dev_host.wait_status(before, "completed")
@@ -128,14 +131,14 @@ def test_after_a_dev_clock_advance_ages_follow_the_hosts_clock(
     assert re.fullmatch(r"just now|\d+s ago", created.inner_text())
 
     # The advance crossed 03:00 at least twice: the nightly cron fired, and its runs say so.
-    nightly = dev_host.api.get("/api/workflows/runs", params={"workflowId": "nightly"}).json()
+    nightly = dev_host.http.get("/api/workflows/runs", params={"workflowId": "nightly"}).json()
     assert nightly
     page.goto(f"{dev_host.url}/_platform/runs/{nightly[0]['runId']}")
     tick = page.locator("#meta .origin-cron")
     tick.wait_for()
     assert re.fullmatch(r"cron tick (just now|\d+[smhd] ago)", tick.inner_text()), tick.inner_text()
 
-    dev_host.api.post("/api/events", json={"t": "clock.check"})
+    dev_host.http.post("/api/events", json={"t": "clock.check"})
     page.goto(dev_host.url + "/_platform/events")
     when = page.locator('#rows tr[data-t="clock.check"] td.time time')
     when.wait_for()

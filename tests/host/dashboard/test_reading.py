@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from tests.host.dashboard.support import DashHost, running, screenshot, tally, wait_for
+import pytest
+
+from tests.host.dashboard.support import running, screenshot, tally
+from tests.support.hostproc import HostProcess
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -20,8 +24,9 @@ def _row(run_id: str) -> str:
     return f'tr[data-run-id="{run_id}"]'
 
 
+@pytest.mark.slow
 def test_a_failure_outside_any_step_is_not_blamed_on_the_last_step(
-    dash: DashHost, page: Page
+    dash: HostProcess, page: Page
 ) -> None:
     run_id = dash.start_run("lookup", {"orderId": "ord_missing"})
     failed = dash.wait_status(run_id, "failed")
@@ -42,19 +47,19 @@ def test_a_failure_outside_any_step_is_not_blamed_on_the_last_step(
 
 
 def test_each_failed_attempt_shows_its_traceback_on_the_dashboard_only(
-    dash: DashHost, page: Page
+    dash: HostProcess, page: Page
 ) -> None:
     run_id = dash.start_run("flaky")
     failed = dash.wait_status(run_id, "failed")
     assert failed["error"] == {"type": "KeyError", "message": "'missing price'"}
     # The public API and the event stream carry no traceback; the dashboard's endpoint does.
     public = [
-        dash.api.get(f"/api/workflows/runs/{run_id}").text,
-        dash.api.get(f"/api/workflows/runs/{run_id}/history").text,
-        dash.api.get("/api/events", params={"r": "workflow", "limit": 1000}).text,
+        dash.http.get(f"/api/workflows/runs/{run_id}").text,
+        dash.http.get(f"/api/workflows/runs/{run_id}/history").text,
+        dash.http.get("/api/events", params={"r": "workflow", "limit": 1000}).text,
     ]
     assert all("Traceback" not in text and "_charge_card" not in text for text in public)
-    detail = dash.api.get(f"/_platform/api/runs/{run_id}").json()
+    detail = dash.http.get(f"/_platform/api/runs/{run_id}").json()
     assert [(f["attempt"], f["type"], f.get("step")) for f in detail["failures"]] == [
         (1, "ConnectionError", "charge"),
         (2, "KeyError", None),
@@ -79,7 +84,7 @@ def test_each_failed_attempt_shows_its_traceback_on_the_dashboard_only(
     screenshot(page, "run-attempts")
 
 
-def test_times_read_as_ages_with_the_full_time_on_hover(dash: DashHost, page: Page) -> None:
+def test_times_read_as_ages_with_the_full_time_on_hover(dash: HostProcess, page: Page) -> None:
     run_id = dash.start_run("pipeline", {"sleep": "1ms"})
     dash.wait_status(run_id, "completed")
     page.goto(dash.url + "/_platform/")
@@ -98,7 +103,7 @@ def test_times_read_as_ages_with_the_full_time_on_hover(dash: DashHost, page: Pa
     assert when.evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
 
 
-def test_the_counts_follow_the_workflow_filter(dash: DashHost, page: Page) -> None:
+def test_the_counts_follow_the_workflow_filter(dash: HostProcess, page: Page) -> None:
     for _ in range(2):
         dash.wait_status(dash.start_run("broken", {"message": "no"}), "failed")
     dash.wait_status(dash.start_run("pipeline", {"sleep": "1ms"}), "completed")
@@ -114,7 +119,7 @@ def test_the_counts_follow_the_workflow_filter(dash: DashHost, page: Page) -> No
         }
 
     def matches() -> bool:
-        broken = dash.api.get("/api/workflows/runs", params={"workflowId": "broken"}).json()
+        broken = dash.http.get("/api/workflows/runs", params={"workflowId": "broken"}).json()
         by_status = {s: sum(r["status"] == s for r in broken) for s in ("failed", "completed")}
         numbers = shown()
         return bool(numbers) and (
@@ -123,7 +128,7 @@ def test_the_counts_follow_the_workflow_filter(dash: DashHost, page: Page) -> No
             and numbers["completed"] == by_status["completed"] == 0
         )
 
-    wait_for(matches, what="the counts of the 'broken' workflow only")
+    wait_until(matches, what="the counts of the 'broken' workflow only")
     assert "broken" in page.locator('.count[data-status="all"] .label').inner_text()
     assert page.locator('.count[data-status="all"]').get_attribute("aria-pressed") == "true"
     page.click('.count[data-status="failed"]')
@@ -132,12 +137,12 @@ def test_the_counts_follow_the_workflow_filter(dash: DashHost, page: Page) -> No
 
 
 def test_a_rerun_marks_what_it_replayed_and_keeps_every_bar_in_its_box(
-    dash: DashHost, page: Page
+    dash: HostProcess, page: Page
 ) -> None:
     original = dash.start_run("pipeline", {"sleep": "20ms"})
     dash.wait_status(original, "completed")
     page.wait_for_timeout(1500)  # the rerun's span is then far shorter than its age
-    rerun = dash.api.post(
+    rerun = dash.http.post(
         f"/api/workflows/runs/{original}/rerun", json={"fromStep": "transform"}
     ).json()["runId"]
     dash.wait_status(rerun, "completed")
@@ -167,8 +172,8 @@ def test_a_rerun_marks_what_it_replayed_and_keeps_every_bar_in_its_box(
     screenshot(page, "run-rerun")
 
 
-def test_event_rows_unfold_from_the_keyboard(dash: DashHost, page: Page) -> None:
-    answer = dash.api.post("/api/events", json={"t": "kbd.test", "data": {"key": "Enter"}})
+def test_event_rows_unfold_from_the_keyboard(dash: HostProcess, page: Page) -> None:
+    answer = dash.http.post("/api/events", json={"t": "kbd.test", "data": {"key": "Enter"}})
     event_id = answer.json()["id"]
     page.goto(dash.url + "/_platform/events")
     toggle = page.locator(f'#rows tr[data-id="{event_id}"] button.expand')
@@ -183,7 +188,8 @@ def test_event_rows_unfold_from_the_keyboard(dash: DashHost, page: Page) -> None
     assert toggle.get_attribute("aria-expanded") == "false"
 
 
-def test_every_page_has_one_h1_and_marks_where_you_are(dash: DashHost, page: Page) -> None:
+@pytest.mark.slow
+def test_every_page_has_one_h1_and_marks_where_you_are(dash: HostProcess, page: Page) -> None:
     run_id = dash.start_run("pipeline", {"sleep": "1ms"})
     dash.wait_status(run_id, "completed")
     for path, nav in [
@@ -234,7 +240,8 @@ def test_the_dashboard_works_behind_a_token_with_url_special_characters(
             context.close()
 
 
-def test_json_folds_and_unfolds_and_copies(chromium: Browser, dash: DashHost) -> None:
+@pytest.mark.slow
+def test_json_folds_and_unfolds_and_copies(chromium: Browser, dash: HostProcess) -> None:
     deep = {
         "customer": {"id": "c-1", "address": {"city": "Lyon", "lines": ["1 rue", "2e étage"]}},
         "items": [{"sku": f"s-{i}", "qty": i} for i in range(60)],
@@ -284,7 +291,7 @@ def test_json_folds_and_unfolds_and_copies(chromium: Browser, dash: DashHost) ->
 
 
 def test_rerun_with_edited_input_asks_and_runs_every_step_again(
-    dash: DashHost, page: Page, tmp_path: Path
+    dash: HostProcess, page: Page, tmp_path: Path
 ) -> None:
     log = tmp_path / "steps.log"
     original = dash.start_run("pipeline", {"log": str(log), "sleep": "1ms", "items": 2})

@@ -7,21 +7,24 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import pytest
+
 from host.dashboard.search import SCAN_MAX
-from tests.host.dashboard.support import CRAFTED_RUNS, DashHost
+from tests.host.dashboard.support import CRAFTED_RUNS
+from tests.support.hostproc import HostProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
-def _search(host: DashHost, **params: Any) -> dict[str, Any]:
-    answer = host.api.get("/_platform/api/runs/search", params=params)
+def _search(host: HostProcess, **params: Any) -> dict[str, Any]:
+    answer = host.http.get("/_platform/api/runs/search", params=params)
     assert answer.status_code == 200, answer.text
     value: dict[str, Any] = answer.json()
     return value
 
 
-def test_an_exact_id_is_found_at_once(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
+def test_an_exact_id_is_found_at_once(crafted: tuple[HostProcess, list[dict[str, Any]]]) -> None:
     host, runs = crafted
     oldest = runs[-1]["runId"]
     found = _search(host, q=oldest)
@@ -30,7 +33,7 @@ def test_an_exact_id_is_found_at_once(crafted: tuple[DashHost, list[dict[str, An
 
 
 def test_a_prefix_finds_every_run_it_starts(
-    crafted: tuple[DashHost, list[dict[str, Any]]],
+    crafted: tuple[HostProcess, list[dict[str, Any]]],
 ) -> None:
     host, runs = crafted
     prefix = runs[3]["runId"][:-3]
@@ -41,7 +44,7 @@ def test_a_prefix_finds_every_run_it_starts(
 
 
 def test_text_in_input_output_or_error_and_a_bounded_scan_with_a_cursor(
-    crafted: tuple[DashHost, list[dict[str, Any]]],
+    crafted: tuple[HostProcess, list[dict[str, Any]]],
 ) -> None:
     host, runs = crafted
     # The crafted runs' inputs are {"n": i}; failed ones say "boom <i>".
@@ -69,11 +72,11 @@ def test_text_in_input_output_or_error_and_a_bounded_scan_with_a_cursor(
 
 
 def test_a_time_range_stops_the_scan_at_its_start(
-    crafted: tuple[DashHost, list[dict[str, Any]]],
+    crafted: tuple[HostProcess, list[dict[str, Any]]],
 ) -> None:
     host, runs = crafted
     created = {
-        r["runId"]: host.api.get(f"/api/workflows/runs/{r['runId']}").json()["createdAt"]
+        r["runId"]: host.http.get(f"/api/workflows/runs/{r['runId']}").json()["createdAt"]
         for r in (runs[100], runs[140])
     }
     start, end = created[runs[140]["runId"]], created[runs[100]["runId"]]
@@ -82,8 +85,8 @@ def test_a_time_range_stops_the_scan_at_its_start(
     assert found["next"] is None and found["scanned"] <= 142
 
 
-def test_bad_searches_are_400s(crafted: tuple[DashHost, list[dict[str, Any]]]) -> None:
-    api = crafted[0].api
+def test_bad_searches_are_400s(crafted: tuple[HostProcess, list[dict[str, Any]]]) -> None:
+    api = crafted[0].http
     for params, words in [
         ({"from": "yesterday"}, "epoch milliseconds"),
         ({"from": "20", "to": "10"}, "after"),
@@ -96,7 +99,8 @@ def test_bad_searches_are_400s(crafted: tuple[DashHost, list[dict[str, Any]]]) -
         assert words in answer.json()["detail"]
 
 
-def test_the_runs_page_searches_from_its_box(dash: DashHost, page: Page) -> None:
+@pytest.mark.slow
+def test_the_runs_page_searches_from_its_box(dash: HostProcess, page: Page) -> None:
     wanted = dash.start_run("pipeline", {"sleep": "1ms", "customer": "Zoë Quartermain"})
     other = dash.start_run("pipeline", {"sleep": "1ms", "customer": "someone else"})
     dash.wait_status(wanted, "completed")
@@ -121,7 +125,7 @@ def test_the_runs_page_searches_from_its_box(dash: DashHost, page: Page) -> None
 
 
 def test_a_search_with_few_matches_reads_on_through_older_runs(
-    crafted: tuple[DashHost, list[dict[str, Any]]], page: Page
+    crafted: tuple[HostProcess, list[dict[str, Any]]], page: Page
 ) -> None:
     host, runs = crafted
     oldest = runs[-1]["runId"]  # input {"n": 0}, 2,500 runs down: three scans of 1,000

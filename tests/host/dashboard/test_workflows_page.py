@@ -6,16 +6,17 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from tests.host.dashboard.support import DashHost, screenshot
+from tests.host.dashboard.support import screenshot
+from tests.support.hostproc import HostProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
-def test_the_endpoint_lists_triggers_ticks_and_counts(dash: DashHost) -> None:
+def test_the_endpoint_lists_triggers_ticks_and_counts(dash: HostProcess) -> None:
     failed = dash.start_run("broken", {"message": "x"})
     dash.wait_status(failed, "failed")
-    answer = dash.api.get("/_platform/api/workflows").json()
+    answer = dash.http.get("/_platform/api/workflows").json()
     by_id = {w["id"]: w for w in answer["workflows"]}
     assert by_id["nightly"]["trigger"] == {"kind": "schedule", "cron": "0 3 * * *"}
     assert by_id["nightly"]["nextAt"] > answer["now"]
@@ -23,12 +24,12 @@ def test_the_endpoint_lists_triggers_ticks_and_counts(dash: DashHost) -> None:
     assert by_id["greeter"]["nextAt"] is None
     assert by_id["pipeline"]["trigger"] is None
     assert by_id["broken"]["options"] == {"retries": 0}
-    broken = dash.api.get("/api/workflows/runs", params={"workflowId": "broken"}).json()
+    broken = dash.http.get("/api/workflows/runs", params={"workflowId": "broken"}).json()
     assert by_id["broken"]["total"] == len(broken)
     assert by_id["broken"]["counts"]["failed"] == sum(r["status"] == "failed" for r in broken)
 
 
-def test_the_workflows_page_links_each_count_to_its_runs(dash: DashHost, page: Page) -> None:
+def test_the_workflows_page_links_each_count_to_its_runs(dash: HostProcess, page: Page) -> None:
     failed = dash.start_run("broken", {"message": "x"})
     dash.wait_status(failed, "failed")
     page.goto(dash.url + "/_platform/workflows")
@@ -47,7 +48,9 @@ def test_the_workflows_page_links_each_count_to_its_runs(dash: DashHost, page: P
     assert page.locator("#f-workflow").input_value() == "broken"
 
 
-def test_a_run_starts_from_the_workflows_page_with_custom_input(dash: DashHost, page: Page) -> None:
+def test_a_run_starts_from_the_workflows_page_with_custom_input(
+    dash: HostProcess, page: Page
+) -> None:
     page.goto(dash.url + "/_platform/workflows")
     page.locator('tr[data-workflow="child"] button.start').click()
     page.fill("#start-input", '{"n": 21}')

@@ -184,8 +184,9 @@ await check('wf.handle', async () => {
   return { same: handle.runId === started.runId, status: (await handle.status()).status, result: await handle.result() };
 });
 await check('wf.sleepy', async () => {
-  const handle = await workflows.start('sleepy');
+  // Timed from before the start: the run's 200 ms nap may begin before start() returns.
   const started = Date.now();
+  const handle = await workflows.start('sleepy');
   const result = await handle.result({ timeoutMs: 10000 });
   return { result, tookMs: Date.now() - started, history: await handle.history() };
 });

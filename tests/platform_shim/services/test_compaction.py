@@ -396,6 +396,8 @@ def check_stream(data_dir: Path) -> None:
     assert ids == sorted(set(ids)), "event ids out of order or repeated"
 
 
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_compaction_survives_sigkill_at_any_moment(data_dir: Path) -> None:
     rng = random.Random(99)
     modes = ["snap1:2", "snap2:3", "snap3:1", "snap4:4", "rename:2", "rename:5"]

@@ -12,6 +12,7 @@ import math
 import random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -175,6 +176,7 @@ PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 @PROPERTY
 @given(docs_and_filter())
+@pytest.mark.slow
 def test_compiled_filter_agrees_with_reference(
     case: tuple[list[dict[str, Any]], dict[str, Any]],
 ) -> None:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from platform_shim.store import FileStore
 from tests.support.procs import spawn
 
@@ -31,6 +33,8 @@ def load(data_dir: Path) -> list[dict[str, Any]]:
     return collect.records
 
 
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_every_acknowledged_append_survives_sigkill(data_dir: Path) -> None:
     rng = random.Random(1234)
     acknowledged: set[str] = set()

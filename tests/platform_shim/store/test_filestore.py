@@ -51,6 +51,7 @@ def test_a_crash_before_the_rename_leaves_the_old_file(data_dir: Path) -> None:
     assert path.read_bytes() == b'{"old":1}\n'
 
 
+@pytest.mark.chaos
 def test_one_worker_per_folder_and_the_lock_dies_with_its_process(data_dir: Path) -> None:
     first = FileStore(data_dir)
     first.acquire_worker_lock()

@@ -432,6 +432,8 @@ def no_engine_errors(root: Path) -> None:
             assert bad not in text, f"{log_file.name}: {bad!r}\n{text[-3000:]}"
 
 
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_workflows_survive_sigkill_at_random_instants(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

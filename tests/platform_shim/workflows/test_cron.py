@@ -632,6 +632,7 @@ def reference_ticks(fields: list[str], after: datetime) -> Iterator[datetime]:
     fields=st.tuples(*(field_texts(index) for index in range(6))).map(list),
     t=times,
 )
+@pytest.mark.slow
 def test_random_expressions_agree_with_reference(fields: list[str], t: int) -> None:
     expr = " ".join(fields)
     error: DefinitionError | None = None

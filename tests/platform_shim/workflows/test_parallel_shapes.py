@@ -328,6 +328,7 @@ EXAMPLES = int(os.environ.get("PARALLEL_SHAPES_EXAMPLES", "80"))
     ops=_ops(),
     max_suspended=st.sampled_from([0, 1, 1000]),
 )
+@pytest.mark.slow
 def test_parallel_shapes_match_the_model(
     program: Program, ops: list[tuple[Any, ...]], max_suspended: int
 ) -> None:

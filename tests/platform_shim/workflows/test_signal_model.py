@@ -26,6 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -348,6 +349,7 @@ class SignalMachine(RuleBasedStateMachine):
 
 
 TestSignalModel = SignalMachine.TestCase
+TestSignalModel.pytestmark = [pytest.mark.slow]
 TestSignalModel.settings = settings(
     max_examples=int(os.environ.get("SIGNAL_MODEL_EXAMPLES", "60")),
     stateful_step_count=int(os.environ.get("SIGNAL_MODEL_STEPS", "30")),

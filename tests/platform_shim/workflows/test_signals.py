@@ -238,6 +238,7 @@ async def test_a_null_payload_taken_from_the_recorded_signals_resumes_the_run(
         assert await handle.result(timeout=5) == {"got": None, "after": "done"}
 
 
+@pytest.mark.slow
 async def test_signals_no_run_can_take_are_not_held_in_memory(
     open_worker: Opener, clock: FakeClock
 ) -> None:

@@ -217,6 +217,7 @@ async def test_step_output_over_the_limit_fails_that_step(open_worker: Opener) -
         )
 
 
+@pytest.mark.slow
 async def test_ten_thousand_steps_run_and_replay(open_worker: Opener, clock: FakeClock) -> None:
     runs = 0
 

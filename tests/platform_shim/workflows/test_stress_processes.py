@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from platform_shim import open_platform
 from platform_shim.workflows import define_workflow
@@ -37,6 +38,7 @@ async def stress_wait(input: Any, step: Any, ctx: Any) -> Any:
     return payload
 
 
+@pytest.mark.slow
 async def test_events_from_three_processes_and_local_tasks_resume_every_run(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     go = tmp_path / "go"
