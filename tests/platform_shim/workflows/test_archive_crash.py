@@ -9,12 +9,16 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from platform_shim import open_platform
 from platform_shim.platform import Platform, open_client
 from platform_shim.workflows.records import RunStatus
 from tests.support import finisher
 
 from .test_crash import Proc
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]  # SIGKILLs a worker process, many times
 
 CYCLES = 5
 
