@@ -22,6 +22,9 @@ Every change is also an event on the platform stream with ``r = "auth"`` and ``k
 ``auth.user.registered``, ``.login``, ``.logout``, ``.updated``, ``.deleted``, ``.verified``,
 ``.password_changed``, ``.password_reset``; its data is the public user (no secret).
 Times are epoch milliseconds, like everywhere else in the platform.
+
+Size (over 400 lines, on purpose): the JS client's list of auth operations, one method each;
+hashing, rules and state are already their own modules.
 """
 
 from __future__ import annotations

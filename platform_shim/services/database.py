@@ -6,6 +6,9 @@ catching up with other processes, so a duplicate ``_id`` or a unique-index clash
 whichever process raced us, and raises ``DuplicateKey`` with nothing written. A multi-document
 write (``insert_many``, ``update_many``, ``delete_many``) is validated whole before any of its
 events is written, and its events are written in one ``write``.
+
+Size (over 400 lines, on purpose): collections, the checks made inside the commit cycle and the
+service API are one write path; splitting it would split each write.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ once, and the worker's sweeper later appends one ``kv.expired`` event for it (on
 sweeps, so an expiry is announced once however many processes read the key). Values are kept
 as their JSON bytes: a read parses a fresh copy, so a caller mutating what it got cannot touch
 the store, and a million keys cost a million small ``bytes`` rather than object trees.
+
+Size (over 400 lines, on purpose): the fold, the service and the namespace handle share the
+key checks and the expiry rules; apart they would each need the other's internals.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ range is a ``ValueError`` for writing operators, never padding); a name segment 
 ``ValueError``. ``$set``, ``$inc``, ``$push`` and ``$addToSet`` create missing intermediate
 objects; ``$unset`` and ``$pull`` on a path that does not exist do nothing. ``$unset`` of a list
 element sets it to null, as in Mongo.
+
+Size (over 400 lines, on purpose): one small function per operator around the one path writer
+they share; split by operator, that writer would have to become public.
 """
 
 from __future__ import annotations

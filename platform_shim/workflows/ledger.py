@@ -21,6 +21,9 @@ applied and is read from the archive afterwards (``archive.py``): the fold holds
 status changes to the event stream at least once; compaction keeps each record's ``seq`` (it
 groups a run's records together, so file order and ``seq`` order may differ afterwards). The
 objects it builds are in ``state.py``.
+
+Size (over 400 lines, on purpose): the fold and the lines compaction writes back are one
+contract (what is written is what is read back), so they stay side by side.
 """
 
 from __future__ import annotations

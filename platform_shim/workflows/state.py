@@ -4,6 +4,9 @@ These are the fold's objects (``LedgerState`` builds them from ``runs.jsonl``); 
 frozen snapshots (``WorkflowRun``, ``StepRecord``). Inputs, outputs and payloads stay JSON
 bytes, sized to their content, and are parsed only when asked for: a parked run costs little
 more than a kilobyte.
+
+Size (over 400 lines, on purpose): the step, run and signal objects and their ledger lines; one
+file keeps every record shape the ledger writes in one place.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ A suspended run holds its coroutine only while its host is up and the engine's c
 suspended runs has room; when it is evicted, or the worker stops, the coroutine is unwound
 (``Stop``: no ``step.*`` call made while unwinding runs or is recorded), and its next wake-up
 replays the handler from the top against the recorded steps, as after a restart.
+
+Size (over 400 lines, on purpose): one class, the public step API; each method is the replay
+protocol of one step kind, and they share the activation's bookkeeping.
 """
 
 from __future__ import annotations
