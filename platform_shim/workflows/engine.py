@@ -5,7 +5,7 @@ The engine is the worker's side of ``platform.workflows``; its parts each have a
 ``suspension`` (the bounded cache of suspended activations), ``waiting`` (timers and what
 parked steps wait for), ``ending`` (retries, final statuses, children), ``bodies`` (where step
 bodies run) and ``steps`` (the ``step`` object a handler gets). This module holds what ties
-them together: one activation per run, its scheduling, and the public API. (Past 400 lines
+them together: one activation per run, its scheduling, and the public API. (Over 400 lines
 because the activation loop and the run-creation paths read best in one place.)
 
 Invariants:
