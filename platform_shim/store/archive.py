@@ -4,9 +4,13 @@ The ledger keeps what is live; what is finished moves here and leaves memory. La
 ``<data>/<name>/``:
 
     000001.jsonl, 000002.jsonl, …   segments, append-only, two lines per entry:
-                                    ``{"k": key, "o": order, "a": at, "t": [tags], "h": head}``
-                                    then ``{"k": key, "b": body}``
+                                    ``{"key", "order", "at", "tags": [...], "head"}``
+                                    then ``{"key", "body"}``
     index.sqlite                    the index (SQLite, WAL): key -> place, (tag, order) -> key
+
+Segments written before 2026-12 spell those keys ``k``, ``o``, ``a``, ``t``, ``h`` and ``b``;
+they are read as well (``_field``), and a segment may hold both spellings (new entries are
+appended to an old segment in the new keys). Segments are never rewritten, so old lines stay.
 
 Invariants:
 
@@ -39,7 +43,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -82,6 +86,34 @@ class ArchiveEntry:
     tags: tuple[str, ...]
     head: bytes
     body: bytes
+
+
+class HeadLine(TypedDict):
+    """A segment's first line of an entry (what the index is rebuilt from)."""
+
+    key: str
+    order: int
+    at: int
+    tags: list[str]
+    head: Any  # the entry's head (JSON)
+
+
+class BodyLine(TypedDict):
+    """A segment's second line of an entry."""
+
+    key: str
+    body: Any  # the entry's body (JSON)
+
+
+# Today's key -> the key segments written before 2026-12 used.
+_OLD_KEYS = {"key": "k", "order": "o", "at": "a", "tags": "t", "head": "h", "body": "b"}
+
+
+def _field(line: dict[str, Any], key: str) -> Any:
+    """``line[key]``, from a line in today's keys or in the old one-letter ones."""
+    if key in line:
+        return line[key]
+    return line[_OLD_KEYS[key]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +237,15 @@ class FileArchive:
             try:
                 head = orjson.loads(data[pos:end1])
                 body = orjson.loads(data[end1 + 1 : end2])
-                entry = ArchiveEntry(head["k"], head["o"], head["a"], tuple(head["t"]), b"", b"")
-                if body.get("k") != entry.key:
+                entry = ArchiveEntry(
+                    _field(head, "key"),
+                    _field(head, "order"),
+                    _field(head, "at"),
+                    tuple(_field(head, "tags")),
+                    b"",
+                    b"",
+                )
+                if _field(body, "key") != entry.key:
                     raise ValueError("head and body name different keys")
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("%s at byte %d: skipped a damaged entry (%s)", path, start + pos, exc)
@@ -353,15 +392,15 @@ class FileArchive:
         off = self._seg_size
         for entry in fresh:
             head = orjson.dumps(
-                {
-                    "k": entry.key,
-                    "o": entry.order,
-                    "a": entry.at,
-                    "t": list(entry.tags),
-                    "h": orjson.Fragment(entry.head),
-                }
+                HeadLine(
+                    key=entry.key,
+                    order=entry.order,
+                    at=entry.at,
+                    tags=list(entry.tags),
+                    head=orjson.Fragment(entry.head),
+                )
             )
-            body = orjson.dumps({"k": entry.key, "b": orjson.Fragment(entry.body)})
+            body = orjson.dumps(BodyLine(key=entry.key, body=orjson.Fragment(entry.body)))
             chunks += head
             chunks += b"\n"
             chunks += body
@@ -476,7 +515,7 @@ class FileArchive:
         if place is None:
             return None
         record = self._read(place.seg, place.off, place.head)
-        return record["h"] if record is not None else None
+        return _field(record, "head") if record is not None else None
 
     def entry(self, key: str) -> tuple[Any, Any] | None:
         """``(head, body)`` of ``key``'s entry, parsed."""
@@ -487,7 +526,7 @@ class FileArchive:
         body = self._read(place.seg, place.off + place.head, place.body)
         if head is None or body is None:
             return None
-        return head["h"], body["b"]
+        return _field(head, "head"), _field(body, "body")
 
     def page(self, tag: str | None, before: int | None, limit: int) -> list[tuple[int, str, Any]]:
         """Up to ``limit`` entries with ``tag`` (any, for None), highest order first, below
@@ -509,7 +548,7 @@ class FileArchive:
         for order, key, seg, off, head_len in rows:
             record = self._read(seg, off, head_len)
             if record is not None:
-                out.append((order, key, record["h"]))
+                out.append((order, key, _field(record, "head")))
         return out
 
     def count(self, tag: str = "") -> int:
