@@ -23,7 +23,7 @@ compaction (``compacted_lines``) rewrites an old file entirely in them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from typing import Any, Literal, TypedDict
+from typing import Literal, TypedDict, cast
 
 import orjson
 
@@ -94,49 +94,31 @@ class DeadRecord(TypedDict):
 DispatchRecord = CursorRecord | DropRecord | RelayRecord | AckRecord | AttemptRecord | DeadRecord
 
 
-def _get(raw: Record, key: str, old: str) -> Any:
-    # The new name first: it is what every line written since the rename holds.
-    if key in raw:
-        return raw[key]
-    if old in raw:
-        return raw[old]
-    raise KeyError(key)
+# Per kind: the key only the old spelling has, and each old key's new name.
+_OLD_KEYS: dict[str, tuple[str, dict[str, str]]] = {
+    "cursor": ("h", {"h": "handler", "c": "lastEvent"}),
+    "drop": ("h", {"h": "handler"}),
+    "relay": ("c", {"c": "lastSeq"}),
+    "ack": ("q", {"q": "queue", "ids": "messageIds"}),
+    "attempt": ("q", {"q": "queue", "id": "messageId", "n": "attempt"}),
+    "dead": ("h", {"h": "handler", "event": "eventId", "t": "eventType"}),
+}
 
 
 def read_record(raw: Record) -> DispatchRecord | None:
     """A line of ``dispatch.jsonl`` in today's keys, whichever keys it was written with; None
-    for a kind this version does not know (skipped, as before). A line missing a key raises
-    ``KeyError`` naming it (the log then skips that line with a warning)."""
-    kind = raw["rec"]
-    if kind == "cursor":
-        return CursorRecord(
-            rec="cursor", handler=_get(raw, "handler", "h"), lastEvent=_get(raw, "lastEvent", "c")
-        )
-    if kind == "drop":
-        return DropRecord(rec="drop", handler=_get(raw, "handler", "h"))
-    if kind == "relay":
-        return RelayRecord(rec="relay", lastSeq=_get(raw, "lastSeq", "c"))
-    if kind == "ack":
-        return AckRecord(
-            rec="ack", queue=_get(raw, "queue", "q"), messageIds=_get(raw, "messageIds", "ids")
-        )
-    if kind == "attempt":
-        return AttemptRecord(
-            rec="attempt",
-            queue=_get(raw, "queue", "q"),
-            messageId=_get(raw, "messageId", "id"),
-            attempt=_get(raw, "attempt", "n"),
-        )
-    if kind == "dead":
-        return DeadRecord(
-            rec="dead",
-            handler=_get(raw, "handler", "h"),
-            eventId=_get(raw, "eventId", "event"),
-            eventType=_get(raw, "eventType", "t"),
-            error=raw["error"],
-            at=raw["at"],
-        )
-    return None
+    for a kind this version does not know (skipped, as before).
+
+    A line in today's keys is returned as it is (a restart reads every line: no copy); one in
+    the old keys is copied with its keys renamed, in their order. Missing keys are found by
+    the fold (a ``KeyError``, and the log skips that line with a warning)."""
+    old = _OLD_KEYS.get(raw["rec"])
+    if old is None:
+        return None
+    marker, renames = old
+    if marker in raw:
+        raw = {renames.get(key, key): value for key, value in raw.items()}
+    return cast(DispatchRecord, raw)
 
 
 class DispatchState:
