@@ -3,14 +3,9 @@
 The ledger keeps what is live; what is finished moves here and leaves memory. Layout of
 ``<data>/<name>/``:
 
-    000001.jsonl, 000002.jsonl, …   segments, append-only, two lines per entry:
-                                    ``{"key", "order", "at", "tags": [...], "head"}``
-                                    then ``{"key", "body"}``
+    000001.jsonl, 000002.jsonl, …   segments, append-only, two lines per entry (their keys,
+                                    today's and the old ones: ``store/segments.py``)
     index.sqlite                    the index (SQLite, WAL): key -> place, (tag, order) -> key
-
-Segments written before 2026-12 spell those keys ``k``, ``o``, ``a``, ``t``, ``h`` and ``b``;
-they are read as well (``_field``), and a segment may hold both spellings (new entries are
-appended to an old segment in the new keys). Segments are never rewritten, so old lines stay.
 
 Invariants:
 
@@ -43,12 +38,13 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import orjson
 
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import fsync_dir, write_all
+from platform_shim.store.segments import ArchiveEntry, body_of, encode, entry_of, head_of
 
 __all__ = ["ArchiveEntry", "FileArchive"]
 
@@ -73,47 +69,6 @@ CREATE TABLE IF NOT EXISTS segments (
     seg INTEGER PRIMARY KEY, indexed INTEGER NOT NULL, min_at INTEGER, max_at INTEGER
 );
 """
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveEntry:
-    """One archived record: ``head`` and ``body`` are JSON (bytes); ``order`` sorts pages
-    (newest = highest first), ``at`` is what retention compares, ``tags`` what pages filter by."""
-
-    key: str
-    order: int
-    at: int
-    tags: tuple[str, ...]
-    head: bytes
-    body: bytes
-
-
-class HeadLine(TypedDict):
-    """A segment's first line of an entry (what the index is rebuilt from)."""
-
-    key: str
-    order: int
-    at: int
-    tags: list[str]
-    head: Any  # the entry's head (JSON)
-
-
-class BodyLine(TypedDict):
-    """A segment's second line of an entry."""
-
-    key: str
-    body: Any  # the entry's body (JSON)
-
-
-# Today's key -> the key segments written before 2026-12 used.
-_OLD_KEYS = {"key": "k", "order": "o", "at": "a", "tags": "t", "head": "h", "body": "b"}
-
-
-def _field(line: dict[str, Any], key: str) -> Any:
-    """``line[key]``, from a line in today's keys or in the old one-letter ones."""
-    if key in line:
-        return line[key]
-    return line[_OLD_KEYS[key]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,18 +190,7 @@ class FileArchive:
             if end2 < 0:
                 break
             try:
-                head = orjson.loads(data[pos:end1])
-                body = orjson.loads(data[end1 + 1 : end2])
-                entry = ArchiveEntry(
-                    _field(head, "key"),
-                    _field(head, "order"),
-                    _field(head, "at"),
-                    tuple(_field(head, "tags")),
-                    b"",
-                    b"",
-                )
-                if _field(body, "key") != entry.key:
-                    raise ValueError("head and body name different keys")
+                entry = entry_of(data[pos:end1], data[end1 + 1 : end2])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("%s at byte %d: skipped a damaged entry (%s)", path, start + pos, exc)
                 pos = end2 + 1
@@ -391,16 +335,7 @@ class FileArchive:
         placed: list[tuple[ArchiveEntry, _Place]] = []
         off = self._seg_size
         for entry in fresh:
-            head = orjson.dumps(
-                HeadLine(
-                    key=entry.key,
-                    order=entry.order,
-                    at=entry.at,
-                    tags=list(entry.tags),
-                    head=orjson.Fragment(entry.head),
-                )
-            )
-            body = orjson.dumps(BodyLine(key=entry.key, body=orjson.Fragment(entry.body)))
+            head, body = encode(entry)
             chunks += head
             chunks += b"\n"
             chunks += body
@@ -515,7 +450,7 @@ class FileArchive:
         if place is None:
             return None
         record = self._read(place.seg, place.off, place.head)
-        return _field(record, "head") if record is not None else None
+        return head_of(record) if record is not None else None
 
     def entry(self, key: str) -> tuple[Any, Any] | None:
         """``(head, body)`` of ``key``'s entry, parsed."""
@@ -526,7 +461,7 @@ class FileArchive:
         body = self._read(place.seg, place.off + place.head, place.body)
         if head is None or body is None:
             return None
-        return _field(head, "head"), _field(body, "body")
+        return head_of(head), body_of(body)
 
     def page(self, tag: str | None, before: int | None, limit: int) -> list[tuple[int, str, Any]]:
         """Up to ``limit`` entries with ``tag`` (any, for None), highest order first, below
@@ -548,7 +483,7 @@ class FileArchive:
         for order, key, seg, off, head_len in rows:
             record = self._read(seg, off, head_len)
             if record is not None:
-                out.append((order, key, _field(record, "head")))
+                out.append((order, key, head_of(record)))
         return out
 
     def count(self, tag: str = "") -> int:
