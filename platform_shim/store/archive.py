@@ -53,6 +53,7 @@ log = logging.getLogger("platform_shim.store")
 SEGMENT_BYTES = 64 * 1024 * 1024
 SEGMENT_SPAN_MS = 24 * 3600 * 1000
 _CHUNK = 500  # keys per ``IN (...)`` query
+_ALL = 1 << 62  # above every order (and a limit that is no limit)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -466,7 +467,9 @@ class FileArchive:
     def page(self, tag: str | None, before: int | None, limit: int) -> list[tuple[int, str, Any]]:
         """Up to ``limit`` entries with ``tag`` (any, for None), highest order first, below
         ``before``: ``(order, key, head)``."""
-        below = before if before is not None else 1 << 62
+        # SQLite's integers are 64-bit: a bound past them (a client's ?limit=10**23) means "all".
+        below = _ALL if before is None else max(-_ALL, min(before, _ALL))
+        limit = min(limit, _ALL)
         if tag is None:
             sql = (
                 "SELECT ord, key, seg, off, head FROM entries WHERE ord < ? "
