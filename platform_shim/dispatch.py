@@ -15,6 +15,9 @@ often the event is delivered, it starts one run.
 Queue consumers read the pending set (``queue.sent`` events minus acknowledgements), deliver
 batches when messages are due, record attempts before delivering, acknowledge on success, and
 after ``maxAttempts`` failures move the message to ``deadletter.jsonl``.
+
+What ``dispatch.jsonl`` holds (its record kinds and keys) and how it folds is in
+``dispatch_records.py``; this module only writes records, through ``Dispatcher.record``.
 """
 
 from __future__ import annotations
@@ -24,17 +27,26 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import TYPE_CHECKING
 
 from platform_shim.background import observe, supervise
 from platform_shim.clock import Clock
 from platform_shim.context import HandlerContext
+from platform_shim.dispatch_records import (
+    AckRecord,
+    CursorRecord,
+    DeadRecord,
+    DispatchRecord,
+    DispatchState,
+    DropRecord,
+    ErrorInfo,
+    RelayRecord,
+    compacted_lines,
+)
 from platform_shim.errors import DefinitionError
 from platform_shim.events import EventHandler
 from platform_shim.jsonvalue import dumps
-from platform_shim.queue_consumer import QueueConsumer
+from platform_shim.queue_consumer import DeliveredMessage, QueueConsumer
 from platform_shim.services.stream import StreamEvent
 from platform_shim.store.protocol import Log, Record, Store
 from platform_shim.workflows.definition import EventTrigger, Workflow
@@ -62,39 +74,6 @@ def derived_run_id(workflow_id: str, kind: str, n: int) -> str:
 def default_handler_backoff(attempt: int) -> int:
     """Milliseconds before retry ``attempt`` of a handler: 100 ms, 200 ms, 400 ms, ..."""
     return int(min(100 * 2 ** (attempt - 1), 30_000))
-
-
-class DispatchState:
-    """The fold of ``dispatch.jsonl``: cursors, the status relay position, queue bookkeeping,
-    dead deliveries."""
-
-    def __init__(self) -> None:
-        self.cursors: dict[str, int] = {}
-        self.relay = 0
-        self.acked: dict[str, set[str]] = {}
-        self.attempts: dict[str, int] = {}
-        self.dead: list[Record] = []
-
-    def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
-
-    def apply(self, record: Record, line: bytes) -> None:
-        kind = record["rec"]
-        if kind == "cursor":
-            self.cursors[record["h"]] = max(self.cursors.get(record["h"], 0), record["c"])
-        elif kind == "drop":
-            self.cursors.pop(record["h"], None)
-        elif kind == "relay":
-            self.relay = max(self.relay, record["c"])
-        elif kind == "ack":
-            self.acked.setdefault(record["q"], set()).update(record["ids"])
-            for message_id in record["ids"]:
-                self.attempts.pop(message_id, None)
-        elif kind == "attempt":
-            self.attempts[record["id"]] = record["n"]
-        elif kind == "dead":
-            self.dead.append(record)
-            del self.dead[:-1000]
 
 
 class _Consumer:
@@ -198,7 +177,7 @@ class Dispatcher:
 
     def configure(self, handlers: Iterable[EventHandler], workflows: Iterable[Workflow]) -> None:
         """Install exactly these handlers and event triggers (called again on hot reload)."""
-        wanted: dict[str, Any] = {}
+        wanted: dict[str, EventHandler | Workflow] = {}
         queues: dict[str, EventHandler] = {}
         for handler in handlers:
             if handler.kind == "queue":
@@ -263,7 +242,7 @@ class Dispatcher:
                 self.state.cursors[key],
             )
             self._saved.pop(key, None)
-            self.record({"rec": "drop", "h": key})
+            self.record(DropRecord(rec="drop", handler=key))
             self.state.cursors.pop(key, None)
 
     def start(self) -> None:
@@ -341,14 +320,14 @@ class Dispatcher:
                         exc_info=exc,
                     )
                     self.record(
-                        {
-                            "rec": "dead",
-                            "h": consumer.key,
-                            "event": event.id,
-                            "t": event.t,
-                            "error": {"type": type(exc).__name__, "message": str(exc)},
-                            "at": self.clock.now_ms(),
-                        },
+                        DeadRecord(
+                            rec="dead",
+                            handler=consumer.key,
+                            eventId=event.id,
+                            eventType=event.t,
+                            error=ErrorInfo(type=type(exc).__name__, message=str(exc)),
+                            at=self.clock.now_ms(),
+                        ),
                         durable=True,
                     )
                     return
@@ -382,7 +361,7 @@ class Dispatcher:
 
     def record(
         self,
-        record: Record,
+        record: DispatchRecord,
         *,
         durable: bool = False,
         then: Callable[[], None] | None = None,
@@ -393,7 +372,7 @@ class Dispatcher:
         line = dumps(record, "dispatch record")
 
         def apply() -> None:
-            state.apply(record, line)
+            state.fold(record)
             if then is not None:
                 then()
 
@@ -408,11 +387,11 @@ class Dispatcher:
         def saved() -> None:
             self._saved[key] = cursor
 
-        self.record({"rec": "cursor", "h": key, "c": cursor}, then=saved)
+        self.record(CursorRecord(rec="cursor", handler=key, lastEvent=cursor), then=saved)
         self._update_retention()
 
     def save_relay(self, seq: int) -> None:
-        self.record({"rec": "relay", "c": seq})
+        self.record(RelayRecord(rec="relay", lastSeq=seq))
 
     def _update_retention(self) -> None:
         if self._consumers:
@@ -429,9 +408,9 @@ class Dispatcher:
 
         # Acknowledged in memory only once written: a failed write leaves them pending, to be
         # delivered again (at least once), rather than dropped until the next restart.
-        return self.record({"rec": "ack", "q": queue, "ids": ids}, then=acked)
+        return self.record(AckRecord(rec="ack", queue=queue, messageIds=ids), then=acked)
 
-    async def dead_letter(self, queue: str, message: dict[str, Any], error: dict[str, Any]) -> None:
+    async def dead_letter(self, queue: str, message: DeliveredMessage, error: ErrorInfo) -> None:
         line = dumps(
             {"q": queue, "msg": message, "error": error, "at": self.clock.now_ms()}, "dead letter"
         )
@@ -456,25 +435,11 @@ class Dispatcher:
             # Small (cursors, acks of retained messages, the last dead deliveries): made on the
             # loop, so the lines match the state exactly when the log is caught up.
             pending = {
-                message_id for queue in platform.queue_state.queues.values() for message_id in queue
+                message_id: name
+                for name, messages in platform.queue_state.queues.items()
+                for message_id in messages
             }
-            lines = [
-                orjson.dumps({"rec": "cursor", "h": key, "c": cursor})
-                for key, cursor in state.cursors.items()
-            ]
-            lines.append(orjson.dumps({"rec": "relay", "c": state.relay}))
-            for queue, ids in state.acked.items():
-                # An ack matters while its message may still be read from the stream.
-                keep = sorted(ids & retained)
-                if keep:
-                    lines.append(orjson.dumps({"rec": "ack", "q": queue, "ids": keep}))
-            for message_id, attempt in state.attempts.items():
-                if message_id in pending:
-                    lines.append(
-                        orjson.dumps({"rec": "attempt", "q": "", "id": message_id, "n": attempt})
-                    )
-            lines.extend(orjson.dumps(record) for record in state.dead)
-            return lines
+            return compacted_lines(state, pending, retained)
 
         await self.log.rewrite(take)
         for queue in list(state.acked):

@@ -4,27 +4,41 @@ The pending set is the fold of ``queue.sent`` events minus acknowledgements. A c
 due messages (``deliverAt`` passed, retry backoff over) in batches of up to ``batch``, records
 each attempt before delivering, acknowledges the batch when the handler returns, and after
 ``maxAttempts`` failures moves a message to ``deadletter.jsonl``: at least once, never lost.
+
+The messages come from the queue's pending set as ``QueuedMessage``s and reach the handler
+as ``DeliveredMessage``s (a copy of the payload, and which attempt this is).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 
 from platform_shim.clock import TimerHandle
+from platform_shim.dispatch_records import AttemptRecord, ErrorInfo
 from platform_shim.errors import StoreError
 from platform_shim.events import EventHandler
+from platform_shim.services.queue import QueuedMessage
 
 if TYPE_CHECKING:
     from platform_shim.context import HandlerContext
     from platform_shim.dispatch import Dispatcher
 
-__all__ = ["QueueConsumer"]
+__all__ = ["DeliveredMessage", "QueueConsumer"]
 
 log = logging.getLogger("platform_shim.dispatch")
+
+
+class DeliveredMessage(TypedDict):
+    """One message as an ``on_queue`` handler receives it."""
+
+    id: str
+    payload: Any
+    attempt: int  # 1 for the first delivery
+    enqueuedAt: int
 
 
 class QueueConsumer:
@@ -45,9 +59,9 @@ class QueueConsumer:
         """Whether this consumer has nothing to deliver now (the dispatcher's ``idle`` asks)."""
         return not self.busy and not self._due(now)[0]
 
-    def _due(self, now: int) -> tuple[list[dict[str, Any]], int | None]:
+    def _due(self, now: int) -> tuple[list[QueuedMessage], int | None]:
         pending = self.dispatcher.platform.queue_state.queues.get(self.queue, {})
-        due: list[dict[str, Any]] = []
+        due: list[QueuedMessage] = []
         later: int | None = None
         for message in pending.values():
             at = max(message["deliverAt"], self.retry_at.get(message["id"], 0))
@@ -76,25 +90,27 @@ class QueueConsumer:
                 self.timer = clock.call_at(later, self.wake.set)
             await self.wake.wait()
 
-    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    async def _deliver(self, batch: list[QueuedMessage]) -> None:
         dispatcher = self.dispatcher
         state = dispatcher.state
-        messages = []
-        for message in batch:
-            attempt = state.attempts.get(message["id"], 0) + 1
+        messages: list[DeliveredMessage] = []
+        for queued in batch:
+            attempt = state.attempts.get(queued["id"], 0) + 1
             # Counted now, not when the record is applied: a handler that fails without
             # awaiting anything would otherwise be redelivered as attempt 1 forever.
-            state.attempts[message["id"]] = attempt
+            state.attempts[queued["id"]] = attempt
             dispatcher.record(
-                {"rec": "attempt", "q": self.queue, "id": message["id"], "n": attempt}
+                AttemptRecord(
+                    rec="attempt", queue=self.queue, messageId=queued["id"], attempt=attempt
+                )
             )
             messages.append(
-                {
-                    "id": message["id"],
-                    "payload": orjson.loads(orjson.dumps(message["payload"])),
-                    "attempt": attempt,
-                    "enqueuedAt": message["enqueuedAt"],
-                }
+                DeliveredMessage(
+                    id=queued["id"],
+                    payload=orjson.loads(orjson.dumps(queued["payload"])),
+                    attempt=attempt,
+                    enqueuedAt=queued["enqueuedAt"],
+                )
             )
         try:
             await self.handler.fn(messages, self.context)
@@ -112,7 +128,7 @@ class QueueConsumer:
                 exc,
                 exc_info=exc if last else None,
             )
-            error = {"type": type(exc).__name__, "message": str(exc)}
+            error = ErrorInfo(type=type(exc).__name__, message=str(exc))
             done: list[str] = []
             for message in messages:
                 if message["attempt"] >= self.handler.max_attempts:
@@ -130,7 +146,7 @@ class QueueConsumer:
             for message in messages:
                 self.retry_at.pop(message["id"], None)
 
-    async def _ack(self, ids: list[str], messages: list[dict[str, Any]]) -> bool:
+    async def _ack(self, ids: list[str], messages: list[DeliveredMessage]) -> bool:
         """Record the acknowledgement; if that write fails the messages stay pending and are
         delivered again after a backoff (at least once), instead of being retried at once."""
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -21,21 +21,30 @@ from platform_shim.jsonvalue import dumps
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import Record
 
-__all__ = ["QueueService", "QueueState"]
+__all__ = ["QueueService", "QueueState", "QueuedMessage"]
+
+
+class QueuedMessage(TypedDict):
+    """A pending message (the ``data`` of its ``queue.sent`` event)."""
+
+    id: str
+    payload: Any
+    enqueuedAt: int  # epoch ms
+    deliverAt: int  # epoch ms: not delivered before
 
 
 class QueueState:
-    """Pending messages per queue: ``{id: {"id", "payload", "enqueuedAt", "deliverAt"}}``."""
+    """Pending messages per queue, by id."""
 
     snapshot_name = "queue"
     resource = "queue"
 
     def __init__(self) -> None:
         self.checkpoint = 0
-        self.queues: dict[str, dict[str, dict[str, Any]]] = {}
+        self.queues: dict[str, dict[str, QueuedMessage]] = {}
         self.acked: set[str] = set()  # acks read before the message they acknowledge
 
-    def add(self, name: str, message: dict[str, Any]) -> None:
+    def add(self, name: str, message: QueuedMessage) -> None:
         if message["id"] in self.acked:
             self.acked.discard(message["id"])
             return
@@ -86,12 +95,12 @@ class QueueService:
         delay_ms = 0 if delay is None else parse_duration_ms(delay, f"delay for queue {name!r}")
         now = self._clock.now_ms()
         message_id = new_id(now)
-        message = {
-            "id": message_id,
-            "payload": orjson.Fragment(body),
-            "enqueuedAt": now,
-            "deliverAt": now + delay_ms,
-        }
+        message = QueuedMessage(
+            id=message_id,
+            payload=orjson.Fragment(body),
+            enqueuedAt=now,
+            deliverAt=now + delay_ms,
+        )
         data = orjson.dumps(message)
         state = self._state
 

@@ -3,9 +3,8 @@
 The ledger keeps what is live; what is finished moves here and leaves memory. Layout of
 ``<data>/<name>/``:
 
-    000001.jsonl, 000002.jsonl, …   segments, append-only, two lines per entry:
-                                    ``{"k": key, "o": order, "a": at, "t": [tags], "h": head}``
-                                    then ``{"k": key, "b": body}``
+    000001.jsonl, 000002.jsonl, …   segments, append-only, two lines per entry (their keys,
+                                    today's and the old ones: ``store/segments.py``)
     index.sqlite                    the index (SQLite, WAL): key -> place, (tag, order) -> key
 
 Invariants:
@@ -45,6 +44,7 @@ import orjson
 
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import fsync_dir, write_all
+from platform_shim.store.segments import ArchiveEntry, body_of, encode, entry_of, head_of
 
 __all__ = ["ArchiveEntry", "FileArchive"]
 
@@ -53,6 +53,7 @@ log = logging.getLogger("platform_shim.store")
 SEGMENT_BYTES = 64 * 1024 * 1024
 SEGMENT_SPAN_MS = 24 * 3600 * 1000
 _CHUNK = 500  # keys per ``IN (...)`` query
+_ALL = 1 << 62  # above every order (and a limit that is no limit)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -69,19 +70,6 @@ CREATE TABLE IF NOT EXISTS segments (
     seg INTEGER PRIMARY KEY, indexed INTEGER NOT NULL, min_at INTEGER, max_at INTEGER
 );
 """
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveEntry:
-    """One archived record: ``head`` and ``body`` are JSON (bytes); ``order`` sorts pages
-    (newest = highest first), ``at`` is what retention compares, ``tags`` what pages filter by."""
-
-    key: str
-    order: int
-    at: int
-    tags: tuple[str, ...]
-    head: bytes
-    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +191,7 @@ class FileArchive:
             if end2 < 0:
                 break
             try:
-                head = orjson.loads(data[pos:end1])
-                body = orjson.loads(data[end1 + 1 : end2])
-                entry = ArchiveEntry(head["k"], head["o"], head["a"], tuple(head["t"]), b"", b"")
-                if body.get("k") != entry.key:
-                    raise ValueError("head and body name different keys")
+                entry = entry_of(data[pos:end1], data[end1 + 1 : end2])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("%s at byte %d: skipped a damaged entry (%s)", path, start + pos, exc)
                 pos = end2 + 1
@@ -352,16 +336,7 @@ class FileArchive:
         placed: list[tuple[ArchiveEntry, _Place]] = []
         off = self._seg_size
         for entry in fresh:
-            head = orjson.dumps(
-                {
-                    "k": entry.key,
-                    "o": entry.order,
-                    "a": entry.at,
-                    "t": list(entry.tags),
-                    "h": orjson.Fragment(entry.head),
-                }
-            )
-            body = orjson.dumps({"k": entry.key, "b": orjson.Fragment(entry.body)})
+            head, body = encode(entry)
             chunks += head
             chunks += b"\n"
             chunks += body
@@ -476,7 +451,7 @@ class FileArchive:
         if place is None:
             return None
         record = self._read(place.seg, place.off, place.head)
-        return record["h"] if record is not None else None
+        return head_of(record) if record is not None else None
 
     def entry(self, key: str) -> tuple[Any, Any] | None:
         """``(head, body)`` of ``key``'s entry, parsed."""
@@ -487,12 +462,14 @@ class FileArchive:
         body = self._read(place.seg, place.off + place.head, place.body)
         if head is None or body is None:
             return None
-        return head["h"], body["b"]
+        return head_of(head), body_of(body)
 
     def page(self, tag: str | None, before: int | None, limit: int) -> list[tuple[int, str, Any]]:
         """Up to ``limit`` entries with ``tag`` (any, for None), highest order first, below
         ``before``: ``(order, key, head)``."""
-        below = before if before is not None else 1 << 62
+        # SQLite's integers are 64-bit: a bound past them (a client's ?limit=10**23) means "all".
+        below = _ALL if before is None else max(-_ALL, min(before, _ALL))
+        limit = min(limit, _ALL)
         if tag is None:
             sql = (
                 "SELECT ord, key, seg, off, head FROM entries WHERE ord < ? "
@@ -509,7 +486,7 @@ class FileArchive:
         for order, key, seg, off, head_len in rows:
             record = self._read(seg, off, head_len)
             if record is not None:
-                out.append((order, key, record["h"]))
+                out.append((order, key, head_of(record)))
         return out
 
     def count(self, tag: str = "") -> int:

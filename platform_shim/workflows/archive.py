@@ -14,6 +14,9 @@ Invariants:
   ledger's fold; reads of it (status, history, lists, ``rerun``, a parent's ``invoke``) go to
   disk. A client process keeps the terminal runs still in the ledger in its fold (it never
   writes the archive) and reads the archived ones through the index, read-only.
+
+An entry is a run: its key the run id, its head a ``RunHead`` (the run record), its body the
+list of its step records as ``runs.jsonl`` holds them.
 """
 
 from __future__ import annotations
@@ -21,23 +24,47 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Container
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
 from platform_shim.jsonvalue import tight
 from platform_shim.store.archive import ArchiveEntry
-from platform_shim.store.protocol import Archive, Log
+from platform_shim.store.protocol import Archive, Log, Record
 from platform_shim.workflows.records import RunStatus, WorkflowRun
 from platform_shim.workflows.state import RUN_STATUSES, RunState, StepState, raw_json
 
-__all__ = ["ARCHIVE_NAME", "RunArchive"]
+__all__ = ["ARCHIVE_NAME", "RunArchive", "RunHead"]
 
 log = logging.getLogger("platform_shim.workflows")
 
 ARCHIVE_NAME = "runs-archive"
 LOAD_BATCH = 2000  # terminal runs read at load are archived this many at a time
 RETRY_S = 1.0
+
+
+class RunHead(TypedDict):
+    """An archived run's head: the run as its last status left it (times in epoch ms)."""
+
+    runId: str
+    workflowId: str
+    status: str  # a terminal RunStatus value
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    attempt: int
+    createdAt: int
+    updatedAt: int
+    completedAt: int | None
+    parentRunId: str | None
+    parentStep: str | None
+    rerunOf: dict[str, str] | None
+    deadline: int | None
+    createdSeq: int
+    statusSeq: int
+    # The failed attempts' errors with their tracebacks (the dashboard shows them); absent
+    # from entries archived before it was kept.
+    failures: NotRequired[list[dict[str, Any]] | None]
 
 
 def _tags(workflow_id: str, status: str) -> tuple[str, ...]:
@@ -57,25 +84,25 @@ def _tag(workflow_id: str | None, status: str | None) -> str | None:
 
 def entry_of(run: RunState) -> ArchiveEntry:
     """A terminal run as an archive entry: the run record as head, its steps as body."""
-    head: dict[str, Any] = {
-        "runId": run.run_id,
-        "workflowId": run.workflow_id,
-        "status": run.status.value,
-        "input": orjson.Fragment(run.input),
-        "output": orjson.Fragment(run.output) if run.output is not None else None,
-        "error": run.error,
-        "attempt": run.attempt,
-        "createdAt": run.created_at,
-        "updatedAt": run.updated_at,
-        "completedAt": run.completed_at,
-        "parentRunId": run.parent_run_id,
-        "parentStep": run.parent_step,
-        "rerunOf": run.rerun_of,
-        "deadline": run.deadline,
-        "createdSeq": run.created_seq,
-        "statusSeq": run.status_seq,
-        "failures": run.failures,  # the failed attempts' errors (the dashboard shows them)
-    }
+    head = RunHead(
+        runId=run.run_id,
+        workflowId=run.workflow_id,
+        status=run.status.value,
+        input=orjson.Fragment(run.input),  # the recorded bytes, not parsed and dumped again
+        output=orjson.Fragment(run.output) if run.output is not None else None,
+        error=run.error,
+        attempt=run.attempt,
+        createdAt=run.created_at,
+        updatedAt=run.updated_at,
+        completedAt=run.completed_at,
+        parentRunId=run.parent_run_id,
+        parentStep=run.parent_step,
+        rerunOf=run.rerun_of,
+        deadline=run.deadline,
+        createdSeq=run.created_seq,
+        statusSeq=run.status_seq,
+        failures=run.failures,
+    )
     body = b"[" + b",".join(step.record(run.run_id) for step in run.steps.values()) + b"]"
     return ArchiveEntry(
         run.run_id,
@@ -87,7 +114,7 @@ def entry_of(run: RunState) -> ArchiveEntry:
     )
 
 
-def snapshot_of(head: dict[str, Any]) -> WorkflowRun:
+def snapshot_of(head: RunHead) -> WorkflowRun:
     """The user's record of an archived run, straight from its head."""
     return WorkflowRun(
         run_id=head["runId"],
@@ -104,7 +131,7 @@ def snapshot_of(head: dict[str, Any]) -> WorkflowRun:
     )
 
 
-def state_of(head: dict[str, Any], steps: list[dict[str, Any]]) -> RunState:
+def state_of(head: RunHead, steps: list[Record]) -> RunState:
     """An archived run as the ledger's object (what ``rerun`` and ``invoke`` read)."""
     run = RunState(
         head["runId"],
@@ -256,22 +283,22 @@ class RunArchive:
         run = self.pending.get(run_id)
         if run is not None:
             return run
-        found = self.archive.entry(run_id)
-        return state_of(found[0], found[1]) if found is not None else None
+        found: tuple[RunHead, list[Record]] | None = self.archive.entry(run_id)
+        return state_of(*found) if found is not None else None
 
     def status(self, run_id: str) -> WorkflowRun | None:
         run = self.pending.get(run_id)
         if run is not None:
             return run.snapshot()
-        head = self.archive.head(run_id)
+        head: RunHead | None = self.archive.head(run_id)
         return snapshot_of(head) if head is not None else None
 
     def workflow_of(self, run_id: str) -> str | None:
         run = self.pending.get(run_id)
         if run is not None:
             return run.workflow_id
-        head = self.archive.head(run_id)
-        return str(head["workflowId"]) if head is not None else None
+        head: RunHead | None = self.archive.head(run_id)
+        return head["workflowId"] if head is not None else None
 
     def order_of(self, run_id: str) -> int | None:
         run = self.pending.get(run_id)

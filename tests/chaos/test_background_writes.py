@@ -148,7 +148,7 @@ async def test_the_relay_position_is_written_before_the_files_close(
         # The relay moved its position as the worker stopped: written, not left to a closed file.
         assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
     relays = [
-        record["c"]
+        record["lastSeq"]
         for record in map(orjson.loads, (data_dir / "dispatch.jsonl").read_bytes().splitlines())
         if record.get("rec") == "relay"
     ]

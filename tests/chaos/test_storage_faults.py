@@ -429,7 +429,9 @@ async def append_once(data: Path, name: str) -> None:
         elif name == "runs":
             await p.workflows.send_event("probe.event", {})
         else:
-            await worker.dispatcher.record({"rec": "cursor", "h": "probe", "c": 0}, durable=True)
+            await worker.dispatcher.record(
+                {"rec": "cursor", "handler": "probe", "lastEvent": 0}, durable=True
+            )
         await p.settle()
 
 

@@ -116,7 +116,8 @@ async def test_a_failing_handler_is_retried_then_dead_without_blocking_others(
     assert healthy == ["bad", "good"]
     dead = [orjson.loads(line) for line in (data_dir / "dispatch.jsonl").read_bytes().splitlines()]
     dead = [d for d in dead if d["rec"] == "dead"]
-    assert len(dead) == 1 and dead[0]["h"] == "test_dispatch:flaky" and dead[0]["event"] == bad_id
+    assert len(dead) == 1 and dead[0]["handler"] == "test_dispatch:flaky"
+    assert dead[0]["eventId"] == bad_id and dead[0]["eventType"] == "kv.put"
     assert dead[0]["error"] == {"type": "RuntimeError", "message": "cannot handle bad"}
 
 

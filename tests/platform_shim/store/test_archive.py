@@ -55,6 +55,16 @@ def test_pages_are_newest_first_per_tag_and_continue_below_a_cursor(folder: Path
     archive.close()
 
 
+def test_bounds_past_sqlites_integers_mean_all(folder: Path) -> None:
+    # Found by the HTTP fuzzer: GET /api/workflows/runs?limit=99999999999999999999999 was a 500.
+    archive = FileArchive(folder, writable=True)
+    archive.add([entry(n) for n in range(1, 4)])
+    assert [key for _, key, _ in archive.page(None, None, 10**23)] == ["k3", "k2", "k1"]
+    assert [key for _, key, _ in archive.page("even", 10**23, 10**23)] == ["k3", "k2", "k1"]
+    assert archive.page(None, -(10**23), 10) == []
+    archive.close()
+
+
 def test_a_reader_sees_what_the_writer_committed(folder: Path) -> None:
     reader = FileArchive(folder, writable=False)
     assert reader.page(None, None, 10) == [] and reader.count() == 0  # nothing written yet
