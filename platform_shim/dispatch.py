@@ -18,6 +18,9 @@ after ``maxAttempts`` failures move the message to ``deadletter.jsonl``.
 
 What ``dispatch.jsonl`` holds (its record kinds and keys) and how it folds is in
 ``dispatch_records.py``; this module only writes records, through ``Dispatcher.record``.
+
+Size (over 400 lines, on purpose): handler consumers, event triggers and the queue consumers'
+bookkeeping share one cursor log and one delivery loop; its records are in ``dispatch_records``.
 """
 
 from __future__ import annotations

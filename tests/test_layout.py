@@ -104,6 +104,6 @@ def test_a_long_module_says_why_it_is_not_split() -> None:
             continue
         lines = path.read_text().count("\n")
         docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
-        if lines > SIZE_LIMIT and "over 400 lines" not in docstring:
+        if lines > SIZE_LIMIT and "over 400 lines" not in docstring.lower():
             unexplained.append(f"{path.relative_to(ROOT)}: {lines} lines")
     assert not unexplained, unexplained

@@ -26,6 +26,9 @@ Invariants:
 Only the worker writes (``writable``); other processes open the index read-only and see the
 entries committed so far. SQLite is the standard library's; it gives the B-trees (lookup by key,
 newest-first pages per tag) that a page under 5 ms among hundreds of thousands of entries needs.
+
+Size (over 400 lines, on purpose): the segment files and their SQLite index must change together
+(append, re-index after a crash, prune); the line format is in ``segments.py``.
 """
 
 from __future__ import annotations
