@@ -22,7 +22,7 @@ from platform_shim.services.queue import QueueService, QueueState
 from platform_shim.services.realtime import RealtimeService
 from platform_shim.services.storage import StorageService, StorageState
 from platform_shim.services.stream import EventStream
-from platform_shim.store.filestore import FileStore
+from platform_shim.store import Location, open_store
 from platform_shim.store.protocol import Durability, Store
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Platform:
         self.store.close()
 
     def __repr__(self) -> str:
-        return f"<Platform {str(self.data_dir)!r}>"
+        return f"<Platform {self.store.location!r}>"
 
 
 class ServicesContext:
@@ -144,7 +144,7 @@ class ServicesContext:
 
 
 def open_client(
-    data_dir: str | os.PathLike[str],
+    data_dir: Location,
     *,
     durability: Durability = "fsync",
     clock: Clock | None = None,
@@ -153,7 +153,7 @@ def open_client(
 
     Its clock is by default the folder's (``FolderClock``): the same as a ``dev`` host's that
     skipped ahead."""
-    store = FileStore(data_dir, durability=durability)
+    store = open_store(data_dir, durability=durability)
     return Platform(store, clock or FolderClock(store.data_dir))
 
 
