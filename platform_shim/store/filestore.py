@@ -43,7 +43,7 @@ from platform_shim.store.jsonl import (
 )
 from platform_shim.store.log import FileLog
 from platform_shim.store.protocol import Consumer, Durability
-from platform_shim.watcher import DataWatcher
+from platform_shim.store.watcher import DataWatcher
 
 __all__ = ["FileStore"]
 

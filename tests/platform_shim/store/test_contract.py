@@ -482,3 +482,35 @@ async def test_a_watch_wakes_on_another_connections_append(connect: Connect) -> 
     finally:
         await watch.stop()
     assert [r["n"] for r in state.records] == [1]
+
+
+# ------------------------------------------------------------------------ the only door
+
+_STORE_INTERNALS = (
+    "FileStore",
+    "FileLog",
+    "filestore",
+    ".locks",
+    "worker.json",
+    "doorbell",
+    "lock_dir",
+    "blob_path",
+    "log_path",
+)
+
+
+def test_nothing_outside_the_store_package_reaches_past_the_contract() -> None:
+    """The worker, the services, the engine and the host use ``open_store`` and the protocol:
+    no file store class, lock folder or advert file is named anywhere else."""
+    root = Path(__file__).resolve().parents[3]
+    store_package = root / "platform_shim" / "store"
+    offenders = []
+    for package in ("platform_shim", "host"):
+        for path in sorted((root / package).rglob("*.py")):
+            if store_package in path.parents:
+                continue
+            text = path.read_text()
+            offenders += [
+                f"{path.relative_to(root)}: {name}" for name in _STORE_INTERNALS if name in text
+            ]
+    assert offenders == []

@@ -136,3 +136,31 @@ async def test_a_clients_start_reaches_the_worker_on_every_store(
         finally:
             client.close()
     assert fetched == ["u3"]
+
+
+async def test_ticks_and_compaction_requests_go_through_the_service(
+    location: Location, clock: FakeClock
+) -> None:
+    """What the CLI needs (the fired ticks, asking the host to compact) is public API."""
+
+    @define_workflow({"id": "minutely", "trigger": {"kind": "schedule", "cron": "0 * * * * *"}})
+    async def minutely(input: Any, step: Any, ctx: Any) -> Any:
+        return input["scheduledAt"]
+
+    async with open_platform(location, workflows=[minutely], clock=clock, **_options()) as platform:
+        assert await platform.workflows.ticks() == {}
+        clock.advance("61s")
+        await platform.settle()
+        ticks = await platform.workflows.ticks()
+        assert list(ticks) == ["minutely"] and ticks["minutely"] % 60_000 == 0
+        client = open_client(location, clock=clock)
+        try:
+            assert await client.workflows.ticks() == ticks
+            worker = platform.worker
+            assert worker is not None and worker.maintenance_passes == 0
+            await client.workflows.request_compaction()
+            worker.refresh()  # what the watch does when another process appends
+            await platform.settle()
+            assert worker.maintenance_passes == 1
+        finally:
+            client.close()
