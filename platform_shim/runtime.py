@@ -120,8 +120,10 @@ class Worker:
         if isinstance(data_dir, str) and data_dir.startswith(MEMORY_SCHEME):
             # Made here, not at open: stopping and opening this worker again finds its state.
             data_dir = MemorySpace(data_dir)
+        # A URL stays a string (open_store names an unsupported one); a folder becomes absolute.
+        url = isinstance(data_dir, str) and "://" in data_dir
         self.location: Location = (
-            data_dir if isinstance(data_dir, MemorySpace) else Path(data_dir).absolute()
+            data_dir if url or isinstance(data_dir, MemorySpace) else Path(data_dir).absolute()
         )
         self.registry = registry if registry is not None else WorkflowRegistry()
         self.handlers = list(handlers)

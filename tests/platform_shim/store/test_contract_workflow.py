@@ -164,3 +164,9 @@ async def test_ticks_and_compaction_requests_go_through_the_service(
             assert worker.maintenance_passes == 1
         finally:
             client.close()
+
+
+async def test_an_unsupported_store_url_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="postgresql://db/app"):
+        async with open_platform("postgresql://db/app"):
+            pass  # pragma: no cover - never opens
