@@ -65,21 +65,15 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def advert(data_dir: Path, platform: Platform) -> dict[str, Any]:
+def advert(platform: Platform) -> dict[str, Any]:
     """What the running host says about itself (workflows, handlers, schedules), or ``{}``."""
-    if platform.store.worker_pid() is None:
-        return {}
-    try:
-        value: dict[str, Any] = orjson.loads((data_dir / ".locks" / "worker.json").read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-    return value
+    return platform.store.read_advert() or {}
 
 
 def _no_worker_note(platform: Platform, what: str) -> None:
     if platform.store.worker_pid() is None:
         sys.stderr.write(
-            f"note: no host is running on {platform.data_dir}: {what} when one opens the folder\n"
+            f"note: no host is running on {platform.store.location}: {what} when one opens the folder\n"
         )
 
 
@@ -112,7 +106,7 @@ async def _list_runs(workflows: WorkflowsService, args: argparse.Namespace) -> l
 
 async def _known_workflows(platform: Platform, data_dir: Path) -> list[str]:
     """Workflow ids the running host serves, and those with recorded runs."""
-    known = set(advert(data_dir, platform).get("workflows", []))
+    known = set(advert(platform).get("workflows", []))
     known.update(run.workflow_id for run in await platform.workflows.list(limit=10_000))
     return sorted(known)
 
@@ -244,21 +238,20 @@ async def schedules(platform: Platform, data_dir: Path, args: argparse.Namespace
     """Cron triggers as the running host advertises them, with their last and next ticks."""
     from platform_shim.workflows.cron import CronSchedule
 
-    await platform.workflows.list(limit=1)  # loads the ledger (the fired ticks)
-    ticks = platform.workflows.state.ticks  # type: ignore[attr-defined]
-    advertised = advert(data_dir, platform)
+    ticks = await platform.workflows.ticks()
+    advertised = advert(platform)
     now = platform.clock.now_ms()  # the folder's clock: a dev host's skipped time counts
     rows = []
     cron_ids = set()
     for entry in advertised.get("schedules", []):
         workflow_id, cron = entry["workflowId"], entry["cron"]
         cron_ids.add(workflow_id)
-        last = ticks.get(workflow_id, (None, 0))[0]
+        last = ticks.get(workflow_id)
         after = max(now, last or 0)
         rows.append(
             [workflow_id, cron, when(last), when(CronSchedule.parse(cron).next_after(after))]
         )
-    for workflow_id, (at, _) in sorted(ticks.items()):
+    for workflow_id, at in sorted(ticks.items()):
         if workflow_id not in cron_ids:
             rows.append([workflow_id, "?", when(at), "-"])
     sys.stdout.write(table(rows, ["WORKFLOW", "CRON", "LAST TICK (UTC)", "NEXT TICK (UTC)"]) + "\n")
@@ -282,11 +275,7 @@ async def compact(data_dir: Path, args: argparse.Namespace) -> None:
         client = open_client(data_dir)
         try:
             pid = client.store.worker_pid()
-            log_ = client.workflows.log  # type: ignore[attr-defined]
-            state = client.workflows.state  # type: ignore[attr-defined]
-            await log_.submit(
-                lambda: (orjson.dumps({"rec": "compact", "seq": state.last_seq + 1}), None)
-            )
+            await client.workflows.request_compaction()
         finally:
             client.close()
         if args.json:

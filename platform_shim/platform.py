@@ -24,7 +24,7 @@ from platform_shim.services.realtime import RealtimeService
 from platform_shim.services.signals import RelayingClientWorkflows
 from platform_shim.services.storage import StorageService, StorageState
 from platform_shim.services.stream import EventStream
-from platform_shim.store.filestore import FileStore
+from platform_shim.store import Location, open_store
 from platform_shim.store.protocol import Durability, Store
 
 if TYPE_CHECKING:
@@ -112,11 +112,11 @@ class Platform:
         self.store.close()
 
     def __repr__(self) -> str:
-        return f"<Platform {str(self.data_dir)!r}>"
+        return f"<Platform {self.store.location!r}>"
 
 
 def open_client(
-    data_dir: str | os.PathLike[str],
+    data_dir: Location,
     *,
     durability: Durability = "fsync",
     clock: Clock | None = None,
@@ -125,7 +125,7 @@ def open_client(
 
     Its clock is by default the folder's (``FolderClock``): the same as a ``dev`` host's that
     skipped ahead."""
-    store = FileStore(data_dir, durability=durability)
+    store = open_store(data_dir, durability=durability)
     return Platform(store, clock or FolderClock(store.data_dir))
 
 

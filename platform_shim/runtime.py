@@ -9,7 +9,6 @@ stopping goes the other way and leaves every acknowledged write fsync'd and the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import gc
 import logging
@@ -18,8 +17,6 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from platform_shim.clock import Clock, SystemClock
 from platform_shim.dispatch import Dispatcher, DispatchState, default_handler_backoff
@@ -31,10 +28,9 @@ from platform_shim.services.compaction import compact_stream
 from platform_shim.services.realtime_state import HistoryConfig
 from platform_shim.services.signals import RelayingEngineWorkflows
 from platform_shim.services.stream import StreamEvent
-from platform_shim.store.filestore import FileStore, replace_file_bytes
+from platform_shim.store import MEMORY_SCHEME, Location, MemorySpace, open_store
 from platform_shim.store.jsonl import bulk_load
-from platform_shim.store.protocol import Durability
-from platform_shim.watcher import DataWatcher
+from platform_shim.store.protocol import Durability, Store, Watch
 from platform_shim.workflows.definition import ScheduleTrigger, Workflow, WorkflowRegistry
 from platform_shim.workflows.engine import (
     DEFAULT_MAX_RECOVERIES,
@@ -110,30 +106,45 @@ class WorkerOptions:
 
 
 class Worker:
-    """Engine, dispatcher, scheduler and watcher on one data folder."""
+    """Engine, dispatcher, scheduler and watcher on one store (a data folder, or memory)."""
 
     def __init__(
         self,
-        data_dir: str | os.PathLike[str],
+        data_dir: Location,
         *,
         registry: WorkflowRegistry | None = None,
         handlers: Iterable[EventHandler] = (),
         clock: Clock | None = None,
         options: WorkerOptions | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir).absolute()
+        if isinstance(data_dir, str) and data_dir.startswith(MEMORY_SCHEME):
+            # Made here, not at open: stopping and opening this worker again finds its state.
+            data_dir = MemorySpace(data_dir)
+        # A URL stays a string (open_store names an unsupported one); a folder becomes absolute.
+        url = isinstance(data_dir, str) and "://" in data_dir
+        self.location: Location = (
+            data_dir if url or isinstance(data_dir, MemorySpace) else Path(data_dir).absolute()
+        )
         self.registry = registry if registry is not None else WorkflowRegistry()
         self.handlers = list(handlers)
         self.clock: Clock = clock or SystemClock()
         self.options = options or WorkerOptions()
-        self.store: FileStore | None = None
+        self.store: Store | None = None
         self._platform: Platform | None = None
         self._engine: Engine | None = None
         self._dispatcher: Dispatcher | None = None
         self._scheduler: Scheduler | None = None
-        self._watcher: DataWatcher | None = None
+        self._watcher: Watch | None = None
         self._maintenance: Maintenance | None = None
         self._compaction_lock = asyncio.Lock()
+
+    @property
+    def data_dir(self) -> Path:
+        """The folder for the few files that are not records (the memory store's is private)."""
+        if self.store is not None:
+            return self.store.data_dir
+        location = self.location
+        return location.data_dir if isinstance(location, MemorySpace) else Path(location)
 
     @property
     def platform(self) -> Platform:
@@ -172,7 +183,7 @@ class Worker:
         if options.tune_gc:
             first, second, third = gc.get_threshold()
             gc.set_threshold(max(first, 50_000), max(second, 20), max(third, 100))
-        store = self.store = FileStore(self.data_dir, durability=options.durability)
+        store = self.store = open_store(self.location, durability=options.durability)
         try:
             store.acquire_worker_lock()
             self._open_logs(store)
@@ -181,7 +192,7 @@ class Worker:
             self.store = None
             raise
 
-    def _open_logs(self, store: FileStore) -> None:
+    def _open_logs(self, store: Store) -> None:
         options = self.options
         dispatch_state = DispatchState()
         dispatch_log = store.open_log("dispatch", dispatch_state)
@@ -241,9 +252,7 @@ class Worker:
         dispatcher.start()
         scheduler.start()
         if options.watch:
-            self._watcher = DataWatcher(
-                store.doorbell_dir, self.refresh, poll_interval=options.poll_interval
-            )
+            self._watcher = store.watch(self.refresh, poll_interval=options.poll_interval)
             self._watcher.start()
         self._maintenance = Maintenance(
             self.clock,
@@ -258,7 +267,7 @@ class Worker:
             attach(self)  # a test clock that skips time when this worker is idle (FakeClock)
         log.info(
             "worker on %s: %d workflow(s), %d handler(s), %d run(s) in the ledger",
-            self.data_dir,
+            store.location,
             len(self.registry),
             len(self.handlers),
             len(engine.state.runs),
@@ -290,9 +299,7 @@ class Worker:
             await self._platform.realtime.log.barrier()
             await self._platform.auth.log.barrier()
         if self.store is not None:
-            with contextlib.suppress(FileNotFoundError):
-                (self.store.lock_dir / "worker.json").unlink()
-            self.store.close()
+            self.store.close()  # releasing the worker lock withdraws the advert
             self.store = None
 
     def reload(
@@ -446,7 +453,7 @@ class Worker:
                 if isinstance(w.trigger, ScheduleTrigger)
             ],
         }
-        replace_file_bytes(self.store.lock_dir / "worker.json", orjson.dumps(advert))
+        self.store.write_advert(advert)
 
     # --------------------------------------------------------------------------- testing
 
@@ -499,7 +506,7 @@ def _fence() -> tuple[None, None]:
 
 @asynccontextmanager
 async def open_platform(
-    data_dir: str | os.PathLike[str],
+    data_dir: Location,
     *,
     workflows: Iterable[Workflow] = (),
     handlers: Iterable[EventHandler] = (),
@@ -508,6 +515,9 @@ async def open_platform(
     **options: Any,
 ) -> AsyncIterator[Platform]:
     """Run the engine, dispatcher and scheduler on ``data_dir`` in this process.
+
+    ``data_dir`` is a folder, or ``"memory:"`` / a ``MemorySpace`` for state kept in memory
+    (``platform_shim.store.memory``: the same semantics, nothing written to disk).
 
     Raises ``DataDirLocked`` (naming the holder's pid) if another worker has the folder. Inside
     the block ``get_platform()`` returns this platform. ``options`` are ``WorkerOptions``.

@@ -11,7 +11,8 @@ Layout (documented for users in the README):
       runs-archive/    finished runs, moved out of runs.jsonl (segments and their index, see
                        store/archive.py)
       blobs/ab/abcd…   storage object bytes, named by their SHA-256
-      .locks/          lock files (append locks per log, the single-worker lock)
+      .locks/          lock files (append locks per log, the single-worker lock and its pid,
+                       worker.json: the live worker's advert)
       .doorbell/       touched by a non-worker process after it appends, to wake the worker
 
 Blobs are written whole (temp file, fsync, rename, fsync the folder) before the event that
@@ -24,10 +25,12 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import filelock
+import orjson
 
 from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store.archive import FileArchive
@@ -40,9 +43,9 @@ from platform_shim.store.jsonl import (
 )
 from platform_shim.store.log import FileLog
 from platform_shim.store.protocol import Consumer, Durability
+from platform_shim.store.watcher import DataWatcher
 
-# replace_file_bytes is re-exported: the worker writes its pid and advert files with it.
-__all__ = ["FileStore", "replace_file_bytes"]
+__all__ = ["FileStore"]
 
 
 class FileStore:
@@ -54,6 +57,7 @@ class FileStore:
         if durability not in ("fsync", "flush"):
             raise ValueError(f"durability must be 'fsync' or 'flush', not {durability!r}")
         self.data_dir = Path(data_dir).absolute()
+        self.location = str(self.data_dir)
         self.durability: Durability = durability
         self.lock_dir = self.data_dir / ".locks"
         self.blob_dir = self.data_dir / "blobs"
@@ -170,6 +174,7 @@ class FileStore:
 
     def release_worker_lock(self) -> None:
         if self._worker_lock.is_locked:
+            (self.lock_dir / "worker.json").unlink(missing_ok=True)
             (self.lock_dir / "worker.pid").unlink(missing_ok=True)
             self._worker_lock.release(force=True)
         self.worker = False
@@ -191,6 +196,25 @@ class FileStore:
             return int((self.lock_dir / "worker.pid").read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
+
+    def write_advert(self, advert: dict[str, Any]) -> None:
+        if not self.worker:
+            raise StoreError(None, f"only the worker advertises on {self.data_dir}")
+        replace_file_bytes(self.lock_dir / "worker.json", orjson.dumps(advert))
+
+    def read_advert(self) -> dict[str, Any] | None:
+        # The file outlives a killed worker: it counts only while someone holds the lock.
+        if self.worker_pid() is None:
+            return None
+        try:
+            advert = orjson.loads((self.lock_dir / "worker.json").read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return advert if isinstance(advert, dict) else None
+
+    def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> DataWatcher:
+        # Other processes touch a file in .doorbell/ after they append (``ring``).
+        return DataWatcher(self.doorbell_dir, on_change, poll_interval=poll_interval)
 
     def _remove_stale_temp_files(self) -> None:
         # Left by a compaction or a blob write that died before its rename; only the worker

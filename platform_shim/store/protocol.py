@@ -7,7 +7,12 @@ other processes appended). The file store (``FileStore``) is the implementation 
 PostgreSQL backend would map a log to a table with a sequence, ``submit`` to an insert inside a
 group-committed transaction, ``refresh`` to reading rows past the last seen sequence
 (LISTEN/NOTIFY to wake up), ``rewrite`` to a delete of superseded rows, and snapshots and blobs
-to two more tables. Nothing in the services would change.
+to two more tables. ``MemoryStore`` (``store/memory.py``) is the second implementation; one
+contract suite (``tests/platform_shim/store/test_contract.py``) runs against both.
+
+The contract is the only door: nothing outside ``platform_shim/store/`` names a file, a path
+under the data folder or an implementation; ``open_store`` (``store/__init__.py``) picks the
+implementation from a location.
 """
 
 from __future__ import annotations
@@ -20,7 +25,17 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 if TYPE_CHECKING:
     from platform_shim.store.archive import ArchiveEntry
 
-__all__ = ["Archive", "Consumer", "Durability", "Log", "OutOfOrder", "Prepare", "Record", "Store"]
+__all__ = [
+    "Archive",
+    "Consumer",
+    "Durability",
+    "Log",
+    "OutOfOrder",
+    "Prepare",
+    "Record",
+    "Store",
+    "Watch",
+]
 
 Record = dict[str, Any]
 Durability = Literal["fsync", "flush"]
@@ -140,10 +155,24 @@ class Archive(Protocol):
         """Sync (a writer) and close."""
 
 
-class Store(Protocol):
-    """A data folder: logs, snapshots, blobs and the single-worker lock."""
+class Watch(Protocol):
+    """Calls back on the loop soon after another process wrote to the store."""
 
+    def start(self) -> None:
+        """Begin watching (on the running loop)."""
+
+    async def stop(self) -> None:
+        """Stop watching; no callback runs after this returns."""
+
+
+class Store(Protocol):
+    """A data folder: logs, snapshots, blobs, the single-worker lock and the worker's advert."""
+
+    location: str
+    """Where the state lives, as the user named it (a folder path, ``memory:…``): for messages."""
     data_dir: Path
+    """A local folder for the few files that are not records (the auth secret, the dev clock's
+    offset); the memory store gives a private temporary one."""
     durability: Durability
 
     def open_log(self, name: str, consumer: Consumer) -> Log:
@@ -178,6 +207,17 @@ class Store(Protocol):
 
     def worker_pid(self) -> int | None:
         """The pid of the process holding the worker lock, if any."""
+
+    def write_advert(self, advert: dict[str, Any]) -> None:
+        """Publish what the worker serves (pid, workflows, handlers, schedules); the worker
+        only. Releasing the worker lock withdraws it."""
+
+    def read_advert(self) -> dict[str, Any] | None:
+        """The live worker's advert; None when no worker holds the lock or it published none."""
+
+    def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> Watch:
+        """A watch calling ``on_change`` on the loop soon after another process appended (and
+        every ``poll_interval`` seconds, in case a wake-up was missed)."""
 
     def close(self) -> None:
         """Flush, fsync and close everything."""

@@ -9,7 +9,6 @@ out; a client's ``result()`` follows the ledger until the run ends.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Any
 
 from platform_shim.errors import UnknownRun, UnknownWorkflow, WorkflowCancelled, WorkflowFailed
@@ -138,6 +137,14 @@ class WorkflowsService:
         """How many runs there are in each status (of one workflow, if given)."""
         raise NotImplementedError
 
+    async def ticks(self) -> dict[str, int]:
+        """The last cron tick fired per scheduled workflow id (epoch ms)."""
+        raise NotImplementedError
+
+    async def request_compaction(self) -> None:
+        """Ask the worker to compact soon, in the background (it logs how much it saved)."""
+        raise NotImplementedError
+
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         raise NotImplementedError
 
@@ -183,6 +190,13 @@ class EngineWorkflows(WorkflowsService):
     async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
         return self.engine.state.status_counts(workflow_id)
 
+    async def ticks(self) -> dict[str, int]:
+        return {workflow_id: at for workflow_id, (at, _) in self.engine.state.ticks.items()}
+
+    async def request_compaction(self) -> None:
+        if self.engine.on_compact_request is not None:
+            self.engine.on_compact_request()
+
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         return await self.engine.status(run_id)
 
@@ -217,13 +231,8 @@ class ClientWorkflows(WorkflowsService):
 
     def _known_workflows(self) -> list[str] | None:
         """The workflow ids the folder's live worker advertises, if a worker is running."""
-        store = self._platform.store
-        path = store.data_dir / ".locks" / "worker.json"
-        try:
-            advert = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        if store.worker_pid() is None:
+        advert = self._platform.store.read_advert()
+        if advert is None:
             return None
         ids = advert.get("workflows")
         return [str(w) for w in ids] if isinstance(ids, list) else None
@@ -290,6 +299,17 @@ class ClientWorkflows(WorkflowsService):
     async def counts(self, workflow_id: str | None = None) -> dict[str, int]:
         self._refresh()
         return self.state.status_counts(workflow_id)
+
+    async def ticks(self) -> dict[str, int]:
+        self._refresh()
+        return {workflow_id: at for workflow_id, (at, _) in self.state.ticks.items()}
+
+    async def request_compaction(self) -> None:
+        # A ``compact`` record: the worker tails the ledger and compacts when it applies one.
+        state = self.state
+        await self.log.submit(
+            lambda: (dumps({"rec": "compact", "seq": state.last_seq + 1}, "compact request"), None)
+        )
 
     async def run_status(self, run_id: str) -> WorkflowRun | None:
         self._refresh()
