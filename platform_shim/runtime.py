@@ -4,6 +4,10 @@
 worker lock, loads the logs, compacts them if they grew past the threshold, recovers every run,
 and starts handlers, triggers and the watcher for other processes' writes, in that order;
 stopping goes the other way and leaves every acknowledged write fsync'd and the lock released.
+
+Size (over 400 lines, on purpose): the Worker wires the store, the engine, the dispatcher, the
+scheduler and maintenance, and owns start, stop, settle and compaction across all of them;
+each of those parts lives in its own module.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ Invariants this module keeps:
   appended meanwhile after it and renames it in place (``store/rewrite.py``).
 - **Tail by offset.** ``refresh`` applies whatever was appended since this process last looked;
   a file replaced by another process's compaction (new inode) is replayed from the start.
+
+Size (over 400 lines, on purpose): the commit cycle, catching up with other processes and the
+rewrite share the log's file position and lock; apart they would race.
 """
 
 from __future__ import annotations

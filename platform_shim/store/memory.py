@@ -22,6 +22,9 @@ both implementations against one suite):
   appended since ``take``; other connections see a new generation and replay from the start,
   as a file renamed over makes them do.
 - **One worker per space**, whose pid is this process's; releasing the lock withdraws the advert.
+
+Size (over 400 lines, on purpose): the whole store contract in memory (logs, snapshots, blobs,
+lock, advert, watch), kept in one file so it reads against ``protocol.py`` line by line.
 """
 
 from __future__ import annotations
