@@ -44,6 +44,7 @@ from platform_shim.store.lock import AppendLock
 from platform_shim.store.order import longest_increasing
 from platform_shim.store.protocol import Consumer, OutOfOrder, Prepare
 from platform_shim.store.rewrite import NewFile, in_thread
+from platform_shim.store.turns import OncePerTurn
 
 if TYPE_CHECKING:
     from platform_shim.store.filestore import FileStore
@@ -68,7 +69,7 @@ class _Submission:
         self.result: Any = None
 
 
-class FileLog:
+class FileLog(OncePerTurn):
     """A ``Log`` backed by ``<data>/<name>.jsonl``."""
 
     def __init__(self, store: FileStore, name: str, consumer: Consumer) -> None:
@@ -86,7 +87,6 @@ class FileLog:
         self._queue: deque[_Submission] = deque()
         self._unsynced: deque[_Submission] = deque()
         self._cycle_scheduled = False
-        self._fresh = False  # caught up during this loop turn (see fresh)
         self._flush_stage = 0  # 0: none pending; 1, 2: loop turns left before asking for an fsync
         self.loop: asyncio.AbstractEventLoop | None = None
         self.generation = 0  # bumped when the fd changes, so a late fsync report is ignored
@@ -223,26 +223,6 @@ class FileLog:
             self._reopen()
             return 0
         return self._read_to_end(final=False)
-
-    def fresh(self) -> None:
-        """``refresh``, at most once per turn of the event loop.
-
-        Whatever another process wrote before it could tell us about it reaches us through I/O,
-        which a later loop turn handles; so once per turn sees every write we can know about,
-        and a tight loop of reads pays for one ``fstat`` instead of one per read.
-        """
-        if self._fresh:
-            return
-        self.refresh()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._fresh = True
-        loop.call_soon(self._stale)
-
-    def _stale(self) -> None:
-        self._fresh = False
 
     def size(self) -> int:
         return os.fstat(self._fd).st_size

@@ -50,6 +50,7 @@ from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store.jsonl import Record, bulk_load
 from platform_shim.store.memory_archive import ArchiveData, MemoryArchive
 from platform_shim.store.protocol import Consumer, Durability, OutOfOrder, Prepare
+from platform_shim.store.turns import Coalescer, OncePerTurn
 
 __all__ = ["MemoryArchive", "MemoryLog", "MemorySpace", "MemoryStore"]
 
@@ -114,7 +115,7 @@ class MemorySpace:
         return f"<MemorySpace {self.name!r}>"
 
 
-class MemoryLog:
+class MemoryLog(OncePerTurn):
     """A ``Log`` whose lines live in a ``MemorySpace``."""
 
     def __init__(self, store: MemoryStore, name: str, consumer: Consumer) -> None:
@@ -126,7 +127,6 @@ class MemoryLog:
         self._generation = -1
         self._queue: deque[tuple[Prepare[Any], asyncio.Future[Any]]] = deque()
         self._cycle_scheduled = False
-        self._fresh = False
         self._rewriting = False
         self._swapping = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -169,20 +169,6 @@ class MemoryLog:
         if self._swapping:
             return 0
         return self._apply_new()
-
-    def fresh(self) -> None:
-        if self._fresh:
-            return
-        self.refresh()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._fresh = True
-        loop.call_soon(self._stale)
-
-    def _stale(self) -> None:
-        self._fresh = False
 
     def has_pending(self) -> bool:
         return bool(self._queue)
@@ -296,7 +282,7 @@ def _split(lines: Iterable[bytes]) -> list[bytes]:
     return out
 
 
-class MemoryWatch:
+class MemoryWatch(Coalescer):
     """Calls ``on_change`` on the loop after another connection to the space appended.
 
     A space cannot miss a wake-up (the append itself rings), so there is no polling."""
@@ -315,13 +301,6 @@ class MemoryWatch:
         with contextlib.suppress(ValueError):
             self._space.watches.remove(self)
         self._loop = None
-
-    def poke(self) -> None:
-        if self._poked or self._loop is None:
-            return
-        self._poked = True
-        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            self._loop.call_soon_threadsafe(self._run)
 
     def _run(self) -> None:
         self._poked = False

@@ -21,6 +21,8 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from platform_shim.store.turns import Coalescer
+
 __all__ = ["DataWatcher"]
 
 log = logging.getLogger("platform_shim.watcher")
@@ -34,7 +36,7 @@ class _Handler(FileSystemEventHandler):
         self._poke()
 
 
-class DataWatcher:
+class DataWatcher(Coalescer):
     """Calls ``refresh`` on the loop soon after another process writes to ``data_dir``."""
 
     def __init__(
@@ -52,7 +54,7 @@ class DataWatcher:
         self._loop = asyncio.get_running_loop()
         try:
             observer = Observer()
-            observer.schedule(_Handler(self._poke_threadsafe), str(self._data_dir), recursive=False)
+            observer.schedule(_Handler(self.poke), str(self._data_dir), recursive=False)
             observer.daemon = True
             observer.start()
             self._observer = observer
@@ -75,13 +77,6 @@ class DataWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
             self._poll_task = None
-
-    def _poke_threadsafe(self) -> None:
-        if self._poked or self._loop is None:
-            return
-        self._poked = True
-        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            self._loop.call_soon_threadsafe(self._run)
 
     def _run(self) -> None:
         self._poked = False
