@@ -396,7 +396,7 @@ async def events_recent(request: Request) -> Response:
         key: request.query_params[key] for key in ("t", "r", "ns") if request.query_params.get(key)
     }
     events = [
-        e for e in platform.stream.events if all(getattr(e, k) == v for k, v in filters.items())
+        e for e in platform.stream.since(0) if all(getattr(e, k) == v for k, v in filters.items())
     ]
     return Response(
         b"[" + b",".join(e.line for e in events[-limit:]) + b"]", media_type="application/json"

@@ -2,8 +2,8 @@
 
 A reach-in is: another object's ``_private`` attribute; a service's state object
 (``platform.kv_state``, ``engine.run_state``, any ``*_state`` attribute not the host's own);
-``.state``/``.log`` of a service or the engine (``realtime.state.listeners``,
-``workflows.state.ticks``); a ``# type: ignore[attr-defined]`` (an attribute the declared type
+``.state``/``.log``/``.events`` of a service or the engine (``realtime.state.listeners``,
+``workflows.state.ticks``, ``stream.events``); a ``# type: ignore[attr-defined]`` (an attribute the declared type
 does not have). Read from the syntax tree and the comments, so a string or a docstring naming
 one is no reach-in.
 """
@@ -77,7 +77,7 @@ def reach_ins(source: str) -> list[tuple[int, str]]:
             found.append((node.lineno, f".{attr}"))
         elif attr.endswith("_state"):
             found.append((node.lineno, attr))
-        elif attr in ("state", "log") and owner in SERVICES:
+        elif attr in ("state", "log", "events") and owner in SERVICES:
             found.append((node.lineno, f"{owner}.{attr}"))
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.COMMENT and "type: ignore[attr-defined]" in token.string:
@@ -94,8 +94,10 @@ def test_the_scanner_finds_each_kind_of_reach_in() -> None:
         "kept = platform.realtime.state.history\n"
         "ticks = platform.workflows.state.ticks  # type: ignore[attr-defined]\n"
         "log_ = client.workflows.log\n"
+        "held = platform.stream.events\n"
         "engine._submit(build)\n"
         "self._state.config, self.kv_state, cls._x, app.state.host, obj.__class__\n"
+        "platform.events.publish('t')\n"
         "'platform.kv_state and engine._submit in a string'  # a comment: kv_state\n"
         "def add(sub: argparse._SubParsersAction) -> None: ...\n"
     )
@@ -107,7 +109,8 @@ def test_the_scanner_finds_each_kind_of_reach_in() -> None:
         (6, "type: ignore[attr-defined]"),
         (6, "workflows.state"),
         (7, "workflows.log"),
-        (8, "._submit"),
+        (8, "stream.events"),
+        (9, "._submit"),
     ]
 
 

@@ -1,6 +1,7 @@
 """The services' read methods the host's API and dashboard use instead of their state objects:
 ``kv.get_raw``/``namespace_sizes``, ``database.collection_stats``, ``storage.list(after=)``,
-``realtime.history_length``/``subscribe``/``unsubscribe``. Each sees other processes' writes."""
+``realtime.history_length``/``subscribe``/``unsubscribe``, ``stream.held``. Each sees
+other processes' writes."""
 
 from __future__ import annotations
 
@@ -154,3 +155,19 @@ async def test_subscribe_and_unsubscribe(platform: Platform) -> None:
     await rt.publish("room", "again")
     assert len(first) == 2
     assert [e["data"] for e in second] == ["hello", None, "again"]
+
+
+# ---------------------------------------------------------------------------------- stream
+
+
+async def test_held_finds_an_event_by_id(platform: Platform, other: Platform) -> None:
+    stream = platform.stream
+    first = await platform.events.publish("order.placed", {"n": 1})
+    second = await other.events.publish("order.paid", {"n": 1})
+    stream.fresh()
+    held = stream.held(second)
+    assert held is not None and (held.id, held.t) == (second, "order.paid")
+    found = stream.held(first)
+    assert found is not None and found.t == "order.placed"
+    assert stream.held(second + 1) is None
+    assert stream.held(0) is None
