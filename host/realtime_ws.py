@@ -98,13 +98,12 @@ class RealtimeHub:
         self.subscribers: dict[str, set[Connection]] = {}
         self._pending_leaves: dict[tuple[str, str], TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        realtime.state.listeners.append(self.deliver)
+        realtime.subscribe(self.deliver)
         realtime.subscribed = self.subscribed_channels
 
     def close(self) -> None:
         """Detach from the realtime service (a reload or shutdown builds a new hub)."""
-        with contextlib.suppress(ValueError):
-            self.realtime.state.listeners.remove(self.deliver)
+        self.realtime.unsubscribe(self.deliver)
         for timer in self._pending_leaves.values():
             timer.cancel()
         self._pending_leaves.clear()

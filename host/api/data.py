@@ -50,14 +50,11 @@ def _kv_target(request: Request) -> tuple[str, str]:
 
 async def kv_get(request: Request) -> Response:
     ns, key = _kv_target(request)
-    platform = platform_of(request)
-    value = await platform.kv.get(ns, key)
-    if value is None:
-        # A stored JSON null reads like a missing key in the JS client too; tell them apart here.
-        space = platform.kv_state.spaces.get(ns, {})
-        entry = space.get(key)
-        if entry is None or (entry[1] is not None and entry[1] <= platform.clock.now_ms()):
-            raise ApiError(404, f"no key {key!r} in namespace {ns!r}")
+    kv = platform_of(request).kv
+    value = await kv.get(ns, key)
+    # A stored JSON null reads like a missing key in the JS client too; tell them apart here.
+    if value is None and await kv.get_raw(ns, key) is None:
+        raise ApiError(404, f"no key {key!r} in namespace {ns!r}")
     return json_response(value)
 
 
@@ -401,7 +398,7 @@ async def events_recent(request: Request) -> Response:
         key: request.query_params[key] for key in ("t", "r", "ns") if request.query_params.get(key)
     }
     events = [
-        e for e in platform.stream.events if all(getattr(e, k) == v for k, v in filters.items())
+        e for e in platform.stream.since(0) if all(getattr(e, k) == v for k, v in filters.items())
     ]
     return Response(
         b"[" + b",".join(e.line for e in events[-limit:]) + b"]", media_type="application/json"

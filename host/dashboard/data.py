@@ -5,7 +5,6 @@ previews (see ``host.dashboard.common``); nothing here writes.
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 import orjson
@@ -47,8 +46,8 @@ def _names(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 async def kv_namespaces(request: Request) -> Response:
     """``{"items": [{"name", "keys"}], "truncated"}``: namespaces that hold keys, by name."""
-    spaces = _platform(request).kv_state.spaces
-    items = [{"name": ns, "keys": len(space)} for ns, space in spaces.items() if space]
+    sizes = await _platform(request).kv.namespace_sizes()
+    items = [{"name": ns, "keys": keys} for ns, keys in sizes.items()]
     return json_response(_names(items, query_limit(request, NAMES_MAX, NAMES_MAX)))
 
 
@@ -60,13 +59,12 @@ async def kv_keys(request: Request) -> Response:
     listing = await platform.kv.list(
         ns, query_text(request, "prefix"), limit, query_text(request, "cursor")
     )
-    space = platform.kv_state.spaces.get(ns, {})
     keys = []
     for key in listing["keys"]:
-        entry = space.get(key["name"])
+        raw = await platform.kv.get_raw(ns, key["name"])
         item = dict(key)
-        if entry is not None:
-            item["value"], size = bounded_raw(entry[0])
+        if raw is not None:
+            item["value"], size = bounded_raw(raw)
             if size is not None:
                 item["truncated"] = size
         keys.append(item)
@@ -78,11 +76,8 @@ async def kv_keys(request: Request) -> Response:
 
 async def collections(request: Request) -> Response:
     """``{"items": [{"name", "documents", "indexes"}], "truncated"}``, by name."""
-    colls = _platform(request).db_state.collections
-    items = [
-        {"name": name, "documents": len(coll.docs), "indexes": len(coll.indexes) + 1}
-        for name, coll in colls.items()
-    ]
+    stats = await _platform(request).database.collection_stats()
+    items = [{"name": s.name, "documents": s.documents, "indexes": s.indexes} for s in stats]
     return json_response(_names(items, query_limit(request, NAMES_MAX, NAMES_MAX)))
 
 
@@ -124,28 +119,16 @@ async def documents(request: Request) -> Response:
 async def objects(request: Request) -> Response:
     """``?prefix=&after=&limit=``: ``{"items": [{"key", "size", "contentType", "lastModified",
     "metadata"}], "next"}`` in key order; ``next`` is the ``after`` of the following page."""
-    state = _platform(request).storage_state.objects
+    storage = _platform(request).storage
     prefix = query_text(request, "prefix") or ""
     after = query_text(request, "after")
     limit = query_limit(request, ITEMS_DEFAULT, ITEMS_MAX)
-    keys = sorted(key for key in state if key.startswith(prefix))
-    start = bisect.bisect_right(keys, after) if after is not None else 0
-    page = keys[start : start + limit]
-    items = []
-    for key in page:
-        meta = state[key]
-        metadata, _ = bounded(meta.get("metadata"), 4096)
-        items.append(
-            {
-                "key": key,
-                "size": meta["size"],
-                "contentType": meta["contentType"],
-                "lastModified": meta["lastModified"],
-                "metadata": metadata,
-            }
-        )
-    more = start + limit < len(keys)
-    return json_response({"items": items, "next": page[-1] if more and page else None})
+    found = await storage.list(prefix, limit + 1, after=after)  # one more: is there a next page?
+    items = found[:limit]
+    for item in items:
+        item["metadata"], _ = bounded(item["metadata"], 4096)
+    more = len(found) > limit
+    return json_response({"items": items, "next": items[-1]["key"] if more else None})
 
 
 PREVIEW_MAX_OBJECT = 1024 * 1024
@@ -170,7 +153,7 @@ async def object_preview(request: Request) -> Response:
     of a textual object (null for binary or large ones). Shown as text, never rendered."""
     platform = _platform(request)
     key = _required(request, "key")
-    meta = platform.storage_state.objects.get(key)
+    meta = await platform.storage.get_metadata(key)
     if meta is None:
         raise ApiError(404, f"no object {key!r}")
     text = None

@@ -9,7 +9,6 @@ workflows whose event trigger it could have fired: lookups, never a scan of runs
 
 from __future__ import annotations
 
-import bisect
 import re
 from typing import Any
 
@@ -30,12 +29,8 @@ _DERIVED = re.compile(r"\.(evt|cron)([0-9]{1,19})$")
 
 def _held_event(platform: Platform, event_id: int) -> dict[str, Any] | None:
     """The type and time of a stream event still held in memory, if it is."""
-    events = platform.stream.events
-    at = bisect.bisect_left(events, event_id, key=lambda e: e.id)
-    if at < len(events) and events[at].id == event_id:
-        event = events[at]
-        return {"type": event.t, "ts": event.ts}
-    return None
+    event = platform.stream.held(event_id)
+    return {"type": event.t, "ts": event.ts} if event is not None else None
 
 
 def origin(platform: Platform, run: WorkflowRun, rerun_of: dict[str, Any] | None) -> dict[str, Any]:

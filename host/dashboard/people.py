@@ -30,7 +30,7 @@ async def people(request: Request) -> Response:
             {
                 "name": name,
                 "members": await platform.realtime.presence.members(name),
-                "kept": len(platform.realtime.state.history.get(name, ())),
+                "kept": await platform.realtime.history_length(name),
                 "subscribers": len(hub.subscribers.get(name, ())) if hub is not None else 0,
             }
         )

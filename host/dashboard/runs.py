@@ -138,15 +138,10 @@ async def run_detail(request: Request) -> Response:
                     "workflowId": child.workflow_id,
                     "status": child.status.value,
                 }
-    rerun_of = None
-    failures: list[dict[str, Any]] = []
-    worker = platform.worker
-    if worker is not None:
-        state = worker.engine.run_state(run_id)
-        if state is not None:
-            rerun_of = state.rerun_of
-            # Tracebacks: only here, behind the dashboard's token, never in the public API.
-            failures = state.failures or []
+    detail = await platform.workflows.run_detail(run_id)
+    rerun_of = detail.rerun_of if detail is not None else None
+    # Tracebacks: only here, behind the dashboard's token, never in the public API.
+    failures = detail.failures if detail is not None else []
     replayed = _replayed(history, rerun_of)
     body = run.to_dict()
     for key in ("input", "output"):

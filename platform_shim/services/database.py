@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -33,7 +34,7 @@ from platform_shim.services.stream import EventSpec, EventStream
 from platform_shim.services.update import compile_update
 from platform_shim.store.protocol import Record
 
-__all__ = ["Collection", "DatabaseService", "DbState"]
+__all__ = ["Collection", "CollectionStats", "DatabaseService", "DbState"]
 
 Doc = dict[str, Any]
 
@@ -102,6 +103,15 @@ class Collection:
                     if holders or key in claimed:
                         raise DuplicateKey(self.name, index.name, index.describe_value(key))
                     claimed[key] = doc["_id"]
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    """A collection's sizes: ``indexes`` counts the implicit ``_id_`` one too."""
+
+    name: str
+    documents: int
+    indexes: int
 
 
 class DbState:
@@ -299,6 +309,14 @@ class DatabaseService:
         if not filter:
             return len(coll.docs)
         return len(self._select(coll, filter))
+
+    async def collection_stats(self) -> list[CollectionStats]:
+        """Every collection (an emptied one too), by name, with its sizes."""
+        self._stream.fresh()
+        return [
+            CollectionStats(name, len(coll.docs), len(coll.indexes) + 1)
+            for name, coll in sorted(self._state.collections.items())
+        ]
 
     async def list_indexes(self, collection: str) -> list[dict[str, Any]]:
         """Descriptors of the collection's indexes, the implicit ``_id_`` first."""

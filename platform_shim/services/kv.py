@@ -218,6 +218,17 @@ class KvService:
 
     async def get(self, ns: str, key: str) -> Any:
         """The value, or None when the key is missing or expired."""
+        raw = self._live(ns, key)
+        return None if raw is None else loads(raw)
+
+    async def get_raw(self, ns: str, key: str) -> bytes | None:
+        """The value's JSON bytes, unparsed, or None when the key is missing or expired.
+
+        Tells a stored JSON ``null`` (``b"null"``) from a missing key, and lets a caller bound
+        a large value's size without building its object tree (the host's API and dashboard)."""
+        return self._live(ns, key)
+
+    def _live(self, ns: str, key: str) -> bytes | None:
         _check_name("namespace", ns)
         _check_name("key", key)
         self._stream.fresh()
@@ -229,7 +240,15 @@ class KvService:
             if self._sweeping:
                 self._arm(expiration)
             return None
-        return loads(value)
+        return value
+
+    async def namespace_sizes(self) -> dict[str, int]:
+        """``{namespace: number of keys}`` for every namespace that holds a key, by name.
+
+        A key past its expiration counts until the worker's sweeper announces it (``list``
+        already skips it): this is a size, not a listing."""
+        self._stream.fresh()
+        return {ns: len(space) for ns, space in sorted(self._state.spaces.items()) if space}
 
     async def put(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON) under ``key``; ``ttl`` in seconds makes it expire."""

@@ -20,6 +20,7 @@ count).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -27,7 +28,7 @@ import orjson
 
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import dumps, loads
-from platform_shim.services.realtime_state import HistoryConfig, RealtimeState
+from platform_shim.services.realtime_state import HistoryConfig, Listener, RealtimeState
 from platform_shim.store.protocol import Log, Store
 
 __all__ = [
@@ -232,6 +233,23 @@ class RealtimeService:
         else:
             selected = [m for m in kept if m["seq"] > after][:cap]
         return [dict(m) for m in selected]
+
+    async def history_length(self, channel: str) -> int:
+        """How many messages ``channel`` keeps now; 0 for one without history, or unknown."""
+        self.log.fresh()
+        return len(self.state.history.get(channel, ()))
+
+    # ------------------------------------------------------------------------- listening
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` with every message and presence change this process applies from
+        now on, its own and other processes', once each, in log order (the WebSocket hub)."""
+        self.state.listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling ``listener``; one that is not subscribed changes nothing."""
+        with contextlib.suppress(ValueError):
+            self.state.listeners.remove(listener)
 
     # ------------------------------------------------------------------ worker's duties
 

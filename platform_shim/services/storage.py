@@ -10,6 +10,7 @@ backslashes, empty segments) are refused anyway, so code moved to a file-backed 
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -182,11 +183,14 @@ class StorageService:
         )
 
     async def list(
-        self, prefix: str | None = None, limit: int | None = None
+        self, prefix: str | None = None, limit: int | None = None, *, after: str | None = None
     ) -> list[dict[str, Any]]:
-        """Objects in key order: ``[{"key", "size", "contentType", "lastModified", "metadata"}]``."""
+        """Objects in key order: ``[{"key", "size", "contentType", "lastModified", "metadata"}]``;
+        with ``after`` (the last key of the previous page), only the keys sorted after it."""
         if prefix is not None and not isinstance(prefix, str):
             raise ValueError(f"storage list prefix must be a string, not {prefix!r}")
+        if after is not None and not isinstance(after, str):
+            raise ValueError(f"storage list 'after' must be a string, not {after!r}")
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
@@ -194,6 +198,8 @@ class StorageService:
         self._stream.fresh()
         objects = self._state.objects
         keys = sorted(key for key in objects if not prefix or key.startswith(prefix))
+        if after is not None:
+            keys = keys[bisect.bisect_right(keys, after) :]
         if limit:
             keys = keys[:limit]
         out: list[dict[str, Any]] = orjson.loads(

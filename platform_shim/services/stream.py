@@ -309,6 +309,12 @@ class EventStream:
         """The events compaction keeps: unconsumed ones and the recent window."""
         return self.events[self._first_retained() :]
 
+    def held(self, event_id: int) -> StreamEvent | None:
+        """The event with this id, if it is still held in memory."""
+        events = self.events
+        at = bisect.bisect_left(events, event_id, key=_event_id)
+        return events[at] if at < len(events) and events[at].id == event_id else None
+
     def since(self, after_id: int) -> list[StreamEvent]:
         """Events still held in memory with an id above ``after_id``, oldest first."""
         start = bisect.bisect_right(self.events, after_id, key=_event_id)

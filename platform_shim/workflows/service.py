@@ -17,6 +17,7 @@ from platform_shim.jsonvalue import dumps
 from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.engine import Engine
 from platform_shim.workflows.ledger import LedgerState
+from platform_shim.workflows.operator_detail import RunDetail
 from platform_shim.workflows.records import (
     RunStatus,
     StepKind,
@@ -151,6 +152,11 @@ class WorkflowsService:
     async def run_history(self, run_id: str) -> StepList:
         raise NotImplementedError
 
+    async def run_detail(self, run_id: str) -> RunDetail | None:
+        """What the run's public record leaves out (its rerun origin, its failed attempts'
+        tracebacks: for the dashboard, never the public API), or None for no such run."""
+        raise NotImplementedError
+
     async def run_result(self, run_id: str) -> Any:
         raise NotImplementedError
 
@@ -202,6 +208,9 @@ class EngineWorkflows(WorkflowsService):
 
     async def run_history(self, run_id: str) -> StepList:
         return await self.engine.history(run_id)
+
+    async def run_detail(self, run_id: str) -> RunDetail | None:
+        return RunDetail.of(self.engine.run_state(run_id))
 
     async def run_result(self, run_id: str) -> Any:
         run = await self.engine.wait_terminal(run_id)
@@ -319,6 +328,10 @@ class ClientWorkflows(WorkflowsService):
         self._refresh()
         run = self.state.lookup(run_id)
         return [step.snapshot() for step in run.steps.values()] if run is not None else []
+
+    async def run_detail(self, run_id: str) -> RunDetail | None:
+        self._refresh()
+        return RunDetail.of(self.state.lookup(run_id))
 
     async def run_result(self, run_id: str) -> Any:
         delay = 0.005

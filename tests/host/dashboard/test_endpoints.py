@@ -292,6 +292,12 @@ def test_stored_objects(dash: HostProcess) -> None:
         404,
         "listing/nope",
     )
+    # A key no object can have is named as the mistake, as the storage API does.
+    _error(
+        api.get("/_platform/api/storage/preview", params={"key": "listing/../c.txt"}),
+        400,
+        "'..' segment",
+    )
 
 
 # ------------------------------------------------------------------------- pages and files

@@ -20,7 +20,7 @@ CHAT = HistoryConfig(("chat:*",), max_messages=5)
 
 def heard(platform: Platform) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    platform.realtime.state.listeners.append(events.append)
+    platform.realtime.subscribe(events.append)
     return events
 
 
