@@ -70,7 +70,7 @@ class RunLog:
         if event.r != "workflow" or not event.t.startswith("workflow.run.") or event.k is None:
             return
         status = event.t.removeprefix("workflow.run.")
-        run = self._worker.engine.state.snapshot(event.k)  # a finished one is archived
+        run = self._worker.engine.snapshot(event.k)  # a finished one is read from the archive
         if status == "queued":
             if run is None or run.attempt == 1:
                 run_log.info("run started: %s %s", event.ns, event.k)

@@ -434,6 +434,10 @@ class Engine:
     def run_state(self, run_id: str) -> RunState | None:
         return self.state.lookup(run_id)
 
+    def snapshot(self, run_id: str) -> WorkflowRun | None:
+        """The run as it is now (live or archived), without waiting for pending writes."""
+        return self.state.snapshot(run_id)
+
     async def status(self, run_id: str) -> WorkflowRun | None:
         run = self.state.snapshot(run_id)
         if run is None:
