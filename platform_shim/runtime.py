@@ -465,9 +465,11 @@ class Worker:
         """Wait until nothing is running or due: every activation parked or ended, every
         handler caught up, every write durable (with a fake clock: until only timers remain).
 
-        A run counts as parked once every step call of its activation awaits an outcome; a
-        branch of ``asyncio.gather`` that awaits something other than a step call before it
-        reaches its first step is not seen (await ``handle.result()`` for such runs)."""
+        A run counts as parked once every step call of its activation awaits an outcome, and
+        quiet means the loop had no callback ready to run: a step that resumes a branch which
+        then reaches its next step through nested ``gather``s (several loop turns, no I/O) is
+        seen. A branch that awaits I/O or a thread of its own before it reaches its next step
+        is not (await ``handle.result()`` for such runs)."""
         engine, dispatcher, scheduler = self.engine, self.dispatcher, self.scheduler
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -499,8 +501,20 @@ class Worker:
                 continue
             await self.platform.stream.log.barrier()
             await engine.log.barrier()
-            await asyncio.sleep(0)
+            await _ready_queue_drained(loop)
             quiet += 1
+
+
+async def _ready_queue_drained(loop: asyncio.AbstractEventLoop, turns: int = 100) -> None:
+    """Yield until no other callback is ready to run on ``loop`` (at most ``turns`` times): the
+    chain of wake-ups a resumed step starts (a task ends, its gather's callback, the waiting
+    task, the next branch's first step) runs to its end. A loop without a ready queue we can
+    see (not asyncio's own) gets one yield."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+        ready = getattr(loop, "_ready", None)
+        if ready is None or not ready:
+            return
 
 
 def _fence() -> tuple[None, None]:

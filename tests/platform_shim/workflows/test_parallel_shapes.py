@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from platform_shim.platform import Platform
@@ -327,6 +327,25 @@ EXAMPLES = int(os.environ.get("PARALLEL_SHAPES_EXAMPLES", "80"))
     program=programs(),
     ops=_ops(),
     max_suspended=st.sampled_from([0, 1, 1000]),
+)
+# Found by this test: a wait that resumes a branch whose next step is two gathers away took
+# more loop turns than settle() waited, so settle() returned before that step was recorded.
+@example(
+    program=[
+        "gather",
+        [
+            ["invoke", "invoke0", 1000],
+            [
+                "seq",
+                [
+                    ["gather", [["wait", "wait1", "alpha", None, None]]],
+                    ["gather", [["run", "run2", "thread"]]],
+                ],
+            ],
+        ],
+    ],
+    ops=[],
+    max_suspended=0,
 )
 @pytest.mark.slow
 def test_parallel_shapes_match_the_model(
