@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import filelock
 import orjson
 
 from platform_shim.errors import DataDirLocked, StoreError
@@ -41,6 +40,7 @@ from platform_shim.store.jsonl import (
     replace_file,
     replace_file_bytes,
 )
+from platform_shim.store.lock import WorkerLock
 from platform_shim.store.log import FileLog
 from platform_shim.store.protocol import Consumer, Durability
 from platform_shim.store.watcher import DataWatcher
@@ -70,9 +70,7 @@ class FileStore:
         self._archives: list[FileArchive] = []
         # Only the worker compacts, so the worker's files are never replaced under it.
         self.worker = False
-        self._worker_lock = filelock.FileLock(
-            str(self.lock_dir / "worker.lock"), thread_local=False, is_singleton=False
-        )
+        self._worker_lock = WorkerLock(self.lock_dir / "worker.lock")
 
     # ---------------------------------------------------------------------------- logs
 
@@ -163,35 +161,24 @@ class FileStore:
     # --------------------------------------------------------------------- worker lock
 
     def acquire_worker_lock(self) -> None:
-        try:
-            self._worker_lock.acquire(blocking=False)
-        except filelock.Timeout:
-            raise DataDirLocked(str(self.data_dir), self.worker_pid()) from None
+        if not self._worker_lock.try_acquire():
+            raise DataDirLocked(str(self.data_dir), self.worker_pid())
         self.worker = True
         pid_file = self.lock_dir / "worker.pid"
         replace_file_bytes(pid_file, f"{os.getpid()}\n".encode())
         self._remove_stale_temp_files()
 
     def release_worker_lock(self) -> None:
-        if self._worker_lock.is_locked:
+        if self._worker_lock.held:
             (self.lock_dir / "worker.json").unlink(missing_ok=True)
             (self.lock_dir / "worker.pid").unlink(missing_ok=True)
-            self._worker_lock.release(force=True)
+            self._worker_lock.release()
         self.worker = False
 
     def worker_pid(self) -> int | None:
         """The pid of the live worker on this folder, or None when there is none."""
-        probe = filelock.FileLock(
-            str(self.lock_dir / "worker.lock"), thread_local=False, is_singleton=False
-        )
-        if not self._worker_lock.is_locked:
-            try:
-                probe.acquire(blocking=False)
-            except filelock.Timeout:
-                pass
-            else:
-                probe.release()
-                return None
+        if not self._worker_lock.held and not self._worker_lock.held_elsewhere():
+            return None
         try:
             return int((self.lock_dir / "worker.pid").read_text().strip())
         except (FileNotFoundError, ValueError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -88,3 +90,27 @@ def test_one_worker_per_folder_and_the_lock_dies_with_its_process(data_dir: Path
     third.acquire_worker_lock()
     assert third.worker_pid() == os.getpid()
     third.close()
+
+
+def test_a_process_asking_who_the_worker_is_never_keeps_the_worker_out(data_dir: Path) -> None:
+    """A client asks "is there a worker?" by probing the worker lock. A worker starting during
+    the probe used to fail with DataDirLocked (the SIGKILL suite's cycle 6 on CI): a probe is not a
+    worker, so the worker waits it out, and two probes at once both see the folder free."""
+    data_dir.mkdir(parents=True)
+    FileStore(data_dir).close()
+    lock_file = data_dir / ".locks" / "worker.lock"
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe in progress, held 0.3 s
+        asker = FileStore(data_dir)
+        assert asker.worker_pid() is None  # a second probe during the first: still no worker
+        release = threading.Timer(0.3, fcntl.flock, (fd, fcntl.LOCK_UN))
+        release.start()
+        worker = FileStore(data_dir)
+        worker.acquire_worker_lock()
+        release.join()
+        assert asker.worker_pid() == os.getpid()
+        worker.close()
+        asker.close()
+    finally:
+        os.close(fd)
