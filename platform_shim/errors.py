@@ -43,7 +43,8 @@ class DataDirLocked(PlatformError):
 
     def __init__(self, data_dir: str, pid: int | None) -> None:
         holder = f"process {pid}" if pid else "another process"
-        super().__init__(f"data folder {data_dir!r} is already in use by {holder}")
+        what = "store" if "://" in data_dir or data_dir.startswith("memory:") else "data folder"
+        super().__init__(f"{what} {data_dir!r} is already in use by {holder}")
         self.data_dir = data_dir
         self.pid = pid
 

@@ -11,10 +11,12 @@ import os
 from platform_shim.store.filestore import FileStore
 from platform_shim.store.log import FileLog
 from platform_shim.store.memory import MemorySpace, MemoryStore
+from platform_shim.store.postgres.connect import redact
 from platform_shim.store.protocol import Consumer, Durability, Log, Prepare, Record, Store
 
 __all__ = [
     "MEMORY_SCHEME",
+    "POSTGRES_SCHEMES",
     "Consumer",
     "Durability",
     "FileLog",
@@ -30,23 +32,33 @@ __all__ = [
 ]
 
 Location = str | os.PathLike[str] | MemorySpace
-"""Where state lives: a data folder's path, ``"memory:"`` (a new in-memory space), or a
-``MemorySpace`` (to open the same in-memory state again, as a second process would)."""
+"""Where state lives: a data folder's path, ``"memory:"`` (a new in-memory space), a
+``MemorySpace`` (to open the same in-memory state again, as a second process would), or a
+``postgresql://user:password@host:port/database`` URL."""
 
 MEMORY_SCHEME = "memory:"
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
 def open_store(location: Location, *, durability: Durability = "fsync") -> Store:
     """The store at ``location``: a ``FileStore`` for a folder path, a ``MemoryStore`` for
-    ``"memory:"`` or a ``MemorySpace``. Any other ``scheme://`` is refused by name."""
+    ``"memory:"`` or a ``MemorySpace``, a ``PostgresStore`` for a ``postgresql://`` URL (which
+    needs the ``postgres`` extra). Any other ``scheme://`` is refused by name."""
     if isinstance(location, MemorySpace):
         return MemoryStore(location, durability=durability)
     if isinstance(location, str):
         if location.startswith(MEMORY_SCHEME):
             return MemoryStore(MemorySpace(location), durability=durability)
         scheme, sep, _ = location.partition("://")
+        if sep and scheme in POSTGRES_SCHEMES:
+            from platform_shim.store.postgres.store import PostgresStore
+
+            return PostgresStore(location, durability=durability)
         if sep and scheme.isalpha():
             raise ValueError(
-                f"unsupported store {location!r}: give a data folder's path or {MEMORY_SCHEME!r}"
+                f"unsupported store {redact(location)!r}: give a data folder's path,"
+                f" {MEMORY_SCHEME!r} or a postgresql:// URL"
             )
     return FileStore(location, durability=durability)

@@ -52,7 +52,7 @@ from platform_shim.store.memory_archive import ArchiveData, MemoryArchive
 from platform_shim.store.protocol import Consumer, Durability, OutOfOrder, Prepare
 from platform_shim.store.turns import Coalescer, OncePerTurn
 
-__all__ = ["MemoryArchive", "MemoryLog", "MemorySpace", "MemoryStore"]
+__all__ = ["MemoryArchive", "MemoryLog", "MemorySpace", "MemoryStore", "check_digest"]
 
 T = TypeVar("T")
 log = logging.getLogger("platform_shim.store")
@@ -312,7 +312,8 @@ class MemoryWatch(Coalescer):
             log.exception("catching up with another connection's writes failed")
 
 
-def _check_digest(digest: str) -> None:
+def check_digest(digest: str) -> None:
+    """Refuse anything but a sha256 hex digest (a blob name must never be a path)."""
     if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
         raise ValueError(f"not a blob digest: {digest!r}")
 
@@ -369,7 +370,7 @@ class MemoryStore:
         return digest
 
     def read_blob(self, digest: str) -> bytes | None:
-        _check_digest(digest)
+        check_digest(digest)
         found = self.space.blobs.get(digest)
         return found[0] if found is not None else None
 
@@ -379,7 +380,7 @@ class MemoryStore:
         return iter(listed)
 
     def delete_blob(self, digest: str) -> None:
-        _check_digest(digest)
+        check_digest(digest)
         with self.space.blob_lock:
             self.space.blobs.pop(digest, None)
 

@@ -36,7 +36,10 @@ def version_rows(db: PostgresDatabase) -> list[str]:
 def test_init_applies_the_migrations_and_prints_the_version(postgres_db: PostgresDatabase) -> None:
     first = store("init", postgres_db.url)
     assert (first.returncode, first.stderr) == (0, "")
-    assert first.stdout == f"schema version {LATEST_VERSION} (migrated from 0; applied 1)\n"
+    assert first.stdout == (
+        f"schema version {LATEST_VERSION} (migrated from 0;"
+        f" applied {', '.join(str(m.version) for m in MIGRATIONS)})\n"
+    )
 
     again = store("init", postgres_db.url)
     assert (again.returncode, again.stderr) == (0, "")
@@ -69,7 +72,7 @@ def test_status_before_and_after_init(postgres_db: PostgresDatabase) -> None:
 def test_the_url_comes_from_platform_store_when_not_given(postgres_db: PostgresDatabase) -> None:
     result = store("init", PLATFORM_STORE=postgres_db.url)
     assert (result.returncode, result.stderr) == (0, "")
-    assert version_rows(postgres_db) == ["1"]
+    assert version_rows(postgres_db) == [str(m.version) for m in MIGRATIONS]
 
 
 def test_concurrent_inits_all_succeed_and_migrate_once(postgres_db: PostgresDatabase) -> None:
@@ -88,7 +91,7 @@ def test_concurrent_inits_all_succeed_and_migrate_once(postgres_db: PostgresData
     assert all(err == "" for _, err in outputs), outputs
     migrated = [out for out, _ in outputs if "migrated from 0" in out]
     assert len(migrated) == 1, outputs
-    assert version_rows(postgres_db) == ["1"]
+    assert version_rows(postgres_db) == [str(m.version) for m in MIGRATIONS]
 
 
 def test_a_newer_schema_is_refused_naming_both_versions(postgres_db: PostgresDatabase) -> None:
@@ -106,7 +109,7 @@ def test_a_newer_schema_is_refused_naming_both_versions(postgres_db: PostgresDat
         init.stderr
     )
     assert "Traceback" not in init.stderr
-    assert version_rows(postgres_db) == ["1", str(newer)]
+    assert version_rows(postgres_db) == [*(str(m.version) for m in MIGRATIONS), str(newer)]
 
     status = store("status", postgres_db.url)
     assert status.returncode == 1

@@ -37,6 +37,23 @@ values are ``jsonb``. Version 1's tables (a first cut; later migrations may revi
 ``events``           the platform event stream, ids from a ``bigserial``. Writers take the
                      ``EVENTS_LOCK`` advisory lock in their transaction before inserting, so ids
                      commit in increasing order and a reader paging by ``id > last`` misses none.
+
+Version 2 holds the storage contract (``store/protocol.py``) as ``PostgresStore`` maps it; the
+version 1 tables above stay unused until a service keeps its state in rows of its own:
+
+``logs``             one row per log: its name and current generation. A commit cycle locks the
+                     row (``FOR UPDATE``), so writers of one log take turns and its sequence
+                     numbers commit in order; a compaction bumps the generation.
+``log_lines``        the records: (log, generation, seq) -> the JSON line, as bytes.
+``snapshots``        a whole snapshot per name (lines joined by newlines).
+``blobs``            content-addressed bytes (sha256 hex) with the time they were last put.
+``archive``          finished records by (archive, key): order, ``at``, head and body (JSON bytes);
+                     ``archive_tags`` pages them by tag, highest order first.
+``worker``           the one worker's row (pid, host, the backend holding the worker's advisory
+                     lock, its advert); it counts only while that backend holds the lock.
+
+Size (over 400 lines, on purpose): most of it is the SQL of the migrations, which reads best
+beside the runner that applies them and the table list above.
 """
 
 from __future__ import annotations
@@ -231,6 +248,60 @@ CREATE TABLE platform.events (
 CREATE INDEX events_by_resource ON platform.events (resource, ns, id);
 """
 
+_V2 = """
+CREATE TABLE platform.logs (
+    name       text PRIMARY KEY,
+    generation integer NOT NULL DEFAULT 1
+);
+
+CREATE TABLE platform.log_lines (
+    log        text NOT NULL,
+    generation integer NOT NULL,
+    seq        bigint NOT NULL,
+    line       bytea NOT NULL,
+    PRIMARY KEY (log, generation, seq)
+);
+
+CREATE TABLE platform.snapshots (
+    name  text PRIMARY KEY,
+    lines bytea NOT NULL
+);
+
+CREATE TABLE platform.blobs (
+    digest     text PRIMARY KEY CHECK (digest ~ '^[0-9a-f]{64}$'),
+    data       bytea NOT NULL,
+    touched_at double precision NOT NULL
+);
+
+CREATE TABLE platform.archive (
+    archive text NOT NULL,
+    key     text NOT NULL,
+    ord     bigint NOT NULL,
+    at      bigint NOT NULL,
+    head    bytea NOT NULL,
+    body    bytea NOT NULL,
+    PRIMARY KEY (archive, key)
+);
+CREATE INDEX archive_by_at ON platform.archive (archive, at);
+
+CREATE TABLE platform.archive_tags (
+    archive text NOT NULL,
+    tag     text NOT NULL,
+    ord     bigint NOT NULL,
+    key     text NOT NULL,
+    PRIMARY KEY (archive, tag, ord, key)
+);
+CREATE INDEX archive_tags_by_key ON platform.archive_tags (archive, key);
+
+CREATE TABLE platform.worker (
+    id          integer PRIMARY KEY CHECK (id = 1),
+    pid         integer NOT NULL,
+    hostname    text NOT NULL,
+    backend_pid integer NOT NULL,
+    advert      bytea
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -238,6 +309,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         " handler cursors, events",
         _V1,
     ),
+    Migration(2, "the store contract: logs, snapshots, blobs, archive, worker", _V2),
 )
 
 

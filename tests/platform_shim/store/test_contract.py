@@ -23,12 +23,18 @@ from platform_shim.store import FileStore, MemorySpace, MemoryStore, Store, open
 from platform_shim.store.archive import ArchiveEntry
 
 Connect = Callable[[], Store]
-BACKENDS = ["file", "memory"]
+BACKENDS = ["file", "memory", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
 def connect(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connect]:
-    location: Any = tmp_path / "data" if request.param == "file" else MemorySpace("memory:test")
+    location: Any
+    if request.param == "file":
+        location = tmp_path / "data"
+    elif request.param == "memory":
+        location = MemorySpace("memory:test")
+    else:  # a fresh database of the session's PostgreSQL server (tests/support/postgres.py)
+        location = request.getfixturevalue("postgres_db").url
     opened: list[Store] = []
 
     def opener() -> Store:
@@ -91,8 +97,10 @@ def test_open_store_picks_the_implementation_from_the_location(tmp_path: Path) -
     finally:
         file_store.close()
         memory_store.close()
-    with pytest.raises(ValueError, match="postgresql://nowhere"):
+    with pytest.raises(ValueError, match="names no database"):
         open_store("postgresql://nowhere")
+    with pytest.raises(ValueError, match="mysql://u:\\*\\*\\*@db/x"):
+        open_store("mysql://u:secret@db/x")
     with pytest.raises(ValueError, match="durability"):
         open_store("memory:", durability="sometimes")  # type: ignore[arg-type]
 

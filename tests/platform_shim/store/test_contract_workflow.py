@@ -16,13 +16,17 @@ import pytest
 from platform_shim.platform import Platform, open_client
 from platform_shim.runtime import open_platform
 from platform_shim.store import Location, MemorySpace
+from platform_shim.store.postgres import StoreUnreachable
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
 from platform_shim.workflows.records import RunStatus, StepKind
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "memory", "postgres"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    if request.param == "postgres":  # a fresh database (tests/support/postgres.py)
+        url: str = request.getfixturevalue("postgres_db").url
+        return url
     return tmp_path / "data" if request.param == "file" else MemorySpace("memory:errands")
 
 
@@ -167,6 +171,15 @@ async def test_ticks_and_compaction_requests_go_through_the_service(
 
 
 async def test_an_unsupported_store_url_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="postgresql://db/app"):
-        async with open_platform("postgresql://db/app"):
+    with pytest.raises(ValueError, match="mysql://db/app"):
+        async with open_platform("mysql://db/app"):
             pass  # pragma: no cover - never opens
+
+
+async def test_an_unreachable_database_is_named_without_its_password() -> None:
+    with pytest.raises(
+        StoreUnreachable, match=r"postgresql://app:\*\*\*@127.0.0.1:1/app"
+    ) as caught:
+        async with open_platform("postgresql://app:secret@127.0.0.1:1/app"):
+            pass  # pragma: no cover - never opens
+    assert "secret" not in str(caught.value)
