@@ -2,13 +2,14 @@
 
 Invariants (the contract's, as this table keeps them):
 
-- **Writers take turns per log, and sequence numbers commit in order.** A commit cycle runs in
-  one transaction on the log's own connection: it locks the log's row in ``platform.logs``
-  (``FOR UPDATE``), then, in a new statement (so its snapshot sees whatever the previous holder
-  committed), reads the lines other connections appended since it last looked and applies them,
-  prepares this turn's submissions against that state, inserts their lines as the next sequence
-  numbers, notifies the other connections and commits. A reader paging by ``seq > last`` can
-  never skip a line that commits later.
+- **Writers take turns per log, and sequence numbers commit in order.** A commit cycle is two
+  round trips on the log's own connection. The first (``platform.log_enter``) takes the log's
+  advisory lock, then, in a statement of its own (so its snapshot sees whatever the previous
+  holder committed), reads the lines other connections appended since we last looked, which
+  are applied; this turn's submissions are prepared against that state. The second inserts
+  their lines as the next sequence numbers, notifies the other connections, commits, and only
+  then releases the lock. A reader paging by ``seq > last`` can never skip a line that commits
+  later. A cycle interrupted between the two ends its connection, which frees the lock.
 - **Acknowledged means committed.** A submission's future resolves after ``COMMIT`` returned
   (with ``synchronous_commit`` on under ``fsync`` durability: on the server's disk). Submissions
   made while a cycle is in flight wait for the next one, so one transaction carries many
@@ -24,6 +25,7 @@ Invariants (the contract's, as this table keeps them):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -41,10 +43,15 @@ if TYPE_CHECKING:
 
     from platform_shim.store.postgres.store import PostgresStore
 
-__all__ = ["PostgresLog"]
+__all__ = ["CHANNEL", "PostgresLog", "log_lock_key"]
 
 T = TypeVar("T")
 log = logging.getLogger("platform_shim.store")
+
+LEASE_GRACE_S = 0.003
+"""How long a writer keeps a log's lock after a commit, for the next cycle to reuse."""
+LEASE_MAX_S = 0.02
+"""The longest a writer holds a log's lock across cycles before giving others a turn."""
 
 CHANNEL = "platform_store"
 """The LISTEN/NOTIFY channel: payload ``"<connection token> <log name>"``."""
@@ -59,13 +66,12 @@ LEFT JOIN platform.log_lines l ON l.log = g.name AND l.generation = g.generation
     AND l.seq > CASE WHEN g.generation = $3 THEN $2 ELSE 0 END
 WHERE g.name = $1 ORDER BY l.seq
 """
-_INSERT = f"""
-WITH added AS (
-    INSERT INTO platform.log_lines (log, generation, seq, line)
-    SELECT $1, $2, s, l FROM unnest($3::bigint[], $4::bytea[]) AS t(s, l)
-)
-SELECT pg_notify('{CHANNEL}', $5)
-"""
+
+
+def log_lock_key(name: str) -> int:
+    """The advisory lock key of log ``name`` (a signed 64-bit hash of it)."""
+    digest = hashlib.blake2b(f"platform.log:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _rows(found: list[asyncpg.Record]) -> tuple[int, Rows]:
@@ -97,9 +103,18 @@ class PostgresLog(OncePerTurn):
         self._queue: deque[_Submission] = deque()
         self._task: asyncio.Task[None] | None = None
         self._busy = False  # a cycle's transaction is open: refresh waits for it
+        self._cycle_end: asyncio.Future[None] | None = None  # resolved when that cycle ends
+        # The lease: after a commit we keep the log's lock for LEASE_GRACE_S in case another
+        # cycle follows (it then skips the round trip that takes the lock and catches up), but
+        # never past LEASE_MAX_S of holding it, so other writers get their turn.
+        self._held = False
+        self._held_since = 0.0
+        self._release_due = False
+        self._grace: asyncio.TimerHandle | None = None
         self._rewriting = False
         self._swapping = False  # a compaction step is under way: cycles wait for _resume
-        self._conn: asyncpg.Connection | None = None  # the writer connection, on the bridge
+        self._conn: asyncpg.Connection | None = None  # the writer's, on the bridge
+        self._key = log_lock_key(name)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._bridge.run(
             store.execute(
@@ -177,25 +192,57 @@ class PostgresLog(OncePerTurn):
         if self.loop is not None:
             self._queue.clear()
             self._task = None
-            if self._busy:
+            if self._busy or self._held:
                 self._busy = False
-                self._bridge.run(self._drop_writer())
+                self._drop_writer()
                 self._reload()
         self.loop = loop
 
     def _schedule(self) -> None:
-        if self._task is None and not self._swapping and self._queue and self.loop is not None:
+        if (
+            self._task is None
+            and not self._swapping
+            and (self._queue or (self._held and self._release_due))
+            and self.loop is not None
+        ):
             self._task = self.loop.create_task(self._cycles(), name=f"commit {self.name}")
 
     async def _cycles(self) -> None:
         try:
-            while self._queue and not self._swapping:
-                batch = list(self._queue)
-                self._queue.clear()
-                await self._commit(batch)
+            while not self._swapping:
+                if self._queue:
+                    batch = list(self._queue)
+                    self._queue.clear()
+                    await self._commit(batch)
+                elif self._held and self._release_due:
+                    await self._release()
+                else:
+                    break
         finally:
             self._task = None
             self._schedule()
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        self._release_due = True
+        self._schedule()
+
+    async def _release(self) -> None:
+        """End the lease: give the log's lock back (idle for a grace period, or compacting)."""
+        self._release_due = False
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if not self._held:
+            return
+        self._held = False
+        conn = self._conn
+        try:
+            assert conn is not None
+            await self._bridge.call(conn.execute(f"SELECT pg_advisory_unlock({self._key})"))
+        except BaseException:
+            self._drop_writer()  # ending the session releases it as surely
+            raise
 
     async def _commit(self, batch: list[_Submission]) -> None:
         batch = [sub for sub in batch if not sub.future.done()]
@@ -205,13 +252,21 @@ class PostgresLog(OncePerTurn):
             _fail(batch, StoreError(None, f"{self._store.location}: this worker lost its lock"))
             return
         self._busy = True
+        assert self.loop is not None
+        self._cycle_end = ended = self.loop.create_future()
+        completed = False
         try:
-            try:
-                generation, rows = await self._bridge.call(self._begin())
-            except Exception as exc:
-                await self._bridge.call(self._drop_writer())
-                _fail(batch, self._error("could not begin a commit", exc))
-                return
+            if self._held:
+                # Our lease: nobody appended since our last commit (they would need the lock).
+                generation, rows = self._generation, list[tuple[int, bytes]]()
+            else:
+                try:
+                    generation, rows = await self._enter()
+                except Exception as exc:
+                    _fail(batch, self._error("could not begin a commit", exc))
+                    return
+                self._held = True
+                self._held_since = self.loop.time()
             self._apply(generation, rows)
             lines: list[bytes] = []
             done: list[_Submission] = []
@@ -237,19 +292,30 @@ class PostgresLog(OncePerTurn):
                         sub.future.set_exception(exc)
                         continue
                 done.append(sub)
-            first = self._position + 1
+            keep = self.loop.time() - self._held_since < LEASE_MAX_S
             try:
-                await self._bridge.call(self._finish(generation, first, lines, durable))
+                await self._leave(generation, self._position + 1, lines, durable, keep=keep)
             except Exception as exc:
-                await self._bridge.call(self._drop_writer())
+                self._drop_writer()
                 self._busy = False
                 self._reload()
                 _fail(done, self._error("could not commit", exc))
                 return
             self._position += len(lines)
             self._size += sum(len(line) + 1 for line in lines)
+            self._held = keep
+            if keep:
+                if self._grace is not None:
+                    self._grace.cancel()
+                self._release_due = False
+                self._grace = self.loop.call_later(LEASE_GRACE_S, self._grace_over)
+            completed = True
         finally:
             self._busy = False
+            if not completed and self._held:
+                self._drop_writer()  # cancelled between the round trips: free the lock
+            if not ended.done():
+                ended.set_result(None)
         for sub in done:
             if not sub.future.done():
                 sub.future.set_result(sub.result)
@@ -257,39 +323,71 @@ class PostgresLog(OncePerTurn):
     def _error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(None, f"{what} to log {self.name!r} on {self._store.location}: {exc}")
 
-    async def _writer(self) -> asyncpg.Connection:
+    def _drop_writer(self) -> None:
+        """End the writer's session (and with it any lock or transaction it holds)."""
+        self._held = False
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        conn, self._conn = self._conn, None
+        if conn is not None and self._bridge.alive:
+            self._bridge.run(_close(conn))
+
+    async def _enter(self) -> tuple[int, Rows]:
+        """Round trip 1: take the log's lock and read what others appended since we looked."""
+        try:
+            found = await self._bridge.call(self._enter_on_bridge())
+        except BaseException:
+            self._drop_writer()  # it may hold the lock by now
+            raise
+        generation = int(found[0]["g"])
+        return generation, [(int(r["s"]), bytes(r["l"])) for r in found if r["s"] is not None]
+
+    async def _enter_on_bridge(self) -> list[asyncpg.Record]:
         if self._conn is None or self._conn.is_closed():
             self._conn = await self._store.connect()
-        return self._conn
+        found: list[asyncpg.Record] = await self._conn.fetch(
+            "SELECT * FROM platform.log_enter($1, $2, $3, $4)",
+            self.name,
+            self._key,
+            self._position,
+            self._generation,
+        )
+        return found
 
-    async def _drop_writer(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            conn.terminate()  # an open transaction ends with it; its row lock goes
-
-    async def _begin(self) -> tuple[int, Rows]:
-        conn = await self._writer()
-        await conn.execute("BEGIN")
-        await conn.execute("SELECT 1 FROM platform.logs WHERE name = $1 FOR UPDATE", self.name)
-        # A new statement: its snapshot sees what the lock's previous holder committed.
-        return _rows(await conn.fetch(_FETCH, self.name, self._position, self._generation))
-
-    async def _finish(self, generation: int, first: int, lines: list[bytes], durable: bool) -> None:
+    async def _leave(
+        self, generation: int, first: int, lines: list[bytes], durable: bool, *, keep: bool
+    ) -> None:
+        """Round trip 2, one simple-protocol message: insert, notify and commit in one
+        transaction, then release the lock (after the commit, so the next holder sees it),
+        unless we ``keep`` it as a lease for the next cycle."""
+        unlock = "" if keep else f"SELECT pg_advisory_unlock({self._key})"
         conn = self._conn
         assert conn is not None
         if lines:
-            if not durable and self._store.durability == "fsync":
-                await conn.execute("SET LOCAL synchronous_commit = off")
-            seqs = list(range(first, first + len(lines)))
-            await conn.execute(
-                _INSERT, self.name, generation, seqs, lines, f"{self._store.token} {self.name}"
+            relaxed = not durable and self._store.durability == "fsync"
+            values = ",".join(
+                f"({seq},decode('{line.hex()}','hex'))" for seq, line in enumerate(lines, first)
             )
-        await conn.execute("COMMIT")
+            script = (
+                "BEGIN;"
+                + ("SET LOCAL synchronous_commit = off;" if relaxed else "")
+                + "INSERT INTO platform.log_lines (log, generation, seq, line)"
+                f" SELECT '{self.name}', {generation}, v.s, v.l FROM (VALUES {values}) AS v(s, l);"
+                f"SELECT pg_notify('{CHANNEL}', '{self._store.token} {self.name}');"
+                f"COMMIT;{unlock}"
+            )
+        else:
+            script = unlock
+        if script:
+            await self._bridge.call(conn.execute(script))
 
     async def barrier(self) -> None:
-        """Wait until every submission made so far is committed (a no-op record queued last)."""
-        if self._queue or self._busy or self._task is not None:
-            await self.submit(lambda: (None, None))
+        """Wait until every record applied so far is committed: the cycle under way, if any
+        (queued submissions are neither written nor applied yet, as in the file store)."""
+        ended = self._cycle_end
+        if ended is not None and not ended.done():
+            await asyncio.shield(ended)
 
     # ------------------------------------------------------------------------ compaction
 
@@ -328,6 +426,7 @@ class PostgresLog(OncePerTurn):
             self._swapping = True
             try:
                 await self._quiesce()
+                await self._release()  # the swap takes the log's lock itself
                 moved = await self._bridge.call(
                     self._store.swap_generation(self.name, generation, start, len(new))
                 )
@@ -350,13 +449,15 @@ class PostgresLog(OncePerTurn):
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-        if self._bridge.alive:
-            self._bridge.run(self._drop_writer_gently())
+        self._drop_writer()
 
-    async def _drop_writer_gently(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            await conn.close(timeout=5)
+
+async def _close(conn: asyncpg.Connection) -> None:
+    if not conn.is_closed():
+        try:
+            await asyncio.wait_for(conn.close(), timeout=5)
+        except Exception:
+            conn.terminate()
 
 
 def _fail(subs: list[_Submission], exc: BaseException) -> None:

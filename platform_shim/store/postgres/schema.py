@@ -262,6 +262,27 @@ CREATE TABLE platform.log_lines (
     PRIMARY KEY (log, generation, seq)
 );
 
+-- A commit cycle's first round trip: wait for the log's advisory lock (session-level: held
+-- until the cycle's last statement releases it, after its COMMIT), then, in a statement of its
+-- own (so its snapshot sees the previous holder's commit), the lines past p_after; every line
+-- when p_generation is not the current one. One row with a NULL seq when there is none.
+CREATE FUNCTION platform.log_enter(p_log text, p_key bigint, p_after bigint, p_generation integer)
+RETURNS TABLE (g integer, s bigint, l bytea) LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    current integer;
+BEGIN
+    PERFORM pg_advisory_lock(p_key);
+    SELECT lg.generation INTO current FROM platform.logs lg WHERE lg.name = p_log;
+    IF current IS DISTINCT FROM p_generation THEN
+        p_after := 0;
+    END IF;
+    RETURN QUERY SELECT current, ll.seq, ll.line FROM platform.log_lines ll
+        WHERE ll.log = p_log AND ll.generation = current AND ll.seq > p_after ORDER BY ll.seq;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT current, NULL::bigint, NULL::bytea;
+    END IF;
+END $$;
+
 CREATE TABLE platform.snapshots (
     name  text PRIMARY KEY,
     lines bytea NOT NULL

@@ -37,7 +37,7 @@ from platform_shim.store.memory import check_digest
 from platform_shim.store.postgres.archive import PostgresArchive
 from platform_shim.store.postgres.bridge import Bridge
 from platform_shim.store.postgres.connect import check_url, connect, redact
-from platform_shim.store.postgres.log import CHANNEL, PostgresLog
+from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.worker import WorkerSeat
 from platform_shim.store.protocol import Consumer, Durability
@@ -161,8 +161,10 @@ class PostgresStore:
         """Make generation ``generation + 1`` live, after copying into it the lines appended
         to ``generation`` past ``start``; returns those lines ``(old seq, line)``."""
         async with self.pool_connection() as conn, conn.transaction():
+            # The log's lock, as a commit cycle takes it: no cycle runs while we swap.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", log_lock_key(name))
             current = await conn.fetchval(
-                "SELECT generation FROM platform.logs WHERE name = $1 FOR UPDATE", name
+                "SELECT generation FROM platform.logs WHERE name = $1", name
             )
             if current != generation:
                 raise StoreError(None, f"log {name!r} was rewritten during its compaction")
