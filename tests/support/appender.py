@@ -1,6 +1,6 @@
 """Appends records forever from many concurrent writers, printing each acknowledged one.
 
-usage: appender.py DATA_DIR TAG
+usage: appender.py LOCATION TAG   (a data folder or a postgresql:// URL)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from platform_shim.store import FileStore
+from platform_shim.store import open_store
 
 
 class Sink:
@@ -24,7 +24,7 @@ class Sink:
 
 
 async def main(data_dir: str, tag: str) -> None:
-    store = FileStore(data_dir)
+    store = open_store(data_dir)
     log = store.open_log("crash", Sink())
     counter = 0
     print("ready", flush=True)

@@ -240,8 +240,10 @@ class PostgresLog(OncePerTurn):
         try:
             assert conn is not None
             await self._bridge.call(conn.execute(f"SELECT pg_advisory_unlock({self._key})"))
+        except Exception:
+            self._drop_writer()  # the session is gone or going: the lock goes with it
         except BaseException:
-            self._drop_writer()  # ending the session releases it as surely
+            self._drop_writer()
             raise
 
     async def _commit(self, batch: list[_Submission]) -> None:

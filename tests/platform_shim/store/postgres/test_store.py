@@ -1,0 +1,215 @@
+"""What the PostgreSQL store adds to the contract: a worker lock that dies with its process or
+its connection, commits that fail cleanly when the database drops us, and wake-ups by NOTIFY.
+
+The contract itself (``tests/platform_shim/store/test_contract.py``) and the crash suite
+(``test_crash.py``) run against this store too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from platform_shim.errors import DataDirLocked, StoreError
+from platform_shim.store import open_store
+from platform_shim.store.postgres.store import PostgresStore
+from tests.support.postgres import PostgresDatabase
+from tests.support.procs import env
+from tests.support.waiting import wait_until
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def apply(self, record: dict[str, Any], line: bytes) -> None:
+        self.records.append(record)
+
+    def reset(self) -> None:
+        self.records.clear()
+
+
+def record(n: int, sink: list[int] | None = None) -> Callable[[], tuple[bytes, Callable[[], int]]]:
+    def prepare() -> tuple[bytes, Callable[[], int]]:
+        def apply() -> int:
+            if sink is not None:
+                sink.append(n)
+            return n
+
+        return orjson.dumps({"n": n}), apply
+
+    return prepare
+
+
+def replay(url: str, name: str = "t") -> list[int]:
+    store = open_store(url)
+    try:
+        state = Recorder()
+        store.open_log(name, state)
+        return [r["n"] for r in state.records]
+    finally:
+        store.close()
+
+
+async def terminate_backends(url: str, where: str) -> int:
+    """Kill the database sessions matching ``where`` (a condition on pg_stat_activity)."""
+    conn = await asyncpg.connect(url)
+    try:
+        killed: int = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}"
+        )
+        return killed
+    finally:
+        await conn.close()
+
+
+def test_the_worker_lock_dies_with_a_killed_process(postgres_db: PostgresDatabase) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from platform_shim.store import open_store;"
+            f"s = open_store({postgres_db.url!r}); s.acquire_worker_lock();"
+            "print('locked', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    store = open_store(postgres_db.url)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        assert store.worker_pid() == holder.pid
+        with pytest.raises(DataDirLocked) as caught:
+            store.acquire_worker_lock()
+        assert caught.value.pid == holder.pid
+        assert f"store {postgres_db.url!r}" in str(caught.value)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        # The server notices the closed socket and ends the session; a bound, not a timing.
+        wait_until(lambda: store.worker_pid() is None, timeout=30, what="the lock to go")
+        store.acquire_worker_lock()
+        assert store.worker_pid() == os.getpid()
+    finally:
+        if holder.stdout is not None:
+            holder.stdout.close()
+        holder.kill()
+        holder.wait()
+        store.close()
+
+
+async def test_a_worker_whose_lock_connection_is_lost_stops_writing(
+    postgres_db: PostgresDatabase,
+) -> None:
+    """Another host may take the lock once our session is gone: writing on would make two
+    workers. The store refuses every commit from then on."""
+    worker = open_store(postgres_db.url)
+    other = open_store(postgres_db.url)
+    try:
+        worker.acquire_worker_lock()
+        log = worker.open_log("t", Recorder())
+        await log.submit(record(1))
+        assert (
+            await terminate_backends(
+                postgres_db.url, "pid = (SELECT backend_pid FROM platform.worker)"
+            )
+            == 1
+        )
+        await asyncio.to_thread(
+            wait_until, lambda: other.worker_pid() is None, timeout=30, what="the lock to go"
+        )
+        other.acquire_worker_lock()  # the other host takes over...
+        await asyncio.to_thread(
+            wait_until,
+            lambda: isinstance(worker, PostgresStore) and worker.lock_lost,
+            timeout=30,
+            what="the old worker to notice",
+        )
+        with pytest.raises(StoreError, match="lost its lock"):
+            await log.submit(record(2))  # ...and the old one writes no more
+        assert replay(postgres_db.url) == [1]
+    finally:
+        worker.close()
+        other.close()
+
+
+async def test_a_commit_whose_connection_died_fails_alone(postgres_db: PostgresDatabase) -> None:
+    """The database drops the writer's session in the middle of a commit cycle (after it took
+    the log's lock, before it committed): that cycle's submissions fail with a StoreError
+    naming the log, the state keeps only committed records, and the next submit works."""
+    store = open_store(postgres_db.url)
+    try:
+        state = Recorder()
+        log = store.open_log("t", state)
+        await log.submit(record(1))
+        await log.submit(record(2))
+        assert state.records == []
+        killed: list[int] = []
+
+        def doomed() -> tuple[bytes, Callable[[], int]]:
+            # Runs inside the cycle, holding the lock: end the writer's session now.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                where = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"
+                killed.append(
+                    pool.submit(asyncio.run, terminate_backends(postgres_db.url, where)).result()
+                )
+            return record(3)()
+
+        with pytest.raises(StoreError, match="log 't'"):
+            await log.submit(doomed)
+        assert killed == [1]
+        assert replay(postgres_db.url) == [1, 2]  # 3 never committed...
+        # ...and the state, which had applied 3 before the commit, was replayed without it
+        # (before the failure it held nothing: a writer's own records reach it by callback).
+        assert [r["n"] for r in state.records] == [1, 2]
+        assert await log.submit(record(4)) == 4  # a new connection
+        assert replay(postgres_db.url) == [1, 2, 4]
+    finally:
+        store.close()
+
+
+async def test_a_watch_wakes_on_notify_long_before_its_poll(postgres_db: PostgresDatabase) -> None:
+    worker, client = open_store(postgres_db.url), open_store(postgres_db.url)
+    try:
+        state = Recorder()
+        log = worker.open_log("t", state)
+        woke = asyncio.Event()
+
+        def on_change() -> None:
+            log.refresh()
+            if state.records:
+                woke.set()
+
+        watch = worker.watch(on_change, poll_interval=3600)  # polling cannot be what wakes it
+        watch.start()
+        try:
+            await client.open_log("t", Recorder()).submit(record(1))
+            await asyncio.wait_for(woke.wait(), timeout=30)
+        finally:
+            await watch.stop()
+        assert [r["n"] for r in state.records] == [1]
+    finally:
+        worker.close()
+        client.close()
+
+
+async def test_passwords_never_reach_the_location(postgres_db: PostgresDatabase) -> None:
+    url = postgres_db.url.replace("postgres@", "postgres:hunter2@")
+    store = open_store(url)
+    try:
+        assert "hunter2" not in store.location and "***" in store.location
+        assert "hunter2" not in repr(store)
+    finally:
+        store.close()
