@@ -352,7 +352,8 @@ def section(
     ]
     for contender in CONTENDERS:
         tally = bench.tallies.get(contender, Tally())
-        out.append(f"- {contender.label}: " + ("; ".join(tally.details) or tally.pending or "-"))
+        details = tally.details or [tally.pending or "not measured"]
+        out += [f"- {contender.label}, {detail}" for detail in details]
     return "\n".join(out).rstrip() + "\n"
 
 
