@@ -261,8 +261,11 @@ def run_job(
     timeout: float = 1800,
     env: dict[str, str] | None = None,
     log_file: Path | None = None,
+    python: str | None = None,
 ) -> JobRun:
-    """Run ``python -m bench.job NAME ARGS`` in a fresh process; its result is the JSON it prints."""
+    """Run ``python -m bench.job NAME ARGS`` in a fresh process; its result is the JSON it prints.
+    ``python`` is the interpreter (default: this one); the peer's may live in a venv of its own,
+    which needs only the standard library of ours (``bench.job`` and ``bench.common``)."""
     child_env = dict(os.environ)
     child_env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -273,7 +276,7 @@ def run_job(
     load_before = loadavg()
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.job", name, json.dumps(args)],
+        [python or sys.executable, "-m", "bench.job", name, json.dumps(args)],
         cwd=REPO,
         env=child_env,
         capture_output=True,

@@ -1,11 +1,16 @@
-"""The peer: DBOS Transact with a SQLite system database, doing a) and b) with the same shape.
+"""The peer: DBOS Transact doing a) and b) with the same shape, on SQLite or PostgreSQL.
 
-``pip install -e '.[bench]'`` brings it in. Each job is a fresh process with a fresh SQLite file
-(DBOS is a process-wide singleton), DBOS's defaults otherwise: the harness sets no pragma, so
-SQLite runs with DBOS's own settings (``BEGIN IMMEDIATE``, busy timeout, the default rollback
-journal and ``synchronous=FULL``: every commit is fsync'd). Workflows are started with
+``pip install -e '.[bench]'`` brings it in (``python -m bench``, SQLite); ``python -m bench.peers``
+runs it from a venv of its own (``.venv-dbos``) against PostgreSQL. Each job is a fresh process
+(DBOS is a process-wide singleton) on a fresh system database: ``args["url"]`` when given (a
+``postgresql://`` URL of an empty database), else a SQLite file in ``args["data"]``. DBOS's
+defaults otherwise: the harness sets no pragma and no pool size, so SQLite runs with DBOS's own
+settings (``BEGIN IMMEDIATE``, busy timeout, the default rollback journal and
+``synchronous=FULL``: every commit is fsync'd) and PostgreSQL with the server's (the bench's
+cluster has ``fsync`` and ``synchronous_commit`` on). Workflows are started with
 ``DBOS.start_workflow_async`` and awaited with ``handle.get_result()``, as ours are with
-``start`` / ``result()``.
+``start`` / ``result()``. This module imports only the standard library and ``bench.common`` (and
+DBOS inside the jobs), so the peer's venv needs nothing of ours installed.
 """
 
 from __future__ import annotations
@@ -21,15 +26,19 @@ from bench.common import median, percentile, time_runs
 Args = dict[str, Any]
 
 
-def _setup(data: str) -> Any:
+def _sqlite_path(args: Args) -> Path:
+    return Path(args["data"]) / "dbos_sys.sqlite"
+
+
+def _setup(args: Args) -> Any:
     import logging
 
     from dbos import DBOS
 
-    db_path = Path(data) / "dbos_sys.sqlite"
+    url = args.get("url") or f"sqlite:///{_sqlite_path(args)}"
     config: Any = {
         "name": "bench-peer",
-        "system_database_url": f"sqlite:///{db_path}",
+        "system_database_url": url,
         "log_level": "WARNING",
     }
     DBOS(config=config)
@@ -50,10 +59,12 @@ def _setup(data: str) -> Any:
     return DBOS, steps_workflow
 
 
-def _describe(data: str) -> dict[str, Any]:
-    db_path = Path(data) / "dbos_sys.sqlite"
+def _describe(args: Args) -> dict[str, Any]:
+    if args.get("url"):
+        # The server's settings are the harness's to report (it started the cluster).
+        return {"dbos_version": version("dbos"), "system_database": "postgresql"}
     info: dict[str, Any] = {"dbos_version": version("dbos"), "sqlite": sqlite3.sqlite_version}
-    with sqlite3.connect(db_path) as conn:
+    with sqlite3.connect(_sqlite_path(args)) as conn:
         info["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
     return info
 
@@ -65,7 +76,7 @@ async def _runs_x_steps(dbos: Any, workflow: Any, runs: int, steps: int) -> floa
 
 
 async def throughput(args: Args) -> dict[str, Any]:
-    dbos, workflow = _setup(args["data"])
+    dbos, workflow = _setup(args)
     try:
         runs, steps = args["runs"], args["steps"]
         await _runs_x_steps(dbos, workflow, max(1, runs // 10), steps)  # warm-up
@@ -75,12 +86,12 @@ async def throughput(args: Args) -> dict[str, Any]:
     return {
         "wall_s": elapsed,
         "steps_per_s": runs * steps / elapsed,
-        **_describe(args["data"]),
+        **_describe(args),
     }
 
 
 async def latency(args: Args) -> dict[str, Any]:
-    dbos, workflow = _setup(args["data"])
+    dbos, workflow = _setup(args)
     samples: list[float] = []
     try:
         for _ in range(args["warmup"]):
@@ -96,7 +107,7 @@ async def latency(args: Args) -> dict[str, Any]:
         "samples_ms": samples,
         "p50_ms": median(samples),
         "p99_ms": percentile(samples, 99),
-        **_describe(args["data"]),
+        **_describe(args),
     }
 
 
@@ -108,3 +119,41 @@ def probe(args: Args) -> dict[str, Any]:
 
 
 JOBS = {"dbos_throughput": throughput, "dbos_latency": latency, "dbos_probe": probe}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.peer_dbos URL``: a) and b) of DBOS alone on the system database at URL
+    (e.g. an empty PostgreSQL database), each in a fresh process of this interpreter; prints the
+    figures as JSON. ``python -m bench.peers`` runs the same jobs beside ours."""
+    import argparse
+    import json
+    import sys
+
+    from bench.common import run_job
+
+    parser = argparse.ArgumentParser(prog="python -m bench.peer_dbos")
+    parser.add_argument("url", help="DBOS's system database, e.g. postgresql://user@host:port/db")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=120, help="1-step runs timed")
+    parser.add_argument("--warmup", type=int, default=50, help="1-step runs before timing")
+    args = parser.parse_args(argv)
+    base = {"url": args.url}
+    a = run_job("dbos_throughput", {**base, "runs": args.runs, "steps": args.steps}).result
+    b = run_job("dbos_latency", {**base, "samples": args.samples, "warmup": args.warmup}).result
+    out = {
+        "dbos_version": a["dbos_version"],
+        "runs": args.runs,
+        "steps": args.steps,
+        "steps_per_s": a["steps_per_s"],
+        "wall_s": a["wall_s"],
+        "latency_samples": len(b["samples_ms"]),
+        "latency_p50_ms": b["p50_ms"],
+        "latency_p99_ms": b["p99_ms"],
+    }
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
