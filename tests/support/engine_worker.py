@@ -203,7 +203,8 @@ async def start_runs(platform: Platform, rng: random.Random) -> None:
 
 async def main(data_dir: str, mode: str, seed: str, compact_bytes: int) -> None:
     global EFFECTS
-    root = Path(data_dir).parent
+    # The suite's files (effects, logs) live beside the data folder, or where it says.
+    root = Path(os.environ.get("ENGINE_ROOT") or Path(data_dir).parent)
     EFFECTS = root / "effects.jsonl"
     logging.basicConfig(
         filename=root / f"worker-{os.getpid()}.log",

@@ -38,12 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 
 from platform_shim import open_platform
 from platform_shim.jsonvalue import loads
-from platform_shim.store import FileStore
+from platform_shim.store import open_store
 from platform_shim.store.lock import AppendLock
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
@@ -102,7 +103,7 @@ class Proc:
                 [sys.executable, "-u", str(ROOT / "tests" / "support" / f"{script}.py"), *args],
                 stdout=subprocess.PIPE,
                 stderr=err,
-                env=env(),
+                env=env(ENGINE_ROOT=str(stderr.parent)),
             )
         self.stderr = stderr
         self.out = bytearray()
@@ -156,8 +157,40 @@ class Proc:
         self.popen.communicate()
 
 
+def ledger_bytes(location: str) -> bytes:
+    """The ledger's lines as a file would hold them: runs.jsonl, or the live generation of the
+    ``runs`` log's rows in PostgreSQL."""
+    if "://" not in location:
+        return (Path(location) / "runs.jsonl").read_bytes()
+
+    async def rows() -> bytes:
+        conn = await asyncpg.connect(location)
+        try:
+            lines = await conn.fetch(
+                "SELECT line FROM platform.log_lines l JOIN platform.logs g"
+                " ON g.name = l.log AND g.generation = l.generation"
+                " WHERE l.log = 'runs' ORDER BY l.seq"
+            )
+        finally:
+            await conn.close()
+        return b"".join(bytes(r["line"]) + b"\n" for r in lines)
+
+    return asyncio.run(rows())
+
+
+async def ledger_generation(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        generation: int = await conn.fetchval(
+            "SELECT generation FROM platform.logs WHERE name = 'runs'"
+        )
+        return generation
+    finally:
+        await conn.close()
+
+
 def load_ledger(
-    data_dir: Path, caplog: pytest.LogCaptureFixture, endings: dict[tuple[str, str, str], set[int]]
+    location: str, caplog: pytest.LogCaptureFixture, endings: dict[tuple[str, str, str], set[int]]
 ) -> LedgerState:
     """(f) Fold runs.jsonl as a worker would; every line that does not parse must be named in a
     warning (``runs.jsonl:<line>``), and no two records may share a seq.
@@ -170,7 +203,7 @@ def load_ledger(
     Appends are single ``write`` calls, so SIGKILL rarely tears one (only a write that crosses
     a page boundary can be cut short); a torn tail is terminated by the next append and then
     reads as a corrupt line. The golden tests load torn and corrupt lines on purpose."""
-    content = (data_dir / "runs.jsonl").read_bytes()
+    content = ledger_bytes(location)
     lines = content.split(b"\n")
     lines.pop()  # b"" after the final newline, or a torn tail not reported until the next append
     bad: list[int] = []
@@ -198,7 +231,7 @@ def load_ledger(
             )
     assert len(seqs) == len(set(seqs)), "two ledger records share a seq"
     caplog.clear()
-    store = FileStore(data_dir)
+    store = open_store(location)
     state = LedgerState()
     try:
         with caplog.at_level(logging.WARNING, logger="platform_shim.store"):
@@ -207,14 +240,14 @@ def load_ledger(
         store.close()
     for number in bad:
         assert any(f"runs.jsonl:{number}:" in m for m in caplog.messages), (number, caplog.messages)
-    add_archived(data_dir, state)
+    add_archived(location, state)
     return state
 
 
-def add_archived(data_dir: Path, state: LedgerState) -> None:
+def add_archived(location: str, state: LedgerState) -> None:
     """Finished runs that compaction moved out of the ledger live in the archive: every one
     must read back whole (run and steps), as the worker would read it."""
-    store = FileStore(data_dir)
+    store = open_store(location)
     try:
         archive = store.open_archive(ARCHIVE_NAME, writable=False)
         for run_id, head, body in archive:
@@ -432,14 +465,22 @@ def no_engine_errors(root: Path) -> None:
             assert bad not in text, f"{log_file.name}: {bad!r}\n{text[-3000:]}"
 
 
+@pytest.fixture(params=["file", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the suite's state lives: a data folder, or a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_db").url
+        return url
+    (tmp_path / "data").mkdir()
+    return str(tmp_path / "data")
+
+
 @pytest.mark.chaos
 @pytest.mark.slow
 def test_workflows_survive_sigkill_at_random_instants(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, location: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = tmp_path
-    data_dir = root / "data"
-    data_dir.mkdir()
     seed = str(random.randrange(1 << 30))
     rng = random.Random(seed)
     acks = Acks()
@@ -452,13 +493,13 @@ def test_workflows_survive_sigkill_at_random_instants(
     for cycle, kind in enumerate(kinds):
         worker = Proc(
             "engine_worker",
-            str(data_dir),
+            location,
             "run",
             seed,
             str(COMPACT_BYTES),
             stderr=root / "worker.err",
         )
-        client = Proc("engine_client", str(data_dir), "run", seed, stderr=root / "client.err")
+        client = Proc("engine_client", location, "run", seed, stderr=root / "client.err")
         try:
             if kind == "blind":
                 time.sleep(rng.uniform(0.25, 0.7))
@@ -487,7 +528,7 @@ def test_workflows_survive_sigkill_at_random_instants(
         assert worker.popen.returncode == -signal.SIGKILL
         assert client.popen.returncode == -signal.SIGKILL
         # Acknowledged means durable: this cycle's starts and events are in the ledger now.
-        state = load_ledger(data_dir, caplog, endings)
+        state = load_ledger(location, caplog, endings)
         collect_signals(state, signals)
         for run_id in (*new.starts, *new_client.starts):
             assert run_id in state.runs, f"cycle {cycle}: acknowledged run {run_id} lost"
@@ -499,20 +540,20 @@ def test_workflows_survive_sigkill_at_random_instants(
     # The drain: no new runs; every run must end.
     worker = Proc(
         "engine_worker",
-        str(data_dir),
+        location,
         "drain",
         seed,
         str(COMPACT_BYTES),
         stderr=root / "worker.err",
     )
-    client = Proc("engine_client", str(data_dir), "drain", seed, stderr=root / "client.err")
+    client = Proc("engine_client", location, "drain", seed, stderr=root / "client.err")
     try:
         drained = worker.read_until(b"drained", DRAIN_TIMEOUT_S)
         if not drained:
             print(worker.stacks())
             worker.kill()
             client.kill()
-            state = load_ledger(data_dir, caplog, endings)
+            state = load_ledger(location, caplog, endings)
             stuck = [
                 (
                     r.run_id,
@@ -536,7 +577,7 @@ def test_workflows_survive_sigkill_at_random_instants(
     no_engine_errors(root)
 
     # (f) the ledger reopens; lines that do not parse are named in warnings.
-    state = load_ledger(data_dir, caplog, endings)
+    state = load_ledger(location, caplog, endings)
     collect_signals(state, signals)
     stats = check_invariants(state, read_effects(root), acks, signals)
     # Every kind of run was exercised, and crashes really interrupted step bodies.
@@ -553,12 +594,12 @@ def test_workflows_survive_sigkill_at_random_instants(
 
     # Recovery is idempotent: a worker on the finished folder starts nothing and runs nothing.
     effects_before = (root / "effects.jsonl").read_bytes()
-    ledger_before = (data_dir / "runs.jsonl").read_bytes()
+    ledger_before = ledger_bytes(location)
 
     async def reopen() -> None:
         engine_worker.EFFECTS = root / "effects.jsonl"
         async with open_platform(
-            data_dir, workflows=engine_worker.WORKFLOWS, watch=False
+            location, workflows=engine_worker.WORKFLOWS, watch=False
         ) as platform:
             await platform.settle()
             listed = await platform.workflows.list(limit=100_000)
@@ -567,7 +608,9 @@ def test_workflows_survive_sigkill_at_random_instants(
 
     asyncio.run(reopen())
     assert (root / "effects.jsonl").read_bytes() == effects_before
-    assert (data_dir / "runs.jsonl").read_bytes() == ledger_before
+    assert ledger_bytes(location) == ledger_before
+    if "://" in location:  # the workers compacted the ledger (a new generation of its rows)
+        assert asyncio.run(ledger_generation(location)) > 1
     print(f"seed {seed}; kill phase {kill_phase:.1f}s; {stats}")
 
 
