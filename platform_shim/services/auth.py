@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,11 +39,10 @@ import orjson
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import dumps
 from platform_shim.services.auth_crypto import (
-    SECRET_FILE,
+    SECRET_NAME,
     dummy_verify,
     hash_password,
     hash_token,
-    load_secret,
     new_token,
     sign_access,
     verify_access,
@@ -103,7 +101,7 @@ class AuthService:
     ) -> None:
         self.state = AuthState()
         self.log: Log = store.open_log("auth", self.state)
-        self._data_dir: Path = store.data_dir
+        self._store = store
         self._clock = clock
         self._events = events
         self._is_worker = is_worker
@@ -115,14 +113,15 @@ class AuthService:
 
     def _secret(self) -> bytes:
         if self._key is None:
-            self._key = load_secret(self._data_dir)
+            self._key = self._store.secret(SECRET_NAME, create=True)
+            assert self._key is not None
         return self._key
 
     def _existing_secret(self) -> bytes | None:
         """The key if one was made: checking a token must not create it (a refused request
-        writes nothing)."""
-        if self._key is None and (self._data_dir / SECRET_FILE).exists():
-            self._key = load_secret(self._data_dir)
+        writes nothing). One key per store, so every host checks every host's tokens."""
+        if self._key is None:
+            self._key = self._store.secret(SECRET_NAME, create=False)
         return self._key
 
     async def _commit(

@@ -15,29 +15,26 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
 from typing import Any
 
 import jwt
 
 __all__ = [
-    "SECRET_FILE",
+    "SECRET_NAME",
     "dummy_verify",
     "hash_password",
     "hash_token",
-    "load_secret",
     "new_token",
     "sign_access",
     "verify_access",
     "verify_password",
 ]
 
-SECRET_FILE = "auth-secret.key"
+SECRET_NAME = "auth-secret"
+"""The store secret that signs access tokens (in a data folder: ``auth-secret.key``)."""
 _N, _R, _P = 2**14, 8, 1
 _MAXMEM = 64 * 1024 * 1024
 _ALGORITHM = "HS256"
@@ -97,35 +94,6 @@ def new_token() -> str:
 def hash_token(token: str) -> str:
     """What is stored for an opaque token (its SHA-256, hex)."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def load_secret(data_dir: Path) -> bytes:
-    """The folder's signing key, created (0600) on first use."""
-    path = data_dir / SECRET_FILE
-    with contextlib.suppress(FileNotFoundError):
-        return _read_secret(path)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    temp = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_hex(32).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temp, path)  # atomic, and refuses to replace a key another process made
-    except FileExistsError:
-        pass
-    finally:
-        temp.unlink()
-    return _read_secret(path)
-
-
-def _read_secret(path: Path) -> bytes:
-    key = path.read_bytes().strip()
-    if len(key) < 32:
-        raise RuntimeError(f"{path} is too short to be a signing key; delete it to make a new one")
-    return key
 
 
 def sign_access(key: bytes, claims: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -42,10 +43,18 @@ from platform_shim.store.jsonl import (
 )
 from platform_shim.store.lock import WorkerLock
 from platform_shim.store.log import FileLog
+from platform_shim.store.memory import check_secret_name, new_secret
 from platform_shim.store.protocol import Consumer, Durability
 from platform_shim.store.watcher import DataWatcher
 
 __all__ = ["FileStore"]
+
+
+def _read_secret(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise StoreError(None, f"{path} is too short to be a secret; delete it to make a new one")
+    return key
 
 
 class FileStore:
@@ -157,6 +166,32 @@ class FileStore:
             os.utime(self._doorbell)
         except FileNotFoundError:
             self._doorbell.touch()
+
+    # -------------------------------------------------------------------------- secrets
+
+    def secret(self, name: str, *, create: bool) -> bytes | None:
+        """``<data>/<name>.key`` (0600), made with a link, which refuses to replace a key
+        another process made at the same moment."""
+        check_secret_name(name)
+        path = self.data_dir / f"{name}.key"
+        with contextlib.suppress(FileNotFoundError):
+            return _read_secret(path)
+        if not create:
+            return None
+        temp = self.data_dir / f".{name}.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, new_secret())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)  # atomic, and refuses to replace a key another process made
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+        return _read_secret(path)
 
     # --------------------------------------------------------------------- worker lock
 

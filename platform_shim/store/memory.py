@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -52,7 +53,15 @@ from platform_shim.store.memory_archive import ArchiveData, MemoryArchive
 from platform_shim.store.protocol import Consumer, Durability, OutOfOrder, Prepare
 from platform_shim.store.turns import Coalescer, OncePerTurn
 
-__all__ = ["MemoryArchive", "MemoryLog", "MemorySpace", "MemoryStore", "check_digest"]
+__all__ = [
+    "MemoryArchive",
+    "MemoryLog",
+    "MemorySpace",
+    "MemoryStore",
+    "check_digest",
+    "check_secret_name",
+    "new_secret",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("platform_shim.store")
@@ -88,6 +97,7 @@ class MemorySpace:
         self.blobs: dict[str, tuple[bytes, float]] = {}
         self.blob_lock = threading.Lock()  # blobs are put from threads
         self.archives: dict[str, ArchiveData] = {}
+        self.secrets: dict[str, bytes] = {}
         self.worker: MemoryStore | None = None
         self.advert: bytes | None = None
         self.watches: list[MemoryWatch] = []
@@ -312,6 +322,17 @@ class MemoryWatch(Coalescer):
             log.exception("catching up with another connection's writes failed")
 
 
+def check_secret_name(name: str) -> None:
+    """A secret's name is a plain word (it names a file in the folder store)."""
+    if not name or not name.replace("-", "").isalnum():
+        raise ValueError(f"not a secret name: {name!r}")
+
+
+def new_secret() -> bytes:
+    """A fresh random secret: 32 random bytes, hex-encoded."""
+    return secrets.token_hex(32).encode()
+
+
 def check_digest(digest: str) -> None:
     """Refuse anything but a sha256 hex digest (a blob name must never be a path)."""
     if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
@@ -383,6 +404,13 @@ class MemoryStore:
         check_digest(digest)
         with self.space.blob_lock:
             self.space.blobs.pop(digest, None)
+
+    def secret(self, name: str, *, create: bool) -> bytes | None:
+        check_secret_name(name)
+        with self.space.blob_lock:
+            if create:
+                return self.space.secrets.setdefault(name, new_secret())
+            return self.space.secrets.get(name)
 
     def acquire_worker_lock(self) -> None:
         holder = self.space.worker

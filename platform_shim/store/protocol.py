@@ -199,6 +199,11 @@ class Store(Protocol):
     def delete_blob(self, digest: str) -> None:
         """Remove a blob nothing refers to."""
 
+    def secret(self, name: str, *, create: bool) -> bytes | None:
+        """The store's random secret ``name`` (a signing key, say), the same for every process
+        and host on the store: made once, by whoever first asks with ``create`` (the others
+        then read that one); None when it was never made and ``create`` is false."""
+
     def acquire_worker_lock(self) -> None:
         """Become the folder's single worker, or raise ``DataDirLocked``."""
 

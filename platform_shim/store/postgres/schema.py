@@ -49,6 +49,7 @@ version 1 tables above stay unused until a service keeps its state in rows of it
 ``blobs``            content-addressed bytes (sha256 hex) with the time they were last put.
 ``archive``          finished records by (archive, key): order, ``at``, head and body (JSON bytes);
                      ``archive_tags`` pages them by tag, highest order first.
+``secrets``          random secrets shared by every host (the auth signing key), made once.
 ``worker``           the one worker's row (pid, host, the backend holding the worker's advisory
                      lock, its advert); it counts only while that backend holds the lock.
 
@@ -313,6 +314,11 @@ CREATE TABLE platform.archive_tags (
     PRIMARY KEY (archive, tag, ord, key)
 );
 CREATE INDEX archive_tags_by_key ON platform.archive_tags (archive, key);
+
+CREATE TABLE platform.secrets (
+    name  text PRIMARY KEY,
+    value bytea NOT NULL
+);
 
 CREATE TABLE platform.worker (
     id          integer PRIMARY KEY CHECK (id = 1),

@@ -33,7 +33,7 @@ import orjson
 
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import Record
-from platform_shim.store.memory import check_digest
+from platform_shim.store.memory import check_digest, check_secret_name, new_secret
 from platform_shim.store.postgres.archive import PostgresArchive
 from platform_shim.store.postgres.bridge import Bridge
 from platform_shim.store.postgres.connect import check_url, connect, redact
@@ -261,6 +261,24 @@ class PostgresStore:
     def delete_blob(self, digest: str) -> None:
         check_digest(digest)
         self.bridge.run(self.execute("DELETE FROM platform.blobs WHERE digest = $1", digest))
+
+    # --------------------------------------------------------------------------- secrets
+
+    def secret(self, name: str, *, create: bool) -> bytes | None:
+        check_secret_name(name)
+        if create:  # the first insert wins; everyone reads the winner's
+            self.bridge.run(
+                self.execute(
+                    "INSERT INTO platform.secrets (name, value) VALUES ($1, $2)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    name,
+                    new_secret(),
+                )
+            )
+        found = self.bridge.run(
+            self.fetch("SELECT value FROM platform.secrets WHERE name = $1", name)
+        )
+        return bytes(found[0]["value"]) if found else None
 
     # ------------------------------------------------------------------------- the worker
 

@@ -17,7 +17,7 @@ import pytest
 from platform_shim.platform import Platform
 from platform_shim.runtime import open_platform
 from platform_shim.services.auth import MAX_FAILURES, AuthError, RateLimited
-from platform_shim.services.auth_crypto import SECRET_FILE
+from platform_shim.services.auth_crypto import SECRET_NAME
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
 from tests.support.eventlog import read_events
@@ -177,10 +177,10 @@ async def test_no_user_enumeration(auth_platform: Platform) -> None:
 async def test_the_signing_secret(auth_platform: Platform, data_dir: Path) -> None:
     with pytest.raises(AuthError):
         await auth_platform.auth.validate("a.b.c")
-    assert not (data_dir / SECRET_FILE).exists()  # created on first use, not by a refusal
+    assert not (data_dir / f"{SECRET_NAME}.key").exists()  # created on first use, not by a refusal
     await signed_up(auth_platform)
     session = await auth_platform.auth.login("ada@example.com", PASSWORD)
-    path = data_dir / SECRET_FILE
+    path = data_dir / f"{SECRET_NAME}.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     claims = jwt.decode(session["access_token"], options={"verify_signature": False})
     forged = {

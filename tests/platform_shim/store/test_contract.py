@@ -423,6 +423,21 @@ def test_archive_names_are_checked(connect: Connect) -> None:
         connect().open_archive("../x", writable=True)
 
 
+# ------------------------------------------------------------------------------- secrets
+
+
+def test_a_secret_is_made_once_and_shared(connect: Connect) -> None:
+    first, second = connect(), connect()
+    assert first.secret("signing", create=False) is None  # asking does not make it
+    made = first.secret("signing", create=True)
+    assert made is not None and len(made) >= 32
+    assert second.secret("signing", create=True) == made  # the second asker reads the first's
+    assert connect().secret("signing", create=False) == made
+    assert first.secret("other", create=True) != made
+    with pytest.raises(ValueError, match="not a secret name"):
+        first.secret("../x", create=True)
+
+
 # -------------------------------------------------------------- worker lock and advert
 
 
