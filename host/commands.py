@@ -260,8 +260,9 @@ async def schedules(platform: Platform, args: argparse.Namespace) -> None:
             rows.append([workflow_id, "?", when(at), "-"])
     sys.stdout.write(table(rows, ["WORKFLOW", "CRON", "LAST TICK (UTC)", "NEXT TICK (UTC)"]) + "\n")
     if not advertised:
+        kind = "folder" if is_folder(platform.store.location) else "store"
         sys.stdout.write(
-            "(no host is running on this folder: its cron triggers are not known here)\n"
+            f"(no host is running on this {kind}: its cron triggers are not known here)\n"
         )
 
 
