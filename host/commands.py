@@ -2,9 +2,9 @@
 
 Each opens the store (a data folder, or a URL such as ``postgresql://…``) as a client
 (``open_client``), so it works with or without a host on it; a running host applies what it
-writes within a second. A URL is only ever shown without its password (``describe``). A command prints its result
-on stdout and raises ``CliError`` for anything the user should read on stderr; ``host.cli`` maps
-that to the exit code (1: not found or failed, 2: usage).
+writes within a second. A URL is only ever shown without its password (``describe``). A
+command prints its result on stdout and raises ``CliError`` for anything the user should read
+on stderr; ``host.cli`` maps that to the exit code (1: not found or failed, 2: usage).
 """
 
 from __future__ import annotations
