@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from platform_shim.clock import Clock, FolderClock, SystemClock
 from platform_shim.context import ServicesContext
-from platform_shim.locations import STORE_VARIABLE, given_location, resolve_location
+from platform_shim.locations import STORE_VARIABLE, describe, given_location, resolve_location
 from platform_shim.services.auth import AuthService
 from platform_shim.services.database import DatabaseService, DbState
 from platform_shim.services.events import EventsService
@@ -114,7 +114,7 @@ class Platform:
         self.store.close()
 
     def __repr__(self) -> str:
-        return f"<Platform {self.store.location!r}>"
+        return f"<Platform {describe(self.store.location)!r}>"  # a URL without its password
 
 
 def open_client(

@@ -2,7 +2,8 @@
 
 A ``python -m host serve --store URL`` subprocess on a fresh database (``postgres_db``) starts a
 workflow and answers its result over HTTP; the CLI's data commands work on the same URL, beside
-the host and without one. The URL carries a password (the test cluster trusts loopback, so any
+the host and without one; in process, ``open_platform(store=URL)`` runs a workflow and
+``get_platform()`` on ``$PLATFORM_STORE`` reads what it wrote. The URL carries a password (the test cluster trusts loopback, so any
 password is accepted): it must never appear in the host's log or the CLI's output. An
 unreachable database is one ``error:`` line, exit 1, for the host and for a data command.
 
@@ -14,7 +15,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from platform_shim import get_platform, open_platform
+from platform_shim import platform as platform_module
+from platform_shim.workflows import define_workflow
 from tests.host.hosting import check_tracebacks, write_project
 from tests.support import hostproc
 from tests.support.hostproc import cli, free_port, spawn
@@ -91,3 +98,32 @@ def test_an_unreachable_database_is_one_line_without_password(tmp_path: Path) ->
         assert len(errors) == 1, output
         assert "alice:***@127.0.0.1" in errors[0], output
     assert not (project / "data").exists()
+
+
+@define_workflow({"id": "double"})
+async def double(input: int, step: Any, ctx: Any) -> Any:
+    return await step.run("double", lambda: input * 2)
+
+
+async def test_open_platform_store_url_and_get_platform_on_platform_store(
+    postgres_db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = with_password(postgres_db.url)
+    async with open_platform(store=url, workflows=[double]) as platform:
+        assert await (await platform.workflows.start("double", 21)).result() == 42
+        await platform.kv.put("ns", "k", "from the worker")
+        assert get_platform() is platform  # inside: the running platform
+    no_password(repr(platform))
+
+    monkeypatch.delenv("PLATFORM_DATA_DIR", raising=False)
+    monkeypatch.setenv("PLATFORM_STORE", url)
+    saved = dict(platform_module._clients)
+    platform_module._clients.clear()
+    try:
+        client = get_platform()
+        assert await client.kv.get("ns", "k") == "from the worker"
+    finally:
+        for opened in platform_module._clients.values():
+            opened.close()
+        platform_module._clients.clear()
+        platform_module._clients.update(saved)

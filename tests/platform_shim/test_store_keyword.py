@@ -47,6 +47,7 @@ async def test_open_platform_store_memory_runs_a_workflow() -> None:
         handle = await platform.workflows.start("double", 21)
         assert await handle.result() == 42
         assert platform.store.location.startswith("memory:")
+        assert repr(platform) == f"<Platform {platform.store.location!r}>"
 
 
 async def test_open_platform_store_folder_is_the_same_as_the_positional_folder(
