@@ -92,7 +92,7 @@ class HostState:
         project = load_project_config(config.project_dir)
         options.realtime_history = project.history
         worker = Worker(
-            config.data_dir or "data",
+            config.location,
             registry=self.loader.registry,
             clock=self.clock,
             options=options,
@@ -186,7 +186,8 @@ def create_app(
     state = HostState(config)
     if clock is None and config.dev:
         # POST /api/dev/clock {"advance": "24h"} skips ahead; the offset is kept in the data
-        # folder, so the CLI and scripts on the folder see the same time.
+        # folder, so the CLI and scripts on the folder see the same time (on a store that is
+        # no folder, data_dir is None: the offset is this host's alone).
         clock = SkippableClock(config.data_dir)
 
     @contextlib.asynccontextmanager

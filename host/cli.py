@@ -1,10 +1,14 @@
 """``python -m host`` (also ``platform-host``): serve the project, build it, work on its data.
 
 One rule places the folders, stated once in ``--help`` and the README: the project folder is the
-PROJECT argument of ``dev``, ``serve`` and ``build``, else the current folder; the data folder
-is ``--data DIR``, else ``$PLATFORM_DATA_DIR``, else ``PROJECT/data``. Nothing is created by a
-typo: a missing project folder is an error, and a missing data folder is an error for every
-command except ``dev`` and ``serve`` (which create it) and the writes given ``--create``.
+PROJECT argument of ``dev``, ``serve`` and ``build``, else the current folder; the state lives
+at ``--store LOCATION`` or ``--data DIR`` (one or the other), else ``$PLATFORM_STORE``, else
+``$PLATFORM_DATA_DIR``, else ``PROJECT/data`` (``platform_shim.locations``: the command line
+beats the environment). A LOCATION is a URL (``postgresql://…``, ``memory:``) or a folder.
+Nothing is created by a typo: a missing project folder is an error, a missing data folder is an
+error for every command except ``dev`` and ``serve`` (which create it) and the writes given
+``--create``, and a LOCATION that looks like a URL but is no usable one is a usage error.
+A URL's password is never printed: messages show it as ``***``.
 
 Errors are one line on stderr after ``error: ``; exit codes mean the same everywhere: 0 done,
 1 not found or failed, 2 a wrong command line.
@@ -15,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +40,13 @@ FOLDER_RULE = (
     " current folder; the data folder is --data DIR, else $PLATFORM_DATA_DIR, else PROJECT/data."
     " dev and serve create the data folder; the other commands need it to exist (the writes"
     " start, send-event and kv put create it with --create)."
+)
+STORE_RULE = (
+    "Stores: --store LOCATION puts the state elsewhere: a PostgreSQL database"
+    " (postgresql://USER:PASSWORD@HOST:PORT/DATABASE, for several hosts on one app), memory:"
+    " (in the host's memory, gone when it stops; not for the data commands) or a folder."
+    " Give --store or --data, not both; either beats the environment, where $PLATFORM_STORE"
+    " beats $PLATFORM_DATA_DIR."
 )
 EXIT_CODES = "Exit codes: 0 done, 1 not found or failed, 2 a wrong command line."
 
@@ -62,23 +72,38 @@ def _project(args: argparse.Namespace) -> Path:
     return project
 
 
-def _data_dir(args: argparse.Namespace, project: Path) -> Path:
-    if args.data:
-        return Path(args.data).absolute()
-    env = os.environ.get("PLATFORM_DATA_DIR")
-    return Path(env).absolute() if env else project / "data"
+def _location(args: argparse.Namespace, project: Path) -> str | Path:
+    """Where the state lives (the module docstring's rule); a bad URL is a usage error."""
+    from platform_shim.locations import resolve_location
+    from platform_shim.store.postgres import BadStoreUrl
+
+    try:
+        return resolve_location(store=args.store, data=args.data or None, default=project / "data")
+    except BadStoreUrl as exc:
+        raise CliError(str(exc), USAGE) from None
 
 
-def _existing_data_dir(args: argparse.Namespace) -> Path:
-    data = _data_dir(args, Path.cwd())
-    if data.is_dir() or getattr(args, "create", False):
-        return data
-    if data.exists():
-        raise CliError(f"the data folder {data} is not a folder")
+def _existing_location(args: argparse.Namespace) -> str | Path:
+    """The data commands' location: a URL, or a folder that exists (or ``--create``)."""
+    from platform_shim.store import MEMORY_SCHEME
+
+    location = _location(args, Path.cwd())
+    if isinstance(location, str):
+        if location.startswith(MEMORY_SCHEME):
+            raise CliError(
+                f"{location!r} lives in the memory of the process that opens it: this command"
+                " would see an empty store (give a URL or a folder)",
+                USAGE,
+            )
+        return location
+    if location.is_dir() or getattr(args, "create", False):
+        return location
+    if location.exists():
+        raise CliError(f"the data folder {location} is not a folder")
     hint = " (or pass --create)" if hasattr(args, "create") else ""
     raise CliError(
-        f"no data folder at {data}: run this inside a project whose host has run, or point"
-        f" --data (or $PLATFORM_DATA_DIR) at one{hint}"
+        f"no data folder at {location}: run this inside a project whose host has run, or point"
+        f" --data or --store (or $PLATFORM_DATA_DIR, $PLATFORM_STORE) at one{hint}"
     )
 
 
@@ -89,12 +114,21 @@ def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
     from host.loader import LoadError
     from host.project_config import ProjectConfigError
     from host.server import StartupError, run_server
-    from platform_shim.errors import DataDirLocked, DefinitionError
+    from platform_shim.errors import DataDirLocked, DefinitionError, PlatformError
+    from platform_shim.locations import scrub
+    from platform_shim.store.postgres import BadStoreUrl
 
     project = _project(args)
+    location = _location(args, project)
+
+    def fail(message: str, code: int = 1) -> int:
+        # The store's own errors may quote its URL whole: never its password.
+        return _fail(scrub(message, location), code)
+
     config = HostConfig(
         project_dir=project,
-        data_dir=_data_dir(args, project),
+        data_dir=location if isinstance(location, Path) else None,
+        store=location if isinstance(location, str) else None,
         host=args.host,
         port=args.port,
         dev=dev,
@@ -105,14 +139,18 @@ def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
     try:
         config.check()
     except SystemExit as exc:  # another address without a token: refused, one line
-        return _fail(str(exc.code))
+        return fail(str(exc.code))
     try:
         asyncio.run(run_server(config))
     except DataDirLocked as exc:
         # Named, so that a person or a script can tell "another host has it" from other errors.
-        return _fail(f"DataDirLocked: {exc}")
+        return fail(f"DataDirLocked: {exc}")
     except (StartupError, LoadError, DefinitionError, ProjectConfigError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
+    except BadStoreUrl as exc:  # the URL passed our check but not the store's
+        return fail(str(exc), USAGE)
+    except PlatformError as exc:  # the store refused to open: unreachable, a newer schema
+        return fail(str(exc))
     except KeyboardInterrupt:
         return 0
     return 0
@@ -133,26 +171,35 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-DataCommand = Callable[["Platform", Path, argparse.Namespace], Awaitable[None]]
+DataCommand = Callable[["Platform", argparse.Namespace], Awaitable[None]]
 
 
-async def _on_client(command: DataCommand, args: argparse.Namespace) -> None:
+async def _on_client(command: DataCommand, location: str | Path, args: argparse.Namespace) -> None:
     from platform_shim.platform import open_client
 
-    data = _existing_data_dir(args)
-    platform = open_client(data)
+    platform = open_client(store=location)
     try:
-        await command(platform, data, args)
+        await command(platform, args)
     finally:
         platform.close()
 
 
 def _run_data_command(args: argparse.Namespace) -> int:
     from platform_shim.errors import PlatformError
+    from platform_shim.locations import scrub
+
+    try:
+        location = _existing_location(args)
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+
+    def fail(message: str, code: int = 1) -> int:
+        # The store's own errors may quote its URL whole: never its password.
+        return _fail(scrub(message, location), code)
 
     try:
         if args.command == "compact":
-            asyncio.run(commands.compact(_existing_data_dir(args), args))
+            asyncio.run(commands.compact(location, args))
         else:
             handler: DataCommand = {
                 "runs": commands.runs,
@@ -161,15 +208,16 @@ def _run_data_command(args: argparse.Namespace) -> int:
                 "kv": commands.kv,
                 "schedules": commands.schedules,
             }[args.command]
-            asyncio.run(_on_client(handler, args))
+            asyncio.run(_on_client(handler, location, args))
     except CliError as exc:
-        return _fail(str(exc), exc.code)
+        return fail(str(exc), exc.code)
     except (LookupError, PlatformError, OSError) as exc:
-        # Not found (an unknown workflow or run) or failed (a locked or unwritable folder).
-        return _fail(str(exc))
+        # Not found (an unknown workflow or run) or failed (a locked or unwritable folder, an
+        # unreachable database).
+        return fail(str(exc))
     except (ValueError, TypeError) as exc:
         # A value the command line gave that the platform refuses (a bad key, a bad duration).
-        return _fail(str(exc), USAGE)
+        return fail(str(exc), USAGE)
     return 0
 
 
@@ -194,13 +242,23 @@ def _version() -> str:
 
 
 def _data_option(p: argparse.ArgumentParser, *, top: bool = False) -> None:
-    # On the top parser and on every subcommand: --data goes before or after the subcommand.
-    # A subcommand's default is "not given", so it never hides one given before it.
-    p.add_argument(
+    # On the top parser and on every subcommand: --data and --store go before or after the
+    # subcommand. A subcommand's default is "not given", so it never hides one given before it
+    # (main refuses --data and --store given on either side of the subcommand).
+    given = p.add_mutually_exclusive_group()
+    given.add_argument(
         "--data",
         metavar="DIR",
         default=None if top else argparse.SUPPRESS,
-        help="the data folder (default: $PLATFORM_DATA_DIR, else PROJECT/data; see --help)",
+        help="the data folder (default: $PLATFORM_STORE, else $PLATFORM_DATA_DIR, else"
+        " PROJECT/data; see --help)",
+    )
+    given.add_argument(
+        "--store",
+        metavar="LOCATION",
+        default=None if top else argparse.SUPPRESS,
+        help="where the state lives instead: postgresql://USER:PASSWORD@HOST:PORT/DATABASE,"
+        " memory: or a folder (default: $PLATFORM_STORE; see --help)",
     )
 
 
@@ -214,7 +272,8 @@ def _parser(prog: str = "python -m host") -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="A local serverless-style function host for Python with durable workflows.",
-        epilog=f"{textwrap.fill(FOLDER_RULE, 79)}\n\n{EXIT_CODES}\nEvery command has --help.",
+        epilog=f"{textwrap.fill(FOLDER_RULE, 79)}\n\n{textwrap.fill(STORE_RULE, 79)}\n\n"
+        f"{EXIT_CODES}\nEvery command has --help.",
         formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog is wrapped by hand
     )
     parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
@@ -225,7 +284,9 @@ def _parser(prog: str = "python -m host") -> argparse.ArgumentParser:
         ("dev", "serve with hot reload of workflows/, events/, routes/"),
         ("serve", "serve (no reload)"),
     ):
-        p = sub.add_parser(name, help=help_text, description=f"{help_text}. {FOLDER_RULE}")
+        p = sub.add_parser(
+            name, help=help_text, description=f"{help_text}. {FOLDER_RULE} {STORE_RULE}"
+        )
         p.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
         p.add_argument(
             "--host",
@@ -360,6 +421,9 @@ def _prog() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser(_prog())
     args = parser.parse_args(argv)
+    if args.data is not None and args.store is not None:
+        # One on each side of the subcommand (one parser refuses both on its own side).
+        parser.error("argument --store: not allowed with argument --data")
     if args.command is None:
         parser.print_help()
         return 0

@@ -1,9 +1,10 @@
 """The CLI's data commands: runs, start, send-event, kv, schedules, compact.
 
-Each opens the data folder as a client (``open_client``), so it works with or without a host on
-the folder; a running host applies what it writes within a second. A command prints its result
-on stdout and raises ``CliError`` for anything the user should read on stderr; ``host.cli`` maps
-that to the exit code (1: not found or failed, 2: usage).
+Each opens the store (a data folder, or a URL such as ``postgresql://…``) as a client
+(``open_client``), so it works with or without a host on it; a running host applies what it
+writes within a second. A URL is only ever shown without its password (``describe``). A
+command prints its result on stdout and raises ``CliError`` for anything the user should read
+on stderr; ``host.cli`` maps that to the exit code (1: not found or failed, 2: usage).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from host.progress import Progress
+from platform_shim.locations import describe, is_folder
 
 if TYPE_CHECKING:
     from platform_shim.platform import Platform
@@ -72,8 +74,10 @@ def advert(platform: Platform) -> dict[str, Any]:
 
 def _no_worker_note(platform: Platform, what: str) -> None:
     if platform.store.worker_pid() is None:
+        where = platform.store.location
+        kind = "folder" if is_folder(where) else "store"
         sys.stderr.write(
-            f"note: no host is running on {platform.store.location}: {what} when one opens the folder\n"
+            f"note: no host is running on {describe(where)}: {what} when one opens the {kind}\n"
         )
 
 
@@ -104,18 +108,18 @@ async def _list_runs(workflows: WorkflowsService, args: argparse.Namespace) -> l
     return found
 
 
-async def _known_workflows(platform: Platform, data_dir: Path) -> list[str]:
+async def _known_workflows(platform: Platform) -> list[str]:
     """Workflow ids the running host serves, and those with recorded runs."""
     known = set(advert(platform).get("workflows", []))
     known.update(run.workflow_id for run in await platform.workflows.list(limit=10_000))
     return sorted(known)
 
 
-async def _runs_list(platform: Platform, data_dir: Path, args: argparse.Namespace) -> None:
+async def _runs_list(platform: Platform, args: argparse.Namespace) -> None:
     workflows = platform.workflows
     found = await _list_runs(workflows, args)
     if not found and args.workflow is not None:
-        known = await _known_workflows(platform, data_dir)
+        known = await _known_workflows(platform)
         if args.workflow not in known:
             listing = ", ".join(known) if known else "none recorded on this folder"
             raise CliError(f"no runs of workflow {args.workflow!r}; known workflows: {listing}")
@@ -174,12 +178,12 @@ async def _runs_show(platform: Platform, run: WorkflowRun, args: argparse.Namesp
     out.write("\n" + table(rows, ["STEP", "KIND", "STATUS", "STARTED (UTC)", "TOOK", ""]) + "\n")
 
 
-async def runs(platform: Platform, data_dir: Path, args: argparse.Namespace) -> None:
+async def runs(platform: Platform, args: argparse.Namespace) -> None:
     with Progress("reading the run ledger"):
         workflows = platform.workflows
         await workflows.counts()
     if args.runs_command == "list":
-        await _runs_list(platform, data_dir, args)
+        await _runs_list(platform, args)
         return
     run = await workflows.handle(args.run_id).status()
     if run is None:
@@ -200,7 +204,7 @@ async def runs(platform: Platform, data_dir: Path, args: argparse.Namespace) -> 
 # ---------------------------------------------------------------------- writes and reads
 
 
-async def start(platform: Platform, data_dir: Path, args: argparse.Namespace) -> None:
+async def start(platform: Platform, args: argparse.Namespace) -> None:
     handle = await platform.workflows.start(
         args.workflow_id, json_arg(args.input, "input"), run_id=args.run_id
     )
@@ -208,14 +212,14 @@ async def start(platform: Platform, data_dir: Path, args: argparse.Namespace) ->
     _no_worker_note(platform, "the run is queued and runs")
 
 
-async def send_event(platform: Platform, data_dir: Path, args: argparse.Namespace) -> None:
+async def send_event(platform: Platform, args: argparse.Namespace) -> None:
     payload = json_arg(args.payload, "payload")
     count = await platform.workflows.send_event(args.type, payload)
     sys.stdout.write(f"{count} parked run(s) resumed\n")
     _no_worker_note(platform, "the event is kept, and waiting runs take it")
 
 
-async def kv(platform: Platform, data_dir: Path, args: argparse.Namespace) -> None:
+async def kv(platform: Platform, args: argparse.Namespace) -> None:
     if args.kv_command == "get":
         value = await platform.kv.get(args.ns, args.key)
         if value is None:
@@ -234,7 +238,7 @@ async def kv(platform: Platform, data_dir: Path, args: argparse.Namespace) -> No
             sys.stderr.write(f"more: --cursor {listing['cursor']}\n")
 
 
-async def schedules(platform: Platform, data_dir: Path, args: argparse.Namespace) -> None:
+async def schedules(platform: Platform, args: argparse.Namespace) -> None:
     """Cron triggers as the running host advertises them, with their last and next ticks."""
     from platform_shim.workflows.cron import CronSchedule
 
@@ -256,23 +260,27 @@ async def schedules(platform: Platform, data_dir: Path, args: argparse.Namespace
             rows.append([workflow_id, "?", when(at), "-"])
     sys.stdout.write(table(rows, ["WORKFLOW", "CRON", "LAST TICK (UTC)", "NEXT TICK (UTC)"]) + "\n")
     if not advertised:
+        kind = "folder" if is_folder(platform.store.location) else "store"
         sys.stdout.write(
-            "(no host is running on this folder: its cron triggers are not known here)\n"
+            f"(no host is running on this {kind}: its cron triggers are not known here)\n"
         )
 
 
-async def compact(data_dir: Path, args: argparse.Namespace) -> None:
-    """Compact the folder here, or ask the host that owns it to."""
+async def compact(location: str | Path, args: argparse.Namespace) -> None:
+    """Compact the store here, or ask the host that owns it to."""
     from platform_shim.errors import DataDirLocked
     from platform_shim.platform import open_client
     from platform_shim.runtime import Worker
 
-    worker = Worker(data_dir)
+    where = describe(location)
+    worker = Worker(location)
     try:
-        with Progress("opening the data folder"):
+        with Progress(
+            "opening the store" if isinstance(location, str) else "opening the data folder"
+        ):
             worker.open()
     except DataDirLocked:
-        client = open_client(data_dir)
+        client = open_client(store=location)
         try:
             pid = client.store.worker_pid()
             await client.workflows.request_compaction()
@@ -282,7 +290,7 @@ async def compact(data_dir: Path, args: argparse.Namespace) -> None:
             print_json({"askedHost": pid})
         else:
             sys.stdout.write(
-                f"A host (process {pid}) has {data_dir} open: asked it to compact"
+                f"A host (process {pid}) has {where} open: asked it to compact"
                 " (it does so within a second; its log says how much it saved).\n"
             )
         return
@@ -296,7 +304,7 @@ async def compact(data_dir: Path, args: argparse.Namespace) -> None:
         return
     events, ledger = report["events"], report["runs"]
     sys.stdout.write(
-        f"Compacted {data_dir}: the event stream from {_size(events['before'])} to"
+        f"Compacted {where}: the event stream from {_size(events['before'])} to"
         f" {_size(events['after'])} ({events['kept']} event(s) kept), the run ledger from"
         f" {_size(ledger['before'])} to {_size(ledger['after'])}"
         f" ({ledger['pruned']} finished run(s) past retention pruned).\n"

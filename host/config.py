@@ -1,4 +1,9 @@
-"""The host's settings, from the command line and the environment."""
+"""The host's settings, from the command line and the environment.
+
+Where the state lives follows ``platform_shim.locations``' one rule: ``store`` or ``data_dir``
+as given, else ``$PLATFORM_STORE``, else ``$PLATFORM_DATA_DIR``, else ``PROJECT/data``; after
+construction exactly one of ``store`` (a URL) and ``data_dir`` (a folder) is set.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from platform_shim.locations import describe, resolve_location
 from platform_shim.store.protocol import Durability
 
 __all__ = ["DEFAULT_MAX_BODY", "HostConfig", "is_loopback"]
@@ -31,6 +37,11 @@ class HostConfig:
 
     project_dir: Path = field(default_factory=lambda: Path("."))
     data_dir: Path | None = None
+    """The data folder; None when ``store`` is a URL."""
+    store: str | None = None
+    """Where state lives, as ``--store`` names it: a URL (``postgresql://…``, ``memory:``) or a
+    folder (which then becomes ``data_dir``). Left out with ``data_dir``: ``$PLATFORM_STORE``,
+    else ``$PLATFORM_DATA_DIR``, else ``PROJECT/data`` (``platform_shim.locations``)."""
     host: str = "127.0.0.1"
     port: int = 3001
     dev: bool = False
@@ -44,10 +55,13 @@ class HostConfig:
 
     def __post_init__(self) -> None:
         self.project_dir = Path(self.project_dir).resolve()
-        if self.data_dir is None:
-            env = os.environ.get("PLATFORM_DATA_DIR")
-            self.data_dir = Path(env) if env else self.project_dir / "data"
-        self.data_dir = Path(self.data_dir).absolute()
+        location = resolve_location(
+            store=self.store, data=self.data_dir, default=self.project_dir / "data"
+        )
+        if isinstance(location, Path):
+            self.data_dir, self.store = location, None
+        else:
+            self.data_dir, self.store = None, location
         if self.token is None:
             self.token = os.environ.get("PLATFORM_TOKEN") or None
         env_hosts = os.environ.get("PLATFORM_ALLOWED_HOSTS", "")
@@ -58,6 +72,18 @@ class HostConfig:
         env_body = os.environ.get("PLATFORM_MAX_BODY")
         if env_body and self.max_body == DEFAULT_MAX_BODY:
             self.max_body = int(env_body)
+
+    @property
+    def location(self) -> str | Path:
+        """The store's URL, or the data folder."""
+        location = self.store or self.data_dir
+        assert location is not None  # __post_init__ sets one of them
+        return location
+
+    @property
+    def where(self) -> str:
+        """The location for messages and logs (a URL without its password)."""
+        return describe(self.location)
 
     def check(self) -> None:
         """Refuse settings that would expose the host: another address without a token."""

@@ -90,7 +90,7 @@ async def run_server(config: HostConfig, **app_options: Any) -> None:
         "%s on %s (data: %s)",
         "dev server (hot reload)" if config.dev else "serving",
         url,
-        config.data_dir,
+        config.where,
     )
     log.info("dashboard: %s/_platform/", url)
     try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from platform_shim.clock import Clock, FolderClock, SystemClock
 from platform_shim.context import ServicesContext
+from platform_shim.locations import STORE_VARIABLE, describe, given_location, resolve_location
 from platform_shim.services.auth import AuthService
 from platform_shim.services.database import DatabaseService, DbState
 from platform_shim.services.events import EventsService
@@ -24,7 +25,7 @@ from platform_shim.services.realtime import RealtimeService
 from platform_shim.services.signals import RelayingClientWorkflows
 from platform_shim.services.storage import StorageService, StorageState
 from platform_shim.services.stream import EventStream
-from platform_shim.store import Location, open_store
+from platform_shim.store import MEMORY_SCHEME, Location, open_store
 from platform_shim.store.protocol import Durability, Store
 
 if TYPE_CHECKING:
@@ -35,9 +36,10 @@ __all__ = ["Platform", "ServicesContext", "current_platform", "get_platform"]
 
 current_platform: ContextVar[Platform | None] = ContextVar("current_platform", default=None)
 
-# Client platforms by data folder: a process opening the same folder twice would load it twice
-# and fold every write twice. This cache is the one module-level state we keep, on purpose.
-_clients: dict[Path, Platform] = {}
+# Client platforms by location (a folder's absolute path, a URL): a process opening the same
+# store twice would load it twice and fold every write twice. This cache is the one
+# module-level state we keep, on purpose.
+_clients: dict[str | Path, Platform] = {}
 
 
 class Platform:
@@ -112,32 +114,40 @@ class Platform:
         self.store.close()
 
     def __repr__(self) -> str:
-        return f"<Platform {self.store.location!r}>"
+        return f"<Platform {describe(self.store.location)!r}>"  # a URL without its password
 
 
 def open_client(
-    data_dir: Location,
+    data_dir: Location | None = None,
     *,
+    store: Location | None = None,
     durability: Durability = "fsync",
     clock: Clock | None = None,
 ) -> Platform:
-    """A client platform on ``data_dir`` (no engine; the folder's worker runs what it records).
+    """A client platform on a data folder (``data_dir``) or on any store (``store``: a URL such as
+    ``postgresql://…``, or a folder): no engine; the store's worker runs what it records.
 
     Its clock is by default the folder's (``FolderClock``): the same as a ``dev`` host's that
     skipped ahead."""
-    store = open_store(data_dir, durability=durability)
-    return Platform(store, clock or FolderClock(store.data_dir))
+    opened = open_store(given_location(data_dir, store, "open_client"), durability=durability)
+    return Platform(opened, clock or FolderClock(opened.data_dir))
 
 
 def get_platform() -> Platform:
     """The running platform (inside a host or ``open_platform``), else a client on
-    ``PLATFORM_DATA_DIR`` (default ``./data``), opened once per process and folder."""
+    ``$PLATFORM_STORE`` (a URL or a folder), else on ``$PLATFORM_DATA_DIR``, else on ``./data``,
+    opened once per process and location."""
     running = current_platform.get()
     if running is not None:
         return running
-    data_dir = Path(os.environ.get("PLATFORM_DATA_DIR", "data")).absolute()
-    client = _clients.get(data_dir)
+    location = resolve_location(default=Path("data"))
+    if isinstance(location, str) and location.startswith(MEMORY_SCHEME):
+        raise ValueError(
+            f"${STORE_VARIABLE}={location!r} is private to the process that opens it: a client"
+            " here would see an empty store (open_platform('memory:') runs one in this process)"
+        )
+    client = _clients.get(location)
     if client is None:
         durability: Any = os.environ.get("PLATFORM_DURABILITY", "fsync")
-        client = _clients[data_dir] = open_client(data_dir, durability=durability)
+        client = _clients[location] = open_client(store=location, durability=durability)
     return client

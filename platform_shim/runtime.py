@@ -25,6 +25,7 @@ from typing import Any
 from platform_shim.clock import Clock, SystemClock
 from platform_shim.dispatch import Dispatcher, DispatchState, default_handler_backoff
 from platform_shim.events import EventHandler
+from platform_shim.locations import given_location
 from platform_shim.maintenance import Maintenance
 from platform_shim.platform import Platform, current_platform
 from platform_shim.scheduler import Scheduler
@@ -524,24 +525,28 @@ def _fence() -> tuple[None, None]:
 
 @asynccontextmanager
 async def open_platform(
-    data_dir: Location,
+    data_dir: Location | None = None,
     *,
+    store: Location | None = None,
     workflows: Iterable[Workflow] = (),
     handlers: Iterable[EventHandler] = (),
     clock: Clock | None = None,
     durability: Durability = "fsync",
     **options: Any,
 ) -> AsyncIterator[Platform]:
-    """Run the engine, dispatcher and scheduler on ``data_dir`` in this process.
+    """Run the engine, dispatcher and scheduler on ``data_dir`` (or ``store``) in this process.
 
     ``data_dir`` is a folder, or ``"memory:"`` / a ``MemorySpace`` for state kept in memory
-    (``platform_shim.store.memory``: the same semantics, nothing written to disk).
+    (``platform_shim.store.memory``: the same semantics, nothing written to disk). ``store=`` is
+    the alternative for any location, read as ``--store`` is: a URL (``postgresql://…``,
+    ``memory:``) or a folder; a bad URL raises ``BadStoreUrl`` (a ``ValueError``) naming it
+    without its password. Exactly one of the two is given.
 
     Raises ``DataDirLocked`` (naming the holder's pid) if another worker has the folder. Inside
     the block ``get_platform()`` returns this platform. ``options`` are ``WorkerOptions``.
     """
     worker = Worker(
-        data_dir,
+        given_location(data_dir, store, "open_platform"),
         registry=WorkflowRegistry(workflows),
         handlers=handlers,
         clock=clock,

@@ -1,7 +1,8 @@
 """The one way the tests run a real host: ``python -m host <command>`` in a subprocess.
 
 ``HostProcess`` keeps a project, a data folder and a port across successive processes:
-``start()`` spawns ``python -m host serve|dev <project> --port <port> --data <data>`` with its
+``start()`` spawns ``python -m host serve|dev <project> --port <port> --data <data>`` (or
+``--store <store>`` when given one, or neither for ``data=None``: the environment decides) with its
 output in ``<logs>/host-<n>.log`` (a pipe nobody reads would fill up and block it),
 ``wait_ready()`` polls until it answers, ``stop()`` sends SIGTERM (as a user's Ctrl-C would) and
 waits for the graceful shutdown, ``kill()`` sends SIGKILL at once. ``running_host`` wraps one
@@ -114,9 +115,10 @@ class HostProcess:
     def __init__(
         self,
         project: Path,
-        data: Path,
+        data: Path | None,
         logs: Path,
         *,
+        store: str | None = None,
         command: str = "serve",
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
@@ -126,6 +128,7 @@ class HostProcess:
     ) -> None:
         self.project = project
         self.data = data
+        self.store = store
         self.logs = logs
         self.command = command
         self.args = tuple(args)
@@ -167,7 +170,11 @@ class HostProcess:
         assert self.proc is None or self.proc.poll() is not None, "a host is still running"
         self.count += 1
         self.log_path = self.logs / f"host-{self.count}.log"
-        args = [self.command, str(self.project), "--port", str(self.port), "--data", str(self.data)]
+        args = [self.command, str(self.project), "--port", str(self.port)]
+        if self.store is not None:
+            args += ["--store", self.store]
+        elif self.data is not None:
+            args += ["--data", str(self.data)]
         self.proc = spawn(
             [*args, *self.args, *extra], self.log_path, env={**self.env, **env}, cwd=self.cwd
         )
@@ -291,7 +298,7 @@ class HostProcess:
 @contextlib.contextmanager
 def running_host(
     project: Path,
-    data: Path,
+    data: Path | None,
     logs: Path,
     *,
     extra_check: Callable[[str], None] | None = None,
