@@ -20,6 +20,9 @@ Invariants (the contract's, as this table keeps them):
 - **Compaction keeps every append.** ``rewrite`` writes the live lines as the next generation
   while appends go on, then, with the row locked, copies what was appended meanwhile after them
   and flips the generation in one transaction; a reader that sees a new generation replays it.
+
+Size (over 400 lines, on purpose): the commit cycle, its lease on the lock, catching up and the
+rewrite share the log's position, generation and lock; apart they would race.
 """
 
 from __future__ import annotations
