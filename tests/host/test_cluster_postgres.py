@@ -1,0 +1,123 @@
+"""Several real hosts on one PostgreSQL database (issue 14): every call works on any host.
+
+Two ``serve`` processes with ``--store postgresql://…`` on a fresh database: the first is the
+worker, the second its standby, serving the API as a client of the same database. What one host
+writes (a run, a KV entry, a user, a document) reads back at once through the other; a unique
+``_id`` holds across hosts (two concurrent inserts: one wins, the other is a 409); an event sent
+through the standby resumes a run parked on the worker, woken by NOTIFY (the worker's poll is
+set to an hour here, so polling cannot be what wakes it). The standby's takeover after a SIGKILL
+runs in ``test_standby.py``, which runs on this store too.
+
+Timeouts are guards against a broken feature, not timings (``python -m bench.peers`` and
+``python -m bench.failover`` measure).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.hostproc import HostProcess
+from tests.support.postgres import PostgresDatabase
+from tests.support.standby_project import EVENT_TYPE, write_standby_project
+from tests.support.waiting import wait_until
+
+AUTH = "/api/platform/auth"
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, postgres_db: PostgresDatabase) -> Iterator[tuple[HostProcess, HostProcess]]:
+    project = write_standby_project(tmp_path)
+    # The worker's catch-up poll is an hour: only NOTIFY can wake it within the test.
+    slow_poll = {"PLATFORM_POLL_INTERVAL": "3600"}
+    worker = HostProcess(project, None, tmp_path / "logs-a", store=postgres_db.url, env=slow_poll)
+    standby = HostProcess(project, None, tmp_path / "logs-b", store=postgres_db.url)
+    try:
+        worker.launch()
+        standby.launch()
+        standby.wait_for_log("standby: the worker on")
+        yield worker, standby
+    finally:
+        for host in (standby, worker):
+            if host.proc is not None and host.proc.poll() is None:
+                host.stop()
+
+
+def test_a_run_started_on_the_standby_reads_the_same_on_both(
+    hosts: tuple[HostProcess, HostProcess],
+) -> None:
+    worker, standby = hosts
+    run_id = standby.start_run("quick", {})
+    done = worker.wait_status(run_id, "completed", timeout=30)
+    assert standby.wait_status(run_id, "completed", timeout=30) == done
+    assert [s["name"] for s in standby.history(run_id)] == ["q"]
+    assert worker.log().count(f"run {run_id}") >= 1  # the worker ran it
+    assert f"run {run_id} completed" not in standby.log()
+
+
+def test_kv_users_and_documents_are_shared(hosts: tuple[HostProcess, HostProcess]) -> None:
+    worker, standby = hosts
+    assert worker.http.put("/api/kv/shared/k", json={"v": 1}).status_code == 200
+    assert standby.http.get("/api/kv/shared/k").json() == {"v": 1}
+
+    # A token signed by one host is valid on the other (one signing key per store).
+    user = standby.http.post(
+        f"{AUTH}/register", json={"email": "c@example.com", "password": "pw-long-enough"}
+    )
+    assert user.status_code == 200, user.text
+    session = standby.http.post(
+        f"{AUTH}/login", json={"email": "c@example.com", "password": "pw-long-enough"}
+    )
+    token = session.json()["access_token"]
+    checked = worker.http.post(f"{AUTH}/validate", json={"token": token})
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["id"] == user.json()["id"]
+
+    made = worker.http.put("/api/db/notes", json={"_id": "n1", "text": "hello"})
+    assert made.status_code in (200, 201), made.text
+    found = standby.http.post("/api/db/notes/findOne", json={"filter": {"_id": "n1"}})
+    assert found.json()["text"] == "hello"
+
+
+def test_a_unique_id_holds_across_hosts(hosts: tuple[HostProcess, HostProcess]) -> None:
+    """The same ``_id`` inserted through both hosts at once, many times: each time exactly one
+    insert wins and the other is a 409 (the prepare runs under the log's lock, caught up)."""
+    worker, standby = hosts
+    for round_ in range(10):
+        doc_id = f"d{round_}"
+        answers: list[httpx.Response] = []
+        go = threading.Barrier(2)
+
+        def insert(host: HostProcess, doc_id: str = doc_id) -> None:
+            with host.client() as http:
+                go.wait()
+                answers.append(http.put("/api/db/uniq", json={"_id": doc_id, "by": host.port}))
+
+        threads = [threading.Thread(target=insert, args=(h,)) for h in (worker, standby)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes in ([200, 409], [201, 409]), [a.text for a in answers]
+    listed = worker.http.post("/api/db/uniq", json={"filter": {}})
+    assert sorted(doc["_id"] for doc in listed.json()) == [f"d{i}" for i in range(10)]
+
+
+def test_an_event_sent_through_the_standby_resumes_a_run_parked_on_the_worker(
+    hosts: tuple[HostProcess, HostProcess],
+) -> None:
+    worker, standby = hosts
+    run_id = worker.start_run("waiter", {"key": "k1"})
+    worker.wait_status(run_id, "waiting_event", "waiting", timeout=30)
+    sent = standby.http.post(
+        "/api/workflows/signal", json={"eventType": EVENT_TYPE, "payload": {"key": "k1"}}
+    )
+    assert sent.status_code == 200, sent.text
+    done = standby.wait_status(run_id, "completed", timeout=30)
+    assert done["output"]["event"] == {"key": "k1"}
+    wait_until(lambda: worker.run(run_id)["status"] == "completed", 30, "the worker to agree")
