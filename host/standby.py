@@ -66,17 +66,11 @@ class Standby:
         """Follow the store's changes (SSE, realtime) and begin polling for the lock."""
         self._note_worker(holder)
         store = self.platform.store
-        self._watch = store.watch(self._refresh, poll_interval=self.interval)
+        # What the worker and other hosts append reaches this host's SSE streams and WebSocket
+        # subscribers.
+        self._watch = store.watch(self.platform.refresh, poll_interval=self.interval)
         self._watch.start()
         self._task = asyncio.get_running_loop().create_task(self._poll())
-
-    def _refresh(self) -> None:
-        # What the worker and other hosts appended reaches this host's SSE streams and
-        # WebSocket subscribers (reads fold the logs by themselves).
-        platform = self.platform
-        platform.stream.log.refresh()
-        platform.realtime.log.refresh()
-        platform.auth.log.refresh()
 
     def _note_worker(self, pid: int | None) -> None:
         if pid is not None and pid != self.worker_pid:
@@ -151,5 +145,5 @@ class Standby:
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None
-        await self.platform.stream.log.barrier()
+        await self.platform.settle()  # a client's: its writes are on disk
         self.platform.close()
