@@ -20,10 +20,13 @@ timings: ``python -m bench.failover`` measures how long a takeover takes.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -55,6 +58,37 @@ def _stop(*hosts: HostProcess) -> None:
         if host.proc is not None and host.proc.poll() is None:
             assert host.stop() == 0, host.log()[-6000:]
             check_log(host.log())
+
+
+class _Sse:
+    """``GET /api/events/stream`` on ``host``, read on a thread until the host ends it."""
+
+    def __init__(self, host: HostProcess) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.connected = threading.Event()
+        self._client = host.client(timeout=60.0)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            self._client.stream("GET", "/api/events/stream") as response,
+        ):
+            for line in response.iter_lines():
+                if line.startswith(": connected"):
+                    self.connected.set()
+                elif line.startswith("data: "):
+                    self.events.append(orjson.loads(line[6:]))
+
+    def wait_connected(self) -> None:
+        assert self.connected.wait(15), "the SSE stream did not connect"
+
+    def completed(self) -> set[str]:
+        return {e["k"] for e in list(self.events) if e.get("t") == "workflow.run.completed"}
+
+    def join(self) -> None:
+        self._thread.join(30)
 
 
 def _worker_of(host: HostProcess) -> dict[str, Any]:
@@ -147,6 +181,8 @@ def test_a_killed_worker_is_taken_over_and_every_run_finishes_once(tmp_path: Pat
             return all((run_id, "a") in started for run_id in busy)
 
         wait_until(in_slow_body, 15, "the busy runs to enter their slow step")
+        stream = _Sse(standby)  # opened on the standby's client platform, before the takeover
+        stream.wait_connected()
         before = _effects(tmp_path)
         worker.kill()
 
@@ -164,9 +200,16 @@ def test_a_killed_worker_is_taken_over_and_every_run_finishes_once(tmp_path: Pat
             for run_id in [*nappers, *waiters, *busy]
         }
         histories = {run_id: standby.history(run_id) for run_id in runs}
+        # The stream that was open across the takeover was not dropped: it saw the waiters
+        # end, which happened only after the takeover.
+        wait_until(
+            lambda: set(waiters) <= stream.completed(), 15, "the waiters' ends on the old stream"
+        )
     finally:
         _stop(standby)
         worker.kill()
+        if "stream" in locals():
+            stream.join()
 
     effects = _effects(tmp_path)
     bodies = Counter((e["run"], e["step"]) for e in effects)
