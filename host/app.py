@@ -2,7 +2,11 @@
 
 ``HostState.start`` takes the data folder (worker lock, logs), imports the user's code with
 ``get_platform()`` already answering, then starts the engine, dispatcher, scheduler and watcher,
-and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. The lifespan runs
+and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. When another
+process holds the worker lock (and ``config.standby`` allows it), the host serves through a
+client platform instead and becomes the worker when that process is gone (``host.standby``):
+the app always serves through ``HostState.platform``, switched only once the engine has
+recovered every run. The lifespan runs
 them, unless the server already did (it starts the host before it announces it is serving).
 ``create_app`` lists the middleware in one place, one class per concern: the browser guards of
 ``host.security``, then the token check, the body limit and ``get_platform()`` of
