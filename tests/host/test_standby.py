@@ -11,6 +11,7 @@ Real processes (``tests/support/hostproc.py``) on the project of
   event: the standby logs that it took over, and every run finishes, each ``run`` step recorded
   once with the token of the last body that ran (``effects.jsonl``, the ground truth), no step
   that had completed before the kill run again, and the standby's API now says it is the worker;
+- a WebSocket opened on the standby keeps its subscription across the takeover;
 - ``dev`` still fails fast on a folder another host works on, unless ``--standby``;
   ``serve --no-standby`` fails the same way.
 
@@ -33,6 +34,7 @@ import pytest
 from tests.support.hostproc import HostProcess, check_log
 from tests.support.standby_project import EVENT_TYPE, write_standby_project
 from tests.support.waiting import wait_until
+from tests.support.wsclient import WsClient
 
 TAKEOVER_GUARD_S = 30.0
 
@@ -275,3 +277,29 @@ def test_dev_with_standby_waits_instead(tmp_path: Path) -> None:
         assert second.wait_status(run_id, "completed")["status"] == "completed"
     finally:
         _stop(second, worker)
+
+
+@pytest.mark.slow
+def test_a_websocket_on_the_standby_keeps_its_subscription_across_the_takeover(
+    tmp_path: Path,
+) -> None:
+    worker, standby = _pair(tmp_path)
+    ws = WsClient(standby.port, "/_rt/ws?cid=across")
+    try:
+        ws.send({"action": "subscribe", "channel": "chat:x"})
+        assert ws.recv_event("subscribed")["channel"] == "chat:x"
+        # Published through the standby's client platform: recorded in the store, and read
+        # back by the standby's watch. (A worker's publish on a channel without history is
+        # delivered in its own process only: the realtime service does not record it.)
+        sent = standby.http.post("/api/realtime/publish", json={"channel": "chat:x", "data": 1})
+        assert sent.status_code == 200, sent.text
+        assert ws.recv_event("message")["data"] == 1
+        worker.kill()
+        standby.wait_for_log("took over as the worker", timeout=TAKEOVER_GUARD_S)
+        sent = standby.http.post("/api/realtime/publish", json={"channel": "chat:x", "data": 2})
+        assert sent.status_code == 200, sent.text
+        assert ws.recv_event("message")["data"] == 2  # same socket, now fed by the engine
+    finally:
+        ws.close()
+        _stop(standby)
+        worker.kill()
