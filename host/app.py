@@ -217,8 +217,9 @@ class HostState:
             raise
 
     async def _take_over(self, store: Store) -> bool:
-        """The standby won the worker lock on ``store``: become the worker (True), or let the
-        lock go again and stay a standby (False) if the engine does not start."""
+        """The standby won the worker lock on ``store``: become the worker (True). If the
+        engine does not start, the lock is let go and the error raised: the standby logs it and
+        polls on, still serving as a client."""
         worker = self._new_worker()
         worker.open(store)
         try:
