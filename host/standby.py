@@ -59,6 +59,11 @@ class Standby:
         self.worker_pid: int | None = None
 
     @property
+    def closed(self) -> bool:
+        """Whether the client platform is closed (after a takeover, once drained; or stopped)."""
+        return self._closed
+
+    @property
     def location(self) -> str:
         return self.platform.store.location
 
@@ -80,25 +85,28 @@ class Standby:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            pid = self.platform.store.worker_pid()
-            if pid is not None:
-                self._note_worker(pid)
-                continue
-            store = await self._try_lock()
-            if store is None:
-                continue  # another standby (or a restarted worker) was first
             try:
-                promoted = await self._promote(store)
+                if await self._try_take_over():
+                    break
             except Exception:
-                log.exception("taking over as the worker on %s failed", self.location)
-                promoted = False
-            if promoted:
-                break
-            log.info("standby: still a standby on %s", self.location)
+                # A store that cannot answer now (a network folder, a database restarting)
+                # or an engine that does not start: still a standby, ask again next time.
+                log.exception("standby: taking over as the worker on %s failed", self.location)
         # The host serves through the worker's platform now: the client goes once the
         # requests that began on it are done.
         await self._drained.wait()
         await self._close_client()
+
+    async def _try_take_over(self) -> bool:
+        """Become the worker if there is none; True once this process is."""
+        pid = self.platform.store.worker_pid()
+        if pid is not None:
+            self._note_worker(pid)
+            return False
+        store = await self._try_lock()
+        if store is None:
+            return False  # another standby (or a restarted worker) was first
+        return await self._promote(store)
 
     async def _try_lock(self) -> Store | None:
         """A new store on the location holding its worker lock, or None if it is taken."""
