@@ -2,7 +2,11 @@
 
 ``HostState.start`` takes the data folder (worker lock, logs), imports the user's code with
 ``get_platform()`` already answering, then starts the engine, dispatcher, scheduler and watcher,
-and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. The lifespan runs
+and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. When another
+process holds the worker lock (and ``config.standby`` allows it), the host serves through a
+client platform instead and becomes the worker when that process is gone (``host.standby``):
+the app always serves through ``HostState.platform``, switched only once the engine has
+recovered every run. The lifespan runs
 them, unless the server already did (it starts the host before it announces it is serving).
 ``create_app`` lists the middleware in one place, one class per concern: the browser guards of
 ``host.security``, then the token check, the body limit and ``get_platform()`` of
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,13 +36,16 @@ from host.errors import exception_handlers
 from host.loader import Loader
 from host.middleware import BearerTokenMiddleware, BodyLimitMiddleware, PlatformContextMiddleware
 from host.openapi import routes as openapi_routes
-from host.project_config import load_project_config
+from host.project_config import ProjectConfig, load_project_config
 from host.realtime_ws import RealtimeHub
 from host.realtime_ws import routes as realtime_ws_routes
 from host.security import JsonBodyMiddleware, SameOriginMiddleware, TrustedHostMiddleware
+from host.standby import Standby
 from platform_shim.clock import read_offset, write_offset
-from platform_shim.platform import Platform, current_platform
+from platform_shim.errors import DataDirLocked
+from platform_shim.platform import Platform, current_platform, open_client
 from platform_shim.runtime import Worker, WorkerOptions
+from platform_shim.store.protocol import Store
 
 __all__ = ["HostState", "create_app"]
 
@@ -59,11 +66,28 @@ class HostState:
         self.clock: Any = None
         self.worker_options: WorkerOptions | None = None
         self.run_log: RunLog | None = None
+        self.standby: Standby | None = None  # while another process is the store's worker
+        self.project: ProjectConfig | None = None
 
     @property
     def platform(self) -> Platform:
-        assert self.worker is not None
-        return self.worker.platform
+        """The platform the host serves through: the worker's, or a standby's client."""
+        if self.worker is not None:
+            return self.worker.platform
+        assert self.standby is not None, "the host is not started"
+        return self.standby.platform
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Platform | None]:
+        """The platform for one request (None before the host started), held to its end: a
+        standby's client outlives a takeover until the requests that began on it are done."""
+        if self.worker is not None and self.worker.store is not None:
+            yield self.worker.platform
+        elif self.standby is not None:
+            with self.standby.serving() as platform:
+                yield platform
+        else:
+            yield None
 
     def install_routes(self) -> None:
         """Put the API, the dashboard and the user's routes on the app (again after a reload)."""
@@ -83,48 +107,106 @@ class HostState:
         ]
 
     async def start(self) -> None:
-        """Open the data folder, import the user's code, start the worker (and the reloader).
+        """Open the data folder, import the user's code, start the worker (and the reloader);
+        or, when another process is the folder's worker and ``config.standby`` allows it,
+        serve as its standby (``host.standby``) until this process can take over.
 
         Raises what stopped it (``DataDirLocked``, ``LoadError``, ``DefinitionError``) with
         nothing left open."""
         config = self.config
         options = self.worker_options or WorkerOptions(durability=config.durability)
-        project = load_project_config(config.project_dir)
+        self.project = project = load_project_config(config.project_dir)
         options.realtime_history = project.history
-        worker = Worker(
-            config.location,
+        self.worker_options = options
+        worker = self._new_worker()
+        try:
+            worker.open()
+        except DataDirLocked as exc:
+            if not (config.standby if config.standby is not None else not config.dev):
+                raise
+            await self._start_standby(exc.pid)
+            return
+        try:
+            self._load_code(worker.platform)
+            await self._become_worker(worker)
+            if config.dev:
+                from host.reload import Reloader
+
+                self.reloader = Reloader(self)
+                self.reloader.start()
+        except BaseException:
+            if self.worker is None:
+                await worker.stop()
+            await self.stop()
+            raise
+
+    def _new_worker(self) -> Worker:
+        return Worker(
+            self.config.location,
             registry=self.loader.registry,
             clock=self.clock,
-            options=options,
+            options=self.worker_options,
         )
-        worker.open()
-        self.worker = worker
-        if not config.dev and read_offset(worker.data_dir):
+
+    def _load_code(self, platform: Platform) -> None:
+        """Import the project with ``get_platform()`` answering ``platform``; put its routes up."""
+        assert self.app is not None
+        self.app.state.platform = platform
+        token = current_platform.set(platform)
+        try:
+            # A project that does not load does not start, under dev too: one clear error
+            # naming the file and line beats a host serving half the code.
+            self.loader.load_all(strict=True)
+        finally:
+            current_platform.reset(token)
+        self.install_routes()
+        self.describe()
+
+    async def _become_worker(self, worker: Worker) -> None:
+        """Run the engine of an opened ``worker`` and serve through its platform from then on."""
+        assert self.app is not None
+        project = self.project
+        assert project is not None
+        if not self.config.dev and read_offset(worker.data_dir):
             # A dev host skipped this folder's clock ahead; a served one runs on the wall clock.
             log.info("the data folder's dev clock offset is cleared: serving on the wall clock")
             write_offset(worker.data_dir, 0)
-        assert self.app is not None
+        worker.handlers = self.loader.handlers()
+        await worker.begin()
+        # Only now: a request never reaches an engine that has not recovered its runs.
+        self.worker = worker
         self.app.state.platform = worker.platform
         self.app.state.worker = worker
-        try:
-            token = current_platform.set(worker.platform)
-            try:
-                # A project that does not load does not start, under dev too: one clear error
-                # naming the file and line beats a host serving half the code.
-                self.loader.load_all(strict=True)
-            finally:
-                current_platform.reset(token)
-            worker.handlers = self.loader.handlers()
-            self.install_routes()
-            self.describe()
-            await worker.begin()
+        if self.realtime_hub is None:
             self.realtime_hub = RealtimeHub(
                 worker.platform.realtime,
                 worker.clock,
                 grace_ms=project.presence_grace_ms,
                 outbox=project.outbox,
             )
-            self.run_log = RunLog(worker)
+        else:
+            self.realtime_hub.rebind(worker.platform.realtime)
+        self.run_log = RunLog(worker)
+
+    async def _start_standby(self, holder: int | None) -> None:
+        """Serve through a client platform while ``holder`` is the worker."""
+        assert self.app is not None
+        config, project = self.config, self.project
+        assert project is not None
+        client = open_client(
+            config.location, durability=config.durability, clock=self.clock
+        )
+        standby = self.standby = Standby(client, config.location, self._take_over)
+        self.app.state.worker = None
+        try:
+            self._load_code(client)
+            self.realtime_hub = RealtimeHub(
+                client.realtime,
+                client.clock,
+                grace_ms=project.presence_grace_ms,
+                outbox=project.outbox,
+            )
+            standby.start(holder)
             if config.dev:
                 from host.reload import Reloader
 
@@ -134,10 +216,27 @@ class HostState:
             await self.stop()
             raise
 
+    async def _take_over(self, store: Store) -> bool:
+        """The standby won the worker lock on ``store``: become the worker (True). If the
+        engine does not start, the lock is let go and the error raised: the standby logs it and
+        polls on, still serving as a client."""
+        worker = self._new_worker()
+        worker.open(store)
+        try:
+            await self._become_worker(worker)
+        except BaseException:
+            await worker.stop()
+            raise
+        log.info("took over as the worker on %s", worker.store.location if worker.store else "?")
+        return True
+
     async def stop(self) -> None:
         if self.reloader is not None:
             await self.reloader.stop()
             self.reloader = None
+        if self.standby is not None:
+            await self.standby.close()
+            self.standby = None
         if self.run_log is not None:
             self.run_log.close()
             self.run_log = None
@@ -192,7 +291,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if state.worker is not None:
+        if state.worker is not None or state.standby is not None:
             # Started before serving (``run_server`` binds and opens first): it stops it too.
             yield
             return
@@ -217,7 +316,7 @@ def create_app(
         Middleware(JsonBodyMiddleware),
         Middleware(BearerTokenMiddleware, token=config.token),
         Middleware(BodyLimitMiddleware, max_body=config.max_body),
-        Middleware(PlatformContextMiddleware, worker=lambda: state.worker),
+        Middleware(PlatformContextMiddleware, platform=state.serving),
     ]
     app = Starlette(lifespan=lifespan, exception_handlers=exception_handlers, middleware=middleware)
     app.state.host = state

@@ -135,6 +135,7 @@ def cmd_serve(args: argparse.Namespace, dev: bool) -> int:
         quiet=args.quiet,
         max_body=args.max_body,
         durability=args.durability,
+        standby=args.standby,
     )
     try:
         config.check()
@@ -307,6 +308,13 @@ def _parser(prog: str = "python -m host") -> argparse.ArgumentParser:
             choices=("fsync", "flush"),
             default="fsync",
             help="fsync before acknowledging (default) or flush to the OS only",
+        )
+        p.add_argument(
+            "--standby",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="when another host is the data folder's worker: serve as its standby and take"
+            " over when it dies, or (--no-standby) fail (default: serve stands by, dev fails)",
         )
 
     p = sub.add_parser(

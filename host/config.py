@@ -52,6 +52,9 @@ class HostConfig:
     allowed_hosts: tuple[str, ...] = ()
     """Names besides loopback ones that the ``Host`` header may carry (``host.security``);
     ``PLATFORM_ALLOWED_HOSTS`` (comma-separated) adds to them, ``*`` allows any."""
+    standby: bool | None = None
+    """On a store another process is the worker of: serve as its standby and take over when it
+    dies (True), or fail with ``DataDirLocked`` (False); None: ``serve`` stands by, ``dev`` fails."""
 
     def __post_init__(self) -> None:
         self.project_dir = Path(self.project_dir).resolve()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -27,7 +28,7 @@ from host.errors import ApiError, error_response
 from platform_shim.platform import current_platform
 
 if TYPE_CHECKING:
-    from platform_shim.runtime import Worker
+    from platform_shim.platform import Platform
 
 __all__ = [
     "BearerTokenMiddleware",
@@ -172,19 +173,28 @@ class BodyLimitMiddleware:
 class PlatformContextMiddleware:
     """``get_platform()`` returns the host's platform while a request is handled (refuses nothing).
 
-    The worker is read per request: it is not there before the lifespan started it."""
+    ``platform()`` is entered per request: there is none before the lifespan started the host,
+    and a standby host's client platform is held (kept open) until the request ends."""
 
-    def __init__(self, app: ASGIApp, *, worker: Callable[[], Worker | None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        platform: Callable[[], AbstractContextManager[Platform | None]],
+    ) -> None:
         self.app = app
-        self.worker = worker
+        self.platform = platform
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        worker = self.worker() if scope["type"] == "http" else None
-        if worker is None or worker.store is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = current_platform.set(worker.platform)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            current_platform.reset(token)
+        with self.platform() as platform:
+            if platform is None:
+                await self.app(scope, receive, send)
+                return
+            token = current_platform.set(platform)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                current_platform.reset(token)

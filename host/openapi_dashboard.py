@@ -74,10 +74,11 @@ _RUN = path_param("runId", "run id")
 _JSON_ENDPOINTS: dict[str, Any] = {
     "/_platform/api/overview": _json_get(
         "dashboardOverview",
-        "Run counts by status, the workflow ids and the host's clock",
+        "Run counts by status, the workflow ids, the host's clock and which process is the"
+        " store's worker",
         {
             "type": "object",
-            "required": ["counts", "total", "workflows", "now"],
+            "required": ["counts", "total", "workflows", "now", "worker"],
             "properties": {
                 "counts": {
                     "type": "object",
@@ -87,6 +88,23 @@ _JSON_ENDPOINTS: dict[str, Any] = {
                 "total": {"type": "integer", "minimum": 0},
                 "workflows": {"type": "array", "items": _STR},
                 "now": MS,
+                "worker": {
+                    "type": "object",
+                    "required": ["pid", "self", "role"],
+                    "properties": {
+                        "pid": {
+                            "type": ["integer", "null"],
+                            "description": "the worker's pid (its advert); null while none is",
+                        },
+                        "self": {"type": "boolean", "description": "this host is the worker"},
+                        "role": {
+                            "type": "string",
+                            "enum": ["worker", "standby"],
+                            "description": "a standby serves the API as a client of the store"
+                            " and takes over when the worker dies",
+                        },
+                    },
+                },
             },
         },
         [_WORKFLOW],

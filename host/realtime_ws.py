@@ -101,6 +101,15 @@ class RealtimeHub:
         realtime.subscribe(self.deliver)
         realtime.subscribed = self.subscribed_channels
 
+    def rebind(self, realtime: RealtimeService) -> None:
+        """Follow ``realtime`` instead (a standby host became the worker): open connections
+        and their subscriptions stay; what they send now goes to the worker's service."""
+        self.realtime.unsubscribe(self.deliver)
+        self.realtime.subscribed = tuple
+        self.realtime = realtime
+        realtime.subscribe(self.deliver)
+        realtime.subscribed = self.subscribed_channels
+
     def close(self) -> None:
         """Detach from the realtime service (a reload or shutdown builds a new hub)."""
         self.realtime.unsubscribe(self.deliver)

@@ -134,12 +134,11 @@ class Reloader:
         paths, self._pending = sorted(self._pending), set()
         state = self._state
         loader = state.loader
-        worker = state.worker
-        if worker is None:
-            return
+        if state.worker is None and state.standby is None:
+            return  # stopped
         from platform_shim.platform import current_platform
 
-        token = current_platform.set(worker.platform)
+        token = current_platform.set(state.platform)
         changed = False
         try:
             for path in paths:
@@ -166,10 +165,13 @@ class Reloader:
                 )
         finally:
             current_platform.reset(token)
+        worker = state.worker
         if changed:
-            try:
-                worker.reload(handlers=loader.handlers())
-            except Exception:
-                log.exception("applying the reloaded code failed")
+            # A standby has no worker yet: it takes the loader's registry as it is at takeover.
+            if worker is not None:
+                try:
+                    worker.reload(handlers=loader.handlers())
+                except Exception:
+                    log.exception("applying the reloaded code failed")
             state.install_routes()
         self.reloads += 1

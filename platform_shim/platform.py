@@ -105,6 +105,14 @@ class Platform:
         else:
             await self.stream.log.barrier()
 
+    def refresh(self) -> None:
+        """Apply what other processes appended to the stream, realtime and auth logs: for a
+        client that follows the store live (a standby host's SSE streams and WebSockets);
+        reads fold the logs by themselves."""
+        self.stream.log.refresh()
+        self.realtime.log.refresh()
+        self.auth.log.refresh()
+
     @property
     def data_dir(self) -> Path:
         return self.store.data_dir

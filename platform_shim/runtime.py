@@ -181,16 +181,26 @@ class Worker:
         self.open()
         await self.begin()
 
-    def open(self) -> None:
+    def open(self, store: Store | None = None) -> None:
         """Take the worker lock and load the logs; nothing runs yet. User code may be imported
-        between ``open`` and ``begin`` (``get_platform()`` then returns this platform)."""
+        between ``open`` and ``begin`` (``get_platform()`` then returns this platform).
+
+        ``store``: one this process opened on this worker's location and whose worker lock it
+        already holds (a standby host that won the lock took it off the event loop); the worker
+        owns it from here and closes it on failure as on ``stop``."""
         options = self.options
         if options.tune_gc:
             first, second, third = gc.get_threshold()
             gc.set_threshold(max(first, 50_000), max(second, 20), max(third, 100))
-        store = self.store = open_store(self.location, durability=options.durability)
+        if store is None:
+            store = open_store(self.location, durability=options.durability)
+            try:
+                store.acquire_worker_lock()
+            except BaseException:
+                store.close()
+                raise
+        self.store = store
         try:
-            store.acquire_worker_lock()
             self._open_logs(store)
         except BaseException:
             store.close()

@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute, Route
 
 from host.api.common import endpoint, platform_of, query_int, read_json, read_object
 from host.errors import ApiError, json_response
+from host.workerinfo import schedules_of
 
 __all__ = ["routes"]
 
@@ -78,8 +79,7 @@ async def run_list(request: Request) -> Response:
 
 
 async def schedules(request: Request) -> Response:
-    worker = platform_of(request).worker
-    return json_response(worker.scheduler.schedules() if worker is not None else [])
+    return json_response(await schedules_of(request))
 
 
 routes: list[BaseRoute] = [

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from host.errors import ApiError, json_response
+from host.workerinfo import registry_of
 from platform_shim.dispatch import derived_run_id
 from platform_shim.platform import Platform
 from platform_shim.workflows.definition import EventTrigger
@@ -57,18 +58,16 @@ async def event_runs(request: Request) -> Response:
         raise ApiError(400, f"an event id is a non-negative integer, not {raw!r}")
     event_id = int(raw)
     platform: Platform = request.app.state.platform
-    worker = platform.worker
     runs = []
-    if worker is not None:
-        for workflow in sorted(worker.registry, key=lambda w: w.id):
-            if not isinstance(workflow.trigger, EventTrigger):
-                continue
-            run_id = derived_run_id(workflow.id, "evt", event_id)
-            run = await platform.workflows.handle(run_id).status()
-            if run is not None:
-                runs.append(
-                    {"runId": run.run_id, "workflowId": run.workflow_id, "status": run.status.value}
-                )
+    for workflow in sorted(registry_of(request), key=lambda w: w.id):
+        if not isinstance(workflow.trigger, EventTrigger):
+            continue
+        run_id = derived_run_id(workflow.id, "evt", event_id)
+        run = await platform.workflows.handle(run_id).status()
+        if run is not None:
+            runs.append(
+                {"runId": run.run_id, "workflowId": run.workflow_id, "status": run.status.value}
+            )
     return json_response({"runs": runs})
 
 

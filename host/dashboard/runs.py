@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from host.dashboard.common import bounded, query_limit, query_text
 from host.dashboard.links import origin
 from host.errors import ApiError, json_response
+from host.workerinfo import registry_of, worker_of
 from platform_shim.platform import Platform
 from platform_shim.workflows.records import StepKind, StepRecord, WorkflowRun
 
@@ -56,17 +57,17 @@ def run_summary(run: WorkflowRun) -> dict[str, Any]:
 
 async def overview(request: Request) -> Response:
     """Counts by status (of ``?workflowId=`` if given, so they match a filtered list), the
-    total, the workflow ids the host knows, and the host's clock (pages judge "5m ago" by it)."""
+    total, the workflow ids the host knows, the host's clock (pages judge "5m ago" by it), and
+    which process is the store's worker (``host.workerinfo.worker_of``)."""
     platform = _platform(request)
     counts = await platform.workflows.counts(query_text(request, "workflowId"))
-    worker = platform.worker
-    workflows = sorted(worker.registry.ids()) if worker is not None else []
     return json_response(
         {
             "counts": counts,
             "total": sum(counts.values()),
-            "workflows": workflows,
+            "workflows": sorted(registry_of(request).ids()),
             "now": platform.clock.now_ms(),
+            "worker": worker_of(request),
         }
     )
 

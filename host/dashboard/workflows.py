@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from host.errors import json_response
+from host.workerinfo import registry_of, schedules_of
 from platform_shim.platform import Platform
 
 __all__ = ["routes"]
@@ -24,24 +25,22 @@ async def workflow_list(request: Request) -> Response:
     "now"}``; ``trigger`` is ``{"kind": "schedule", "cron"}``, ``{"kind": "event", "t", ...}``
     or null; ``nextAt``/``lastAt`` are the cron ticks (epoch ms) of a schedule."""
     platform: Platform = request.app.state.platform
-    worker = platform.worker
     items: list[dict[str, Any]] = []
-    if worker is not None:
-        ticks = {s["workflowId"]: s for s in worker.scheduler.schedules()}
-        for workflow in sorted(worker.registry, key=lambda w: w.id):
-            counts = await platform.workflows.counts(workflow.id)
-            tick = ticks.get(workflow.id, {})
-            items.append(
-                {
-                    "id": workflow.id,
-                    "trigger": workflow.trigger.to_dict() if workflow.trigger else None,
-                    "nextAt": tick.get("nextAt"),
-                    "lastAt": tick.get("lastAt"),
-                    "options": workflow.options(),
-                    "counts": counts,
-                    "total": sum(counts.values()),
-                }
-            )
+    ticks = {s["workflowId"]: s for s in await schedules_of(request)}
+    for workflow in sorted(registry_of(request), key=lambda w: w.id):
+        counts = await platform.workflows.counts(workflow.id)
+        tick = ticks.get(workflow.id, {})
+        items.append(
+            {
+                "id": workflow.id,
+                "trigger": workflow.trigger.to_dict() if workflow.trigger else None,
+                "nextAt": tick.get("nextAt"),
+                "lastAt": tick.get("lastAt"),
+                "options": workflow.options(),
+                "counts": counts,
+                "total": sum(counts.values()),
+            }
+        )
     return json_response({"workflows": items, "now": platform.clock.now_ms()})
 
 

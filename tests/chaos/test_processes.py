@@ -1,7 +1,8 @@
 """Processes on one data folder: one worker, many clients, and dead lock holders.
 
-- A second host on a folder a host already works on is refused: it exits non-zero, and its log
-  names ``DataDirLocked`` and the first host's pid. The first host keeps serving.
+- A second host on a folder a host already works on, told not to stand by (``--no-standby``), is
+  refused: it exits non-zero, and its log names ``DataDirLocked`` and the first host's pid. The
+  first host keeps serving. (By default ``serve`` stands by: ``tests/host/test_standby.py``.)
 - Eight client processes (``tests/support/chaos_client.py``: KV puts and DB inserts that the
   project's handlers bridge to workflows, and workflow starts) write at once while a real host
   works on the folder; the host is SIGKILLed in the middle of their writes (it holds the worker
@@ -41,7 +42,7 @@ def test_second_host_on_the_same_folder_is_refused(tmp_path: Path) -> None:
         first.wait_ready()
         assert first.proc is not None
         second = HostProcess(project, tmp_path / "data", tmp_path / "logs2")
-        proc = second.start(CHAOS_DRAIN="1")
+        proc = second.start("--no-standby", CHAOS_DRAIN="1")
         code = proc.wait(timeout=30)
         log = second.log()
         assert code != 0, log

@@ -7,6 +7,7 @@ scopes (``raw_request``), so header bytes no HTTP client would send get through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _each_middleware(inner: Inner) -> list[Any]:
         JsonBodyMiddleware(inner),
         BearerTokenMiddleware(inner, token="t"),
         BodyLimitMiddleware(inner, max_body=10),
-        PlatformContextMiddleware(inner, worker=lambda: None),
+        PlatformContextMiddleware(inner, platform=lambda: contextlib.nullcontext(None)),
     ]
 
 

@@ -404,7 +404,34 @@ const Dash = (() => {
     }
   }
 
+  /** Say in the header which process is the store's worker: this host, or (on a standby host,
+   * which serves the API as a client) another one; asked again every 30 s, so a takeover shows. */
+  function followWorker() {
+    const header = document.querySelector("header.top");
+    if (!header) return;
+    const node = el("span", { id: "worker", class: "worker" });
+    header.append(node);
+    async function look() {
+      try {
+        const { worker } = await api("/_platform/api/overview");
+        const role = worker.self ? "worker" : "standby";
+        node.dataset.role = role;
+        if (worker.self) node.textContent = `worker · pid ${worker.pid}`;
+        else if (worker.pid !== null) node.textContent = `standby · the worker is pid ${worker.pid}`;
+        else node.textContent = "standby · no worker: taking over";
+        node.title = worker.self
+          ? "this host runs the workflows, timers and handlers of its store"
+          : "this host serves the API as a client of the store and takes over when the worker dies";
+      } catch {
+        // the page's own requests report a host that is away
+      }
+    }
+    look();
+    setInterval(look, 30_000);
+  }
+
   document.addEventListener("DOMContentLoaded", initChrome);
+  document.addEventListener("DOMContentLoaded", followWorker);
 
   return {
     STATUSES,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.host.dashboard.support import PIPELINE_STEPS, PageErrors, running, screenshot, tally
-from tests.support.hostproc import HostProcess
+from tests.support.hostproc import HostProcess, running_host
 from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -425,3 +425,20 @@ def test_the_dashboard_works_behind_a_token(chromium: Browser, tmp_path: Path) -
             assert not errors, errors
         finally:
             context.close()
+
+
+@pytest.mark.slow
+def test_the_header_says_which_process_is_the_worker(
+    dash: HostProcess, page: Page, tmp_path: Path
+) -> None:
+    """On the worker it names itself; on a standby host on the same folder, the worker's pid."""
+    assert dash.proc is not None
+    page.goto(dash.url + "/_platform/")
+    worker = f"worker · pid {dash.proc.pid}"
+    page.wait_for_selector(f'#worker[data-role="worker"]:text-is("{worker}")')
+    with running_host(dash.project, dash.data, tmp_path) as standby:
+        standby.wait_for_log("standby: the worker on")
+        page.goto(standby.url + "/_platform/workflows")
+        said = f"standby · the worker is pid {dash.proc.pid}"
+        page.wait_for_selector(f'#worker[data-role="standby"]:text-is("{said}")')
+        screenshot(page, "standby-header")
