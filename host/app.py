@@ -193,9 +193,7 @@ class HostState:
         assert self.app is not None
         config, project = self.config, self.project
         assert project is not None
-        client = open_client(
-            config.location, durability=config.durability, clock=self.clock
-        )
+        client = open_client(config.location, durability=config.durability, clock=self.clock)
         standby = self.standby = Standby(client, config.location, self._take_over)
         self.app.state.worker = None
         try:

@@ -52,6 +52,10 @@ class HostConfig:
     allowed_hosts: tuple[str, ...] = ()
     """Names besides loopback ones that the ``Host`` header may carry (``host.security``);
     ``PLATFORM_ALLOWED_HOSTS`` (comma-separated) adds to them, ``*`` allows any."""
+    poll_interval: float | None = None
+    """Seconds between the worker's catch-ups with the store in case a wake-up was missed (the
+    store wakes it on every write: a doorbell file, or NOTIFY); None: the engine's default.
+    ``$PLATFORM_POLL_INTERVAL`` sets it."""
     standby: bool | None = None
     """On a store another process is the worker of: serve as its standby and take over when it
     dies (True), or fail with ``DataDirLocked`` (False); None: ``serve`` stands by, ``dev`` fails."""
@@ -75,6 +79,14 @@ class HostConfig:
         env_body = os.environ.get("PLATFORM_MAX_BODY")
         if env_body and self.max_body == DEFAULT_MAX_BODY:
             self.max_body = int(env_body)
+        env_poll = os.environ.get("PLATFORM_POLL_INTERVAL")
+        if env_poll and self.poll_interval is None:
+            try:
+                self.poll_interval = float(env_poll)
+            except ValueError:
+                raise ValueError(
+                    f"PLATFORM_POLL_INTERVAL must be a number of seconds, not {env_poll!r}"
+                ) from None
 
     @property
     def location(self) -> str | Path:

@@ -63,9 +63,10 @@ async def run_server(config: HostConfig, **app_options: Any) -> None:
     """Bind, start the host, announce it, serve until SIGTERM/SIGINT, stop."""
     config.check()
     # This process is the host's: it may freeze the collector over the state it loads.
-    app_options.setdefault(
-        "worker_options", WorkerOptions(durability=config.durability, freeze_gc=True)
-    )
+    options = WorkerOptions(durability=config.durability, freeze_gc=True)
+    if config.poll_interval is not None:
+        options.poll_interval = config.poll_interval
+    app_options.setdefault("worker_options", options)
     sock = listen(config.host, config.port)
     port = int(sock.getsockname()[1])  # the real one when --port 0 asked for any free port
     app = create_app(config, **app_options)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.hostproc import HostProcess
@@ -30,7 +31,9 @@ AUTH = "/api/platform/auth"
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, postgres_db: PostgresDatabase) -> Iterator[tuple[HostProcess, HostProcess]]:
+def hosts(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> Iterator[tuple[HostProcess, HostProcess]]:
     project = write_standby_project(tmp_path)
     # The worker's catch-up poll is an hour: only NOTIFY can wake it within the test.
     slow_poll = {"PLATFORM_POLL_INTERVAL": "3600"}
@@ -48,15 +51,17 @@ def hosts(tmp_path: Path, postgres_db: PostgresDatabase) -> Iterator[tuple[HostP
 
 
 def test_a_run_started_on_the_standby_reads_the_same_on_both(
-    hosts: tuple[HostProcess, HostProcess],
+    hosts: tuple[HostProcess, HostProcess], tmp_path: Path
 ) -> None:
     worker, standby = hosts
     run_id = standby.start_run("quick", {})
     done = worker.wait_status(run_id, "completed", timeout=30)
     assert standby.wait_status(run_id, "completed", timeout=30) == done
     assert [s["name"] for s in standby.history(run_id)] == ["q"]
-    assert worker.log().count(f"run {run_id}") >= 1  # the worker ran it
-    assert f"run {run_id} completed" not in standby.log()
+    # The worker ran its body (each body appends who ran it to effects.jsonl), once.
+    effects = [orjson.loads(line) for line in (tmp_path / "effects.jsonl").read_bytes().split()]
+    assert worker.proc is not None
+    assert [(e["run"], e["pid"]) for e in effects] == [(run_id, worker.proc.pid)]
 
 
 def test_kv_users_and_documents_are_shared(hosts: tuple[HostProcess, HostProcess]) -> None:
@@ -79,7 +84,7 @@ def test_kv_users_and_documents_are_shared(hosts: tuple[HostProcess, HostProcess
 
     made = worker.http.put("/api/db/notes", json={"_id": "n1", "text": "hello"})
     assert made.status_code in (200, 201), made.text
-    found = standby.http.post("/api/db/notes/findOne", json={"filter": {"_id": "n1"}})
+    found = standby.http.post("/api/db/notes/findOne", json={"_id": "n1"})
     assert found.json()["text"] == "hello"
 
 
@@ -92,7 +97,12 @@ def test_a_unique_id_holds_across_hosts(hosts: tuple[HostProcess, HostProcess]) 
         answers: list[httpx.Response] = []
         go = threading.Barrier(2)
 
-        def insert(host: HostProcess, doc_id: str = doc_id) -> None:
+        def insert(
+            host: HostProcess,
+            doc_id: str = doc_id,
+            go: threading.Barrier = go,
+            answers: list[httpx.Response] = answers,
+        ) -> None:
             with host.client() as http:
                 go.wait()
                 answers.append(http.put("/api/db/uniq", json={"_id": doc_id, "by": host.port}))
@@ -104,7 +114,7 @@ def test_a_unique_id_holds_across_hosts(hosts: tuple[HostProcess, HostProcess]) 
             thread.join(timeout=60)
         codes = sorted(answer.status_code for answer in answers)
         assert codes in ([200, 409], [201, 409]), [a.text for a in answers]
-    listed = worker.http.post("/api/db/uniq", json={"filter": {}})
+    listed = worker.http.post("/api/db/uniq", json={})
     assert sorted(doc["_id"] for doc in listed.json()) == [f"d{i}" for i in range(10)]
 
 

@@ -1,4 +1,5 @@
-"""Two ``serve`` hosts on one data folder: the second is the first's standby, and takes over.
+"""Two ``serve`` hosts on one store (a data folder, a PostgreSQL database): the second is the
+first's standby, and takes over.
 
 Real processes (``tests/support/hostproc.py``) on the project of
 ``tests/support/standby_project.py``:
@@ -32,6 +33,7 @@ import orjson
 import pytest
 
 from tests.support.hostproc import HostProcess, check_log
+from tests.support.ledger import ledger_bytes
 from tests.support.standby_project import EVENT_TYPE, write_standby_project
 from tests.support.waiting import wait_until
 from tests.support.wsclient import WsClient
@@ -46,11 +48,21 @@ def _effects(root: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def _pair(tmp_path: Path) -> tuple[HostProcess, HostProcess]:
+@pytest.fixture(params=["file", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The hosts' store: a data folder, or a fresh PostgreSQL database (one machine or many)."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_db").url
+        return url
+    return str(tmp_path / "data")
+
+
+def _pair(tmp_path: Path, location: str) -> tuple[HostProcess, HostProcess]:
     project = write_standby_project(tmp_path)
-    data = tmp_path / "data"
-    worker = HostProcess(project, data, tmp_path / "logs-a").launch()
-    standby = HostProcess(project, data, tmp_path / "logs-b").launch()
+    url = location if "://" in location else None
+    data = None if url else Path(location)
+    worker = HostProcess(project, data, tmp_path / "logs-a", store=url).launch()
+    standby = HostProcess(project, data, tmp_path / "logs-b", store=url).launch()
     standby.wait_for_log("standby: the worker on")
     return worker, standby
 
@@ -101,11 +113,13 @@ def _worker_of(host: HostProcess) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_the_standby_serves_the_api_and_the_worker_runs_what_it_starts(tmp_path: Path) -> None:
-    worker, standby = _pair(tmp_path)
+def test_the_standby_serves_the_api_and_the_worker_runs_what_it_starts(
+    tmp_path: Path, location: str
+) -> None:
+    worker, standby = _pair(tmp_path, location)
     try:
         assert worker.proc is not None and standby.proc is not None
-        assert f"the worker on {tmp_path / 'data'} is pid {worker.proc.pid}" in standby.log()
+        assert f"the worker on {location} is pid {worker.proc.pid}" in standby.log()
         assert _worker_of(worker) == {"pid": worker.proc.pid, "self": True, "role": "worker"}
         assert _worker_of(standby) == {"pid": worker.proc.pid, "self": False, "role": "standby"}
 
@@ -146,9 +160,9 @@ def test_the_standby_serves_the_api_and_the_worker_runs_what_it_starts(tmp_path:
 
 @pytest.mark.slow
 def test_send_event_through_the_standby_resumes_a_run_parked_on_the_worker(
-    tmp_path: Path,
+    tmp_path: Path, location: str
 ) -> None:
-    worker, standby = _pair(tmp_path)
+    worker, standby = _pair(tmp_path, location)
     try:
         run_id = worker.start_run("waiter", {"key": "w1"})
         worker.wait_status(run_id, "waiting_event")
@@ -165,8 +179,10 @@ def test_send_event_through_the_standby_resumes_a_run_parked_on_the_worker(
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_taken_over_and_every_run_finishes_once(tmp_path: Path) -> None:
-    worker, standby = _pair(tmp_path)
+def test_a_killed_worker_is_taken_over_and_every_run_finishes_once(
+    tmp_path: Path, location: str
+) -> None:
+    worker, standby = _pair(tmp_path, location)
     try:
         assert worker.proc is not None and standby.proc is not None
         # Started through the standby: the worker runs them.
@@ -230,9 +246,9 @@ def test_a_killed_worker_is_taken_over_and_every_run_finishes_once(tmp_path: Pat
     # The busy runs' slow bodies were in flight at the kill: they ran again on the new worker.
     for run_id in busy:
         assert bodies[(run_id, "slow")] >= 1
-    # No step recorded as completed twice in the ledger (the file store's runs.jsonl).
+    # No step recorded as completed twice in the ledger (runs.jsonl, or the runs log's rows).
     recorded: Counter[tuple[str, str]] = Counter()
-    for line in (tmp_path / "data" / "runs.jsonl").read_bytes().splitlines():
+    for line in ledger_bytes(location).splitlines():
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -281,9 +297,9 @@ def test_dev_with_standby_waits_instead(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_websocket_on_the_standby_keeps_its_subscription_across_the_takeover(
-    tmp_path: Path,
+    tmp_path: Path, location: str
 ) -> None:
-    worker, standby = _pair(tmp_path)
+    worker, standby = _pair(tmp_path, location)
     ws = WsClient(standby.port, "/_rt/ws?cid=across")
     try:
         ws.send({"action": "subscribe", "channel": "chat:x"})

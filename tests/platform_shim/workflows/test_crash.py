@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 
@@ -53,6 +52,7 @@ from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus, StepKind, StepStatus
 from platform_shim.workflows.state import RunState
 from tests.support import engine_worker
+from tests.support.ledger import ledger_bytes, ledger_generation
 from tests.support.procs import ROOT, env
 
 from .conftest import Opener
@@ -155,38 +155,6 @@ class Proc:
     def reap(self) -> None:
         self.kill()
         self.popen.communicate()
-
-
-def ledger_bytes(location: str) -> bytes:
-    """The ledger's lines as a file would hold them: runs.jsonl, or the live generation of the
-    ``runs`` log's rows in PostgreSQL."""
-    if "://" not in location:
-        return (Path(location) / "runs.jsonl").read_bytes()
-
-    async def rows() -> bytes:
-        conn = await asyncpg.connect(location)
-        try:
-            lines = await conn.fetch(
-                "SELECT line FROM platform.log_lines l JOIN platform.logs g"
-                " ON g.name = l.log AND g.generation = l.generation"
-                " WHERE l.log = 'runs' ORDER BY l.seq"
-            )
-        finally:
-            await conn.close()
-        return b"".join(bytes(r["line"]) + b"\n" for r in lines)
-
-    return asyncio.run(rows())
-
-
-async def ledger_generation(url: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        generation: int = await conn.fetchval(
-            "SELECT generation FROM platform.logs WHERE name = 'runs'"
-        )
-        return generation
-    finally:
-        await conn.close()
 
 
 def load_ledger(
@@ -610,7 +578,7 @@ def test_workflows_survive_sigkill_at_random_instants(
     assert (root / "effects.jsonl").read_bytes() == effects_before
     assert ledger_bytes(location) == ledger_before
     if "://" in location:  # the workers compacted the ledger (a new generation of its rows)
-        assert asyncio.run(ledger_generation(location)) > 1
+        assert ledger_generation(location) > 1
     print(f"seed {seed}; kill phase {kill_phase:.1f}s; {stats}")
 
 
