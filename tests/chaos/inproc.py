@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import asyncpg
 import httpx
 from starlette.applications import Starlette
 
@@ -57,14 +58,17 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def inprocess_host(
     project: Path,
-    data: Path,
+    data: Path | str,
     *,
     token: str = "",
     max_body: int | None = None,
     worker_options: WorkerOptions | None = None,
     clock: Any = None,
 ) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    config = HostConfig(project_dir=project, data_dir=data, token=token)
+    if isinstance(data, str) and "://" in data:  # a store URL (PostgreSQL)
+        config = HostConfig(project_dir=project, store=data, token=token)
+    else:
+        config = HostConfig(project_dir=project, data_dir=Path(data), token=token)
     if max_body is not None:
         config.max_body = max_body
     options = worker_options or WorkerOptions(retry_backoff=_fast)
@@ -145,11 +149,33 @@ async def raw_request(
     return RawResponse(status, out_headers, bytes(body))
 
 
-def data_state(data: Path) -> dict[str, str]:
-    """A digest of every data file (logs, snapshots, blobs): the folder's durable state."""
+def data_state(data: Path | str) -> dict[str, str]:
+    """A digest of the store's durable state: every data file of a folder (logs, snapshots,
+    blobs), or every row of a PostgreSQL store's tables."""
+    if isinstance(data, str) and "://" in data:
+        return asyncio.run(_database_state(data))
+    data = Path(data)
     state = {}
     for path in sorted(data.rglob("*")):
         if not path.is_file() or ".locks" in path.parts or ".doorbell" in path.parts:
             continue
         state[str(path.relative_to(data))] = hashlib.blake2b(path.read_bytes()).hexdigest()
     return state
+
+
+_TABLES = ("log_lines", "logs", "snapshots", "blobs", "archive", "archive_tags", "secrets")
+
+
+async def _database_state(url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        state = {}
+        for table in _TABLES:
+            rows = await conn.fetch(f"SELECT * FROM platform.{table}")
+            digest = hashlib.blake2b()
+            for row in sorted(repr(tuple(row)) for row in rows):
+                digest.update(row.encode())
+            state[table] = digest.hexdigest()
+        return state
+    finally:
+        await conn.close()

@@ -50,6 +50,7 @@ from host.openapi import OPENAPI
 from platform_shim.testing import FakeClock
 from tests.chaos.inproc import data_state, inprocess_host, raw_request
 from tests.support.hostproc import ROOT, HostProcess
+from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_until_async
 
 FUZZ_PROJECT = """
@@ -307,9 +308,9 @@ def fuzz_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class InProcess:
     """The host app on a private event loop, for a synchronous hypothesis test."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: str | None = None) -> None:
         self.root = root
-        self.data = root / "data"
+        self.data: Path | str = store or root / "data"
         self.loop = asyncio.new_event_loop()
         self._context = inprocess_host(
             root / "project", self.data, worker_options=None, clock=FakeClock()
@@ -376,6 +377,61 @@ def inproc(fuzz_root: Path) -> Iterator[InProcess]:
 )
 @pytest.mark.slow
 def test_fuzz_every_route_in_process(
+    inproc: InProcess,
+    data: st.DataObject,
+    method: str,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    cuts: list[int],
+) -> None:
+    fuzz_once(inproc, data, method, query, headers, body, cuts)
+
+
+@pytest.fixture(scope="module")
+def inproc_postgres(fuzz_root: Path, postgres_server: PostgresServer) -> Iterator[InProcess]:
+    """The same host in process, on a PostgreSQL database instead of a folder."""
+    database = postgres_server.create_database()
+    host = InProcess(fuzz_root, store=database.url)
+    try:
+        yield host
+    finally:
+        host.close()
+        postgres_server.drop_database(database.name)
+    print(f"\nFUZZ in-process on PostgreSQL: {host.requests} requests, {host.refused} refused")
+
+
+@settings(
+    max_examples=IN_PROCESS_EXAMPLES // 3,
+    phases=[Phase.explicit, Phase.generate],
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+@given(
+    data=st.data(),
+    method=METHODS,
+    query=QUERY,
+    headers=HEADERS,
+    body=BODIES,
+    cuts=st.lists(st.integers(0, 10**6), max_size=2),
+)
+@pytest.mark.slow
+def test_fuzz_every_route_in_process_on_postgres(
+    inproc_postgres: InProcess,
+    data: st.DataObject,
+    method: str,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    cuts: list[int],
+) -> None:
+    """No 5xx and nothing written by a refused request, on the PostgreSQL store (whose
+    state is rows: ``data_state`` digests them)."""
+    fuzz_once(inproc_postgres, data, method, query, headers, body, cuts)
+
+
+def fuzz_once(
     inproc: InProcess,
     data: st.DataObject,
     method: str,
