@@ -15,6 +15,8 @@ Timeouts are guards against a broken feature, not timings (``python -m bench.pee
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import orjson
 import pytest
 
 from tests.support.hostproc import HostProcess
+from tests.support.ledger import ledger_bytes
 from tests.support.postgres import PostgresDatabase
 from tests.support.standby_project import EVENT_TYPE, write_standby_project
 from tests.support.waiting import wait_until
@@ -131,3 +134,49 @@ def test_an_event_sent_through_the_standby_resumes_a_run_parked_on_the_worker(
     done = standby.wait_status(run_id, "completed", timeout=30)
     assert done["output"]["event"] == {"key": "k1"}
     wait_until(lambda: worker.run(run_id)["status"] == "completed", 30, "the worker to agree")
+
+
+_CRON_PROJECT = """
+from platform_shim.workflows import define_workflow
+
+
+@define_workflow({"id": "beat", "trigger": {"kind": "schedule", "cron": "* * * * * *"}})
+async def beat(input, step, ctx):
+    return await step.run("tick", lambda: ctx.run_id)
+"""
+
+
+def test_a_cron_tick_starts_one_run_across_hosts_and_a_takeover(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """A schedule firing every second on two hosts, then on the standby after the worker's
+    SIGKILL: every tick's run is created once and completes once, whoever fired it."""
+    project = tmp_path / "cron"
+    (project / "workflows").mkdir(parents=True)
+    (project / "workflows" / "beat.py").write_text(_CRON_PROJECT)
+    worker = HostProcess(project, None, tmp_path / "logs-a", store=postgres_db.url)
+    standby = HostProcess(project, None, tmp_path / "logs-b", store=postgres_db.url)
+    try:
+        worker.launch()
+        standby.launch()
+        standby.wait_for_log("standby: the worker on")
+        time.sleep(3)
+        worker.kill()
+        standby.wait_for_log("took over as the worker", timeout=30)
+        time.sleep(3)
+        standby.stop()
+    finally:
+        for host in (standby, worker):
+            if host.proc is not None and host.proc.poll() is None:
+                host.kill()
+    created: Counter[str] = Counter()
+    completed: Counter[str] = Counter()
+    for line in ledger_bytes(postgres_db.url).splitlines():
+        record = orjson.loads(line)
+        if record.get("rec") == "run" and record.get("workflowId") == "beat":
+            created[record["runId"]] += 1
+        if record.get("rec") == "status" and record.get("status") == "completed":
+            completed[record["runId"]] += 1
+    assert len(created) >= 4, created  # about one a second, on both sides of the takeover
+    assert max(created.values()) == 1, created.most_common(3)
+    assert set(completed) >= set(created) and max(completed.values()) == 1, completed
