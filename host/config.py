@@ -54,7 +54,7 @@ class HostConfig:
     ``PLATFORM_ALLOWED_HOSTS`` (comma-separated) adds to them, ``*`` allows any."""
     poll_interval: float | None = None
     """Seconds between the worker's catch-ups with the store in case a wake-up was missed (the
-    store wakes it on every write: a doorbell file, or NOTIFY); None: the engine's default.
+    store wakes it after every write another process makes); None: the engine's default.
     ``$PLATFORM_POLL_INTERVAL`` sets it."""
     standby: bool | None = None
     """On a store another process is the worker of: serve as its standby and take over when it

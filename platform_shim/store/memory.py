@@ -50,8 +50,8 @@ import orjson
 from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store.jsonl import Record, bulk_load
 from platform_shim.store.memory_archive import ArchiveData, MemoryArchive
-from platform_shim.store.protocol import Consumer, Durability, OutOfOrder, Prepare
-from platform_shim.store.turns import Coalescer, OncePerTurn
+from platform_shim.store.protocol import Consumer, Durability, Prepare
+from platform_shim.store.turns import CallbackWatch, OncePerTurn, apply_line
 
 __all__ = [
     "MemoryArchive",
@@ -155,24 +155,14 @@ class MemoryLog(OncePerTurn):
             self._load()  # rewritten by the worker: replay the new content
             return 0
         lines = self._shared.lines
-        apply = self._consumer.apply
+        consumer = self._consumer
         count = 0
         while self._position < len(lines):
             line = lines[self._position]
             self._position += 1
-            where = f"{self._store.location}/{self.name}:{self._position}"
-            try:
-                record = orjson.loads(line)
-                if not isinstance(record, dict):
-                    raise TypeError("not a JSON object")
-                apply(record, line)
-            except OutOfOrder as exc:
-                log.warning("%s: skipped a record out of order (%s)", where, exc)
-                continue
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                log.warning("%s: skipped an unreadable record (%r)", where, exc)
-                continue
-            count += 1
+            count += apply_line(
+                consumer, line, f"{self._store.location}/{self.name}:{self._position}"
+            )
         return count
 
     def refresh(self) -> int:
@@ -292,7 +282,7 @@ def _split(lines: Iterable[bytes]) -> list[bytes]:
     return out
 
 
-class MemoryWatch(Coalescer):
+class MemoryWatch(CallbackWatch):
     """Calls ``on_change`` on the loop after another connection to the space appended.
 
     A space cannot miss a wake-up (the append itself rings), so there is no polling."""
@@ -311,15 +301,6 @@ class MemoryWatch(Coalescer):
         with contextlib.suppress(ValueError):
             self._space.watches.remove(self)
         self._loop = None
-
-    def _run(self) -> None:
-        self._poked = False
-        if self._loop is None:
-            return
-        try:
-            self._on_change()
-        except Exception:
-            log.exception("catching up with another connection's writes failed")
 
 
 def check_secret_name(name: str) -> None:

@@ -27,7 +27,7 @@ import re
 import socket
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -360,21 +360,32 @@ def inproc(fuzz_root: Path) -> Iterator[InProcess]:
     print(f"\nFUZZ in-process: {host.requests} requests, {host.refused} refused, 0 5xx")
 
 
-@settings(
-    max_examples=IN_PROCESS_EXAMPLES,
-    phases=[Phase.explicit, Phase.generate],
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    database=None,
-)
-@given(
-    data=st.data(),
-    method=METHODS,
-    query=QUERY,
-    headers=HEADERS,
-    body=BODIES,
-    cuts=st.lists(st.integers(0, 10**6), max_size=2),
-)
+def _fuzzed(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The in-process fuzz's hypothesis settings and inputs, for ``examples`` requests."""
+
+    def wrap(test: Callable[..., None]) -> Callable[..., None]:
+        fuzzed: Callable[..., None] = settings(
+            max_examples=examples,
+            phases=[Phase.explicit, Phase.generate],
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )(
+            given(
+                data=st.data(),
+                method=METHODS,
+                query=QUERY,
+                headers=HEADERS,
+                body=BODIES,
+                cuts=st.lists(st.integers(0, 10**6), max_size=2),
+            )(test)
+        )
+        return fuzzed
+
+    return wrap
+
+
+@_fuzzed(IN_PROCESS_EXAMPLES)
 @pytest.mark.slow
 def test_fuzz_every_route_in_process(
     inproc: InProcess,
@@ -401,21 +412,7 @@ def inproc_postgres(fuzz_root: Path, postgres_server: PostgresServer) -> Iterato
     print(f"\nFUZZ in-process on PostgreSQL: {host.requests} requests, {host.refused} refused")
 
 
-@settings(
-    max_examples=IN_PROCESS_EXAMPLES // 3,
-    phases=[Phase.explicit, Phase.generate],
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    database=None,
-)
-@given(
-    data=st.data(),
-    method=METHODS,
-    query=QUERY,
-    headers=HEADERS,
-    body=BODIES,
-    cuts=st.lists(st.integers(0, 10**6), max_size=2),
-)
+@_fuzzed(IN_PROCESS_EXAMPLES // 3)
 @pytest.mark.slow
 def test_fuzz_every_route_in_process_on_postgres(
     inproc_postgres: InProcess,

@@ -34,12 +34,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
-
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import bulk_load
-from platform_shim.store.protocol import Consumer, OutOfOrder, Prepare
-from platform_shim.store.turns import OncePerTurn
+from platform_shim.store.protocol import Consumer, Prepare
+from platform_shim.store.turns import OncePerTurn, apply_line
 
 if TYPE_CHECKING:
     import asyncpg
@@ -138,24 +136,12 @@ class PostgresLog(OncePerTurn):
         if generation != self._generation:
             self._consumer.reset()
             self._generation, self._position, self._size = generation, 0, 0
-        apply = self._consumer.apply
         count = 0
         for seq, line in rows:
             self._position = seq
             self._size += len(line) + 1
             where = f"{self._store.location} log {self.name!r} line {seq}"
-            try:
-                record = orjson.loads(line)
-                if not isinstance(record, dict):
-                    raise TypeError("not a JSON object")
-                apply(record, line)
-            except OutOfOrder as exc:
-                log.warning("%s: skipped a record out of order (%s)", where, exc)
-                continue
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                log.warning("%s: skipped an unreadable record (%r)", where, exc)
-                continue
-            count += 1
+            count += apply_line(self._consumer, line, where)
         return count
 
     def refresh(self) -> int:

@@ -41,7 +41,7 @@ from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.worker import WorkerSeat
 from platform_shim.store.protocol import Consumer, Durability
-from platform_shim.store.turns import Coalescer
+from platform_shim.store.turns import CallbackWatch
 
 if TYPE_CHECKING:
     import asyncpg
@@ -334,7 +334,7 @@ class PostgresStore:
         return f"<PostgresStore on {self.location!r}>"
 
 
-class PostgresWatch(Coalescer):
+class PostgresWatch(CallbackWatch):
     """Calls ``on_change`` on the loop after another connection committed (LISTEN/NOTIFY),
     and every ``poll_interval`` seconds besides."""
 
@@ -363,12 +363,3 @@ class PostgresWatch(Coalescer):
         if self._timer is not None:
             self._timer.cancel()
         self._loop = None
-
-    def _run(self) -> None:
-        self._poked = False
-        if self._loop is None:
-            return
-        try:
-            self._on_change()
-        except Exception:
-            log.exception("catching up with another host's writes failed")

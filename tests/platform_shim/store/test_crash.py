@@ -19,23 +19,13 @@ from typing import Any
 import pytest
 
 from platform_shim.store import open_store
+from tests.support.consumers import Recorder
 from tests.support.procs import spawn
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def apply(self, record: dict[str, Any], line: bytes) -> None:
-        self.records.append(record)
-
-    def reset(self) -> None:
-        self.records.clear()
 
 
 def load(location: str) -> list[dict[str, Any]]:
     store = open_store(location)
-    collect = Collect()
+    collect = Recorder()
     store.open_log("crash", collect)
     store.close()
     return collect.records

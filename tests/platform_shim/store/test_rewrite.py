@@ -17,17 +17,7 @@ import pytest
 
 from platform_shim.store import FileStore
 from platform_shim.store.lock import AppendLock
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def apply(self, record: dict[str, Any], line: bytes) -> None:
-        self.records.append(record)
-
-    def reset(self) -> None:
-        self.records.clear()
+from tests.support.consumers import Recorder
 
 
 def record(n: int) -> Any:

@@ -37,7 +37,16 @@ V1_TABLES = {
     "handler_cursors",
     "events",
 }
-V2_TABLES = {"logs", "log_lines", "snapshots", "blobs", "archive", "archive_tags", "worker"}
+V2_TABLES = {
+    "logs",
+    "log_lines",
+    "snapshots",
+    "blobs",
+    "archive",
+    "archive_tags",
+    "secrets",
+    "worker",
+}
 
 
 @pytest.fixture

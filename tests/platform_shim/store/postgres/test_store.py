@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 import orjson
@@ -23,20 +22,10 @@ import pytest
 from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store import open_store
 from platform_shim.store.postgres.store import PostgresStore
+from tests.support.consumers import Recorder
 from tests.support.postgres import PostgresDatabase
 from tests.support.procs import env
 from tests.support.waiting import wait_until
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def apply(self, record: dict[str, Any], line: bytes) -> None:
-        self.records.append(record)
-
-    def reset(self) -> None:
-        self.records.clear()
 
 
 def record(n: int, sink: list[int] | None = None) -> Callable[[], tuple[bytes, Callable[[], int]]]:
