@@ -9,7 +9,9 @@ increase: a damaged line costs itself alone, wherever it sits and whatever it cl
 
 Several runs can be longest. A damaged second-to-last line claiming a high number, or a damaged
 second line claiming a low one, makes a run of the same length with it as without it; the run
-kept is then the one spanning fewer numbers (intact numbers are dense: each is the last plus
+kept is then one that leaves room for the numbers of the lines it drops (a line dropped between
+kept lines numbered 5 and 6 cannot have had a number of its own: that run is the wrong one), and
+among those the one spanning fewer numbers (intact numbers are dense: each is the last plus
 one, gaps come only from compaction). Where two lines claim the same number that rule cannot
 choose, and the earlier line is kept, as a reader going from the top would keep it.
 """
@@ -17,6 +19,7 @@ choose, and the earlier line is kept, as a reader going from the top would keep 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Sequence
 
 __all__ = ["longest_increasing"]
@@ -35,7 +38,17 @@ def longest_increasing(keys: Sequence[int]) -> set[int]:
     def span(kept: set[int]) -> int:
         return keys[max(kept)] - keys[min(kept)]
 
+    fits_smallest, fits_earliest = _fits(keys, smallest), _fits(keys, earliest)
+    if fits_smallest != fits_earliest:
+        return smallest if fits_smallest else earliest
     return smallest if span(smallest) < span(earliest) else earliest
+
+
+def _fits(keys: Sequence[int], kept: set[int]) -> bool:
+    """Whether the lines left out of ``kept`` could have had numbers of their own: between two
+    kept lines ``p`` and ``q`` there must be room for the ``q - p - 1`` dropped between them."""
+    ordered = sorted(kept)
+    return all(keys[q] - keys[p] >= q - p for p, q in itertools.pairwise(ordered))
 
 
 def _from_the_start(keys: Sequence[int]) -> set[int]:

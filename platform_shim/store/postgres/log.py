@@ -114,7 +114,9 @@ class PostgresLog(OncePerTurn):
         self._grace: asyncio.TimerHandle | None = None
         self._rewriting = False
         self._swapping = False  # a compaction step is under way: cycles wait for _resume
-        self._conn: asyncpg.Connection | None = None  # the writer's, on the bridge
+        # The writer's connection, on the loop that submits (``writers.py``): no thread hop.
+        self._conn: asyncpg.Connection | None = None
+        self._conn_loop: asyncio.AbstractEventLoop | None = None
         self._key = log_lock_key(name)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._bridge.run(
@@ -228,7 +230,7 @@ class PostgresLog(OncePerTurn):
         conn = self._conn
         try:
             assert conn is not None
-            await self._bridge.call(conn.execute(f"SELECT pg_advisory_unlock({self._key})"))
+            await conn.execute(f"SELECT pg_advisory_unlock({self._key})")
         except Exception:
             self._drop_writer()  # the session is gone or going: the lock goes with it
         except BaseException:
@@ -321,30 +323,29 @@ class PostgresLog(OncePerTurn):
             self._grace.cancel()
             self._grace = None
         conn, self._conn = self._conn, None
-        if conn is not None and self._bridge.alive:
-            self._bridge.run(_close(conn))
+        if conn is not None and self._conn_loop is not None:
+            self._store.writers.drop(conn, self._conn_loop)
 
     async def _enter(self) -> tuple[int, Rows]:
         """Round trip 1: take the log's lock and read what others appended since we looked."""
         try:
-            found = await self._bridge.call(self._enter_on_bridge())
+            loop = asyncio.get_running_loop()
+            if self._conn is None or self._conn.is_closed() or self._conn_loop is not loop:
+                self._drop_writer()
+                self._conn = await self._store.writers.open()
+                self._conn_loop = loop
+            found = await self._conn.fetch(
+                "SELECT * FROM platform.log_enter($1, $2, $3, $4)",
+                self.name,
+                self._key,
+                self._position,
+                self._generation,
+            )
         except BaseException:
             self._drop_writer()  # it may hold the lock by now
             raise
         generation = int(found[0]["g"])
         return generation, [(int(r["s"]), bytes(r["l"])) for r in found if r["s"] is not None]
-
-    async def _enter_on_bridge(self) -> list[asyncpg.Record]:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await self._store.connect()
-        found: list[asyncpg.Record] = await self._conn.fetch(
-            "SELECT * FROM platform.log_enter($1, $2, $3, $4)",
-            self.name,
-            self._key,
-            self._position,
-            self._generation,
-        )
-        return found
 
     async def _leave(
         self, generation: int, first: int, lines: list[bytes], durable: bool, *, keep: bool
@@ -371,7 +372,7 @@ class PostgresLog(OncePerTurn):
         else:
             script = unlock
         if script:
-            await self._bridge.call(conn.execute(script))
+            await conn.execute(script)
 
     async def barrier(self) -> None:
         """Wait until every record applied so far is committed: the cycle under way, if any
@@ -441,14 +442,6 @@ class PostgresLog(OncePerTurn):
         if task is not None and not task.done():
             task.cancel()
         self._drop_writer()
-
-
-async def _close(conn: asyncpg.Connection) -> None:
-    if not conn.is_closed():
-        try:
-            await asyncio.wait_for(conn.close(), timeout=5)
-        except Exception:
-            conn.terminate()
 
 
 def _fail(subs: list[_Submission], exc: BaseException) -> None:

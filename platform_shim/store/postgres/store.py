@@ -40,6 +40,7 @@ from platform_shim.store.postgres.connect import check_url, connect, redact
 from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.worker import WorkerSeat
+from platform_shim.store.postgres.writers import Writers
 from platform_shim.store.protocol import Consumer, Durability
 from platform_shim.store.turns import CallbackWatch
 
@@ -72,6 +73,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self.bridge = Bridge(f"postgres {self.location}")
         self.seat = WorkerSeat(self)
+        self.writers = Writers(self.connect)
         try:
             self.bridge.run(self._open())
         except BaseException:
@@ -315,6 +317,7 @@ class PostgresStore:
         for opened in self._logs.values():
             opened.close()
         self._logs.clear()
+        self.writers.close()
         self.release_worker_lock()
         if self.bridge.alive:
             with contextlib.suppress(Exception):
