@@ -2,8 +2,10 @@
 
 The store contract is partly synchronous (``refresh``, loading a log, snapshots, the archive,
 blobs put from threads) and the driver, asyncpg, is asynchronous and bound to one event loop.
-So every connection of a store lives on a loop of its own, run by one daemon thread: callers
-on any other thread block on ``run``, callers on another loop ``await call(...)``. Invariant:
+So the store's reading connections (its pool, its listener, the worker's lock) live on a loop
+of its own, run by one daemon thread: callers on any other thread block on ``run``, callers on
+another loop ``await call(...)``. (The commit cycles' connections live on the loop that
+submits: ``writers.py``.) Invariant:
 nothing on the bridge's own thread ever waits for the bridge (``run`` refuses it: it would
 deadlock).
 """

@@ -11,7 +11,8 @@ hosts start at once). Invariants beyond the logs':
   token; a watch wakes on other connections' notifications, and polls besides, in case one
   was missed (the listener's connection dropped, say).
 
-All connections live on the store's ``Bridge`` thread (``bridge.py``). ``location`` is the URL
+The pool, the listener and the worker's lock live on the store's ``Bridge`` thread
+(``bridge.py``); each log's writer lives on the loop that submits (``writers.py``). ``location`` is the URL
 with its password hidden; ``data_dir`` is a private temporary folder, as the memory store's.
 """
 
