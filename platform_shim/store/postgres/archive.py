@@ -26,6 +26,12 @@ __all__ = ["PostgresArchive"]
 _ALL = 1 << 62
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL's text holds no NUL: a key or tag with one (a run id from a URL, say) was
+    never stored, so a lookup of it finds nothing rather than failing."""
+    return "\x00" not in text
+
+
 class PostgresArchive:
     """One named archive of a ``PostgresStore``."""
 
@@ -79,21 +85,27 @@ class PostgresArchive:
     def known(self, keys: Iterable[str]) -> set[str]:
         found = self._fetch(
             "SELECT key FROM platform.archive WHERE archive = $1 AND key = ANY($2::text[])",
-            list(keys),
+            [key for key in keys if _storable(key)],
         )
         return {str(r["key"]) for r in found}
 
     def order_of(self, key: str) -> int | None:
+        if not _storable(key):
+            return None
         found = self._fetch("SELECT ord FROM platform.archive WHERE archive = $1 AND key = $2", key)
         return int(found[0]["ord"]) if found else None
 
     def head(self, key: str) -> Any:
+        if not _storable(key):
+            return None
         found = self._fetch(
             "SELECT head FROM platform.archive WHERE archive = $1 AND key = $2", key
         )
         return orjson.loads(bytes(found[0]["head"])) if found else None
 
     def entry(self, key: str) -> tuple[Any, Any] | None:
+        if not _storable(key):
+            return None
         found = self._fetch(
             "SELECT head, body FROM platform.archive WHERE archive = $1 AND key = $2", key
         )
@@ -103,6 +115,8 @@ class PostgresArchive:
 
     def page(self, tag: str | None, before: int | None, limit: int) -> list[tuple[int, str, Any]]:
         below = before if before is not None else _ALL
+        if tag is not None and not _storable(tag):
+            return []
         if tag is None:
             found = self._fetch(
                 "SELECT ord, key, head FROM platform.archive WHERE archive = $1 AND ord < $2"
@@ -123,6 +137,8 @@ class PostgresArchive:
         return [(int(r["ord"]), str(r["key"]), orjson.loads(bytes(r["head"]))) for r in found]
 
     def count(self, tag: str = "") -> int:
+        if not _storable(tag):
+            return 0
         if not tag:
             found = self._fetch("SELECT count(*) AS n FROM platform.archive WHERE archive = $1")
         else:

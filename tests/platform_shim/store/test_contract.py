@@ -537,3 +537,15 @@ def test_nothing_outside_the_store_package_reaches_past_the_contract() -> None:
                 f"{path.relative_to(root)}: {name}" for name in _STORE_INTERNALS if name in text
             ]
     assert offenders == []
+
+
+def test_the_archive_finds_nothing_under_a_key_or_tag_it_cannot_hold(connect: Connect) -> None:
+    """A run id from a URL may hold any character, NUL included (which PostgreSQL's text cannot
+    store): looking it up finds nothing, on every store, rather than failing (a 500 found by
+    the hostile-input fuzz on PostgreSQL)."""
+    archive = connect().open_archive("runs-archive", writable=True)
+    archive.add([_entry("r1", 1, 1000, "w:a")])
+    odd = "r1\x00"
+    assert archive.known([odd, "r1"]) == {"r1"}
+    assert (archive.order_of(odd), archive.head(odd), archive.entry(odd)) == (None, None, None)
+    assert archive.page("w:a\x00", None, 10) == [] and archive.count("w:a\x00") == 0
