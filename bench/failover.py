@@ -2,6 +2,7 @@
 
     python -m bench.failover                      # 3 rounds, 20 runs of each kind
     python -m bench.failover --rounds 5 --runs 50 --parked 10000
+    python -m bench.failover --store postgres     # the same rounds on PostgreSQL
 
 Each round: two ``python -m host serve`` processes on one fresh data folder (the first is the
 worker, the second its standby, as ``host.standby`` describes), with ``--parked`` runs asleep for
@@ -20,6 +21,10 @@ standby (which records them as a client: no worker runs then). Figures, from the
 
 The standby polls the worker lock every 0.5 s (``host.standby.DEFAULT_POLL_S``), so about
 half of that is the expected detection delay; the rest is loading the store and recovering.
+
+``--store postgres`` runs the same rounds with ``--store URL`` in place of ``--data DIR``: one
+durable throwaway PostgreSQL (``tests/support/postgres.py``, ``durable=True``: fsync and
+synchronous commit on) started once for the whole run, and a fresh database in it per round.
 """
 
 from __future__ import annotations
@@ -109,7 +114,7 @@ def _free_port() -> int:
 class _Host:
     """One ``python -m host serve`` process with its log in a file."""
 
-    def __init__(self, project: Path, data: Path, log: Path) -> None:
+    def __init__(self, project: Path, store: Path | str, log: Path) -> None:
         self.port = _free_port()
         self.log_path = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
@@ -124,7 +129,7 @@ class _Host:
                     "serve",
                     str(project),
                     "--quiet",
-                    *self._where(data),
+                    *self._where(store),
                 ],
                 cwd=REPO,
                 env=env,
@@ -132,8 +137,10 @@ class _Host:
                 stderr=subprocess.STDOUT,
             )
 
-    def _where(self, data: Path) -> list[str]:
-        return ["--port", str(self.port), "--data", str(data)]
+    def _where(self, store: Path | str) -> list[str]:
+        # A folder is --data, a database URL is --store (the host accepts either).
+        where = ["--data", str(store)] if isinstance(store, Path) else ["--store", store]
+        return ["--port", str(self.port), *where]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -181,14 +188,14 @@ def _logged_at(log: str, text: str) -> float:
     raise ValueError(f"{text!r} is not in the log")
 
 
-def _fill(data: Path, parked: int) -> None:
+def _fill(store: Path | str, parked: int) -> None:
     """``parked`` starts of ``sleeper`` recorded by a client: the first host runs them."""
     if not parked:
         return
     from platform_shim.platform import open_client
 
     async def fill() -> None:
-        client = open_client(data, durability="flush")
+        client = open_client(store=store, durability="flush")
         try:
             for start in range(0, parked, 1000):
                 await asyncio.gather(
@@ -204,14 +211,15 @@ def _fill(data: Path, parked: int) -> None:
     asyncio.run(fill())
 
 
-def one_round(root: Path, runs: int, parked: int) -> dict[str, float]:
+def one_round(root: Path, runs: int, parked: int, store: str | None = None) -> dict[str, float]:
+    """One round on ``store`` (a database URL), else on a fresh data folder under ``root``."""
     project = root / "project"
     (project / "workflows").mkdir(parents=True)
     effects = root / "effects.jsonl"
     (project / "workflows" / "failover.py").write_text(
         textwrap.dedent(_PROJECT).format(effects=str(effects), event=EVENT)
     )
-    data = root / "data"
+    data: Path | str = store if store is not None else root / "data"
     _fill(data, parked)
     worker = _Host(project, data, root / "worker.log")
     standby: _Host | None = None
@@ -299,24 +307,44 @@ def _describe(row: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.failover",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20, help="runs of each kind (default 20)")
     parser.add_argument("--parked", type=int, default=0, help="30-day sleepers in the store")
+    parser.add_argument(
+        "--store",
+        choices=("folder", "postgres"),
+        default="folder",
+        help="a fresh data folder per round (default), or a fresh database of one durable"
+        " throwaway PostgreSQL per round",
+    )
     parser.add_argument("--tmp", help="where the data folders go (a real disk)")
     args = parser.parse_args(argv)
     root = pick_tmp_root(args.tmp)
-    rows = []
-    load = loadavg()[0]
-    for n in range(args.rounds):
-        with scratch(root, "failover") as folder:
-            row = one_round(folder, args.runs, args.parked)
-        rows.append(row)
-        print(f"round {n + 1}: {_describe(row)}", flush=True)
+    with contextlib.ExitStack() as stack:
+        server: Any = None
+        if args.store == "postgres":
+            # Imported late: it imports pytest, which the folder rounds do not need.
+            from tests.support.postgres import PostgresServer
+
+            server = stack.enter_context(PostgresServer(durable=True))
+        rows = []
+        load = loadavg()[0]
+        for n in range(args.rounds):
+            with scratch(root, "failover") as folder:
+                url = None if server is None else server.create_database().url
+                row = one_round(folder, args.runs, args.parked, url)
+            rows.append(row)
+            print(f"round {n + 1} ({args.store}): {_describe(row)}", flush=True)
     summary = {key: median([row[key] for row in rows]) for key in rows[0]}
     print(
-        f"median of {args.rounds} ({3 * args.runs} orphaned runs, {args.parked} parked,"
-        f" code {code_revision()}, load {load:.2f} -> {loadavg()[0]:.2f}): {_describe(summary)}"
+        f"median of {args.rounds} on a {args.store} store ({3 * args.runs} orphaned runs,"
+        f" {args.parked} parked, code {code_revision()}, load {load:.2f} -> {loadavg()[0]:.2f}):"
+        f" {_describe(summary)}"
     )
     return 0
 
