@@ -111,7 +111,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class _Host:
+class ServeHost:
     """One ``python -m host serve`` process with its log in a file."""
 
     def __init__(self, project: Path, store: Path | str, log: Path) -> None:
@@ -221,8 +221,8 @@ def one_round(root: Path, runs: int, parked: int, store: str | None = None) -> d
     )
     data: Path | str = store if store is not None else root / "data"
     _fill(data, parked)
-    worker = _Host(project, data, root / "worker.log")
-    standby: _Host | None = None
+    worker = ServeHost(project, data, root / "worker.log")
+    standby: ServeHost | None = None
     try:
         worker.wait(lambda: worker.call("GET", "/api/workflows/schedules") == [], "the worker")
         if parked:
@@ -232,7 +232,7 @@ def one_round(root: Path, runs: int, parked: int, store: str | None = None) -> d
                 return bool(counts["sleeping"] >= parked)
 
             worker.wait(all_parked, f"{parked} parked runs", timeout=600)
-        standby = _Host(project, data, root / "standby.log")
+        standby = ServeHost(project, data, root / "standby.log")
         standby.wait(lambda: "standby: the worker on" in standby.log(), "the standby")
         started: dict[str, list[str]] = {"busy": [], "napper": [], "waiter": []}
         for n in range(runs):
