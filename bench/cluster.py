@@ -1,7 +1,7 @@
 """``python -m bench.cluster``: 1, 2 and 4 ``serve`` hosts on one PostgreSQL database (issue 14).
 
-    python -m bench.cluster                          # N = 1, 2, 4; 400 runs x 10 steps each
-    python -m bench.cluster --hosts 1 2 --runs 200 --concurrency 16
+    python -m bench.cluster                          # N = 1, 2, 4; 1000 runs x 10 steps each
+    python -m bench.cluster --hosts 1 2 --runs 200 --concurrency 16 --client httpx
     python -m bench.cluster --smoke                  # tiny sizes: proves the harness works
 
 One durable throwaway PostgreSQL (``tests/support/postgres.py``, ``durable=True``: fsync and
@@ -12,10 +12,14 @@ API as clients of the store. **Every run executes on the one worker**; the stand
 in the database and the worker picks them up (NOTIFY). So extra hosts add HTTP capacity (parsing,
 routing, the start's commit), not execution capacity: this measures what that buys.
 
-The load generator is this process: asyncio with one ``httpx.AsyncClient`` per host (keep-alive),
-at most ``--concurrency`` start requests in flight, sent round-robin over the hosts
-(``POST /api/workflows/ten/start``; ``ten`` is 10 ``step.run`` of a trivial body returning its
-index). It then waits for every run to complete by polling the first host's run counts
+The load generator is this process: asyncio, ``--concurrency`` keep-alive connections (at least
+one per host), each sending its share of the start requests one after the other, so run n goes to
+host n mod N (``POST /api/workflows/ten/start``; ``ten`` is 10 ``step.run`` of a trivial body
+returning its index). By default a connection is a minimal HTTP/1.1 client on asyncio streams
+(``_Connection``: the request is one write, the response a status line, headers and a
+``Content-Length`` body) because on a 2-core machine the generator takes CPU from the hosts it
+measures: ``--client httpx`` sends the same requests through ``httpx.AsyncClient`` (one per host),
+which costs several times more CPU per request here (the CPU column shows it). It then waits for every run to complete by polling the first host's run counts
 (``GET /_platform/api/overview``, every 50 ms: no per-run polling during the measurement; the API
 has no endpoint that waits for a result), and afterwards reads each run once
 (``GET /api/workflows/runs/{id}`` on the host that started it) to check its output and take its
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import textwrap
@@ -75,6 +80,45 @@ async def ten(input, step, ctx):
         total += await step.run(f"s{{i}}", body(i))
     return total
 """
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads a ``Content-Length`` reply."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        assert self._reader is not None and self._writer is not None, "not open"
+        self._writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        status_line = await self._reader.readline()
+        if not status_line:
+            raise ConnectionError(f"the host on port {self.port} closed the connection")
+        status = int(status_line.split()[1])
+        length = 0
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise ConnectionError("a chunked reply: this client reads Content-Length only")
+        return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
 
 
 @dataclass
@@ -144,22 +188,45 @@ def _postgres_cpu(server: Any) -> dict[int, float]:
 
 
 async def _start_all(
-    clients: list[httpx.AsyncClient], runs: int, concurrency: int
+    hosts: list[ServeHost],
+    clients: list[httpx.AsyncClient],
+    runs: int,
+    concurrency: int,
+    client: str,
 ) -> list[Started]:
-    """Start ``runs`` runs round-robin over the hosts, at most ``concurrency`` in flight."""
-    gate = asyncio.Semaphore(concurrency)
+    """Start ``runs`` runs, run n on host n mod N, over ``concurrency`` connections (a multiple
+    of N: connection k serves host k mod N and sends runs k, k + C, k + 2C, ... in turn)."""
+    count = len(hosts)
+    lanes = max(count, concurrency - concurrency % count)
+    body = b"{}"
+    started: list[Started | None] = [None] * runs
 
-    async def one(n: int) -> Started:
-        host = n % len(clients)
-        async with gate:
-            sent_at = time.time()
-            t0 = time.perf_counter()
-            response = await clients[host].post(f"/api/workflows/{WORKFLOW}/start", json={})
-            latency = time.perf_counter() - t0
-        response.raise_for_status()
-        return Started(host, str(response.json()["runId"]), sent_at, latency)
+    async def lane(k: int) -> None:
+        host = k % count
+        connection = _Connection(hosts[host].port) if client == "raw" else None
+        if connection is not None:
+            await connection.open()
+        try:
+            for n in range(k, runs, lanes):
+                sent_at = time.time()
+                t0 = time.perf_counter()
+                if connection is not None:
+                    status, raw = await connection.post(f"/api/workflows/{WORKFLOW}/start", body)
+                else:
+                    response = await clients[host].post(
+                        f"/api/workflows/{WORKFLOW}/start", content=body
+                    )
+                    status, raw = response.status_code, response.content
+                latency = time.perf_counter() - t0
+                if status != 200:
+                    raise AssertionError(f"start on host {host}: HTTP {status} {raw[:500]!r}")
+                started[n] = Started(host, str(json.loads(raw)["runId"]), sent_at, latency)
+        finally:
+            if connection is not None:
+                await connection.close()
 
-    return list(await asyncio.gather(*(one(n) for n in range(runs))))
+    await asyncio.gather(*(lane(k) for k in range(lanes)))
+    return [run for run in started if run is not None]
 
 
 async def _wait_completed(client: httpx.AsyncClient, count: int, timeout: float) -> None:
@@ -201,6 +268,7 @@ async def _drive(
     runs: int,
     warmup: int,
     concurrency: int,
+    client: str,
 ) -> Figures:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     clients = [
@@ -209,14 +277,14 @@ async def _drive(
     ]
     try:
         if warmup:
-            await _start_all(clients, warmup, concurrency)
+            await _start_all(hosts, clients, warmup, concurrency, client)
             await _wait_completed(clients[0], warmup, timeout=300)
         load = loadavg()[0]
         pids = {"worker": [hosts[0].proc.pid], "standbys": [h.proc.pid for h in hosts[1:]]}
         host_cpu0 = {k: sum(_cpu_of(p) for p in v) for k, v in pids.items()}
         pg_cpu0 = _postgres_cpu(server)
         own_cpu0 = time.process_time()
-        started = await _start_all(clients, runs, concurrency)
+        started = await _start_all(hosts, clients, runs, concurrency, client)
         await _wait_completed(clients[0], warmup + runs, timeout=600)
         own_cpu = time.process_time() - own_cpu0
         pg_cpu1 = _postgres_cpu(server)
@@ -264,12 +332,14 @@ def _cluster(root: Path, project: Path, url: str, count: int) -> Iterator[list[S
             host.stop()
 
 
-def one_n(root: Path, server: Any, count: int, runs: int, warmup: int, concurrency: int) -> Figures:
+def one_n(
+    root: Path, server: Any, count: int, runs: int, warmup: int, concurrency: int, client: str
+) -> Figures:
     project = write_project(root)
     database = server.create_database()
     try:
         with _cluster(root, project, database.url, count) as hosts:
-            return asyncio.run(_drive(hosts, server, runs, warmup, concurrency))
+            return asyncio.run(_drive(hosts, server, runs, warmup, concurrency, client))
     finally:
         server.drop_database(database.name)
 
@@ -291,10 +361,16 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 4], help="values of N")
-    parser.add_argument("--runs", type=int, default=400, help="runs per N (default 400)")
+    parser.add_argument("--runs", type=int, default=1000, help="runs per N (default 1000)")
     parser.add_argument("--warmup", type=int, default=40, help="warm-up runs per N (default 40)")
     parser.add_argument(
         "--concurrency", type=int, default=32, help="start requests in flight (default 32)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="the start requests' HTTP client (default raw: asyncio streams, the cheapest)",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, N = 1 and 2")
     parser.add_argument("--tmp", help="where the projects and logs go")
@@ -319,10 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     with PostgresServer(durable=True) as server:
         for count in args.hosts:
             with scratch(root, "cluster") as folder:
-                row = one_n(folder, server, count, args.runs, args.warmup, args.concurrency)
+                row = one_n(
+                    folder, server, count, args.runs, args.warmup, args.concurrency, args.client
+                )
             rows.append(row)
             print(describe(row), flush=True)
     print()
+    print(
+        f"{args.runs} runs x {STEPS} steps per N after {args.warmup} warm-up runs,"
+        f" {args.concurrency} start requests in flight, client {args.client};"
+        " one durable PostgreSQL (fsync on), a fresh database per N."
+    )
     print(
         "| hosts | steps/s | start p50 | start p99 | end-to-end p50 |"
         " CPU s: worker / standbys / PostgreSQL / generator | load |"
