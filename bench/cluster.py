@@ -61,6 +61,7 @@ WORKFLOW = "ten"
 STEPS = 10
 STANDBY_LINE = "standby: the worker on"
 POLL_S = 0.05
+JSON = {"Content-Type": "application/json"}
 
 _PROJECT = """
 from platform_shim.workflows import define_workflow
@@ -214,7 +215,7 @@ async def _start_all(
                     status, raw = await connection.post(f"/api/workflows/{WORKFLOW}/start", body)
                 else:
                     response = await clients[host].post(
-                        f"/api/workflows/{WORKFLOW}/start", content=body
+                        f"/api/workflows/{WORKFLOW}/start", content=body, headers=JSON
                     )
                     status, raw = response.status_code, response.content
                 latency = time.perf_counter() - t0

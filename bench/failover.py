@@ -8,7 +8,7 @@ Each round: two ``python -m host serve`` processes on one fresh data folder (the
 worker, the second its standby, as ``host.standby`` describes), with ``--parked`` runs asleep for
 30 days in the ledger (filled before the hosts start: a bigger store to load at takeover).
 Through the standby it starts ``--runs`` runs of each kind and waits until, on the worker, they
-are *running* (a step body of 5 s in flight), *sleeping* (a 1 s sleep) and *waiting* for an
+are *running* (a step body of 5 s in flight), *sleeping* (a 3 s sleep) and *waiting* for an
 event; then it SIGKILLs the worker and at once sends the waiting runs' events through the
 standby (which records them as a client: no worker runs then). Figures, from the SIGKILL:
 
@@ -48,6 +48,10 @@ from bench.common import REPO, code_revision, loadavg, median, pick_tmp_root, sc
 
 EVENT = "failover.go"
 TOOK_OVER = "took over as the worker"
+NAP_MS = 3000
+"""The nappers' sleep: every napper must still be asleep when the last run has been started
+through the standby and the worker counted them parked (a start commits with fsync, on a loaded
+machine that is tens of ms each on PostgreSQL; 1 s was too short there)."""
 
 _PROJECT = """
 import asyncio
@@ -59,6 +63,7 @@ import orjson
 from platform_shim.workflows import define_workflow
 
 EFFECTS = {effects!r}
+NAP_MS = {nap_ms!r}
 
 
 def append(record):
@@ -88,7 +93,7 @@ async def busy(input, step, ctx):
 @define_workflow({{"id": "napper"}})
 async def napper(input, step, ctx):
     await step.run("a", effect(ctx, "a"))
-    await step.sleep("nap", 1000)
+    await step.sleep("nap", NAP_MS)
     await step.run("after", effect(ctx, "after"))
 
 
@@ -217,7 +222,7 @@ def one_round(root: Path, runs: int, parked: int, store: str | None = None) -> d
     (project / "workflows").mkdir(parents=True)
     effects = root / "effects.jsonl"
     (project / "workflows" / "failover.py").write_text(
-        textwrap.dedent(_PROJECT).format(effects=str(effects), event=EVENT)
+        textwrap.dedent(_PROJECT).format(effects=str(effects), event=EVENT, nap_ms=NAP_MS)
     )
     data: Path | str = store if store is not None else root / "data"
     _fill(data, parked)
@@ -240,16 +245,16 @@ def one_round(root: Path, runs: int, parked: int, store: str | None = None) -> d
                 run = standby.call("POST", f"/api/workflows/{kind}/start", {"key": f"k{n}"})
                 started[kind].append(run["runId"])
 
-        def status(run_id: str) -> str:
-            return str(worker.call("GET", f"/api/workflows/runs/{run_id}")["status"])
+        def parked(kind: str, wanted: str) -> bool:
+            # The run counts of one workflow: two requests per check, however many runs.
+            overview = worker.call("GET", f"/_platform/api/overview?workflowId={kind}")
+            return bool(overview["counts"].get(wanted, 0) == runs)
 
         def parked_as_wanted() -> bool:
-            return all(status(r) == "waiting_event" for r in started["waiter"]) and all(
-                status(r) == "sleeping" for r in started["napper"]
-            )
+            return parked("waiter", "waiting_event") and parked("napper", "sleeping")
 
         worker.wait(parked_as_wanted, "the runs to park")
-        # The busy runs' 5 s bodies are in flight, the nappers wake within 1 s of this.
+        # The busy runs' 5 s bodies are in flight, the nappers wake within 3 s of this.
         killed_at = time.time()
         worker.proc.send_signal(signal.SIGKILL)
         worker.proc.wait()
