@@ -26,9 +26,10 @@ has no endpoint that waits for a result), and afterwards reads each run once
 ``completedAt`` (the worker's wall clock, ms; same machine as the generator). Figures per N:
 
 - **steps/s**: runs x 10 / (last ``completedAt`` - the first start request's send time);
-- **start p50 / p99**: the HTTP start request, send -> 200 (includes waiting for a connection
-  of the client's pool: at most ``--concurrency`` in flight);
-- **end-to-end p50**: a run's ``completedAt`` - its start request's send time;
+- **start p50 / p99**: the HTTP start request, send -> 200 on an open connection (a connection
+  sends its next request when the last one is answered: the client adds no queue of its own);
+- **end-to-end p50 / p99 / max**: a run's ``completedAt`` - its start request's send time (the
+  slowest run is named, host and run id);
 - **CPU**: seconds of CPU over the measured window of the worker, of the standbys together, of the
   PostgreSQL server's processes and of the generator itself. On a 2-core machine the generator
   competes with the hosts for the same cores: its share is printed so the figures can be read
@@ -54,13 +55,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import code_revision, loadavg, median, percentile, pick_tmp_root, scratch
+from bench.common import code_revision, loadavg, percentile, pick_tmp_root, scratch
 from bench.failover import ServeHost
 
 WORKFLOW = "ten"
 STEPS = 10
 STANDBY_LINE = "standby: the worker on"
 POLL_S = 0.05
+STRAGGLER_MS = 5000
+"""A run slower than this end to end gets its hosts' log lines printed."""
 JSON = {"Content-Type": "application/json"}
 
 _PROJECT = """
@@ -138,6 +141,9 @@ class Figures:
     start_p50_ms: float
     start_p99_ms: float
     e2e_p50_ms: float
+    e2e_p99_ms: float
+    e2e_max_ms: float
+    slowest: str  # the run with the longest end-to-end time: its host and its id
     cpu_s: dict[str, float]
     window_s: float
     load: float
@@ -299,15 +305,26 @@ async def _drive(
     first = min(run.sent_at for run in started)
     window = max(done) - first
     latencies = [run.latency * 1000 for run in started]
+    e2e = [(end - run.sent_at) * 1000 for run, end in zip(started, done, strict=True)]
+    slowest = max(range(len(e2e)), key=e2e.__getitem__)
+    if e2e[slowest] > STRAGGLER_MS:
+        # What the hosts logged of it: where the time went.
+        run_id = started[slowest].run_id
+        print(f"straggler: run {run_id} took {e2e[slowest]:.0f} ms end to end", flush=True)
+        for n, host in enumerate(hosts):
+            for line in host.log().splitlines():
+                if run_id in line:
+                    print(f"  host {n}: {line}", flush=True)
     return Figures(
         hosts=len(hosts),
         runs=runs,
         steps_per_s=runs * STEPS / window,
         start_p50_ms=percentile(latencies, 50),
         start_p99_ms=percentile(latencies, 99),
-        e2e_p50_ms=median(
-            [(end - run.sent_at) * 1000 for run, end in zip(started, done, strict=True)]
-        ),
+        e2e_p50_ms=percentile(e2e, 50),
+        e2e_p99_ms=percentile(e2e, 99),
+        e2e_max_ms=max(e2e),
+        slowest=f"host {started[slowest].host} run {started[slowest].run_id}",
         cpu_s=cpu,
         window_s=window,
         load=load,
@@ -350,7 +367,8 @@ def describe(row: Figures) -> str:
     return (
         f"{row.hosts} host(s): {row.steps_per_s:,.0f} steps/s ({row.runs} runs x {STEPS} steps"
         f" in {row.window_s:.2f} s), start p50 {row.start_p50_ms:.1f} ms p99"
-        f" {row.start_p99_ms:.1f} ms, end-to-end p50 {row.e2e_p50_ms:.0f} ms;"
+        f" {row.start_p99_ms:.1f} ms, end-to-end p50 {row.e2e_p50_ms:.0f} ms p99"
+        f" {row.e2e_p99_ms:.0f} ms max {row.e2e_max_ms:.0f} ms ({row.slowest});"
         f" CPU s in the window: {cpu}; load {row.load:.2f}"
     )
 
@@ -408,15 +426,16 @@ def main(argv: list[str] | None = None) -> int:
         " one durable PostgreSQL (fsync on), a fresh database per N."
     )
     print(
-        "| hosts | steps/s | start p50 | start p99 | end-to-end p50 |"
+        "| hosts | steps/s | start p50 | start p99 | end-to-end p50 | p99 | max |"
         " CPU s: worker / standbys / PostgreSQL / generator | load |"
     )
-    print("|---:|---:|---:|---:|---:|---|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
         c = row.cpu_s
         print(
             f"| {row.hosts} | {row.steps_per_s:,.0f} | {row.start_p50_ms:.1f} ms"
             f" | {row.start_p99_ms:.1f} ms | {row.e2e_p50_ms:.0f} ms"
+            f" | {row.e2e_p99_ms:.0f} ms | {row.e2e_max_ms:.0f} ms"
             f" | {c['worker']:.2f} / {c['standbys']:.2f} / {c['postgres']:.2f}"
             f" / {c['generator']:.2f} | {row.load:.2f} |"
         )
