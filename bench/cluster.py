@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import sys
 import textwrap
 import time
@@ -362,6 +363,28 @@ def one_n(
         server.drop_database(database.name)
 
 
+def _median_of(rows: list[Figures]) -> Figures:
+    """Each figure's median over the rounds (the load too; the slowest run of the last round)."""
+
+    def mid(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    return Figures(
+        hosts=rows[0].hosts,
+        runs=rows[0].runs,
+        steps_per_s=mid([r.steps_per_s for r in rows]),
+        start_p50_ms=mid([r.start_p50_ms for r in rows]),
+        start_p99_ms=mid([r.start_p99_ms for r in rows]),
+        e2e_p50_ms=mid([r.e2e_p50_ms for r in rows]),
+        e2e_p99_ms=mid([r.e2e_p99_ms for r in rows]),
+        e2e_max_ms=mid([r.e2e_max_ms for r in rows]),
+        slowest=rows[-1].slowest,
+        cpu_s={k: mid([r.cpu_s[k] for r in rows]) for k in rows[0].cpu_s},
+        window_s=mid([r.window_s for r in rows]),
+        load=mid([r.load for r in rows]),
+    )
+
+
 def describe(row: Figures) -> str:
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in row.cpu_s.items())
     return (
@@ -391,13 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         default="raw",
         help="the start requests' HTTP client (default raw: asyncio streams, the cheapest)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds per N; medians (default 1)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, N = 1 and 2")
     parser.add_argument("--tmp", help="where the projects and logs go")
     args = parser.parse_args(argv)
     if args.smoke:
         args.hosts, args.runs, args.warmup, args.concurrency = [1, 2], 20, 4, 4
-    if any(n < 1 for n in args.hosts) or args.runs < 1 or args.concurrency < 1:
-        parser.error("--hosts, --runs and --concurrency must be at least 1")
+    if min(*args.hosts, args.runs, args.concurrency, args.rounds) < 1:
+        parser.error("--hosts, --runs, --concurrency and --rounds must be at least 1")
     # Imported late: it imports pytest.
     from tests.support.postgres import PostgresServer
 
@@ -410,18 +434,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     load = " ".join(f"{x:.2f}" for x in loadavg())
     print(f"code {code_revision()}, {os.cpu_count()} cores, load (1, 5, 15 min) {load}", flush=True)
-    rows = []
+    measured: dict[int, list[Figures]] = {count: [] for count in args.hosts}
     with PostgresServer(durable=True) as server:
-        for count in args.hosts:
-            with scratch(root, "cluster") as folder:
-                row = one_n(
-                    folder, server, count, args.runs, args.warmup, args.concurrency, args.client
-                )
-            rows.append(row)
-            print(describe(row), flush=True)
+        # Round after round over every N, so the machine's load falls on all of them.
+        for n in range(args.rounds):
+            for count in args.hosts:
+                with scratch(root, "cluster") as folder:
+                    row = one_n(
+                        folder, server, count, args.runs, args.warmup, args.concurrency, args.client
+                    )
+                measured[count].append(row)
+                print(f"round {n + 1}, {describe(row)}", flush=True)
+    rows = [_median_of(measured[count]) for count in args.hosts]
     print()
     print(
-        f"{args.runs} runs x {STEPS} steps per N after {args.warmup} warm-up runs,"
+        f"Median of {args.rounds} round(s) of {args.runs} runs x {STEPS} steps per N after"
+        f" {args.warmup} warm-up runs,"
         f" {args.concurrency} start requests in flight, client {args.client};"
         " one durable PostgreSQL (fsync on), a fresh database per N."
     )
