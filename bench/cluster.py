@@ -301,8 +301,8 @@ async def _drive(
         cpu["generator"] = own_cpu
         done = await _completed_at(clients, started)
     finally:
-        for client in clients:
-            await client.aclose()
+        for http in clients:
+            await http.aclose()
     first = min(run.sent_at for run in started)
     window = max(done) - first
     latencies = [run.latency * 1000 for run in started]

@@ -245,13 +245,13 @@ def one_round(root: Path, runs: int, parked: int, store: str | None = None) -> d
                 run = standby.call("POST", f"/api/workflows/{kind}/start", {"key": f"k{n}"})
                 started[kind].append(run["runId"])
 
-        def parked(kind: str, wanted: str) -> bool:
+        def counted(kind: str, wanted: str) -> bool:
             # The run counts of one workflow: two requests per check, however many runs.
             overview = worker.call("GET", f"/_platform/api/overview?workflowId={kind}")
             return bool(overview["counts"].get(wanted, 0) == runs)
 
         def parked_as_wanted() -> bool:
-            return parked("waiter", "waiting_event") and parked("napper", "sleeping")
+            return counted("waiter", "waiting_event") and counted("napper", "sleeping")
 
         worker.wait(parked_as_wanted, "the runs to park")
         # The busy runs' 5 s bodies are in flight, the nappers wake within 3 s of this.
