@@ -2,12 +2,13 @@
 
     python -m bench.failover                      # 3 rounds, 20 runs of each kind
     python -m bench.failover --rounds 5 --runs 50 --parked 10000
+    python -m bench.failover --store postgres     # the same rounds on PostgreSQL
 
 Each round: two ``python -m host serve`` processes on one fresh data folder (the first is the
 worker, the second its standby, as ``host.standby`` describes), with ``--parked`` runs asleep for
 30 days in the ledger (filled before the hosts start: a bigger store to load at takeover).
 Through the standby it starts ``--runs`` runs of each kind and waits until, on the worker, they
-are *running* (a step body of 5 s in flight), *sleeping* (a 1 s sleep) and *waiting* for an
+are *running* (a step body of 5 s in flight), *sleeping* (a 3 s sleep) and *waiting* for an
 event; then it SIGKILLs the worker and at once sends the waiting runs' events through the
 standby (which records them as a client: no worker runs then). Figures, from the SIGKILL:
 
@@ -20,6 +21,10 @@ standby (which records them as a client: no worker runs then). Figures, from the
 
 The standby polls the worker lock every 0.5 s (``host.standby.DEFAULT_POLL_S``), so about
 half of that is the expected detection delay; the rest is loading the store and recovering.
+
+``--store postgres`` runs the same rounds with ``--store URL`` in place of ``--data DIR``: one
+durable throwaway PostgreSQL (``tests/support/postgres.py``, ``durable=True``: fsync and
+synchronous commit on) started once for the whole run, and a fresh database in it per round.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ from bench.common import REPO, code_revision, loadavg, median, pick_tmp_root, sc
 
 EVENT = "failover.go"
 TOOK_OVER = "took over as the worker"
+NAP_MS = 3000
+"""The nappers' sleep: every napper must still be asleep when the last run has been started
+through the standby and the worker counted them parked (a start commits with fsync, on a loaded
+machine that is tens of ms each on PostgreSQL; 1 s was too short there)."""
 
 _PROJECT = """
 import asyncio
@@ -54,6 +63,7 @@ import orjson
 from platform_shim.workflows import define_workflow
 
 EFFECTS = {effects!r}
+NAP_MS = {nap_ms!r}
 
 
 def append(record):
@@ -83,7 +93,7 @@ async def busy(input, step, ctx):
 @define_workflow({{"id": "napper"}})
 async def napper(input, step, ctx):
     await step.run("a", effect(ctx, "a"))
-    await step.sleep("nap", 1000)
+    await step.sleep("nap", NAP_MS)
     await step.run("after", effect(ctx, "after"))
 
 
@@ -106,10 +116,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class _Host:
+class ServeHost:
     """One ``python -m host serve`` process with its log in a file."""
 
-    def __init__(self, project: Path, data: Path, log: Path) -> None:
+    def __init__(self, project: Path, store: Path | str, log: Path) -> None:
         self.port = _free_port()
         self.log_path = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
@@ -124,7 +134,7 @@ class _Host:
                     "serve",
                     str(project),
                     "--quiet",
-                    *self._where(data),
+                    *self._where(store),
                 ],
                 cwd=REPO,
                 env=env,
@@ -132,8 +142,10 @@ class _Host:
                 stderr=subprocess.STDOUT,
             )
 
-    def _where(self, data: Path) -> list[str]:
-        return ["--port", str(self.port), "--data", str(data)]
+    def _where(self, store: Path | str) -> list[str]:
+        # A folder is --data, a database URL is --store (the host accepts either).
+        where = ["--data", str(store)] if isinstance(store, Path) else ["--store", store]
+        return ["--port", str(self.port), *where]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -181,14 +193,14 @@ def _logged_at(log: str, text: str) -> float:
     raise ValueError(f"{text!r} is not in the log")
 
 
-def _fill(data: Path, parked: int) -> None:
+def _fill(store: Path | str, parked: int) -> None:
     """``parked`` starts of ``sleeper`` recorded by a client: the first host runs them."""
     if not parked:
         return
     from platform_shim.platform import open_client
 
     async def fill() -> None:
-        client = open_client(data, durability="flush")
+        client = open_client(store=store, durability="flush")
         try:
             for start in range(0, parked, 1000):
                 await asyncio.gather(
@@ -204,17 +216,18 @@ def _fill(data: Path, parked: int) -> None:
     asyncio.run(fill())
 
 
-def one_round(root: Path, runs: int, parked: int) -> dict[str, float]:
+def one_round(root: Path, runs: int, parked: int, store: str | None = None) -> dict[str, float]:
+    """One round on ``store`` (a database URL), else on a fresh data folder under ``root``."""
     project = root / "project"
     (project / "workflows").mkdir(parents=True)
     effects = root / "effects.jsonl"
     (project / "workflows" / "failover.py").write_text(
-        textwrap.dedent(_PROJECT).format(effects=str(effects), event=EVENT)
+        textwrap.dedent(_PROJECT).format(effects=str(effects), event=EVENT, nap_ms=NAP_MS)
     )
-    data = root / "data"
+    data: Path | str = store if store is not None else root / "data"
     _fill(data, parked)
-    worker = _Host(project, data, root / "worker.log")
-    standby: _Host | None = None
+    worker = ServeHost(project, data, root / "worker.log")
+    standby: ServeHost | None = None
     try:
         worker.wait(lambda: worker.call("GET", "/api/workflows/schedules") == [], "the worker")
         if parked:
@@ -224,7 +237,7 @@ def one_round(root: Path, runs: int, parked: int) -> dict[str, float]:
                 return bool(counts["sleeping"] >= parked)
 
             worker.wait(all_parked, f"{parked} parked runs", timeout=600)
-        standby = _Host(project, data, root / "standby.log")
+        standby = ServeHost(project, data, root / "standby.log")
         standby.wait(lambda: "standby: the worker on" in standby.log(), "the standby")
         started: dict[str, list[str]] = {"busy": [], "napper": [], "waiter": []}
         for n in range(runs):
@@ -232,16 +245,16 @@ def one_round(root: Path, runs: int, parked: int) -> dict[str, float]:
                 run = standby.call("POST", f"/api/workflows/{kind}/start", {"key": f"k{n}"})
                 started[kind].append(run["runId"])
 
-        def status(run_id: str) -> str:
-            return str(worker.call("GET", f"/api/workflows/runs/{run_id}")["status"])
+        def counted(kind: str, wanted: str) -> bool:
+            # The run counts of one workflow: two requests per check, however many runs.
+            overview = worker.call("GET", f"/_platform/api/overview?workflowId={kind}")
+            return bool(overview["counts"].get(wanted, 0) == runs)
 
         def parked_as_wanted() -> bool:
-            return all(status(r) == "waiting_event" for r in started["waiter"]) and all(
-                status(r) == "sleeping" for r in started["napper"]
-            )
+            return counted("waiter", "waiting_event") and counted("napper", "sleeping")
 
         worker.wait(parked_as_wanted, "the runs to park")
-        # The busy runs' 5 s bodies are in flight, the nappers wake within 1 s of this.
+        # The busy runs' 5 s bodies are in flight, the nappers wake within 3 s of this.
         killed_at = time.time()
         worker.proc.send_signal(signal.SIGKILL)
         worker.proc.wait()
@@ -299,24 +312,44 @@ def _describe(row: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.failover",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20, help="runs of each kind (default 20)")
     parser.add_argument("--parked", type=int, default=0, help="30-day sleepers in the store")
+    parser.add_argument(
+        "--store",
+        choices=("folder", "postgres"),
+        default="folder",
+        help="a fresh data folder per round (default), or a fresh database of one durable"
+        " throwaway PostgreSQL per round",
+    )
     parser.add_argument("--tmp", help="where the data folders go (a real disk)")
     args = parser.parse_args(argv)
     root = pick_tmp_root(args.tmp)
-    rows = []
-    load = loadavg()[0]
-    for n in range(args.rounds):
-        with scratch(root, "failover") as folder:
-            row = one_round(folder, args.runs, args.parked)
-        rows.append(row)
-        print(f"round {n + 1}: {_describe(row)}", flush=True)
+    with contextlib.ExitStack() as stack:
+        server: Any = None
+        if args.store == "postgres":
+            # Imported late: it imports pytest, which the folder rounds do not need.
+            from tests.support.postgres import PostgresServer
+
+            server = stack.enter_context(PostgresServer(durable=True))
+        rows = []
+        load = loadavg()[0]
+        for n in range(args.rounds):
+            with scratch(root, "failover") as folder:
+                url = None if server is None else server.create_database().url
+                row = one_round(folder, args.runs, args.parked, url)
+            rows.append(row)
+            print(f"round {n + 1} ({args.store}): {_describe(row)}", flush=True)
     summary = {key: median([row[key] for row in rows]) for key in rows[0]}
     print(
-        f"median of {args.rounds} ({3 * args.runs} orphaned runs, {args.parked} parked,"
-        f" code {code_revision()}, load {load:.2f} -> {loadavg()[0]:.2f}): {_describe(summary)}"
+        f"median of {args.rounds} on a {args.store} store ({3 * args.runs} orphaned runs,"
+        f" {args.parked} parked, code {code_revision()}, load {load:.2f} -> {loadavg()[0]:.2f}):"
+        f" {_describe(summary)}"
     )
     return 0
 
