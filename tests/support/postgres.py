@@ -353,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.postgres")
     parser.add_argument("--fsync", action="store_true", help="a durable cluster (fsync on)")
     args = parser.parse_args(argv)
+    # SIGTERM (how a background run is stopped) ends it as Ctrl-C does: the cluster stops.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with PostgresServer(durable=args.fsync) as server:
         print(server.url(), flush=True)
         with contextlib.suppress(KeyboardInterrupt):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from tests.support.postgres import (
     _alive,
     find_bin_dir,
 )
+from tests.support.procs import ROOT, env
 
 
 def test_each_test_gets_a_fresh_empty_database(postgres_db: PostgresDatabase) -> None:
@@ -74,3 +78,29 @@ def test_the_binaries_can_be_pointed_at(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "16" / "bin" / "pg_ctl").touch()
     (tmp_path / "9" / "bin").mkdir(parents=True)
     assert find_bin_dir(tmp_path) == tmp_path / "16" / "bin"
+
+
+def test_the_command_line_server_stops_on_sigterm() -> None:
+    """``python -m tests.support.postgres`` (benchmarks run it in the background): a SIGTERM,
+    not only Ctrl-C, stops its cluster and removes its folder; it used to leave it running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.postgres"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
