@@ -417,7 +417,7 @@ def _parser(prog: str = "python -m host") -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _data_option(p)
-    store_commands.add_parser(sub)
+    store_commands.add_parser(sub, _data_option)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 ``init`` applies the pending migrations (safe while hosts start on the same database: they
 serialize on the migration lock) and prints the version; ``status`` only reads. The URL is the
-argument, else ``$PLATFORM_STORE``. Errors are one line on stderr after ``error: ``, never a
+argument, else ``--store`` (the flag every command takes, before or after the subcommand), else
+``$PLATFORM_STORE``; ``--data`` names a folder, which has no schema, and is refused. Errors are one line on stderr after ``error: ``, never a
 traceback: 2 for a URL that is not a PostgreSQL URL, 1 for a database that cannot be reached,
 refuses us, or carries a schema newer than this platform knows.
 """
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,8 +26,11 @@ __all__ = ["STORE_VARIABLE", "add_parser", "run"]
 STORE_VARIABLE = "PLATFORM_STORE"
 
 
-def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add ``store`` and its subcommands to the CLI's subparsers."""
+def add_parser(
+    sub: argparse._SubParsersAction[Any], options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """Add ``store`` and its subcommands to the CLI's subparsers; ``options`` adds the options
+    every command takes (``--store``, ``--data``) to each subcommand."""
     p = sub.add_parser(
         "store",
         help="create or inspect a PostgreSQL store's schema",
@@ -41,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
         " and print the schema version",
     )
     q.add_argument("url", nargs="?", help=url_help)
+    options(q)
     q = store.add_parser(
         "status",
         help="the schema version, the latest known and the pending migrations",
@@ -49,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     )
     q.add_argument("url", nargs="?", help=url_help)
     q.add_argument("--json", action="store_true", help="print JSON")
+    options(q)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from platform_shim.store.postgres import BadStoreUrl, PostgresStoreError
 
     try:
-        url = args.url or os.environ.get(STORE_VARIABLE, "")
+        url = _url(args)
         if not url:
             raise CliError(f"no store URL: pass one or set ${STORE_VARIABLE}", USAGE)
         if args.store_command == "init":
@@ -68,6 +75,17 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), USAGE)
     except PostgresStoreError as exc:
         return _fail(str(exc))
+
+
+def _url(args: argparse.Namespace) -> str:
+    from platform_shim.store.postgres import redact
+
+    given, flag = args.url, getattr(args, "store", None)
+    if getattr(args, "data", None) is not None:
+        raise CliError("store init|status act on a PostgreSQL store; --data names a folder", USAGE)
+    if given and flag and given != flag:
+        raise CliError(f"two store URLs: {redact(given)} and --store {redact(flag)}", USAGE)
+    return str(given or flag or os.environ.get(STORE_VARIABLE, ""))
 
 
 def _fail(message: str, code: int = 1) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from platform_shim.store.postgres import LATEST_VERSION, MIGRATIONS
 from tests.support.hostproc import ROOT, free_port
@@ -137,3 +138,46 @@ def test_bad_urls_and_a_missing_url_are_usage_errors() -> None:
     missing = store("init")
     assert missing.returncode == 2
     assert missing.stderr == "error: no store URL: pass one or set $PLATFORM_STORE\n"
+
+
+def host(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "host", *args],
+        capture_output=True,
+        text=True,
+        env=env(**extra_env),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_url_comes_from_store_on_either_side_of_the_subcommand(
+    postgres_db: PostgresDatabase,
+) -> None:
+    # --store is the flag every other command takes: `store init` reads it too, before or after
+    # the subcommand, and it beats $PLATFORM_STORE (here a URL that cannot be reached).
+    unreachable = f"postgresql://u@127.0.0.1:{free_port()}/db"
+    before = host("--store", postgres_db.url, "store", "init", PLATFORM_STORE=unreachable)
+    assert (before.returncode, before.stderr) == (0, "")
+    assert version_rows(postgres_db) == [str(m.version) for m in MIGRATIONS]
+    after = host("store", "status", "--store", postgres_db.url, "--json")
+    assert (after.returncode, after.stderr) == (0, "")
+    assert f'"current": {LATEST_VERSION}' in after.stdout
+
+
+def test_store_commands_refuse_a_folder_and_two_different_urls(
+    postgres_db: PostgresDatabase, tmp_path: Path
+) -> None:
+    folder = host("--data", str(tmp_path), "store", "status")
+    assert folder.returncode == 2
+    assert folder.stderr == (
+        "error: store init|status act on a PostgreSQL store; --data names a folder\n"
+    )
+    other = postgres_db.url.rsplit("/", 1)[0] + "/other"
+    both = host("--store", other, "store", "init", postgres_db.url)
+    assert both.returncode == 2
+    assert both.stderr.startswith("error: two store URLs: ")
+    assert (
+        postgres_db.server.psql("SELECT to_regclass('platform.schema_version')", postgres_db.name)
+        == ""
+    )
