@@ -4,10 +4,10 @@ Every process on a data folder shares ``realtime.jsonl`` (folded by ``RealtimeSt
 
 - A message on a channel the history settings name is written durably (fsync'd under the
   default durability) before ``publish`` returns, with its per-channel ``seq``.
-- Any other message published in the worker is a pure broadcast: it reaches this process's
-  listeners (the WebSocket hub) and is never written. Published in another process (a script,
-  the CLI) it is written without an fsync, so that the worker, which tails the log, can
-  broadcast it; compaction drops it.
+- Any other message is written without an fsync, so that every other process following the
+  store (the worker, standby hosts serving WebSockets) broadcasts it to its listeners;
+  published in the worker it reaches the worker's own listeners at once, before the write.
+  Compaction drops it.
 - Presence changes are written without an fsync (they describe live connections, which do not
   outlive the worker: the worker resets presence when it starts).
 
@@ -68,6 +68,10 @@ def _check_user(user_id: object, what: str = "user id") -> str:
             f"a {what} must be a non-empty string (at most 256 characters), not {user_id!r}"
         )
     return user_id
+
+
+def _nothing() -> None:
+    pass
 
 
 def _encode(record: dict[str, Any], payload: bytes | None = None, key: str = "d") -> bytes:
@@ -133,19 +137,24 @@ class RealtimeService:
     async def _publish(self, channel: str, payload: bytes, user_id: str | None) -> None:
         state = self.state
         ts = self._clock.now_ms()
-        if self._is_worker() and not state.config.keeps(channel):
-            state.apply_message({"ch": channel, "d": loads(payload), "u": user_id, "ts": ts})
-            return
         decoded = loads(payload)
+        kept = state.config.keeps(channel)
+        delivered = False
+        if self._is_worker() and not kept:
+            # The worker's own sockets hear it at once; the record (below) carries it to every
+            # other host following the store, whose sockets would otherwise never hear it.
+            state.apply_message({"ch": channel, "d": decoded, "u": user_id, "ts": ts})
+            delivered = True
 
         def prepare() -> tuple[bytes, Callable[[], None]]:
             seq = state.next_seq(channel) if state.config.keeps(channel) else 0
             record = {"o": "msg", "ch": channel, "seq": seq, "u": user_id, "ts": ts}
             line = _encode(record, payload)
+            if delivered and not seq:
+                return line, _nothing
             apply_record = {**record, "d": decoded}
             return line, lambda: state.apply_message(apply_record)
 
-        kept = state.config.keeps(channel)
         await self.log.submit(prepare, durable=kept)
         self._maybe_compact()
 

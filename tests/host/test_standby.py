@@ -296,6 +296,36 @@ def test_dev_with_standby_waits_instead(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_publish_on_either_host_reaches_the_websockets_of_both_once(
+    tmp_path: Path, location: str
+) -> None:
+    worker, standby = _pair(tmp_path, location)
+    sockets = [WsClient(host.port, f"/_rt/ws?cid=both-{host.port}") for host in (worker, standby)]
+    try:
+        for ws in sockets:
+            ws.send({"action": "subscribe", "channel": "chat:both"})
+            assert ws.recv_event("subscribed")["channel"] == "chat:both"
+        # A channel without history: the worker used to deliver its own publishes to its own
+        # sockets only, so a browser connected through the standby never heard them.
+        for data, host in ((1, worker), (2, standby), (3, worker)):
+            sent = host.http.post(
+                "/api/realtime/publish", json={"channel": "chat:both", "data": data}
+            )
+            assert sent.status_code == 200, sent.text
+        for ws in sockets:
+            # In publish order, each once (the worker's own sockets are not fed twice).
+            assert [ws.recv_event("message")["data"] for _ in range(3)] == [1, 2, 3]
+        sent = standby.http.post("/api/realtime/publish", json={"channel": "chat:both", "data": 4})
+        assert sent.status_code == 200, sent.text
+        for ws in sockets:
+            assert ws.recv_event("message")["data"] == 4
+    finally:
+        for ws in sockets:
+            ws.close()
+        _stop(standby, worker)
+
+
+@pytest.mark.slow
 def test_a_websocket_on_the_standby_keeps_its_subscription_across_the_takeover(
     tmp_path: Path, location: str
 ) -> None:
@@ -305,8 +335,7 @@ def test_a_websocket_on_the_standby_keeps_its_subscription_across_the_takeover(
         ws.send({"action": "subscribe", "channel": "chat:x"})
         assert ws.recv_event("subscribed")["channel"] == "chat:x"
         # Published through the standby's client platform: recorded in the store, and read
-        # back by the standby's watch. (A worker's publish on a channel without history is
-        # delivered in its own process only: the realtime service does not record it.)
+        # back by the standby's watch.
         sent = standby.http.post("/api/realtime/publish", json={"channel": "chat:x", "data": 1})
         assert sent.status_code == 200, sent.text
         assert ws.recv_event("message")["data"] == 1
