@@ -56,6 +56,7 @@ class Connection:
         self.cid = cid
         self.channels: set[str] = set()
         self.presence: dict[str, str] = {}  # channel -> user id joined through this connection
+        self.metadata: dict[str, Any] = {}  # channel -> the metadata it last joined with
         self.outbox: asyncio.Queue[bytes | object] = asyncio.Queue(maxsize=outbox)
         self.dropped = False
 
@@ -109,6 +110,17 @@ class RealtimeHub:
         self.realtime = realtime
         realtime.subscribe(self.deliver)
         realtime.subscribed = self.subscribed_channels
+        # The new worker reset presence when it started, before this hub followed it.
+        self._announce_presence()
+
+    def _announce_presence(self) -> None:
+        """Join again every member this host's open connections hold (after a reset)."""
+        joined: dict[tuple[str, str], Any] = {}
+        for conn in self.connections:
+            for channel, user in conn.presence.items():
+                joined[(channel, user)] = conn.metadata.get(channel)
+        for (channel, user), metadata in joined.items():
+            self._spawn(self.realtime.presence.join(channel, user, metadata))
 
     def close(self) -> None:
         """Detach from the realtime service (a reload or shutdown builds a new hub)."""
@@ -124,6 +136,9 @@ class RealtimeHub:
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Send ``event`` to its channel's subscribers (and, for presence, to its members)."""
+        if event["event"] == "presence:reset":
+            self._announce_presence()  # the service's own, never a client's
+            return
         channel = event.get("channel", "")
         targets = set(self.subscribers.get(channel, ()))
         if event["event"].startswith("presence:"):
@@ -178,6 +193,7 @@ class RealtimeHub:
         for channel, user in conn.presence.items():
             self._leave_later(channel, user)
         conn.presence.clear()
+        conn.metadata.clear()
         with contextlib.suppress(asyncio.QueueFull):
             conn.outbox.put_nowait(_CLOSE)
 
@@ -223,6 +239,7 @@ class RealtimeHub:
             elif action == "presence:leave":
                 channel = check_channel(message.get("channel"))
                 user = conn.presence.pop(channel, None)
+                conn.metadata.pop(channel, None)
                 if user is not None and not any(
                     c.presence.get(channel) == user for c in self.connections
                 ):
@@ -277,6 +294,7 @@ class RealtimeHub:
         if previous is not None and previous != user:
             self._leave_later(channel, previous)
         metadata = message.get("metadata")
+        conn.metadata[channel] = metadata
         if action == "presence:join":
             await self.realtime.presence.join(channel, user, metadata)
         else:

@@ -273,7 +273,7 @@ class RealtimeService:
                 lines.append(orjson.dumps(config.to_record()))
 
             def apply() -> None:
-                state.presence.clear()
+                state.reset_presence()
                 state.apply(config.to_record(), b"")
 
             return b"\n".join(lines), apply

@@ -10,7 +10,9 @@ Invariants:
 - At most ``max_messages`` messages are kept per channel; older ones are dropped as new ones
   arrive (a ``deque`` with ``maxlen``).
 - Presence is a fold of ``join``/``update``/``leave`` lines. The worker writes a ``reset`` line
-  when it starts: presence describes live connections, and those died with the last worker.
+  when it starts: presence describes live connections, and those that went through the last
+  worker died with it. Listeners hear ``presence:reset`` (never sent to a client), so that a
+  host whose connections are still open (a standby, a second host) joins their members again.
 - Listeners (the WebSocket hub) see every message and presence change this process applies,
   its own and other processes', exactly once, in log order.
 
@@ -123,7 +125,7 @@ class RealtimeState:
         elif op == "seq":
             self.last_seq[record["ch"]] = max(self.last_seq.get(record["ch"], 0), record["seq"])
         elif op == "reset":
-            self.presence.clear()
+            self.reset_presence()
 
     # ------------------------------------------------------------------------ applying
 
@@ -165,6 +167,13 @@ class RealtimeState:
             member.metadata, member.last_seen = record.get("meta"), ts
             kind = "presence:update" if record["o"] == "update" else "presence:join"
         self._notify(self._presence_event(kind, channel, user_id, record.get("meta"), ts))
+
+    def reset_presence(self) -> None:
+        """Forget every member (a worker started: they described the last one's connections).
+        Listeners hear ``presence:reset`` so that a host whose connections are still open
+        announces their members again."""
+        self.presence.clear()
+        self._notify({"event": "presence:reset", "channel": ""})
 
     def apply_leave(self, record: Record) -> None:
         channel, user_id = record["ch"], record["u"]

@@ -326,6 +326,53 @@ def test_a_publish_on_either_host_reaches_the_websockets_of_both_once(
 
 
 @pytest.mark.slow
+def test_presence_joined_through_surviving_hosts_outlives_a_takeover(
+    tmp_path: Path, location: str
+) -> None:
+    # Three hosts: a worker and two standbys, each standby holding a member on "room". When
+    # the worker dies one standby takes over (its hub moves to the new worker's service) and the
+    # new worker resets presence, which described the dead worker's connections; the members
+    # whose connections are still open on the two survivors must come back, metadata and all.
+    worker, standby = _pair(tmp_path, location)
+    url = location if "://" in location else None
+    third = HostProcess(
+        standby.project, None if url else Path(location), tmp_path / "logs-c", store=url
+    ).launch()
+    third.wait_for_log("standby: the worker on")
+    sockets = []
+    try:
+        for host, user in ((standby, "u-b"), (third, "u-c")):
+            ws = WsClient(host.port, f"/_rt/ws?cid={user}")
+            sockets.append(ws)
+            ws.send({"action": "subscribe", "channel": "room"})
+            assert ws.recv_event("subscribed")["channel"] == "room"
+            ws.send(
+                {"action": "presence:join", "channel": "room", "userId": user,
+                 "metadata": {"on": user}}
+            )  # fmt: skip
+
+        def members(host: HostProcess) -> dict[str, Any]:
+            got = host.http.get("/api/realtime/presence/room")
+            assert got.status_code == 200, got.text
+            return {m["userId"]: m.get("metadata") for m in got.json()["members"]}
+
+        expected = {"u-b": {"on": "u-b"}, "u-c": {"on": "u-c"}}
+        wait_until(lambda: members(worker) == expected, timeout=10)
+        worker.kill()
+        wait_until(
+            lambda: "took over as the worker" in standby.log() + third.log(),
+            timeout=TAKEOVER_GUARD_S,
+        )
+        for host in (standby, third):
+            wait_until(lambda host=host: members(host) == expected, timeout=10)
+    finally:
+        for ws in sockets:
+            ws.close()
+        _stop(standby, third)
+        worker.kill()
+
+
+@pytest.mark.slow
 def test_a_websocket_on_the_standby_keeps_its_subscription_across_the_takeover(
     tmp_path: Path, location: str
 ) -> None:
