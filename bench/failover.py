@@ -119,10 +119,15 @@ def _free_port() -> int:
 class ServeHost:
     """One ``python -m host serve`` process with its log in a file."""
 
-    def __init__(self, project: Path, store: Path | str, log: Path) -> None:
+    def __init__(
+        self, project: Path, store: Path | str, log: Path, *, env: dict[str, str] | None = None
+    ) -> None:
         self.port = _free_port()
         self.log_path = log
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")},
+            **(env or {}),
+        }
         env["PYTHONPATH"] = str(REPO)
         env["PYTHONUNBUFFERED"] = "1"
         with log.open("wb") as out:
