@@ -56,7 +56,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import code_revision, loadavg, percentile, pick_tmp_root, scratch
+from bench.common import banner, loadavg, percentile, pick_tmp_root, scratch
 from bench.failover import ServeHost
 
 WORKFLOW = "ten"
@@ -432,8 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         " capacity. The load generator runs in this process, on the same cores.",
         flush=True,
     )
-    load = " ".join(f"{x:.2f}" for x in loadavg())
-    print(f"code {code_revision()}, {os.cpu_count()} cores, load (1, 5, 15 min) {load}", flush=True)
+    print(banner(), flush=True)
     measured: dict[int, list[Figures]] = {count: [] for count in args.hosts}
     with PostgresServer(durable=True) as server:
         # Round after round over every N, so the machine's load falls on all of them.

@@ -117,6 +117,12 @@ def loadavg() -> tuple[float, float, float]:
         return (float("nan"),) * 3
 
 
+def banner() -> str:
+    """The first line a standalone bench prints: the code, the cores and the load right now."""
+    load = " ".join(f"{x:.2f}" for x in loadavg())
+    return f"code {code_revision()}, {os.cpu_count()} cores, load (1, 5, 15 min) {load}"
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from bench.common import code_revision, loadavg, percentile, pick_tmp_root, scratch
+from bench.common import banner, percentile, pick_tmp_root, scratch
 from bench.failover import ServeHost
 
 STANDBY_LINE = "standby: the worker on"
@@ -107,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.support.postgres import PostgresServer
 
     root = pick_tmp_root(args.tmp)
-    load = " ".join(f"{x:.2f}" for x in loadavg())
-    print(f"code {code_revision()}, {os.cpu_count()} cores, load (1, 5, 15 min) {load}", flush=True)
+    print(banner(), flush=True)
     with PostgresServer(durable=True) as server, scratch(root, "cross-signal") as folder:
         samples = measure(folder, server.create_database().url, args.runs)
     print(

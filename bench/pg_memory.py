@@ -20,11 +20,10 @@ bench's temp root. Every figure is a fresh process (``python -m bench.job``):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from bench.common import code_revision, loadavg, pick_tmp_root, run_job, scratch
+from bench.common import banner, loadavg, pick_tmp_root, run_job, scratch
 
 MIB = 1024 * 1024
 
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = pick_tmp_root(args.tmp)
     load = " ".join(f"{x:.2f}" for x in loadavg())
-    print(f"code {code_revision()}, {os.cpu_count()} cores, load (1, 5, 15 min) {load}", flush=True)
+    print(banner(), flush=True)
     rows: dict[str, dict[str, Any]] = {}
     with PostgresServer() as server:
         dbs = [server.create_database().url for _ in range(3)]
