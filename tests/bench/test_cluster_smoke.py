@@ -1,6 +1,7 @@
 """The scaling-out benchmarks still work: ``python -m bench.cluster --smoke`` (1 and 2 real hosts
 on one PostgreSQL) prints a row of numbers per N, and ``python -m bench.failover --store postgres``
-measures a takeover on a database. No figure is asserted: tiny sizes on whatever machine CI has.
+measures a takeover on a database, ``python -m bench.cross_signal`` a send through a standby,
+``python -m bench.pg_memory`` memory per run and key on both stores. No figure is asserted: tiny sizes on whatever machine CI has.
 Without PostgreSQL's binaries they skip (or fail where ``PLATFORM_TESTS_REQUIRE`` names it)."""
 
 from __future__ import annotations
@@ -62,3 +63,17 @@ def test_cluster_prints_a_row_per_host_count() -> None:
 def test_failover_on_postgres_takes_over() -> None:
     out = _bench("bench.failover", "--store", "postgres", "--rounds", "1", "--runs", "2")
     assert re.search(r"median of 1 on a postgres store .*took over [\d.]+ s", out), out
+
+
+def test_cross_signal_measures_a_send_through_the_standby() -> None:
+    out = _bench("bench.cross_signal", "--runs", "3")
+    assert re.search(r"\(3 runs, worker poll 1 h, durable PostgreSQL\): p50 [\d.]+ ms", out), out
+
+
+def test_pg_memory_prints_both_stores() -> None:
+    out = _bench("bench.pg_memory", "--runs", "200", "--keys", "200")
+    rows = [line for line in out.splitlines() if re.match(r"\| (PostgreSQL|folder) \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == ["PostgreSQL", "folder"], out
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert all(re.fullmatch(r"-?[\d,]+ B", cell) for cell in cells[1:]), row
