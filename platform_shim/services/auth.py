@@ -9,9 +9,9 @@ Security decisions (each has a test in ``tests/platform_shim/services/test_auth.
   a password change or a deleted user end it at once.
 - Refresh tokens (``REFRESH_TTL_MS``, 30 days) are single-use: ``refresh`` rotates them. An old
   one presented again means it was copied: the whole session is revoked.
-- Login failures are counted per email (known or not) on the platform clock: after
-  ``MAX_FAILURES`` within ``FAILURE_WINDOW_MS`` the email is refused (``RateLimited``) until
-  the window passes, before any password check.
+- Login failures are counted per email (known or not) on the platform clock, across every
+  host on the store (``auth_failures.py``): after ``MAX_FAILURES`` within ``FAILURE_WINDOW_MS``
+  the email is refused (``RateLimited``) until the window passes, before any password check.
 - No user enumeration: an unknown email and a wrong password give the same error after the
   same work (a dummy scrypt), and ``send_password_reset`` answers an unknown email with a
   token-shaped value that resets nothing.
@@ -48,15 +48,13 @@ from platform_shim.services.auth_crypto import (
     verify_access,
     verify_password,
 )
+from platform_shim.services.auth_failures import FAILURE_WINDOW_MS, MAX_FAILURES, failure_key
 from platform_shim.services.auth_rules import (
     BAD_LOGIN,
     BAD_TOKEN,
-    FAILURE_WINDOW_MS,
-    MAX_FAILURES,
     MAX_PASSWORD,
     STATUSES,
     AuthError,
-    Failures,
     RateLimited,
     bad,
     check_email,
@@ -106,7 +104,6 @@ class AuthService:
         self._events = events
         self._is_worker = is_worker
         self._key: bytes | None = None
-        self._failures = Failures()
         self._announcing: set[int] = set()  # event numbers being announced by this process
 
     # ---------------------------------------------------------------------- plumbing
@@ -255,6 +252,20 @@ class AuthService:
         result: dict[str, Any] = await self._commit(check, "auth.user.registered")
         return result
 
+    async def _note_failure(self, op: str, key: str, at: int = 0) -> None:
+        """Record a failed login (``fail``) or forget an email's failures (``okay``, written
+        only if it has some), for every process on the store; no fsync: losing the last few
+        on a crash costs a guesser's count, never a user's data."""
+        failures = self.state.failures
+        if op == "okay" and key not in failures:
+            return
+        record = {"o": op, "key": key, "at": at} if op == "fail" else {"o": op, "key": key}
+
+        def prepare() -> tuple[bytes, Callable[[], None]]:
+            return orjson.dumps(record), lambda: self.state.apply(record, b"")
+
+        await self.log.submit(prepare, durable=False)
+
     # ------------------------------------------------------------------------ sessions
 
     async def login(self, email: str, password: str) -> dict[str, Any]:
@@ -263,10 +274,11 @@ class AuthService:
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             raise AuthError(401, BAD_LOGIN, "invalid_credentials")
         now = self._clock.now_ms()
-        wait = self._failures.retry_after_ms(address, now)
+        key = failure_key(address)
+        self.log.fresh()  # every host's failures count
+        wait = self.state.failures.retry_after_ms(key, now)
         if wait > 0:
             raise RateLimited(-(-wait // 1000))
-        self.log.fresh()
         user = self.state.user_by_email(address)
         if user is None or "password" not in user:
             await asyncio.to_thread(dummy_verify, password)
@@ -274,12 +286,12 @@ class AuthService:
         else:
             ok = await asyncio.to_thread(verify_password, password, user["password"])
         if not ok:
-            self._failures.failed(address, now)
+            await self._note_failure("fail", key, now)
             raise AuthError(401, BAD_LOGIN, "invalid_credentials")
         assert user is not None
         if user["status"] != "active":
             raise AuthError(403, f"this account is {user['status']}", "forbidden")
-        self._failures.succeeded(address)
+        await self._note_failure("okay", key)
         state = self.state
 
         def check() -> Prepared:
@@ -503,7 +515,7 @@ class AuthService:
         user = await self._spend("reset", token)
         hashed = await asyncio.to_thread(hash_password, new_password)
         await self._set(user["id"], "auth.user.password_reset", password=hashed, _end_sessions=True)
-        self._failures.succeeded(user["email"])
+        await self._note_failure("okay", failure_key(user["email"]))
 
     async def change_password(self, user_id: str, old_password: str, new_password: str) -> None:
         """Change a password knowing the old one; every session ends.

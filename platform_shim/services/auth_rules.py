@@ -1,16 +1,10 @@
-"""The auth service's rules: input checks, the public shape of a user, the login failure
-counter, the errors, and what an event says. Pure functions and one small class, no I/O.
-
-The failure counter keeps, per email (known or not), the times of the last ``MAX_FAILURES``
-failed logins; an email with that many inside ``FAILURE_WINDOW_MS`` is refused until the oldest
-leaves the window. At most ``MAX_TRACKED_EMAILS`` emails are tracked (the least recently failed
-are forgotten first), so a flood of made-up emails cannot grow it without bound.
+"""The auth service's rules: input checks, the public shape of a user, the errors, and what an
+event says. Pure functions, no I/O. (The login failure counter is ``auth_failures.py``.)
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict, deque
 from typing import Any
 
 from platform_shim.services.auth_state import PUBLIC_FIELDS
@@ -18,12 +12,9 @@ from platform_shim.services.auth_state import PUBLIC_FIELDS
 __all__ = [
     "BAD_LOGIN",
     "BAD_TOKEN",
-    "FAILURE_WINDOW_MS",
-    "MAX_FAILURES",
     "MAX_PASSWORD",
     "STATUSES",
     "AuthError",
-    "Failures",
     "RateLimited",
     "bad",
     "check_email",
@@ -33,9 +24,6 @@ __all__ = [
     "public",
 ]
 
-MAX_FAILURES = 5
-FAILURE_WINDOW_MS = 15 * 60 * 1000
-MAX_TRACKED_EMAILS = 100_000  # the failure counter's memory bound
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 STATUSES = ("active", "suspended", "deactivated")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
@@ -86,33 +74,6 @@ def check_string(value: object, name: str) -> str:
 def public(user: dict[str, Any]) -> dict[str, Any]:
     """The user as ``AuthUser`` (no password hash)."""
     return {name: user.get(name) for name in PUBLIC_FIELDS}
-
-
-class Failures:
-    """Failed logins per email, bounded in memory (oldest emails forgotten first)."""
-
-    def __init__(self) -> None:
-        self._by_email: OrderedDict[str, deque[int]] = OrderedDict()
-
-    def retry_after_ms(self, email: str, now: int) -> int:
-        times = self._by_email.get(email)
-        if not times:
-            return 0
-        while times and times[0] <= now - FAILURE_WINDOW_MS:
-            times.popleft()
-        if len(times) < MAX_FAILURES:
-            return 0
-        return times[0] + FAILURE_WINDOW_MS - now
-
-    def failed(self, email: str, now: int) -> None:
-        times = self._by_email.setdefault(email, deque(maxlen=MAX_FAILURES))
-        times.append(now)
-        self._by_email.move_to_end(email)
-        while len(self._by_email) > MAX_TRACKED_EMAILS:
-            self._by_email.popitem(last=False)
-
-    def succeeded(self, email: str) -> None:
-        self._by_email.pop(email, None)
 
 
 def event_data(record: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:

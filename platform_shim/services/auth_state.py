@@ -16,7 +16,10 @@ Line shapes (``o`` is the op): ``{"o": "user", "user": {...}}`` (create or repla
 ``{"o": "deluser", "id"}``, ``{"o": "session", "session": {...}}`` (create or replace, e.g. a
 rotated refresh hash), ``{"o": "endsession", "id"}``, ``{"o": "token", "hash", "kind", "uid",
 "exp"}``, ``{"o": "usetoken", "hash"}``, ``{"o": "ann", "n"}``; any line may carry
-``"n"`` and ``"evt": {"t", "k", "data"}``.
+``"n"`` and ``"evt": {"t", "k", "data"}``; ``{"o": "fail", "key", "at"}`` (a failed login, the email as
+``auth_failures.failure_key``) and ``{"o": "okay", "key"}`` (its failures forgotten), written
+without an fsync: the login failure counter (``auth_failures.py``) is a fold of them, so every
+process on the store counts every host's failures.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from platform_shim.services.auth_failures import Failures
 from platform_shim.store.protocol import Record
 
 __all__ = ["PUBLIC_FIELDS", "AuthState", "OneTimeToken"]
@@ -65,6 +69,7 @@ class AuthState:
         self.tokens: dict[str, OneTimeToken] = {}
         self.unannounced: dict[int, dict[str, Any]] = {}
         self.last_n = 0
+        self.failures = Failures()
 
     def reset(self) -> None:
         self.users.clear()
@@ -74,6 +79,7 @@ class AuthState:
         self.tokens.clear()
         self.unannounced.clear()
         self.last_n = 0
+        self.failures.clear()
 
     def apply(self, record: Record, line: bytes) -> None:
         op = record.get("o")
@@ -95,6 +101,10 @@ class AuthState:
             self.tokens.pop(record["hash"], None)
         elif op == "ann":
             self.unannounced.pop(record["n"], None)
+        elif op == "fail":
+            self.failures.failed(record["key"], record["at"])
+        elif op == "okay":
+            self.failures.succeeded(record["key"])
         n = record.get("n")
         if isinstance(n, int):
             self.last_n = max(self.last_n, n)
@@ -132,7 +142,14 @@ class AuthState:
     # ---------------------------------------------------------------------- compaction
 
     def live_count(self) -> int:
-        return len(self.users) + len(self.sessions) + len(self.tokens) + len(self.unannounced) + 1
+        return (
+            len(self.users)
+            + len(self.sessions)
+            + len(self.tokens)
+            + len(self.unannounced)
+            + len(self.failures)
+            + 1
+        )
 
     def live_records(self, now_ms: int) -> Iterator[bytes]:
         """The lines a fresh log needs (expired sessions and tokens are left out)."""
@@ -150,3 +167,5 @@ class AuthState:
                 )  # fmt: skip
         for n, evt in self.unannounced.items():
             yield orjson.dumps({"o": "pending", "n": n, "evt": evt})
+        for key, at in self.failures.live(now_ms):
+            yield orjson.dumps({"o": "fail", "key": key, "at": at})

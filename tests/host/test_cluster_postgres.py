@@ -91,6 +91,23 @@ def test_kv_users_and_documents_are_shared(hosts: tuple[HostProcess, HostProcess
     assert found.json()["text"] == "hello"
 
 
+def test_failed_logins_count_across_hosts(hosts: tuple[HostProcess, HostProcess]) -> None:
+    # Five failures in the window lock an email out for a while; a guesser spreading attempts
+    # over the hosts behind a load balancer used to get five per host.
+    worker, standby = hosts
+    email, password = "guessed@example.com", "pw-long-enough"
+    made = worker.http.post(f"{AUTH}/register", json={"email": email, "password": password})
+    assert made.status_code == 200, made.text
+    for n in range(5):
+        host = (worker, standby)[n % 2]
+        wrong = host.http.post(f"{AUTH}/login", json={"email": email, "password": f"no-{n}"})
+        assert wrong.status_code == 401, wrong.text
+    for host in (standby, worker):
+        locked = host.http.post(f"{AUTH}/login", json={"email": email, "password": password})
+        assert locked.status_code == 429, locked.text
+        assert int(locked.headers["Retry-After"]) > 0
+
+
 def test_a_unique_id_holds_across_hosts(hosts: tuple[HostProcess, HostProcess]) -> None:
     """The same ``_id`` inserted through both hosts at once, many times: each time exactly one
     insert wins and the other is a 409 (the prepare runs under the log's lock, caught up)."""

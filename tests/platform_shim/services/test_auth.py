@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
-from platform_shim.platform import Platform
+from platform_shim.platform import Platform, open_client
 from platform_shim.runtime import open_platform
 from platform_shim.services.auth import MAX_FAILURES, AuthError, RateLimited
 from platform_shim.services.auth_crypto import SECRET_NAME
@@ -155,6 +155,39 @@ async def test_login_is_rate_limited_per_email(auth_platform: Platform, clock: F
         await auth_platform.auth.login("nobody@example.com", "whatever-123")
     clock.advance("15m")
     await auth_platform.auth.login("ada@example.com", PASSWORD)
+
+
+async def test_failures_count_across_processes_and_survive_compaction(
+    auth_platform: Platform, data_dir: Path, clock: FakeClock
+) -> None:
+    # A second process on the folder (a standby host, a script) and the worker count one
+    # guesser's failures together, whichever of them saw each; and the count outlives a
+    # compaction of the auth log and a restart within the window.
+    await signed_up(auth_platform)
+    other = open_client(data_dir, clock=clock)
+    try:
+        for n in range(MAX_FAILURES):
+            on = (auth_platform, other)[n % 2]
+            with pytest.raises(AuthError):
+                await on.auth.login("ada@example.com", f"wrong-{n}")
+        for on in (other, auth_platform):
+            with pytest.raises(RateLimited):
+                await on.auth.login("ada@example.com", PASSWORD)
+    finally:
+        other.close()
+    with pytest.raises(AuthError):  # an address nobody registered is counted, not written
+        await auth_platform.auth.login("nobody@example.com", "whatever-123")
+    await auth_platform.auth.compact()
+    assert b"nobody" not in (data_dir / "auth.jsonl").read_bytes()
+    reopened = open_client(data_dir, clock=clock)
+    try:
+        with pytest.raises(RateLimited):
+            await reopened.auth.login("ada@example.com", PASSWORD)
+        clock.advance("15m")
+        session = await reopened.auth.login("ada@example.com", PASSWORD)
+        assert session["user"]["email"] == "ada@example.com"
+    finally:
+        reopened.close()
 
 
 async def test_no_user_enumeration(auth_platform: Platform) -> None:
