@@ -65,6 +65,7 @@ from platform_shim.services.auth_rules import (
 )
 from platform_shim.services.auth_state import AuthState
 from platform_shim.services.events import EventsService
+from platform_shim.services.selfcompact import SelfCompacting
 from platform_shim.store.protocol import Log, Store
 
 __all__ = [
@@ -102,8 +103,11 @@ class AuthService:
         self._store = store
         self._clock = clock
         self._events = events
-        self._is_worker = is_worker
         self._key: bytes | None = None
+        # Failed logins are lines of this log too: a flood of them must not grow it unbounded.
+        self.compaction = SelfCompacting(
+            self.log, self.state.live_count, self.compact, is_worker=is_worker
+        )
         self._announcing: set[int] = set()  # event numbers being announced by this process
 
     # ---------------------------------------------------------------------- plumbing
@@ -265,6 +269,7 @@ class AuthService:
             return orjson.dumps(record), lambda: self.state.apply(record, b"")
 
         await self.log.submit(prepare, durable=False)
+        self.compaction.check()
 
     # ------------------------------------------------------------------------ sessions
 

@@ -53,8 +53,14 @@ class Failures:
         times = self._by_key.setdefault(key, deque(maxlen=MAX_FAILURES))
         times.append(at)
         self._by_key.move_to_end(key)
-        while len(self._by_key) > MAX_TRACKED_EMAILS:
-            self._by_key.popitem(last=False)
+        # Least recently failed first: forget those whose last failure left the window (they
+        # limit nothing any more), and the oldest past the bound.
+        by_key = self._by_key
+        while by_key:
+            oldest = by_key[next(iter(by_key))]
+            if len(by_key) <= MAX_TRACKED_EMAILS and oldest and oldest[-1] > at - FAILURE_WINDOW_MS:
+                break
+            by_key.popitem(last=False)
 
     def succeeded(self, key: str) -> bool:
         """Forget ``key``'s failures; whether it had any."""

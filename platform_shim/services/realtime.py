@@ -19,7 +19,6 @@ count).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -29,6 +28,7 @@ import orjson
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.services.realtime_state import HistoryConfig, Listener, RealtimeState
+from platform_shim.services.selfcompact import SelfCompacting
 from platform_shim.store.protocol import Log, Store
 
 __all__ = [
@@ -46,7 +46,6 @@ MAX_REPLAY = 500
 """At most this many messages per ``history`` call (the platform's cap)."""
 
 MAX_CHANNEL_LENGTH = 256
-COMPACT_SLACK = 10_000  # dead lines tolerated beyond twice the live ones before a rewrite
 
 SendEvent = Callable[[str, Any], Awaitable[int]]
 
@@ -118,7 +117,9 @@ class RealtimeService:
         self.presence = PresenceService(self)
         self.send_event: SendEvent | None = None  # set by the platform: workflows.send_event
         self.subscribed: Callable[[], Iterable[str]] = tuple  # live WebSocket subscriptions
-        self._compacting: asyncio.Task[None] | None = None
+        self.compaction = SelfCompacting(
+            self.log, self.state.live_count, self.compact, is_worker=is_worker
+        )
 
     # ------------------------------------------------------------------------ publishing
 
@@ -156,7 +157,7 @@ class RealtimeService:
             return line, lambda: state.apply_message(apply_record)
 
         await self.log.submit(prepare, durable=kept)
-        self._maybe_compact()
+        self.compaction.check()
 
     async def _publish_signal(self, data: Any) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("type"), str) or not data["type"]:
@@ -208,7 +209,7 @@ class RealtimeService:
             return line, apply
 
         result = await self.log.submit(prepare, durable=False)
-        self._maybe_compact()
+        self.compaction.check()
         return result
 
     # --------------------------------------------------------------------------- reading
@@ -279,14 +280,6 @@ class RealtimeService:
             return b"\n".join(lines), apply
 
         await self.log.submit(prepare)
-
-    def _maybe_compact(self) -> None:
-        if not self._is_worker():
-            return  # only the worker rewrites logs; clients follow the swap
-        busy = self._compacting is not None and not self._compacting.done()
-        if not busy and self.log.line_count() > 2 * self.state.live_count() + COMPACT_SLACK:
-            # In the background: a publish does not wait for the rewrite.
-            self._compacting = asyncio.get_running_loop().create_task(self.compact())
 
     async def compact(self) -> None:
         """Rewrite ``realtime.jsonl`` with only what is live (worker only), off the loop."""

@@ -21,6 +21,7 @@ from platform_shim.services.auth_crypto import SECRET_NAME
 from platform_shim.testing import FakeClock
 from platform_shim.workflows import define_workflow
 from tests.support.eventlog import read_events
+from tests.support.waiting import wait_until_async
 
 PASSWORD = "correct horse battery staple"
 
@@ -188,6 +189,31 @@ async def test_failures_count_across_processes_and_survive_compaction(
         assert session["user"]["email"] == "ada@example.com"
     finally:
         reopened.close()
+
+
+async def test_a_flood_of_failed_logins_does_not_grow_the_auth_log_unbounded(
+    auth_platform: Platform, data_dir: Path, clock: FakeClock
+) -> None:
+    # Every failed login is a line of auth.jsonl now; made-up emails each get their own. Once
+    # dead lines outnumber twice the live ones plus the slack, the worker rewrites the log in
+    # the background, keeping the failures still inside the window.
+    auth_platform.auth.compaction.slack = 4
+    start = clock.now_ms()
+    for n in range(16):
+        with pytest.raises(AuthError):
+            await auth_platform.auth.login(f"guess-{n}@example.com", "whatever-123")
+        clock.advance("6m")  # the oldest leave the 15-minute window as the flood goes on
+    await auth_platform.settle()
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in (data_dir / "auth.jsonl").read_bytes().splitlines()]
+
+    await wait_until_async(lambda: len(lines()) < 16, 10, "the auth log's rewrite")
+    kept = [line for line in lines() if line.get("o") == "fail"]
+    assert 0 < len(kept) < 16
+    # The rewrite came after the 13th failure (at 72 min): those that had left the window by
+    # then (at 0 to 54 min) are gone.
+    assert min(line["at"] for line in kept) > start + 54 * 60 * 1000
 
 
 async def test_no_user_enumeration(auth_platform: Platform) -> None:
