@@ -27,7 +27,9 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -353,12 +355,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.postgres")
     parser.add_argument("--fsync", action="store_true", help="a durable cluster (fsync on)")
     args = parser.parse_args(argv)
-    # SIGTERM (how a background run is stopped) ends it as Ctrl-C does: the cluster stops.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM (how a background run is stopped) and Ctrl-C end it the same way: the cluster
+    # stops and its folder goes. They only set a flag: an exception raised wherever the signal
+    # lands (inside initdb, between two lines) could leave a cluster running or exit non-zero.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    sys.stderr.write("starting a PostgreSQL cluster\n")
+    sys.stderr.flush()
     with PostgresServer(durable=args.fsync) as server:
         print(server.url(), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+        while not stop.wait(0.2):
+            pass
     return 0
 
 

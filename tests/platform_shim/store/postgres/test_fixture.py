@@ -104,3 +104,32 @@ def test_the_command_line_server_stops_on_sigterm() -> None:
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_the_command_line_server_stops_cleanly_on_a_sigterm_while_it_starts() -> None:
+    """A SIGTERM that lands while the cluster is being made (inside initdb or pg_ctl) used to
+    raise there: a non-zero exit, and a cluster half made. It now finishes starting, prints the
+    URL and stops at once."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.postgres"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        assert proc.stderr.readline() == "starting a PostgreSQL cluster\n"
+        proc.send_signal(signal.SIGTERM)
+        url = proc.stdout.readline().strip()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
