@@ -32,7 +32,7 @@ from platform_shim.services.query import (
 )
 from platform_shim.services.stream import EventSpec, EventStream
 from platform_shim.services.update import compile_update
-from platform_shim.store.protocol import Record
+from platform_shim.store.protocol import DocumentTable, Record
 
 __all__ = ["Collection", "CollectionStats", "DatabaseService", "DbState"]
 
@@ -224,12 +224,24 @@ def _public(doc: Doc, projection: Mapping[str, Any] | None = None) -> Doc:
     return copy
 
 
+def _with_id(doc: Doc) -> Doc:
+    if "_id" in doc:
+        doc["id"] = doc["_id"]
+    return doc
+
+
 class DatabaseService:
     """``platform.database`` (alias ``platform.db``)."""
 
-    def __init__(self, stream: EventStream, state: DbState) -> None:
+    def __init__(
+        self, stream: EventStream, state: DbState, documents: DocumentTable | None = None
+    ) -> None:
         self._stream = stream
         self._state = state
+        # Where reads run when the store keeps the documents queryable (PostgreSQL): they are
+        # answered there, exactly as ``_select`` would answer them here. (A collection whose
+        # name holds a \x00, which SQL text cannot, is still read from the fold.)
+        self._table = documents
 
     # ----------------------------------------------------------------------------- reads
 
@@ -273,6 +285,8 @@ class DatabaseService:
                 )
         if projection is not None:
             apply_projection({}, projection)  # validate before doing any work
+        if self._table is not None and "\x00" not in collection:
+            return await self._find_in_table(collection, filter, sort, skip, limit, projection)
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:
@@ -286,6 +300,35 @@ class DatabaseService:
         if limit:
             docs = docs[:limit]
         return [_public(doc, projection) for doc in docs]
+
+    async def _find_in_table(
+        self,
+        collection: str,
+        filter: Mapping[str, Any] | None,
+        sort: Mapping[str, int] | Sequence[tuple[str, int]] | None,
+        skip: int | None,
+        limit: int | None,
+        projection: Mapping[str, Any] | None,
+    ) -> list[Doc]:
+        assert self._table is not None
+        normalized = _normalize_filter(filter)
+        predicate = compile_filter(normalized)  # validates; the table's answer needs no recheck
+        pairs: list[tuple[str, int]] = []
+        if sort:
+            sort_documents([], sort)  # validates
+            items = sort.items() if isinstance(sort, Mapping) else sort
+            pairs = [(str(path), int(direction)) for path, direction in items]
+        found = await self._table.select(collection, normalized, pairs, skip or 0, limit or 0)
+        docs: list[Doc] = [loads(body) for body in found.bodies]
+        if not found.exact:
+            docs = [doc for doc in docs if predicate(doc)]
+            if sort:
+                docs = sort_documents(docs, sort)
+            if skip:
+                docs = docs[skip:]
+            if limit:
+                docs = docs[:limit]
+        return [_with_id(apply_projection(doc, projection) if projection else doc) for doc in docs]
 
     async def find_one(
         self,
@@ -301,6 +344,14 @@ class DatabaseService:
     async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
         """How many documents match."""
         _check_collection(collection)
+        if self._table is not None and "\x00" not in collection:
+            normalized = _normalize_filter(filter)
+            predicate = compile_filter(normalized)
+            counted = await self._table.count(collection, normalized)
+            if counted is not None:
+                return counted
+            found = await self._table.select(collection, normalized, [], 0, 0)
+            return sum(1 for body in found.bodies if predicate(loads(body)))
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:

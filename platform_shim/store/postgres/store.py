@@ -38,6 +38,7 @@ from platform_shim.store.memory import check_digest, check_secret_name, new_secr
 from platform_shim.store.postgres.archive import PostgresArchive
 from platform_shim.store.postgres.bridge import Bridge
 from platform_shim.store.postgres.connect import check_url, connect, redact
+from platform_shim.store.postgres.documents import PostgresDocuments
 from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.worker import WorkerSeat
@@ -75,6 +76,7 @@ class PostgresStore:
         self.bridge = Bridge(f"postgres {self.location}")
         self.seat = WorkerSeat(self)
         self.writers = Writers(self.connect)
+        self._documents = PostgresDocuments(self)
         try:
             self.bridge.run(self._open())
         except BaseException:
@@ -310,6 +312,9 @@ class PostgresStore:
 
     def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> PostgresWatch:
         return PostgresWatch(self, on_change, poll_interval)
+
+    def documents(self) -> PostgresDocuments:
+        return self._documents
 
     def close(self) -> None:
         if self._closing:
