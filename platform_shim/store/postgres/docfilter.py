@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["NotCompilable", "Params", "compile_order", "compile_where"]
+__all__ = ["NotCompilable", "Params", "compile_order", "compile_where", "literal"]
 
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -49,6 +49,10 @@ class Params:
 
     def __init__(self, first: Any) -> None:
         self.values: list[Any] = [first]
+        # Inside a NOT, a test must never be NULL (NOT NULL is NULL, not true); outside one,
+        # in WHERE, AND and OR, NULL acts as false, so a test may stay the bare, indexable
+        # ``leaf @> value`` (which is NULL for a missing leaf).
+        self.negated = 0
 
     def add(self, value: Any) -> str:
         self.values.append(value)
@@ -74,7 +78,9 @@ def _check_value(value: Any) -> None:
             _check_value(item)
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
+    """``text`` as an SQL string literal (a literal, not a parameter, where an index's
+    expression or predicate must match it)."""
     _check_value(text)
     return "'" + text.replace("'", "''") + "'"
 
@@ -112,7 +118,7 @@ def _eq(v: str, target: Any, params: Params) -> str:
             f" (SELECT 1 FROM jsonb_array_elements({v}) AS x WHERE x = {t}) ELSE false END,"
             " false)"
         )
-    return f"coalesce({v} @> {t}, false)"
+    return f"coalesce({v} @> {t}, false)" if params.negated else f"{v} @> {t}"
 
 
 def _in(v: str, targets: list[Any], params: Params) -> str:
@@ -171,7 +177,7 @@ class _Field:
         segments = path.split(".")
         for segment in segments:
             _check_value(segment)
-        self.top = _literal(segments[0]) if len(segments) == 1 else None
+        self.top = literal(segments[0]) if len(segments) == 1 else None
         self.path = params.add(segments) + "::text[]" if len(segments) > 1 else ""
 
     def some(self, test: Callable[[str], str]) -> str:
@@ -188,21 +194,23 @@ class _Field:
 def _expression(field: _Field, expression: Mapping[str, Any], params: Params) -> str:
     parts: list[str] = []
     for op, operand in expression.items():
-        if op == "$not":
-            parts.append(f"NOT {_expression(field, operand, params)}")
-        elif op == "$exists":
-            present = field.some(_present)
-            parts.append(present if operand else f"NOT {present}")
-        elif op in ("$in", "$nin", "$eq", "$ne"):
-            targets = operand if op in ("$in", "$nin") else [operand]
-            found = field.some(functools.partial(_in, targets=targets, params=params))
-            parts.append(found if op in ("$in", "$eq") else f"NOT {found}")
-        elif op in _RANGE:
-            parts.append(
-                field.some(functools.partial(_range, op=op, target=operand, params=params))
-            )
-        else:
-            raise NotCompilable(f"operator {op!r}")
+        negate = op in ("$not", "$ne", "$nin") or (op == "$exists" and not operand)
+        params.negated += negate
+        try:
+            if op == "$not":
+                part = _expression(field, operand, params)
+            elif op == "$exists":
+                part = field.some(_present)
+            elif op in ("$in", "$nin", "$eq", "$ne"):
+                targets = operand if op in ("$in", "$nin") else [operand]
+                part = field.some(functools.partial(_in, targets=targets, params=params))
+            elif op in _RANGE:
+                part = field.some(functools.partial(_range, op=op, target=operand, params=params))
+            else:
+                raise NotCompilable(f"operator {op!r}")
+        finally:
+            params.negated -= negate
+        parts.append(f"NOT {part}" if negate else part)
     return "(" + " AND ".join(parts) + ")"
 
 
@@ -242,7 +250,7 @@ def compile_order(sort: Sequence[tuple[str, int]], params: Params) -> str:
         descending = direction == -1
         flag = "true" if descending else "false"
         if len(segments) == 1:
-            key = f"platform.jleafkey(d.doc -> {_literal(path)}, {flag})"
+            key = f"platform.jleafkey(d.doc -> {literal(path)}, {flag})"
         else:
             key = f"platform.jsortkey(d.doc, {params.add(segments)}::text[], {flag})"
         terms.append(key + (" DESC" if descending else ""))

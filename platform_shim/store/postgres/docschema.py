@@ -62,6 +62,46 @@ CREATE TABLE platform.document_indexes (
     PRIMARY KEY (coll, name)
 );
 
+-- The real PostgreSQL indexes behind a collection's index (partial: this collection's rows).
+-- For its top-level fields (a dotted path's leaves come from platform.jleaves, which no index
+-- answers): a GIN index on the fields' values, which answers the compiled $eq/$in tests
+-- (``doc -> 'f' @> value``), and a btree on their sort keys (``platform.jleafkey``), which
+-- answers a sort on them. Named from a hash of (collection, index name): identifiers are
+-- short, names are not.
+CREATE FUNCTION platform.documents_index_name(p_coll text, p_name text, p_kind text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT 'documents_' || p_kind || '_' || left(md5(p_coll || chr(1) || p_name), 24)
+$$;
+
+CREATE FUNCTION platform.documents_index_create(p_coll text, p_index json) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    pair json;
+    field text;
+    descending boolean;
+    values_of text[] := '{}';
+    keys_of text[] := '{}';
+BEGIN
+    FOR pair IN SELECT * FROM json_array_elements(p_index -> 'keys') LOOP
+        field := pair ->> 0;
+        CONTINUE WHEN field IS NULL OR strpos(field, '.') > 0;
+        descending := (pair ->> 1) = '-1';
+        values_of := values_of || format('(doc -> %L)', field);
+        keys_of := keys_of || format('platform.jleafkey(doc -> %L, %s', field,
+            CASE WHEN descending THEN 'true) DESC' ELSE 'false)' END);
+    END LOOP;
+    IF cardinality(values_of) = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON platform.documents USING gin (%s)'
+                   ' WHERE coll = %L',
+                   platform.documents_index_name(p_coll, p_index ->> 'name', 'eq'),
+                   array_to_string(values_of, ', '), p_coll);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON platform.documents (%s) WHERE coll = %L',
+                   platform.documents_index_name(p_coll, p_index ->> 'name', 'key'),
+                   array_to_string(keys_of, ', '), p_coll);
+END $$;
+
 -- Apply one db.* event (its JSON line) to the tables; rank: the event's id. PostgreSQL's JSON
 -- functions refuse a \u0000 escape, so a line holding one is read with each \u0000 written as
 -- \uDBFF\uDFFF (a surrogate pair orjson never writes: it writes that character as UTF-8), and
@@ -106,8 +146,13 @@ BEGIN
         INSERT INTO platform.document_indexes AS i (coll, name, descriptor)
         VALUES (v_coll, line -> 'data' -> 'index' ->> 'name', line -> 'data' -> 'index')
         ON CONFLICT (coll, name) DO UPDATE SET descriptor = excluded.descriptor;
+        PERFORM platform.documents_index_create(v_coll, line -> 'data' -> 'index');
     ELSIF v_type = 'db.index.dropped' THEN
         DELETE FROM platform.document_indexes i WHERE i.coll = v_coll AND i.name = v_key;
+        EXECUTE format('DROP INDEX IF EXISTS platform.%I',
+                       platform.documents_index_name(v_coll, v_key, 'eq'));
+        EXECUTE format('DROP INDEX IF EXISTS platform.%I',
+                       platform.documents_index_name(v_coll, v_key, 'key'));
     END IF;
 END $$;
 
@@ -129,66 +174,6 @@ END $$;
 
 CREATE TRIGGER log_lines_documents AFTER INSERT ON platform.log_lines
     FOR EACH ROW WHEN (NEW.log = 'events') EXECUTE FUNCTION platform.log_lines_documents();
-
--- Backfill from what the events log already holds: the db snapshot, then the live lines past
--- its checkpoint. A line that does not parse is skipped, as the services' loader skips it.
-DO $$
-DECLARE
-    snap bytea;
-    text_line text;
-    rec json;
-    checkpoint bigint := 0;
-    n bigint := 0;
-    live integer;
-    raw bytea;
-BEGIN
-    SELECT s.lines INTO snap FROM platform.snapshots s WHERE s.name = 'db';
-    IF snap IS NOT NULL THEN
-        FOR text_line IN
-            SELECT x FROM regexp_split_to_table(convert_from(snap, 'UTF8'), E'\n') AS x
-        LOOP
-            CONTINUE WHEN text_line = '';
-            BEGIN
-                rec := replace(text_line, '\u0000', '\uDBFF\uDFFF')::json;
-                IF json_typeof(rec) <> 'object' THEN
-                    CONTINUE;
-                ELSIF rec -> 'checkpoint' IS NOT NULL THEN
-                    checkpoint := coalesce((rec ->> 'checkpoint')::bigint, 0);
-                ELSIF json_typeof(rec -> 'index') = 'object' THEN
-                    INSERT INTO platform.collections (coll) VALUES (rec ->> 'c')
-                        ON CONFLICT DO NOTHING;
-                    INSERT INTO platform.document_indexes (coll, name, descriptor)
-                    VALUES (rec ->> 'c', rec -> 'index' ->> 'name', rec -> 'index')
-                    ON CONFLICT (coll, name) DO UPDATE SET descriptor = excluded.descriptor;
-                ELSIF json_typeof(rec -> 'doc') = 'object' THEN
-                    n := n + 1;
-                    INSERT INTO platform.collections (coll) VALUES (rec ->> 'c')
-                        ON CONFLICT DO NOTHING;
-                    INSERT INTO platform.documents (coll, id, rank, body, doc)
-                    VALUES (rec ->> 'c', rec -> 'doc' ->> '_id', n,
-                            replace((rec -> 'doc')::text, '\uDBFF\uDFFF', '\u0000')::json,
-                            CASE WHEN strpos(text_line, '\u0000') > 0 THEN NULL
-                                 ELSE (rec -> 'doc')::jsonb END)
-                    ON CONFLICT (coll, id) DO UPDATE SET body = excluded.body, doc = excluded.doc;
-                END IF;
-            EXCEPTION WHEN others THEN
-                RAISE WARNING 'platform: skipped a damaged line of the db snapshot: %', SQLERRM;
-            END;
-        END LOOP;
-    END IF;
-    SELECT g.generation INTO live FROM platform.logs g WHERE g.name = 'events';
-    FOR raw IN
-        SELECT l.line FROM platform.log_lines l
-        WHERE l.log = 'events' AND l.generation = live ORDER BY l.seq
-    LOOP
-        CONTINUE WHEN position('"r":"db"'::bytea IN raw) = 0;
-        BEGIN
-            PERFORM platform.documents_line(raw, checkpoint);
-        EXCEPTION WHEN others THEN
-            RAISE WARNING 'platform: skipped a damaged line of the events log: %', SQLERRM;
-        END;
-    END LOOP;
-END $$;
 
 -- The values a dotted path reaches (services/paths.py resolve): the first segment is a key;
 -- then an object is looked up by key, a non-empty list by index (an all-digit segment without
@@ -320,4 +305,65 @@ LANGUAGE sql IMMUTABLE AS $$
               ORDER BY k LIMIT 1)
     END
 $$;
+
+-- Backfill from what the events log already holds: the db snapshot, then the live lines past
+-- its checkpoint. A line that does not parse is skipped, as the services' loader skips it.
+DO $$
+DECLARE
+    snap bytea;
+    text_line text;
+    rec json;
+    checkpoint bigint := 0;
+    n bigint := 0;
+    live integer;
+    raw bytea;
+BEGIN
+    SELECT s.lines INTO snap FROM platform.snapshots s WHERE s.name = 'db';
+    IF snap IS NOT NULL THEN
+        FOR text_line IN
+            SELECT x FROM regexp_split_to_table(convert_from(snap, 'UTF8'), E'\n') AS x
+        LOOP
+            CONTINUE WHEN text_line = '';
+            BEGIN
+                rec := replace(text_line, '\u0000', '\uDBFF\uDFFF')::json;
+                IF json_typeof(rec) <> 'object' THEN
+                    CONTINUE;
+                ELSIF rec -> 'checkpoint' IS NOT NULL THEN
+                    checkpoint := coalesce((rec ->> 'checkpoint')::bigint, 0);
+                ELSIF json_typeof(rec -> 'index') = 'object' THEN
+                    INSERT INTO platform.collections (coll) VALUES (rec ->> 'c')
+                        ON CONFLICT DO NOTHING;
+                    INSERT INTO platform.document_indexes (coll, name, descriptor)
+                    VALUES (rec ->> 'c', rec -> 'index' ->> 'name', rec -> 'index')
+                    ON CONFLICT (coll, name) DO UPDATE SET descriptor = excluded.descriptor;
+                    PERFORM platform.documents_index_create(rec ->> 'c', rec -> 'index');
+                ELSIF json_typeof(rec -> 'doc') = 'object' THEN
+                    n := n + 1;
+                    INSERT INTO platform.collections (coll) VALUES (rec ->> 'c')
+                        ON CONFLICT DO NOTHING;
+                    INSERT INTO platform.documents (coll, id, rank, body, doc)
+                    VALUES (rec ->> 'c', rec -> 'doc' ->> '_id', n,
+                            replace((rec -> 'doc')::text, '\uDBFF\uDFFF', '\u0000')::json,
+                            CASE WHEN strpos(text_line, '\u0000') > 0 THEN NULL
+                                 ELSE (rec -> 'doc')::jsonb END)
+                    ON CONFLICT (coll, id) DO UPDATE SET body = excluded.body, doc = excluded.doc;
+                END IF;
+            EXCEPTION WHEN others THEN
+                RAISE WARNING 'platform: skipped a damaged line of the db snapshot: %', SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+    SELECT g.generation INTO live FROM platform.logs g WHERE g.name = 'events';
+    FOR raw IN
+        SELECT l.line FROM platform.log_lines l
+        WHERE l.log = 'events' AND l.generation = live ORDER BY l.seq
+    LOOP
+        CONTINUE WHEN position('"r":"db"'::bytea IN raw) = 0;
+        BEGIN
+            PERFORM platform.documents_line(raw, checkpoint);
+        EXCEPTION WHEN others THEN
+            RAISE WARNING 'platform: skipped a damaged line of the events log: %', SQLERRM;
+        END;
+    END LOOP;
+END $$;
 """

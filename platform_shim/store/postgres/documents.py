@@ -20,6 +20,7 @@ from platform_shim.store.postgres.docfilter import (
     Params,
     compile_order,
     compile_where,
+    literal,
 )
 from platform_shim.store.protocol import Selection
 
@@ -48,6 +49,31 @@ class PostgresDocuments:
         )
         return Selection([row["body"] for row in rows], exact=False)
 
+    def _select_sql(
+        self,
+        collection: str,
+        filter: Mapping[str, Any],
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+    ) -> tuple[str, list[Any]]:
+        """The statement answering ``select`` (``NotCompilable`` if there is none). The
+        collection is a literal too, so a collection's partial indexes apply to the plan."""
+        params = Params(collection)
+        where = compile_where(filter, params)
+        order = compile_order(sort, params)
+        page = ""
+        if skip:
+            page += f" OFFSET {params.add(skip)}"
+        if limit:
+            page += f" LIMIT {params.add(limit)}"
+        sql = (
+            f"(SELECT d.body, false AS odd FROM platform.documents d"
+            f" WHERE d.coll = {literal(collection)} AND NOT {_ODD} AND {where}"
+            f" ORDER BY {order}{page}) UNION ALL (SELECT NULL, true WHERE {_ODD})"
+        )
+        return sql, params.values
+
     async def select(
         self,
         collection: str,
@@ -57,26 +83,26 @@ class PostgresDocuments:
         limit: int,
     ) -> Selection:
         """Matching documents, sorted, skipped and limited (0: none) as ``find`` does."""
-        params = Params(collection)
         try:
-            where = compile_where(filter, params)
-            order = compile_order(sort, params)
+            sql, args = self._select_sql(collection, filter, sort, skip, limit)
         except NotCompilable:
             return await self._everything(collection)
-        page = ""
-        if skip:
-            page += f" OFFSET {params.add(skip)}"
-        if limit:
-            page += f" LIMIT {params.add(limit)}"
-        sql = (
-            f"(SELECT d.body, false AS odd FROM platform.documents d"
-            f" WHERE d.coll = $1 AND NOT {_ODD} AND {where} ORDER BY {order}{page})"
-            f" UNION ALL (SELECT NULL, true WHERE {_ODD})"
-        )
-        rows = await self._fetch(sql, params.values)
+        rows = await self._fetch(sql, args)
         if any(row["odd"] for row in rows):
             return await self._everything(collection)
         return Selection([row["body"] for row in rows], exact=True)
+
+    async def explain(
+        self,
+        collection: str,
+        filter: Mapping[str, Any],
+        sort: Sequence[tuple[str, int]] = (),
+        limit: int = 0,
+    ) -> str:
+        """PostgreSQL's plan for ``select`` (for tests and operators)."""
+        sql, args = self._select_sql(collection, filter, sort, 0, limit)
+        rows = await self._fetch("EXPLAIN " + sql, args)
+        return "\n".join(str(row[0]) for row in rows)
 
     async def count(self, collection: str, filter: Mapping[str, Any]) -> int | None:
         """How many documents match; None when only Python can tell (see the docstring)."""
@@ -87,7 +113,7 @@ class PostgresDocuments:
             return None
         rows = await self._fetch(
             f"SELECT count(*) AS n, {_ODD} AS odd FROM platform.documents d"
-            f" WHERE d.coll = $1 AND {where}",
+            f" WHERE d.coll = {literal(collection)} AND {where}",
             params.values,
         )
         return None if rows[0]["odd"] else int(rows[0]["n"])
