@@ -7,6 +7,10 @@ whichever process raced us, and raises ``DuplicateKey`` with nothing written. A 
 write (``insert_many``, ``update_many``, ``delete_many``) is validated whole before any of its
 events is written, and its events are written in one ``write``.
 
+On a store that keeps the documents queryable where they live (``Store.documents()``: the
+PostgreSQL store), reads (``find``, ``find_one``, ``count``) are answered there, with exactly the
+results evaluating the fold here would give; writes are still validated against the fold.
+
 Size (over 400 lines, on purpose): collections, the checks made inside the commit cycle and the
 service API are one write path; splitting it would split each write.
 """
