@@ -228,11 +228,29 @@ def _where(filter: Mapping[str, Any], params: Params) -> str:
             raise NotCompilable(f"operator {key!r}")
         else:
             field = _Field(key, params)
+            if key == "_id":
+                parts.extend(_by_id(condition, params))
             if _is_operators(condition):
                 parts.append(_expression(field, condition, params))
             else:
                 parts.append(field.some(functools.partial(_eq, target=condition, params=params)))
     return "(" + " AND ".join(parts) + ")" if parts else "true"
+
+
+def _by_id(condition: Any, params: Params) -> list[str]:
+    """``d.id`` (the primary key's column) for an ``_id`` equality: redundant with the jsonb
+    test beside it (a stored ``_id`` is always a string, and is ``id``), but the primary key
+    answers it."""
+    if _is_operators(condition):
+        wanted = condition.get("$eq", condition.get("$in"))
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+    else:
+        wanted = [condition]
+    if isinstance(wanted, list) and wanted and all(isinstance(w, str) for w in wanted):
+        for item in wanted:
+            _check_value(item)
+        return [f"d.id = ANY({params.add(wanted)}::text[])"]
+    return []
 
 
 def compile_where(filter: Mapping[str, Any], params: Params) -> str:

@@ -205,3 +205,14 @@ def test_the_reads_do_not_wait_for_the_fold(postgres_db: PostgresDatabase) -> No
         assert asyncio.run(go()) == [{"_id": "x", "id": "x"}]
     finally:
         platform.close()
+
+
+async def test_a_find_by_id_reads_the_primary_key(platform: Platform) -> None:
+    db = platform.database
+    await db.insert_many("u", [{"_id": f"d{n}", "n": n} for n in range(2000)])
+    await rows(platform, "ANALYZE platform.documents")
+    for filter in ({"_id": "d7"}, {"_id": {"$in": ["d7", "d9"]}}, {"_id": {"$eq": "d7"}}):
+        plan = await table(platform).explain("u", filter)
+        assert "documents_pkey" in plan, plan
+    assert [d["n"] for d in await db.find("u", {"id": {"$in": ["d9", "d7"]}})] == [7, 9]
+    assert await db.find("u", {"_id": "d7", "n": 8}) == []
