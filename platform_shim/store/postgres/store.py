@@ -92,7 +92,14 @@ class PostgresStore:
             await migrate(listener, where=self.location)
             await listener.add_listener(CHANNEL, self._notified)
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=4, init=self._init_connection
+                self.url,
+                min_size=1,
+                max_size=4,
+                init=self._init_connection,
+                # Each execution planned for its parameters: a document query's best plan
+                # depends on them (which partial index, how selective a value); a generic plan
+                # chosen after five executions can be ten times slower (bench.docs_memory).
+                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         except BaseException:
             await listener.close()
