@@ -216,3 +216,28 @@ async def test_a_find_by_id_reads_the_primary_key(platform: Platform) -> None:
         assert "documents_pkey" in plan, plan
     assert [d["n"] for d in await db.find("u", {"id": {"$in": ["d9", "d7"]}})] == [7, 9]
     assert await db.find("u", {"_id": "d7", "n": 8}) == []
+
+
+async def test_document_queries_are_planned_for_their_parameters(platform: Platform) -> None:
+    """A generic plan (which asyncpg's prepared statements get after five runs) cannot pick a
+    collection's partial index nor weigh a value; the pool's sessions never use one."""
+    await platform.database.insert_many("u", [{"_id": f"d{n}", "n": n % 50} for n in range(500)])
+    await platform.database.create_index("u", {"keys": {"n": 1}, "name": "by_n"})
+    documents = table(platform)
+    sql, args = documents._select_sql("u", {"n": 7}, [], 0, 0)
+    store = platform.store
+
+    async def plans() -> list[Any]:
+        async with store.pool_connection() as conn:  # type: ignore[attr-defined]
+            for _ in range(8):
+                assert len(await conn.fetch(sql, *args)) == 10
+            return list(
+                await conn.fetch(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement = $1",
+                    sql,
+                )
+            )
+
+    (found,) = await store.bridge.call(plans())  # type: ignore[attr-defined]
+    assert (found["generic_plans"], found["custom_plans"]) == (0, 8)
