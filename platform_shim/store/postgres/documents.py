@@ -33,6 +33,9 @@ _ODD = "EXISTS (SELECT 1 FROM platform.documents u WHERE u.coll = $1 AND u.doc I
 """The collection holds a document queries cannot read (a ``\\u0000`` in it)."""
 
 
+_BIGINT = 2**63 - 1
+
+
 class PostgresDocuments:
     """``Store.documents()`` of a ``PostgresStore``."""
 
@@ -63,10 +66,11 @@ class PostgresDocuments:
         where = compile_where(filter, params)
         order = compile_order(sort, params)
         page = ""
+        # A bigint holds any count of rows; a larger skip or limit means the same as its cap.
         if skip:
-            page += f" OFFSET {params.add(skip)}"
+            page += f" OFFSET {params.add(min(skip, _BIGINT))}"
         if limit:
-            page += f" LIMIT {params.add(limit)}"
+            page += f" LIMIT {params.add(min(limit, _BIGINT))}"
         sql = (
             f"(SELECT d.body, false AS odd FROM platform.documents d"
             f" WHERE d.coll = {literal(collection)} AND NOT {_ODD} AND {where}"

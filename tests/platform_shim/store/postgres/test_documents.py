@@ -241,3 +241,12 @@ async def test_document_queries_are_planned_for_their_parameters(platform: Platf
 
     (found,) = await store.bridge.call(plans())  # type: ignore[attr-defined]
     assert (found["generic_plans"], found["custom_plans"]) == (0, 8)
+
+
+async def test_a_skip_or_limit_past_a_bigint_means_the_same_as_a_huge_one(
+    platform: Platform,
+) -> None:
+    await platform.database.insert_many("u", [{"_id": "a"}, {"_id": "b"}])
+    assert await platform.database.find("u", {}, skip=2**70) == []
+    found = await platform.database.find("u", {}, limit=2**70, skip=1)
+    assert [d["_id"] for d in found] == ["b"]
