@@ -633,3 +633,11 @@ async def test_index_lookup_finds_a_document_missing_the_field_in_one_element(
         expected = await platform.db.find("plain", query)
         assert await platform.db.find("indexed", query) == expected
     assert [d["_id"] for d in await platform.db.find("indexed", {"a.b": None})] == ["1", "3", "4"]
+
+
+async def test_a_bad_sort_is_refused_where_the_collection_exists(on_each_store: Platform) -> None:
+    db = on_each_store.database
+    assert await db.find("nothing-here", {}, sort={"n": 2}) == []
+    await db.insert_one("c", {"n": 1})
+    with pytest.raises(ValueError, match="sort direction"):
+        await db.find("c", {}, sort={"n": 2})
