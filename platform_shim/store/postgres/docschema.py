@@ -282,29 +282,44 @@ BEGIN
     END CASE;
 END $$;
 
+-- PL/pgSQL, not SQL: a SQL function with subqueries is not inlined and costs a plan per call
+-- (19 us a row here, against 7 for this).
 CREATE FUNCTION platform.jleafkey(v jsonb, descending boolean) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN v IS NULL THEN '\x10'::bytea
-        WHEN jsonb_typeof(v) <> 'array' THEN platform.jkey(v)
-        WHEN jsonb_array_length(v) = 0 THEN '\x10'::bytea
-        WHEN descending THEN
-            (SELECT platform.jkey(x) AS k FROM jsonb_array_elements(v) AS x ORDER BY k DESC
-             LIMIT 1)
-        ELSE
-            (SELECT platform.jkey(x) AS k FROM jsonb_array_elements(v) AS x ORDER BY k LIMIT 1)
-    END
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    x jsonb;
+    k bytea;
+    best bytea;
+BEGIN
+    IF v IS NULL THEN
+        RETURN '\x10'::bytea;
+    ELSIF jsonb_typeof(v) <> 'array' THEN
+        RETURN platform.jkey(v);
+    END IF;
+    FOR x IN SELECT jsonb_array_elements(v) LOOP
+        k := platform.jkey(x);
+        IF best IS NULL OR (descending AND k > best) OR (NOT descending AND k < best) THEN
+            best := k;
+        END IF;
+    END LOOP;
+    RETURN coalesce(best, '\x10'::bytea);  -- an empty list sorts as null
+END $$;
 
 CREATE FUNCTION platform.jsortkey(doc jsonb, path text[], descending boolean) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN descending
-        THEN (SELECT platform.jleafkey(l, true) AS k FROM platform.jleaves(doc, path) AS l
-              ORDER BY k DESC LIMIT 1)
-        ELSE (SELECT platform.jleafkey(l, false) AS k FROM platform.jleaves(doc, path) AS l
-              ORDER BY k LIMIT 1)
-    END
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    leaf jsonb;
+    k bytea;
+    best bytea;
+BEGIN
+    FOR leaf IN SELECT platform.jleaves(doc, path) LOOP
+        k := platform.jleafkey(leaf, descending);
+        IF best IS NULL OR (descending AND k > best) OR (NOT descending AND k < best) THEN
+            best := k;
+        END IF;
+    END LOOP;
+    RETURN best;
+END $$;
 
 -- Backfill from what the events log already holds: the db snapshot, then the live lines past
 -- its checkpoint. A line that does not parse is skipped, as the services' loader skips it.
