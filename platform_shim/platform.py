@@ -67,7 +67,7 @@ class Platform:
             retain_from=retain_from,
         )
         self.kv = KvService(self.stream, self.kv_state, self.clock)
-        self.database = DatabaseService(self.stream, self.db_state)
+        self.database = DatabaseService(self.stream, self.db_state, store.documents())
         self.db = self.database
         self.storage = StorageService(self.stream, self.storage_state, store, self.clock)
         self.queue = QueueService(self.stream, self.queue_state, self.clock)

@@ -7,6 +7,10 @@ whichever process raced us, and raises ``DuplicateKey`` with nothing written. A 
 write (``insert_many``, ``update_many``, ``delete_many``) is validated whole before any of its
 events is written, and its events are written in one ``write``.
 
+On a store that keeps the documents queryable where they live (``Store.documents()``: the
+PostgreSQL store), reads (``find``, ``find_one``, ``count``) are answered there, with exactly the
+results evaluating the fold here would give; writes are still validated against the fold.
+
 Size (over 400 lines, on purpose): collections, the checks made inside the commit cycle and the
 service API are one write path; splitting it would split each write.
 """
@@ -32,7 +36,7 @@ from platform_shim.services.query import (
 )
 from platform_shim.services.stream import EventSpec, EventStream
 from platform_shim.services.update import compile_update
-from platform_shim.store.protocol import Record
+from platform_shim.store.protocol import DocumentTable, Record
 
 __all__ = ["Collection", "CollectionStats", "DatabaseService", "DbState"]
 
@@ -224,12 +228,24 @@ def _public(doc: Doc, projection: Mapping[str, Any] | None = None) -> Doc:
     return copy
 
 
+def _with_id(doc: Doc) -> Doc:
+    if "_id" in doc:
+        doc["id"] = doc["_id"]
+    return doc
+
+
 class DatabaseService:
     """``platform.database`` (alias ``platform.db``)."""
 
-    def __init__(self, stream: EventStream, state: DbState) -> None:
+    def __init__(
+        self, stream: EventStream, state: DbState, documents: DocumentTable | None = None
+    ) -> None:
         self._stream = stream
         self._state = state
+        # Where reads run when the store keeps the documents queryable (PostgreSQL): they are
+        # answered there, exactly as ``_select`` would answer them here. (A collection whose
+        # name holds a \x00, which SQL text cannot, is still read from the fold.)
+        self._table = documents
 
     # ----------------------------------------------------------------------------- reads
 
@@ -273,6 +289,8 @@ class DatabaseService:
                 )
         if projection is not None:
             apply_projection({}, projection)  # validate before doing any work
+        if self._table is not None and "\x00" not in collection:
+            return await self._find_in_table(collection, filter, sort, skip, limit, projection)
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:
@@ -286,6 +304,42 @@ class DatabaseService:
         if limit:
             docs = docs[:limit]
         return [_public(doc, projection) for doc in docs]
+
+    async def _find_in_table(
+        self,
+        collection: str,
+        filter: Mapping[str, Any] | None,
+        sort: Mapping[str, int] | Sequence[tuple[str, int]] | None,
+        skip: int | None,
+        limit: int | None,
+        projection: Mapping[str, Any] | None,
+    ) -> list[Doc]:
+        assert self._table is not None
+        normalized = _normalize_filter(filter)
+        predicate = compile_filter(normalized)  # validates; the table's answer needs no recheck
+        pairs: list[tuple[str, int]] = []
+        if sort:
+            try:
+                sort_documents([], sort)  # validates
+            except ValueError:
+                # The fold checks a sort only on a collection it has; answer as it does.
+                self._stream.fresh()
+                if collection not in self._state.collections:
+                    return []
+                raise
+            items = sort.items() if isinstance(sort, Mapping) else sort
+            pairs = [(str(path), int(direction)) for path, direction in items]
+        found = await self._table.select(collection, normalized, pairs, skip or 0, limit or 0)
+        docs: list[Doc] = [loads(body) for body in found.bodies]
+        if not found.exact:
+            docs = [doc for doc in docs if predicate(doc)]
+            if sort:
+                docs = sort_documents(docs, sort)
+            if skip:
+                docs = docs[skip:]
+            if limit:
+                docs = docs[:limit]
+        return [_with_id(apply_projection(doc, projection) if projection else doc) for doc in docs]
 
     async def find_one(
         self,
@@ -301,6 +355,14 @@ class DatabaseService:
     async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
         """How many documents match."""
         _check_collection(collection)
+        if self._table is not None and "\x00" not in collection:
+            normalized = _normalize_filter(filter)
+            predicate = compile_filter(normalized)
+            counted = await self._table.count(collection, normalized)
+            if counted is not None:
+                return counted
+            found = await self._table.select(collection, normalized, [], 0, 0)
+            return sum(1 for body in found.bodies if predicate(loads(body)))
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:

@@ -252,6 +252,9 @@ class FileStore:
 
     # -------------------------------------------------------------------------- closing
 
+    def documents(self) -> None:
+        return None  # the database service queries its own fold
+
     def close(self) -> None:
         self._doorbell.unlink(missing_ok=True)
         self.flusher.close()

@@ -423,6 +423,9 @@ class MemoryStore:
     def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> MemoryWatch:
         return MemoryWatch(self.space, on_change)
 
+    def documents(self) -> None:
+        return None  # the database service queries its own fold
+
     def close(self) -> None:
         for opened in self._logs.values():
             opened.close()

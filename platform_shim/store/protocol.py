@@ -18,7 +18,8 @@ implementation from a location.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Archive",
     "Consumer",
+    "DocumentTable",
     "Durability",
     "Log",
     "OutOfOrder",
     "Prepare",
     "Record",
+    "Selection",
     "Store",
     "Watch",
 ]
@@ -165,6 +168,33 @@ class Watch(Protocol):
         """Stop watching; no callback runs after this returns."""
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Documents as their JSON text; ``exact`` false: every document of the collection (in
+    insertion order), which the caller filters, sorts and pages itself."""
+
+    bodies: list[str]
+    exact: bool
+
+
+class DocumentTable(Protocol):
+    """A store that keeps the database service's documents queryable where they live (the
+    PostgreSQL store); the answers equal the in-memory evaluator's (``services/query.py``)."""
+
+    async def select(
+        self,
+        collection: str,
+        filter: Mapping[str, Any],
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+    ) -> Selection:
+        """Documents matching a validated filter, sorted, skipped and limited (0: no limit)."""
+
+    async def count(self, collection: str, filter: Mapping[str, Any]) -> int | None:
+        """How many match; None when the caller must count in Python."""
+
+
 class Store(Protocol):
     """A data folder: logs, snapshots, blobs, the single-worker lock and the worker's advert."""
 
@@ -223,6 +253,10 @@ class Store(Protocol):
     def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> Watch:
         """A watch calling ``on_change`` on the loop soon after another process appended (and
         every ``poll_interval`` seconds, in case a wake-up was missed)."""
+
+    def documents(self) -> DocumentTable | None:
+        """Where the database service's queries run, if not in its own memory (None: the
+        service evaluates them over its fold, as the file and memory stores want)."""
 
     def close(self) -> None:
         """Flush, fsync and close everything."""

@@ -138,6 +138,49 @@ def test_a_unique_id_holds_across_hosts(hosts: tuple[HostProcess, HostProcess]) 
     assert sorted(doc["_id"] for doc in listed.json()) == [f"d{i}" for i in range(10)]
 
 
+def test_a_unique_index_and_queries_hold_across_hosts(
+    hosts: tuple[HostProcess, HostProcess],
+) -> None:
+    """A unique secondary index made on one host holds for inserts racing through both, and
+    a filtered, sorted find on either host (run in PostgreSQL) sees the other's inserts."""
+    worker, standby = hosts
+    made = worker.http.post(
+        "/api/db/people/indexes", json={"keys": {"email": 1}, "unique": True, "name": "by_email"}
+    )
+    assert made.status_code in (200, 201), made.text
+    for round_ in range(6):
+        answers: list[httpx.Response] = []
+        go = threading.Barrier(2)
+
+        def insert(
+            host: HostProcess,
+            round_: int = round_,
+            go: threading.Barrier = go,
+            answers: list[httpx.Response] = answers,
+        ) -> None:
+            with host.client() as http:
+                go.wait()
+                doc = {"email": f"p{round_}@example.com", "n": round_, "by": host.port}
+                answers.append(http.put("/api/db/people", json=doc))
+
+        threads = [threading.Thread(target=insert, args=(h,)) for h in (worker, standby)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes in ([200, 409], [201, 409]), [a.text for a in answers]
+    query = {"filter": {"n": {"$gte": 2}}, "options": {"sort": {"n": -1}, "limit": 3}}
+    for host in (worker, standby):
+        found = host.http.post("/api/db/people", json=query)
+        assert found.status_code == 200, found.text
+        assert [doc["n"] for doc in found.json()] == [5, 4, 3]
+    # An insert through one host is in the other's very next find.
+    assert standby.http.put("/api/db/people", json={"email": "z@example.com", "n": 9}).is_success
+    top = worker.http.post("/api/db/people", json=query).json()
+    assert [doc["n"] for doc in top] == [9, 5, 4]
+
+
 def test_an_event_sent_through_the_standby_resumes_a_run_parked_on_the_worker(
     hosts: tuple[HostProcess, HostProcess],
 ) -> None:

@@ -53,6 +53,9 @@ version 1 tables above stay unused until a service keeps its state in rows of it
 ``worker``           the one worker's row (pid, host, the backend holding the worker's advisory
                      lock, its advert); it counts only while that backend holds the lock.
 
+Version 3 (``docschema.py``) replaces version 1's unused ``documents`` and ``document_indexes``
+with the document database's rows, kept by a trigger on the ``events`` log's lines.
+
 Size (over 400 lines, on purpose): most of it is the SQL of the migrations, which reads best
 beside the runner that applies them and the table list above.
 """
@@ -62,6 +65,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from platform_shim.store.postgres.docschema import V3
 from platform_shim.store.postgres.errors import MigrationFailed, SchemaTooNew
 
 if TYPE_CHECKING:
@@ -337,6 +341,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V1,
     ),
     Migration(2, "the store contract: logs, snapshots, blobs, archive, worker", _V2),
+    Migration(3, "documents and their indexes as rows, kept by a trigger on the events log", V3),
 )
 
 

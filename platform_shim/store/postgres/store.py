@@ -38,6 +38,7 @@ from platform_shim.store.memory import check_digest, check_secret_name, new_secr
 from platform_shim.store.postgres.archive import PostgresArchive
 from platform_shim.store.postgres.bridge import Bridge
 from platform_shim.store.postgres.connect import check_url, connect, redact
+from platform_shim.store.postgres.documents import PostgresDocuments
 from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.worker import WorkerSeat
@@ -75,6 +76,7 @@ class PostgresStore:
         self.bridge = Bridge(f"postgres {self.location}")
         self.seat = WorkerSeat(self)
         self.writers = Writers(self.connect)
+        self._documents = PostgresDocuments(self)
         try:
             self.bridge.run(self._open())
         except BaseException:
@@ -90,7 +92,14 @@ class PostgresStore:
             await migrate(listener, where=self.location)
             await listener.add_listener(CHANNEL, self._notified)
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=4, init=self._init_connection
+                self.url,
+                min_size=1,
+                max_size=4,
+                init=self._init_connection,
+                # Each execution planned for its parameters: a document query's best plan
+                # depends on them (which partial index, how selective a value); a generic plan
+                # chosen after five executions can be ten times slower (bench.docs_memory).
+                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         except BaseException:
             await listener.close()
@@ -310,6 +319,9 @@ class PostgresStore:
 
     def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> PostgresWatch:
         return PostgresWatch(self, on_change, poll_interval)
+
+    def documents(self) -> PostgresDocuments:
+        return self._documents
 
     def close(self) -> None:
         if self._closing:

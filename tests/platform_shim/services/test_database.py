@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,28 @@ from platform_shim.platform import Platform, open_client
 from platform_shim.testing import FakeClock
 from tests.support.eventlog import EVENT_KEYS, of_type, raw
 
+
+@pytest.fixture(params=["folder", "postgres"])
+async def on_each_store(
+    request: pytest.FixtureRequest, data_dir: Path, clock: FakeClock
+) -> AsyncIterator[Platform]:
+    """A client on a folder, and on PostgreSQL (where reads run in SQL): the read tests run on
+    both, so the table's answers are held to the fold's."""
+    if request.param == "folder":
+        client = open_client(data_dir, clock=clock)
+    else:
+        database = request.getfixturevalue("postgres_db")
+        client = open_client(store=database.url, clock=clock)
+    yield client
+    client.close()
+
+
 # --------------------------------------------------------------------- basics
 
 
-async def test_insert_find_find_one_count(platform: Platform) -> None:
-    db = platform.database
-    assert platform.db is db
+async def test_insert_find_find_one_count(on_each_store: Platform) -> None:
+    db = on_each_store.database
+    assert on_each_store.db is db
     first = await db.insert_one("users", {"name": "Ada", "age": 36})
     second = await db.insert_one("users", {"name": "Bob", "age": 25})
     assert await db.count("users") == 2
@@ -34,36 +51,38 @@ async def test_insert_find_find_one_count(platform: Platform) -> None:
     assert await db.find("empty-collection", {"x": 1}) == []
 
 
-async def test_generated_ids_are_unique_strings(platform: Platform) -> None:
-    ids = await platform.db.insert_many("c", [{"n": i} for i in range(50)])
+async def test_generated_ids_are_unique_strings(on_each_store: Platform) -> None:
+    ids = await on_each_store.db.insert_many("c", [{"n": i} for i in range(50)])
     assert all(isinstance(i, str) and i for i in ids)
     assert len(set(ids)) == 50
-    docs = await platform.db.find("c")
+    docs = await on_each_store.db.find("c")
     assert [d["_id"] for d in docs] == ids
     assert [d["id"] for d in docs] == ids
 
 
-async def test_given_id_or_alias_is_kept(platform: Platform) -> None:
-    assert await platform.db.insert_one("c", {"_id": "u_1", "x": 1}) == "u_1"
-    assert await platform.db.insert_one("c", {"id": "u_2", "x": 2}) == "u_2"
-    assert await platform.db.insert_one("c", {"_id": "u_3", "id": "u_3"}) == "u_3"
-    doc = await platform.db.find_one("c", {"_id": "u_2"})
+async def test_given_id_or_alias_is_kept(on_each_store: Platform) -> None:
+    assert await on_each_store.db.insert_one("c", {"_id": "u_1", "x": 1}) == "u_1"
+    assert await on_each_store.db.insert_one("c", {"id": "u_2", "x": 2}) == "u_2"
+    assert await on_each_store.db.insert_one("c", {"_id": "u_3", "id": "u_3"}) == "u_3"
+    doc = await on_each_store.db.find_one("c", {"_id": "u_2"})
     assert doc == {"_id": "u_2", "id": "u_2", "x": 2}
 
 
-async def test_filter_on_id_or__id(platform: Platform) -> None:
-    a = await platform.db.insert_one("c", {"n": 1})
-    b = await platform.db.insert_one("c", {"n": 2})
-    assert [d["n"] for d in await platform.db.find("c", {"id": a})] == [1]
-    assert [d["n"] for d in await platform.db.find("c", {"_id": b})] == [2]
-    assert [d["n"] for d in await platform.db.find("c", {"id": {"$in": [a, b]}})] == [1, 2]
-    assert [d["n"] for d in await platform.db.find("c", {"$or": [{"id": b}, {"n": 99}]})] == [2]
-    assert [d["n"] for d in await platform.db.find("c", {"id": {"$ne": a}})] == [2]
-    assert await platform.db.find("c", {"id": a, "_id": b}) == []
-    assert await platform.db.count("c", {"id": b}) == 1
-    assert (await platform.db.update_one("c", {"id": a}, {"$set": {"n": 10}}))["matched"] == 1
-    assert (await platform.db.delete_one("c", {"id": b})) == {"deleted": 1}
-    assert [d["n"] for d in await platform.db.find("c")] == [10]
+async def test_filter_on_id_or__id(on_each_store: Platform) -> None:
+    a = await on_each_store.db.insert_one("c", {"n": 1})
+    b = await on_each_store.db.insert_one("c", {"n": 2})
+    assert [d["n"] for d in await on_each_store.db.find("c", {"id": a})] == [1]
+    assert [d["n"] for d in await on_each_store.db.find("c", {"_id": b})] == [2]
+    assert [d["n"] for d in await on_each_store.db.find("c", {"id": {"$in": [a, b]}})] == [1, 2]
+    assert [d["n"] for d in await on_each_store.db.find("c", {"$or": [{"id": b}, {"n": 99}]})] == [
+        2
+    ]
+    assert [d["n"] for d in await on_each_store.db.find("c", {"id": {"$ne": a}})] == [2]
+    assert await on_each_store.db.find("c", {"id": a, "_id": b}) == []
+    assert await on_each_store.db.count("c", {"id": b}) == 1
+    assert (await on_each_store.db.update_one("c", {"id": a}, {"$set": {"n": 10}}))["matched"] == 1
+    assert (await on_each_store.db.delete_one("c", {"id": b})) == {"deleted": 1}
+    assert [d["n"] for d in await on_each_store.db.find("c")] == [10]
 
 
 @pytest.mark.parametrize(
@@ -187,23 +206,23 @@ async def test_update_counts_and_events_carry_before(platform: Platform, data_di
     assert await platform.db.find_one("c", {"_id": "a"}) == {"_id": "a", "id": "a", "g": 1, "n": 5}
 
 
-async def test_plain_update_with_a_read_back_document(platform: Platform) -> None:
-    await platform.db.insert_one("c", {"_id": "a", "n": 1})
-    doc = await platform.db.find_one("c", {"id": "a"})
+async def test_plain_update_with_a_read_back_document(on_each_store: Platform) -> None:
+    await on_each_store.db.insert_one("c", {"_id": "a", "n": 1})
+    doc = await on_each_store.db.find_one("c", {"id": "a"})
     assert doc is not None
     doc["n"] = 2
     doc["extra"] = True
-    assert await platform.db.update_one("c", {"id": "a"}, doc) == {"matched": 1, "modified": 1}
-    assert await platform.db.find_one("c", {"_id": "a"}) == {
+    assert await on_each_store.db.update_one("c", {"id": "a"}, doc) == {"matched": 1, "modified": 1}
+    assert await on_each_store.db.find_one("c", {"_id": "a"}) == {
         "_id": "a",
         "id": "a",
         "n": 2,
         "extra": True,
     }
     with pytest.raises(ValueError, match="immutable"):
-        await platform.db.update_one("c", {"_id": "a"}, {"$set": {"id": "other"}})
+        await on_each_store.db.update_one("c", {"_id": "a"}, {"$set": {"id": "other"}})
     with pytest.raises(ValueError, match="immutable"):
-        await platform.db.update_one("c", {"_id": "a"}, {"$set": {"_id": "other"}})
+        await on_each_store.db.update_one("c", {"_id": "a"}, {"$set": {"_id": "other"}})
 
 
 async def test_update_many_writes_all_or_nothing(platform: Platform, data_dir: Path) -> None:
@@ -264,8 +283,8 @@ async def test_updates_from_two_clients_are_computed_on_the_latest_document(
 # ------------------------------------------------------------------- query options
 
 
-async def test_sort_skip_limit_projection(platform: Platform) -> None:
-    await platform.db.insert_many(
+async def test_sort_skip_limit_projection(on_each_store: Platform) -> None:
+    await on_each_store.db.insert_many(
         "c",
         [
             {"_id": "a", "age": 30, "name": "Cy", "meta": {"x": 1, "y": 2}},
@@ -274,24 +293,24 @@ async def test_sort_skip_limit_projection(platform: Platform) -> None:
             {"_id": "d", "age": 40, "name": "Di", "meta": {"x": 4, "y": 5}},
         ],
     )
-    docs = await platform.db.find("c", sort={"age": -1, "name": 1})
+    docs = await on_each_store.db.find("c", sort={"age": -1, "name": 1})
     assert [d["_id"] for d in docs] == ["d", "c", "a", "b"]
-    docs = await platform.db.find("c", sort=[("age", 1)], skip=1, limit=2)
+    docs = await on_each_store.db.find("c", sort=[("age", 1)], skip=1, limit=2)
     assert [d["_id"] for d in docs] == ["a", "c"]  # stable on the tie
-    docs = await platform.db.find("c", {"age": {"$gte": 30}}, skip=2)
+    docs = await on_each_store.db.find("c", {"age": {"$gte": 30}}, skip=2)
     assert [d["_id"] for d in docs] == ["d"]
-    docs = await platform.db.find("c", sort={"name": 1}, projection={"name": 1, "meta.x": 1})
+    docs = await on_each_store.db.find("c", sort={"name": 1}, projection={"name": 1, "meta.x": 1})
     assert docs[0] == {"_id": "b", "id": "b", "name": "Al", "meta": {"x": 2}}
-    docs = await platform.db.find("c", {"_id": "a"}, projection={"meta": 0, "age": 0})
+    docs = await on_each_store.db.find("c", {"_id": "a"}, projection={"meta": 0, "age": 0})
     assert docs == [{"_id": "a", "id": "a", "name": "Cy"}]
-    docs = await platform.db.find("c", {"_id": "a"}, projection={"_id": 0, "name": 1})
+    docs = await on_each_store.db.find("c", {"_id": "a"}, projection={"_id": 0, "name": 1})
     assert docs == [{"name": "Cy"}]
-    one = await platform.db.find_one("c", {"age": 30}, projection={"name": 1})
+    one = await on_each_store.db.find_one("c", {"age": 30}, projection={"name": 1})
     assert one == {"_id": "a", "id": "a", "name": "Cy"}
     with pytest.raises(ValueError, match="limit"):
-        await platform.db.find("c", limit=-1)
+        await on_each_store.db.find("c", limit=-1)
     with pytest.raises(ValueError, match="skip"):
-        await platform.db.find("c", skip=1.5)  # type: ignore[arg-type]
+        await on_each_store.db.find("c", skip=1.5)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("operator", ["$regex", "$where", "$elemMatch", "$size"])
@@ -314,28 +333,28 @@ async def test_unknown_query_operator_is_named(
     assert raw(data_dir) == before
 
 
-async def test_top_level_where_and_unknown_update_operator(platform: Platform) -> None:
+async def test_top_level_where_and_unknown_update_operator(on_each_store: Platform) -> None:
     with pytest.raises(ValueError, match=r"\$where"):
-        await platform.db.find("c", {"$where": "this.a == 1"})
+        await on_each_store.db.find("c", {"$where": "this.a == 1"})
     with pytest.raises(ValueError, match=r"\$rename"):
-        await platform.db.update_one("c", {}, {"$rename": {"a": "b"}})
+        await on_each_store.db.update_one("c", {}, {"$rename": {"a": "b"}})
 
 
-async def test_returned_documents_are_copies(platform: Platform) -> None:
+async def test_returned_documents_are_copies(on_each_store: Platform) -> None:
     doc: dict[str, Any] = {"_id": "a", "tags": ["x"], "nested": {"n": 1}}
-    await platform.db.insert_one("c", doc)
+    await on_each_store.db.insert_one("c", doc)
     doc["tags"].append("mutated after insert")
-    found = await platform.db.find_one("c", {"_id": "a"})
+    found = await on_each_store.db.find_one("c", {"_id": "a"})
     assert found is not None
     found["tags"].append("y")
     found["nested"]["n"] = 2
     del found["_id"]
-    (again,) = await platform.db.find("c")
+    (again,) = await on_each_store.db.find("c")
     assert again == {"_id": "a", "id": "a", "tags": ["x"], "nested": {"n": 1}}
     update = {"$set": {"list": [1]}}
-    await platform.db.update_one("c", {"_id": "a"}, update)
+    await on_each_store.db.update_one("c", {"_id": "a"}, update)
     update["$set"]["list"].append(2)
-    assert (await platform.db.find_one("c", {"_id": "a"}) or {})["list"] == [1]
+    assert (await on_each_store.db.find_one("c", {"_id": "a"}) or {})["list"] == [1]
 
 
 # -------------------------------------------------------------------------- indexes
@@ -614,3 +633,11 @@ async def test_index_lookup_finds_a_document_missing_the_field_in_one_element(
         expected = await platform.db.find("plain", query)
         assert await platform.db.find("indexed", query) == expected
     assert [d["_id"] for d in await platform.db.find("indexed", {"a.b": None})] == ["1", "3", "4"]
+
+
+async def test_a_bad_sort_is_refused_where_the_collection_exists(on_each_store: Platform) -> None:
+    db = on_each_store.database
+    assert await db.find("nothing-here", {}, sort={"n": 2}) == []
+    await db.insert_one("c", {"n": 1})
+    with pytest.raises(ValueError, match="sort direction"):
+        await db.find("c", {}, sort={"n": 2})

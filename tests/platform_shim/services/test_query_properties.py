@@ -12,6 +12,7 @@ import math
 import random
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from platform_shim.services.query import (
     equality_terms,
     sort_documents,
 )
+from tests.support.query_backends import QueryBackend, stored
 from tests.support.query_model import (
     ABSENT,
     KEYS,
@@ -226,14 +228,9 @@ def test_compare_values_is_a_total_order(values: tuple[Any, Any, Any]) -> None:
         assert hash(sort_key(a)) == hash(sort_key(b))
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(documents, max_size=8),
-    st.lists(st.tuples(paths, st.sampled_from([1, -1])), min_size=1, max_size=2),
-)
-def test_sort_agrees_with_reference(
-    docs: list[dict[str, Any]], spec: list[tuple[str, int]]
-) -> None:
+def ref_sorted(docs: list[dict[str, Any]], spec: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """``docs`` sorted by the reference model (stable: ties keep their order)."""
+
     def field_value(doc: dict[str, Any], path: str, direction: int) -> Any:
         candidates: list[Any] = []
         for leaf in ref_leaves(doc, path):
@@ -253,7 +250,18 @@ def test_sort_agrees_with_reference(
                 return result * direction
         return 0
 
-    expected = sorted(docs, key=functools.cmp_to_key(compare_docs))
+    return sorted(docs, key=functools.cmp_to_key(compare_docs))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(documents, max_size=8),
+    st.lists(st.tuples(paths, st.sampled_from([1, -1])), min_size=1, max_size=2),
+)
+def test_sort_agrees_with_reference(
+    docs: list[dict[str, Any]], spec: list[tuple[str, int]]
+) -> None:
+    expected = ref_sorted(docs, spec)
     result = sort_documents(docs, spec)
     assert [id(doc) for doc in result] == [id(doc) for doc in expected]
 
@@ -327,3 +335,64 @@ def test_compiled_filter_agrees_with_reference_in_bulk(seed: int) -> None:
         predicate = compile_filter(filter)
         for doc in docs:
             assert predicate(doc) == ref_match(filter, doc), (filter, doc)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same properties through the database service, on each store: the in-memory evaluator on
+# the memory store, PostgreSQL on the PostgreSQL store (``tests/support/query_backends.py``).
+
+
+def exactly(docs: list[dict[str, Any]]) -> bytes:
+    """JSON text: equal only for the same values, types (true is not 1) and key order."""
+    return orjson.dumps(docs)
+
+
+BACKEND = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@BACKEND
+@given(docs_and_filter())
+def test_find_agrees_with_reference_on_each_store(
+    backend: QueryBackend, case: tuple[list[dict[str, Any]], dict[str, Any]]
+) -> None:
+    docs, filter = case
+    docs = [stored(doc) for doc in [*docs, *map(swapped, docs)]]
+    expected = [doc for doc in docs if ref_match(filter, doc)]
+    name = backend.load(docs)
+    assert exactly(backend.query(name, filter)) == exactly(expected), filter
+    assert backend.run(backend.platform.database.count(name, filter)) == len(expected)
+
+
+@BACKEND
+@given(
+    st.lists(documents, max_size=8),
+    st.lists(st.tuples(paths, st.sampled_from([1, -1])), min_size=1, max_size=2),
+    st.integers(0, 3),
+    st.integers(0, 4),
+)
+def test_sort_skip_limit_agree_with_reference_on_each_store(
+    backend: QueryBackend,
+    docs: list[dict[str, Any]],
+    spec: list[tuple[str, int]],
+    skip: int,
+    limit: int,
+) -> None:
+    docs = [stored(doc) for doc in docs]
+    expected = ref_sorted(docs, spec)[skip:]
+    if limit:
+        expected = expected[:limit]
+    found = backend.find(docs, None, sort=spec, skip=skip, limit=limit)
+    assert exactly(found) == exactly(expected), spec
+
+
+@settings(max_examples=8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(st.integers(0, 2**32))
+def test_find_agrees_with_reference_in_bulk_on_each_store(backend: QueryBackend, seed: int) -> None:
+    rng = random.Random(seed)
+    docs = [random_object(rng) for _ in range(20)]
+    docs = [stored(doc) for doc in [*docs, *map(swapped, docs)]]
+    name = backend.load(docs)
+    for _ in range(40):
+        filter = random_filter(rng, rng.choice(docs))
+        expected = [doc for doc in docs if ref_match(filter, doc)]
+        assert exactly(backend.query(name, filter)) == exactly(expected), filter
