@@ -6,6 +6,14 @@ only over events that were written: one that failed is logged and tried again. W
 relayed last is kept in ``dispatch.jsonl``, and at start every status change after it is relayed
 again, so each one reaches the stream at least once, also across a crash between the two writes.
 Changes that live in memory only (``running``) are relayed without moving that position.
+
+Changes are put on the stream in batches, ``linger`` after the first of a batch was noted (a
+run's ``queued``, ``running`` and end usually share one write instead of one each); ``hurry``
+flushes at once (``settle``, a stop). The position is written at most once per ``save_interval`` (and at ``drain``, when the worker
+stops), not once per relayed batch: it only bounds what a restart relays again, and a write per
+run status change was most of the bookkeeping a short run cost (on PostgreSQL, a commit each,
+competing with the runs' own). A crash may relay up to ``save_interval`` of changes twice, which
+at-least-once allows.
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ __all__ = ["StatusRelay"]
 log = logging.getLogger("platform_shim.workflows")
 
 _RETRY_S = 1.0  # real seconds before a failed relay is tried again
+SAVE_INTERVAL_S = 0.05
+"""Real seconds the relayed position may go unwritten after it moved (see the docstring)."""
+LINGER_S = 0.002
+"""Real seconds a noted change waits for others to share its write to the stream."""
+"""Real seconds the relayed position may go unwritten after it moved (see the docstring)."""
 
 
 class StatusRelay:
@@ -45,27 +58,40 @@ class StatusRelay:
         self.cursor = cursor
         self.on_relayed = on_relayed
         self._queue: list[tuple[int, RunState, RunStatus]] = []
-        self._scheduled = False
+        self._scheduled: asyncio.TimerHandle | None = None  # the flush of the queued changes
+        self.linger = LINGER_S
         self.paused = True  # while the ledger loads: changes queue up, flushed at start
         self._retrying = False  # a failed batch waits for its retry; nothing overtakes it
         self._hold: int | None = None  # the lowest seq whose event failed and is not yet written
         self._inflight: set[asyncio.Future[list[Any]]] = set()  # batches not yet written
+        self.save_interval = SAVE_INTERVAL_S
+        self._saved = cursor  # the position last handed to ``on_relayed``
+        self._save_timer: asyncio.TimerHandle | None = None
 
     def note(self, run: RunState, seq: int) -> None:
         """A run's status changed (``seq`` of the record, or 0 for a change in memory only)."""
         if seq and seq <= self.cursor:
             return
         self._queue.append((seq, run, run.status))
-        if not self._scheduled and not self.paused:
-            self._scheduled = True
+        if self._scheduled is None and not self.paused:
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                loop = asyncio.get_running_loop()
             except RuntimeError:
-                self._scheduled = False
+                return
+            self._scheduled = loop.call_later(self.linger, self.flush)
+
+    def hurry(self) -> bool:
+        """Flush the changes waiting for their batch now; False if none were waiting."""
+        if self._scheduled is None:
+            return False
+        self.flush()
+        return True
 
     def flush(self) -> None:
         """Put ``workflow.run.<status>`` events on the platform stream (at least once)."""
-        self._scheduled = False
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         if self._retrying:
             return  # a failed batch goes first, in order, when its retry comes
         queue, self._queue = self._queue, []
@@ -109,6 +135,20 @@ class StatusRelay:
         while self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
             await asyncio.sleep(0)  # let the done callbacks move the cursor
+        self._save()
+
+    def _save_soon(self) -> None:
+        if self._save_timer is None and self.on_relayed is not None:
+            self._save_timer = asyncio.get_running_loop().call_later(self.save_interval, self._save)
+
+    def _save(self) -> None:
+        """Hand the relayed position to ``on_relayed`` (which writes it), if it moved."""
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
+        if self.cursor > self._saved and self.on_relayed is not None:
+            self._saved = self.cursor
+            self.on_relayed(self.cursor)
 
     def _written(
         self, batch: list[tuple[int, RunState, RunStatus]], done: asyncio.Future[list[Any]]
@@ -128,8 +168,7 @@ class StatusRelay:
             cursor = min(cursor, self._hold - 1)
         if cursor > self.cursor:
             self.cursor = cursor
-            if self.on_relayed is not None:
-                self.on_relayed(self.cursor)
+            self._save_soon()
         if failed is not None:
             error = results[failed]
             log.error(
