@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from platform_shim.platform import Platform
@@ -119,3 +120,29 @@ async def test_a_one_step_run_costs_its_two_commits_and_shares_the_rest(
         assert store.statements["pool"] - before.get("pool", 0) == 1
         completed = [e for e in p.stream.since(0) if e.t == "workflow.run.completed"]
         assert len(completed) == runs + 1
+
+
+async def test_a_leased_commit_is_one_prepared_statement(postgres_db: PostgresDatabase) -> None:
+    store = pg_store(postgres_db.url)
+    try:
+        log = store.open_log("t", Recorder())
+        assert isinstance(log, postgres_log.PostgresLog)
+        lines = [b'{"n":1}', b'{"s":"\\\\ \' \\"quoted\\" \\u00e9"}']
+        for line in lines:  # the first takes the lock, the second commits under its lease
+            await log.submit(lambda line=line: (line, None))
+        conn = log._conn  # the writer's session: what it has prepared
+        assert conn is not None
+        prepared = await conn.fetch("SELECT statement FROM pg_prepared_statements")
+        # Was: every commit a script of five statements the server parsed and planned anew.
+        assert any("WITH added AS" in r["statement"] for r in prepared)
+        again = open_store(postgres_db.url)
+        try:
+            reader = Recorder()
+            again.open_log("t", reader)
+            assert [orjson.dumps(r) for r in reader.records] == [
+                orjson.dumps(orjson.loads(line)) for line in lines
+            ]
+        finally:
+            again.close()
+    finally:
+        store.close()
