@@ -10,6 +10,7 @@ share a write with other runs' (and ``settle`` flushes them as one write each).
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import orjson
@@ -30,6 +31,10 @@ from tests.support.postgres import PostgresDatabase
 @define_workflow({"id": "one-step"})
 async def one_step(input: Any, step: Any, ctx: Any) -> Any:
     return await step.run("only", lambda: input, inline=True)
+
+
+def _line(line: bytes) -> tuple[bytes, None]:
+    return line, None
 
 
 def pg_store(url: str) -> PostgresStore:
@@ -129,7 +134,7 @@ async def test_a_leased_commit_is_one_prepared_statement(postgres_db: PostgresDa
         assert isinstance(log, postgres_log.PostgresLog)
         lines = [b'{"n":1}', b'{"s":"\\\\ \' \\"quoted\\" \\u00e9"}']
         for line in lines:  # the first takes the lock, the second commits under its lease
-            await log.submit(lambda line=line: (line, None))
+            await log.submit(functools.partial(_line, line))
         conn = log._conn  # the writer's session: what it has prepared
         assert conn is not None
         prepared = await conn.fetch("SELECT statement FROM pg_prepared_statements")
