@@ -6,8 +6,8 @@ Invariants:
   applied, and written there only once that record is durable in ``runs.jsonl`` (the flush
   waits for the ledger's barrier). Until then it waits in ``pending`` (memory, bounded by how
   many runs end per flush). A flush starts ``linger`` after the run that asked for it ended,
-  so the runs ending meanwhile share its write (one per run cost a short run about as much as
-  its own records); ``hurry`` starts it at once.
+  or once ``BATCH`` runs wait, so the runs ending meanwhile share its write (one per run cost a
+  short run about as much as its own records); ``hurry`` starts it at once.
 - **Rebuildable.** Compaction removes a run from ``runs.jsonl`` only after the archive holds it
   durably (``sync`` before the ledger's rewrite; pending runs are kept in the ledger). So after a
   SIGKILL at any instant each finished run is in the ledger, in the archive, or in both; loading
@@ -45,6 +45,8 @@ LOAD_BATCH = 2000  # terminal runs read at load are archived this many at a time
 RETRY_S = 1.0
 LINGER_S = 0.02
 """Real seconds a finished run waits for others to share its write to the archive."""
+BATCH = 32
+"""Finished runs that start the flush without waiting for the rest of ``linger``."""
 
 
 class RunHead(TypedDict):
@@ -200,6 +202,8 @@ class RunArchive:
             except RuntimeError:
                 return  # flushed by the next flush_now (close, compaction)
             self._task = loop.create_task(self._flush())
+        elif len(self.pending) >= BATCH:
+            self.hurry()
 
     async def _flush(self) -> None:
         try:

@@ -14,11 +14,13 @@ from platform_shim.errors import WorkflowFailed
 from platform_shim.platform import Platform, open_client
 from platform_shim.store import FileStore
 from platform_shim.testing import FakeClock
+from platform_shim.workflows import archive as archive_module
 from platform_shim.workflows import define_workflow
 from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.engine import Engine
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus
+from tests.support.waiting import wait_until_async
 
 from .conftest import Opener
 
@@ -309,3 +311,21 @@ async def test_runs_ending_within_the_linger_share_one_archive_write(open_worker
         await platform.settle()
         assert engine.archive.pending == {}
         assert engine.archive.archive.count() == 5
+
+
+async def test_a_full_batch_of_finished_runs_does_not_wait_for_the_linger(
+    open_worker: Opener,
+) -> None:
+    """Memory stays bounded while runs end faster than the linger: ``BATCH`` waiting runs
+    start the flush at once."""
+    async with open_worker(WORKFLOWS) as platform:
+        engine = engine_of(platform)
+        engine.archive.linger = 3600.0
+        for i in range(archive_module.BATCH):
+            await (await platform.workflows.start("short", i)).result(timeout=10)
+        archived = await wait_until_async(
+            lambda: engine.archive.archive.count() >= archive_module.BATCH,
+            what="the full batch archived without settle",
+        )
+        assert archived
+        assert engine.archive.pending == {}
