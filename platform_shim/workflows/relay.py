@@ -9,7 +9,8 @@ Changes that live in memory only (``running``) are relayed without moving that p
 
 Changes are put on the stream in batches, ``linger`` after the first of a batch was noted (a
 run's ``queued``, ``running`` and end usually share one write instead of one each); ``hurry``
-flushes at once (``settle``, a stop). The position is written at most once per ``save_interval`` (and at ``drain``, when the worker
+flushes at once (``settle``, a stop). Each event says what the run was when its change was
+noted (its attempt, error, output), not when the batch is written. The position is written at most once per ``save_interval`` (and at ``drain``, when the worker
 stops), not once per relayed batch: it only bounds what a restart relays again, and a write per
 run status change was most of the bookkeeping a short run cost (on PostgreSQL, a commit each,
 competing with the runs' own). A crash may relay up to ``save_interval`` of changes twice, which
@@ -22,7 +23,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -45,6 +46,34 @@ LINGER_S = 0.002
 """Real seconds the relayed position may go unwritten after it moved (see the docstring)."""
 
 
+class _Change(NamedTuple):
+    """A status change waiting for its batch, its event's data made when it was noted."""
+
+    seq: int
+    run_id: str
+    workflow_id: str
+    status: RunStatus
+    data: bytes
+
+
+def _data(run: RunState, seq: int) -> bytes:
+    status = run.status
+    data: dict[str, Any] = {
+        "runId": run.run_id,
+        "workflowId": run.workflow_id,
+        "status": status.value,
+        "attempt": run.attempt,
+        "seq": seq,
+    }
+    if status.terminal:
+        data["error"] = run.error
+        if status is RunStatus.COMPLETED and run.output is not None:
+            data["output"] = orjson.Fragment(run.output)
+    if run.parent_run_id is not None:
+        data["parentRunId"] = run.parent_run_id
+    return dumps(data, "workflow status event")
+
+
 class StatusRelay:
     """Puts the ledger's status changes on the event stream, in order, at least once."""
 
@@ -57,7 +86,7 @@ class StatusRelay:
         self._stream = stream
         self.cursor = cursor
         self.on_relayed = on_relayed
-        self._queue: list[tuple[int, RunState, RunStatus]] = []
+        self._queue: list[_Change] = []
         self._scheduled: asyncio.TimerHandle | None = None  # the flush of the queued changes
         self.linger = LINGER_S
         self.paused = True  # while the ledger loads: changes queue up, flushed at start
@@ -72,7 +101,7 @@ class StatusRelay:
         """A run's status changed (``seq`` of the record, or 0 for a change in memory only)."""
         if seq and seq <= self.cursor:
             return
-        self._queue.append((seq, run, run.status))
+        self._queue.append(_Change(seq, run.run_id, run.workflow_id, run.status, _data(run, seq)))
         if self._scheduled is None and not self.paused:
             try:
                 loop = asyncio.get_running_loop()
@@ -99,27 +128,14 @@ class StatusRelay:
             return
         stream = self._stream()
         writes: list[asyncio.Future[Any]] = []
-        for seq, run, status in queue:
-            data: dict[str, Any] = {
-                "runId": run.run_id,
-                "workflowId": run.workflow_id,
-                "status": status.value,
-                "attempt": run.attempt,
-                "seq": seq,
-            }
-            if status.terminal:
-                data["error"] = run.error
-                if status is RunStatus.COMPLETED and run.output is not None:
-                    data["output"] = orjson.Fragment(run.output)
-            if run.parent_run_id is not None:
-                data["parentRunId"] = run.parent_run_id
+        for change in queue:
             writes.append(
                 stream.submit(
-                    f"workflow.run.{status.value}",
+                    f"workflow.run.{change.status.value}",
                     "workflow",
-                    run.workflow_id,
-                    run.run_id,
-                    dumps(data, "workflow status event"),
+                    change.workflow_id,
+                    change.run_id,
+                    change.data,
                     durable=False,
                 )
             )
@@ -150,19 +166,17 @@ class StatusRelay:
             self._saved = self.cursor
             self.on_relayed(self.cursor)
 
-    def _written(
-        self, batch: list[tuple[int, RunState, RunStatus]], done: asyncio.Future[list[Any]]
-    ) -> None:
+    def _written(self, batch: list[_Change], done: asyncio.Future[list[Any]]) -> None:
         results = done.result()
         failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
         relayed = batch if failed is None else batch[:failed]
-        if self._hold is not None and any(seq == self._hold for seq, _, _ in relayed):
+        if self._hold is not None and any(c.seq == self._hold for c in relayed):
             self._hold = None  # the change that failed before went through on its retry
         if failed is not None:
-            lost = [seq for seq, _, _ in batch[failed:] if seq]
+            lost = [c.seq for c in batch[failed:] if c.seq]
             if lost:
                 self._hold = min(lost) if self._hold is None else min(self._hold, *lost)
-        cursor = max((seq for seq, _, _ in relayed), default=0)
+        cursor = max((c.seq for c in relayed), default=0)
         if self._hold is not None:
             # Batches in flight when a write failed may land after it: never past the failure.
             cursor = min(cursor, self._hold - 1)

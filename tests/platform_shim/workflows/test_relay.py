@@ -77,3 +77,40 @@ async def test_the_relayed_position_is_written_once_per_interval_and_at_stop(
         # The stop wrote it: a restart relays nothing again.
         assert p.worker.dispatcher.state.relay == relayed
         assert engine_of(p).relay.cursor == relayed
+
+
+tries: list[int] = []
+
+
+@define_workflow({"id": "second-time", "options": {"retries": 1}})
+async def second_time(input: Any, step: Any, ctx: Any) -> Any:
+    tries.append(ctx.attempt)
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return ctx.attempt
+
+
+async def test_each_event_says_what_the_run_was_when_its_change_was_noted(
+    location: str, clock: FakeClock
+) -> None:
+    async with open_platform(
+        location,
+        workflows=[second_time],
+        clock=clock,
+        watch=False,
+        retry_backoff=lambda attempt: 0,
+    ) as p:
+        engine_of(p).relay.linger = 3600.0  # the whole run's changes share one batch
+        handle = await p.workflows.start("second-time")
+        assert await handle.result(timeout=10) == 2
+        await p.settle()
+        events = [e.to_dict() for e in p.stream.since(0) if e.k == handle.run_id]
+        # Was: every event of a batch took the run as it was when the batch was written.
+        assert [(e["t"], e["data"]["attempt"]) for e in events] == [
+            ("workflow.run.queued", 1),
+            ("workflow.run.running", 1),
+            ("workflow.run.queued", 2),
+            ("workflow.run.running", 2),
+            ("workflow.run.completed", 2),
+        ]
+        assert events[2]["data"].get("error") is None and events[4]["data"]["output"] == 2
