@@ -72,7 +72,9 @@ class RunLog:
         status = event.t.removeprefix("workflow.run.")
         run = self._worker.engine.snapshot(event.k)  # a finished one is read from the archive
         if status == "queued":
-            if run is None or run.attempt == 1:
+            # The event's own attempt: the relay writes in batches, and by the time this event
+            # is written the run may have failed that attempt and be queued for the next.
+            if event.to_dict().get("data", {}).get("attempt", 1) == 1:
                 run_log.info("run started: %s %s", event.ns, event.k)
         elif status in _ENDED:
             took = ""

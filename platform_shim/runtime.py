@@ -498,6 +498,9 @@ class Worker:
                 quiet = 0
                 await asyncio.wait(tasks, timeout=min(0.01, max(0.0, deadline - loop.time())))
                 continue
+            if engine.relay.hurry():
+                quiet = 0  # status changes waiting to share a write: on the stream now
+                continue
             logs = (self.platform.stream.log, engine.log, dispatcher.log)
             if (
                 not dispatcher.idle()
@@ -508,6 +511,7 @@ class Worker:
                 # Submissions still queued (a commit cycle may be waiting for another process's
                 # append lock) can start more work once applied: wait for them too.
                 quiet = 0
+                engine.archive.hurry()
                 await asyncio.sleep(0.001)
                 continue
             await self.platform.stream.log.barrier()

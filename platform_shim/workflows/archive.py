@@ -5,7 +5,9 @@ Invariants:
 - **The ledger first.** A run is handed to the archive when its terminal status record is
   applied, and written there only once that record is durable in ``runs.jsonl`` (the flush
   waits for the ledger's barrier). Until then it waits in ``pending`` (memory, bounded by how
-  many runs end per flush).
+  many runs end per flush). A flush starts ``linger`` after the run that asked for it ended,
+  or once ``BATCH`` runs wait, so the runs ending meanwhile share its write (one per run cost a
+  short run about as much as its own records); ``hurry`` starts it at once.
 - **Rebuildable.** Compaction removes a run from ``runs.jsonl`` only after the archive holds it
   durably (``sync`` before the ledger's rewrite; pending runs are kept in the ledger). So after a
   SIGKILL at any instant each finished run is in the ledger, in the archive, or in both; loading
@@ -41,6 +43,10 @@ log = logging.getLogger("platform_shim.workflows")
 ARCHIVE_NAME = "runs-archive"
 LOAD_BATCH = 2000  # terminal runs read at load are archived this many at a time
 RETRY_S = 1.0
+LINGER_S = 0.02
+"""Real seconds a finished run waits for others to share its write to the archive."""
+BATCH = 32
+"""Finished runs that start the flush without waiting for the rest of ``linger``."""
 
 
 class RunHead(TypedDict):
@@ -65,6 +71,11 @@ class RunHead(TypedDict):
     # The failed attempts' errors with their tracebacks (the dashboard shows them); absent
     # from entries archived before it was kept.
     failures: NotRequired[list[dict[str, Any]] | None]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _tags(workflow_id: str, status: str) -> tuple[str, ...]:
@@ -169,6 +180,8 @@ class RunArchive:
         self.loading = False
         self.log: Log | None = None
         self._task: asyncio.Task[None] | None = None
+        self.linger = LINGER_S
+        self._lingering: asyncio.Future[None] | None = None  # resolved when the flush starts
         # While compaction rewrites the ledger (``hold``), runs archived meanwhile stay in
         # ``pending`` (the rewrite keeps them in the ledger) and are listed here.
         self._holding = False
@@ -189,9 +202,20 @@ class RunArchive:
             except RuntimeError:
                 return  # flushed by the next flush_now (close, compaction)
             self._task = loop.create_task(self._flush())
+        elif len(self.pending) >= BATCH:
+            self.hurry()
 
     async def _flush(self) -> None:
         try:
+            if self.linger > 0:
+                loop = asyncio.get_running_loop()
+                self._lingering = lingering = loop.create_future()
+                timer = loop.call_later(self.linger, _resolve, lingering)
+                try:
+                    await lingering
+                finally:
+                    timer.cancel()
+                    self._lingering = None
             while True:
                 keys = [key for key in self.pending if key not in self._archived_held]
                 if not keys:
@@ -214,6 +238,11 @@ class RunArchive:
                     self._forget(runs)
         finally:
             self._task = None
+
+    def hurry(self) -> None:
+        """Start the flush that waits for more runs now."""
+        if self._lingering is not None:
+            _resolve(self._lingering)
 
     def flush_now(self) -> None:
         """Archive every pending run now (their records are known to be on disk)."""
@@ -243,6 +272,7 @@ class RunArchive:
 
     async def idle(self) -> None:
         """Wait until no flush is under way (the runs retired so far are archived)."""
+        self.hurry()
         while self._task is not None:
             await asyncio.wait([self._task])
 

@@ -6,6 +6,15 @@ only over events that were written: one that failed is logged and tried again. W
 relayed last is kept in ``dispatch.jsonl``, and at start every status change after it is relayed
 again, so each one reaches the stream at least once, also across a crash between the two writes.
 Changes that live in memory only (``running``) are relayed without moving that position.
+
+Changes are put on the stream in batches, ``linger`` after the first of a batch was noted (a
+run's ``queued``, ``running`` and end usually share one write instead of one each); ``hurry``
+flushes at once (``settle``, a stop). Each event says what the run was when its change was
+noted (its attempt, error, output), not when the batch is written. The position is written at most once per ``save_interval`` (and at ``drain``, when the worker
+stops), not once per relayed batch: it only bounds what a restart relays again, and a write per
+run status change was most of the bookkeeping a short run cost (on PostgreSQL, a commit each,
+competing with the runs' own). A crash may relay up to ``save_interval`` of changes twice, which
+at-least-once allows.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -30,6 +39,39 @@ __all__ = ["StatusRelay"]
 log = logging.getLogger("platform_shim.workflows")
 
 _RETRY_S = 1.0  # real seconds before a failed relay is tried again
+SAVE_INTERVAL_S = 0.05
+"""Real seconds the relayed position may go unwritten after it moved (see the docstring)."""
+LINGER_S = 0.002
+"""Real seconds a noted change waits for others to share its write to the stream."""
+"""Real seconds the relayed position may go unwritten after it moved (see the docstring)."""
+
+
+class _Change(NamedTuple):
+    """A status change waiting for its batch, its event's data made when it was noted."""
+
+    seq: int
+    run_id: str
+    workflow_id: str
+    status: RunStatus
+    data: bytes
+
+
+def _data(run: RunState, seq: int) -> bytes:
+    status = run.status
+    data: dict[str, Any] = {
+        "runId": run.run_id,
+        "workflowId": run.workflow_id,
+        "status": status.value,
+        "attempt": run.attempt,
+        "seq": seq,
+    }
+    if status.terminal:
+        data["error"] = run.error
+        if status is RunStatus.COMPLETED and run.output is not None:
+            data["output"] = orjson.Fragment(run.output)
+    if run.parent_run_id is not None:
+        data["parentRunId"] = run.parent_run_id
+    return dumps(data, "workflow status event")
 
 
 class StatusRelay:
@@ -44,28 +86,41 @@ class StatusRelay:
         self._stream = stream
         self.cursor = cursor
         self.on_relayed = on_relayed
-        self._queue: list[tuple[int, RunState, RunStatus]] = []
-        self._scheduled = False
+        self._queue: list[_Change] = []
+        self._scheduled: asyncio.TimerHandle | None = None  # the flush of the queued changes
+        self.linger = LINGER_S
         self.paused = True  # while the ledger loads: changes queue up, flushed at start
         self._retrying = False  # a failed batch waits for its retry; nothing overtakes it
         self._hold: int | None = None  # the lowest seq whose event failed and is not yet written
         self._inflight: set[asyncio.Future[list[Any]]] = set()  # batches not yet written
+        self.save_interval = SAVE_INTERVAL_S
+        self._saved = cursor  # the position last handed to ``on_relayed``
+        self._save_timer: asyncio.TimerHandle | None = None
 
     def note(self, run: RunState, seq: int) -> None:
         """A run's status changed (``seq`` of the record, or 0 for a change in memory only)."""
         if seq and seq <= self.cursor:
             return
-        self._queue.append((seq, run, run.status))
-        if not self._scheduled and not self.paused:
-            self._scheduled = True
+        self._queue.append(_Change(seq, run.run_id, run.workflow_id, run.status, _data(run, seq)))
+        if self._scheduled is None and not self.paused:
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                loop = asyncio.get_running_loop()
             except RuntimeError:
-                self._scheduled = False
+                return
+            self._scheduled = loop.call_later(self.linger, self.flush)
+
+    def hurry(self) -> bool:
+        """Flush the changes waiting for their batch now; False if none were waiting."""
+        if self._scheduled is None:
+            return False
+        self.flush()
+        return True
 
     def flush(self) -> None:
         """Put ``workflow.run.<status>`` events on the platform stream (at least once)."""
-        self._scheduled = False
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         if self._retrying:
             return  # a failed batch goes first, in order, when its retry comes
         queue, self._queue = self._queue, []
@@ -73,27 +128,14 @@ class StatusRelay:
             return
         stream = self._stream()
         writes: list[asyncio.Future[Any]] = []
-        for seq, run, status in queue:
-            data: dict[str, Any] = {
-                "runId": run.run_id,
-                "workflowId": run.workflow_id,
-                "status": status.value,
-                "attempt": run.attempt,
-                "seq": seq,
-            }
-            if status.terminal:
-                data["error"] = run.error
-                if status is RunStatus.COMPLETED and run.output is not None:
-                    data["output"] = orjson.Fragment(run.output)
-            if run.parent_run_id is not None:
-                data["parentRunId"] = run.parent_run_id
+        for change in queue:
             writes.append(
                 stream.submit(
-                    f"workflow.run.{status.value}",
+                    f"workflow.run.{change.status.value}",
                     "workflow",
-                    run.workflow_id,
-                    run.run_id,
-                    dumps(data, "workflow status event"),
+                    change.workflow_id,
+                    change.run_id,
+                    change.data,
                     durable=False,
                 )
             )
@@ -109,27 +151,38 @@ class StatusRelay:
         while self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
             await asyncio.sleep(0)  # let the done callbacks move the cursor
+        self._save()
 
-    def _written(
-        self, batch: list[tuple[int, RunState, RunStatus]], done: asyncio.Future[list[Any]]
-    ) -> None:
+    def _save_soon(self) -> None:
+        if self._save_timer is None and self.on_relayed is not None:
+            self._save_timer = asyncio.get_running_loop().call_later(self.save_interval, self._save)
+
+    def _save(self) -> None:
+        """Hand the relayed position to ``on_relayed`` (which writes it), if it moved."""
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
+        if self.cursor > self._saved and self.on_relayed is not None:
+            self._saved = self.cursor
+            self.on_relayed(self.cursor)
+
+    def _written(self, batch: list[_Change], done: asyncio.Future[list[Any]]) -> None:
         results = done.result()
         failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
         relayed = batch if failed is None else batch[:failed]
-        if self._hold is not None and any(seq == self._hold for seq, _, _ in relayed):
+        if self._hold is not None and any(c.seq == self._hold for c in relayed):
             self._hold = None  # the change that failed before went through on its retry
         if failed is not None:
-            lost = [seq for seq, _, _ in batch[failed:] if seq]
+            lost = [c.seq for c in batch[failed:] if c.seq]
             if lost:
                 self._hold = min(lost) if self._hold is None else min(self._hold, *lost)
-        cursor = max((seq for seq, _, _ in relayed), default=0)
+        cursor = max((c.seq for c in relayed), default=0)
         if self._hold is not None:
             # Batches in flight when a write failed may land after it: never past the failure.
             cursor = min(cursor, self._hold - 1)
         if cursor > self.cursor:
             self.cursor = cursor
-            if self.on_relayed is not None:
-                self.on_relayed(self.cursor)
+            self._save_soon()
         if failed is not None:
             error = results[failed]
             log.error(

@@ -115,6 +115,7 @@ async def test_cross_site_requests_are_refused_and_change_nothing(
     app, client = dev_host
     await client.put("/api/db/users", json={"_id": "u1", "admin": False})
     run_id = await sleeping_run(client)
+    await app.state.platform.settle()  # the status relay batches: its events are written now
     before = await snapshot(client)
     assert before["runs"] == [(run_id, "sleeping")]
     forms = [

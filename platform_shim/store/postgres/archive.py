@@ -25,6 +25,21 @@ __all__ = ["PostgresArchive"]
 
 _ALL = 1 << 62
 
+_ADD = """
+WITH added AS (
+    INSERT INTO platform.archive (archive, key, ord, at, head, body)
+    SELECT $1, k, o, a, h, b FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bytea[],
+        $6::bytea[]) AS t(k, o, a, h, b)
+    ON CONFLICT (archive, key) DO NOTHING RETURNING key
+), tagged AS (
+    INSERT INTO platform.archive_tags (archive, tag, ord, key)
+    SELECT $1, x.t, x.o, x.k FROM unnest($7::text[], $8::bigint[], $9::text[]) AS x(t, o, k)
+    WHERE x.k IN (SELECT key FROM added)
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS n FROM added
+"""
+
 
 def _storable(text: str) -> bool:
     """PostgreSQL's text holds no NUL: a key or tag with one (a run id from a URL, say) was
@@ -55,32 +70,22 @@ class PostgresArchive:
         for entry in entries:
             first.setdefault(entry.key, entry)
         chosen = list(first.values())
-        async with self._store.pool_connection() as conn, conn.transaction():
-            added = await conn.fetch(
-                "INSERT INTO platform.archive (archive, key, ord, at, head, body)"
-                " SELECT $1, k, o, a, h, b FROM unnest($2::text[], $3::bigint[], $4::bigint[],"
-                " $5::bytea[], $6::bytea[]) AS t(k, o, a, h, b)"
-                " ON CONFLICT (archive, key) DO NOTHING RETURNING key",
-                self.name,
-                [e.key for e in chosen],
-                [e.order for e in chosen],
-                [e.at for e in chosen],
-                [e.head for e in chosen],
-                [e.body for e in chosen],
-            )
-            new = {str(r["key"]) for r in added}
-            tagged = [(tag, e.order, e.key) for e in chosen if e.key in new for tag in e.tags]
-            if tagged:
-                await conn.execute(
-                    "INSERT INTO platform.archive_tags (archive, tag, ord, key)"
-                    " SELECT $1, t, o, k FROM unnest($2::text[], $3::bigint[], $4::text[])"
-                    " AS x(t, o, k) ON CONFLICT DO NOTHING",
-                    self.name,
-                    [t for t, _, _ in tagged],
-                    [o for _, o, _ in tagged],
-                    [k for _, _, k in tagged],
-                )
-        return len(new)
+        tagged = [(tag, e.order, e.key) for e in chosen for tag in e.tags]
+        # One statement, so one round trip and one transaction: the entries and the tags of
+        # those that were new (the first copy of a key wins, and only it is tagged).
+        added = await self._store.fetch(
+            _ADD,
+            self.name,
+            [e.key for e in chosen],
+            [e.order for e in chosen],
+            [e.at for e in chosen],
+            [e.head for e in chosen],
+            [e.body for e in chosen],
+            [t for t, _, _ in tagged],
+            [o for _, o, _ in tagged],
+            [k for _, _, k in tagged],
+        )
+        return int(added[0]["n"])
 
     def known(self, keys: Iterable[str]) -> set[str]:
         found = self._fetch(

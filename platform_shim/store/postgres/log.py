@@ -8,7 +8,10 @@ Invariants (the contract's, as this table keeps them):
   holder committed), reads the lines other connections appended since we last looked, which
   are applied; this turn's submissions are prepared against that state. The second inserts
   their lines as the next sequence numbers, notifies the other connections, commits, and only
-  then releases the lock. A reader paging by ``seq > last`` can never skip a line that commits
+  then releases the lock. While the lock is leased (below) that second round trip is one
+  prepared statement in its own transaction (``_APPEND``: the server plans it once, not the
+  script each time); the one that releases the lock sends the script, the release after its
+  ``COMMIT``. A reader paging by ``seq > last`` can never skip a line that commits
   later. A cycle interrupted between the two ends its connection, which frees the lock.
 - **Acknowledged means committed.** A submission's future resolves after ``COMMIT`` returned
   (with ``synchronous_commit`` on under ``fsync`` durability: on the server's disk). Submissions
@@ -67,6 +70,17 @@ LEFT JOIN platform.log_lines l ON l.log = g.name AND l.generation = g.generation
     AND l.seq > CASE WHEN g.generation = $3 THEN $2 ELSE 0 END
 WHERE g.name = $1 ORDER BY l.seq
 """
+
+
+# A leased cycle's insert, notify and commit: one statement, so one implicit transaction. A
+# cycle whose records need not wait for the disk turns synchronous_commit off for it alone.
+_APPEND = """
+WITH added AS (
+    INSERT INTO platform.log_lines (log, generation, seq, line)
+    SELECT $1, $2, $3 + o - 1, l FROM unnest($4::bytea[]) WITH ORDINALITY AS t(l, o)
+) SELECT pg_notify($5, $6)
+"""
+_APPEND_RELAXED = _APPEND.rstrip() + ", set_config('synchronous_commit', 'off', true)\n"
 
 
 def log_lock_key(name: str) -> int:
@@ -356,8 +370,19 @@ class PostgresLog(OncePerTurn):
         unlock = "" if keep else f"SELECT pg_advisory_unlock({self._key})"
         conn = self._conn
         assert conn is not None
+        relaxed = not durable and self._store.durability == "fsync"
+        if lines and keep:
+            await conn.fetch(
+                _APPEND_RELAXED if relaxed else _APPEND,
+                self.name,
+                generation,
+                first,
+                lines,
+                CHANNEL,
+                f"{self._store.token} {self.name}",
+            )
+            return
         if lines:
-            relaxed = not durable and self._store.durability == "fsync"
             values = ",".join(
                 f"({seq},decode('{line.hex()}','hex'))" for seq, line in enumerate(lines, first)
             )

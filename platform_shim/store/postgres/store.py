@@ -11,21 +11,31 @@ hosts start at once). Invariants beyond the logs':
   token; a watch wakes on other connections' notifications, and polls besides, in case one
   was missed (the listener's connection dropped, say).
 
+- **Pooled connections carry no session state**: what runs on them takes transaction-scoped
+  locks only and sets nothing but what ``_init_connection`` sets once. So the pool does not
+  reset a connection it gets back (asyncpg's default costs a round trip per use: unlock all,
+  close cursors, unlisten, reset settings, the last of which would undo ``_init_connection``);
+  a transaction left open is still rolled back.
+
 The pool, the listener and the worker's lock live on the store's ``Bridge`` thread
 (``bridge.py``); each log's writer lives on the loop that submits (``writers.py``). ``location`` is the URL
 with its password hidden; ``data_dir`` is a private temporary folder, as the memory store's.
+``statements`` counts the statements each kind of connection sent (``"pool"``, ``"writer"``,
+``"listener"``, ``"seat"``): a round trip each, once the statement is prepared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import shutil
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,9 +83,10 @@ class PostgresStore:
         self._watches: list[PostgresWatch] = []
         self._listener: asyncpg.Connection | None = None
         self._pool: asyncpg.Pool | None = None
+        self.statements: Counter[str] = Counter()
         self.bridge = Bridge(f"postgres {self.location}")
         self.seat = WorkerSeat(self)
-        self.writers = Writers(self.connect)
+        self.writers = Writers(functools.partial(self.connect, "writer"))
         self._documents = PostgresDocuments(self)
         try:
             self.bridge.run(self._open())
@@ -87,7 +98,7 @@ class PostgresStore:
     async def _open(self) -> None:
         import asyncpg
 
-        listener = await self.connect()
+        listener = await self.connect("listener")
         try:
             await migrate(listener, where=self.location)
             await listener.add_listener(CHANNEL, self._notified)
@@ -95,7 +106,8 @@ class PostgresStore:
                 self.url,
                 min_size=1,
                 max_size=4,
-                init=self._init_connection,
+                init=self._init_pooled,
+                reset=_keep_session,
                 # Each execution planned for its parameters: a document query's best plan
                 # depends on them (which partial index, how selective a value); a generic plan
                 # chosen after five executions can be ten times slower (bench.docs_memory).
@@ -106,16 +118,21 @@ class PostgresStore:
             raise
         self._listener = listener
 
-    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+    async def _init_connection(self, conn: asyncpg.Connection, role: str) -> None:
+        conn.add_query_logger(functools.partial(_count, self.statements, role))
         if self.durability == "flush":
             # Acknowledged once written to the server, before its WAL reaches the disk: what
             # the file store's "flush" is (written to the OS, not fsync'd).
             await conn.execute("SET synchronous_commit = off")
 
-    async def connect(self) -> asyncpg.Connection:
-        """A new connection of this store's (on the bridge), set up like the pool's."""
+    async def _init_pooled(self, conn: asyncpg.Connection) -> None:
+        await self._init_connection(conn, "pool")
+
+    async def connect(self, role: str) -> asyncpg.Connection:
+        """A new connection of this store's for ``role`` (counted under that name in
+        ``statements``), set up like the pool's."""
         conn = await connect(self.url)
-        await self._init_connection(conn)
+        await self._init_connection(conn, role)
         return conn
 
     def pool_connection(self) -> Any:
@@ -348,6 +365,15 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"<PostgresStore on {self.location!r}>"
+
+
+def _count(statements: Counter[str], role: str, _: object) -> None:
+    statements[role] += 1
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing (see the module's docstring; asyncpg still rolls back a
+    transaction left open before it calls this)."""
 
 
 class PostgresWatch(CallbackWatch):

@@ -65,7 +65,7 @@ class WorkerSeat:
         self.lost = False
 
     async def _take(self) -> bool:
-        conn = await self._store.connect()
+        conn = await self._store.connect("seat")
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", WORKER_LOCK):
                 await conn.close()

@@ -14,11 +14,13 @@ from platform_shim.errors import WorkflowFailed
 from platform_shim.platform import Platform, open_client
 from platform_shim.store import FileStore
 from platform_shim.testing import FakeClock
+from platform_shim.workflows import archive as archive_module
 from platform_shim.workflows import define_workflow
 from platform_shim.workflows.archive import ARCHIVE_NAME, RunArchive
 from platform_shim.workflows.engine import Engine
 from platform_shim.workflows.ledger import LedgerState
 from platform_shim.workflows.records import RunStatus
+from tests.support.waiting import wait_until_async
 
 from .conftest import Opener
 
@@ -290,3 +292,40 @@ async def test_a_run_archived_while_compaction_runs_stays_in_the_ledger(
         assert engine.archive.pending == {}
         ledger = b"\n".join(engine.state.live_records(lambda run: True))
         assert handle.run_id.encode() not in ledger
+
+
+async def test_runs_ending_within_the_linger_share_one_archive_write(open_worker: Opener) -> None:
+    """A flush waits ``linger`` for more finished runs (one write per run cost a short run as
+    much as its own records); meanwhile they are read from memory; ``settle`` hurries it."""
+    async with open_worker(WORKFLOWS) as platform:
+        engine = engine_of(platform)
+        engine.archive.linger = 3600.0
+        handles = [await platform.workflows.start("short", i) for i in range(5)]
+        for handle in handles:
+            await handle.result(timeout=10)
+        # Was: each archived by a flush of its own as soon as its end was durable.
+        assert sorted(engine.archive.pending) == sorted(h.run_id for h in handles)
+        assert engine.archive.archive.count() == 0
+        run = await handles[0].status()
+        assert run is not None and run.status is RunStatus.COMPLETED
+        await platform.settle()
+        assert engine.archive.pending == {}
+        assert engine.archive.archive.count() == 5
+
+
+async def test_a_full_batch_of_finished_runs_does_not_wait_for_the_linger(
+    open_worker: Opener,
+) -> None:
+    """Memory stays bounded while runs end faster than the linger: ``BATCH`` waiting runs
+    start the flush at once."""
+    async with open_worker(WORKFLOWS) as platform:
+        engine = engine_of(platform)
+        engine.archive.linger = 3600.0
+        for i in range(archive_module.BATCH):
+            await (await platform.workflows.start("short", i)).result(timeout=10)
+        archived = await wait_until_async(
+            lambda: engine.archive.archive.count() >= archive_module.BATCH,
+            what="the full batch archived without settle",
+        )
+        assert archived
+        assert engine.archive.pending == {}
