@@ -26,7 +26,6 @@ with its password hidden; ``data_dir`` is a private temporary folder, as the mem
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import hashlib
@@ -51,10 +50,10 @@ from platform_shim.store.postgres.connect import check_url, connect, redact
 from platform_shim.store.postgres.documents import PostgresDocuments
 from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
+from platform_shim.store.postgres.watch import PostgresWatch
 from platform_shim.store.postgres.worker import WorkerSeat
 from platform_shim.store.postgres.writers import Writers
 from platform_shim.store.protocol import Consumer, Durability
-from platform_shim.store.turns import CallbackWatch
 
 if TYPE_CHECKING:
     import asyncpg
@@ -335,7 +334,7 @@ class PostgresStore:
     # ---------------------------------------------------------------------------- watch
 
     def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> PostgresWatch:
-        return PostgresWatch(self, on_change, poll_interval)
+        return PostgresWatch(self._watches, on_change, poll_interval)
 
     def documents(self) -> PostgresDocuments:
         return self._documents
@@ -374,34 +373,3 @@ def _count(statements: Counter[str], role: str, _: object) -> None:
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset: nothing (see the module's docstring; asyncpg still rolls back a
     transaction left open before it calls this)."""
-
-
-class PostgresWatch(CallbackWatch):
-    """Calls ``on_change`` on the loop after another connection committed (LISTEN/NOTIFY),
-    and every ``poll_interval`` seconds besides."""
-
-    def __init__(
-        self, store: PostgresStore, on_change: Callable[[], None], poll_interval: float
-    ) -> None:
-        self._store = store
-        self._on_change = on_change
-        self._poll_interval = poll_interval
-        self._timer: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._store._watches.append(self)
-        self._timer = self._loop.call_later(self._poll_interval, self._poll)
-
-    def _poll(self) -> None:
-        if self._loop is None:
-            return
-        self.poke()
-        self._timer = self._loop.call_later(self._poll_interval, self._poll)
-
-    async def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            self._store._watches.remove(self)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._loop = None
