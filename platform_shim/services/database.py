@@ -228,6 +228,22 @@ def _public(doc: Doc, projection: Mapping[str, Any] | None = None) -> Doc:
     return copy
 
 
+def _page(
+    docs: list[Doc],
+    sort: Mapping[str, int] | Sequence[tuple[str, int]] | None,
+    skip: int | None,
+    limit: int | None,
+) -> list[Doc]:
+    """``docs`` (the matches, in insertion order) sorted, skipped and limited as ``find`` says."""
+    if sort:
+        docs = sort_documents(docs, sort)
+    if skip:
+        docs = docs[skip:]
+    if limit:
+        docs = docs[:limit]
+    return docs
+
+
 def _with_id(doc: Doc) -> Doc:
     if "_id" in doc:
         doc["id"] = doc["_id"]
@@ -296,13 +312,7 @@ class DatabaseService:
         if coll is None:
             compile_filter(_normalize_filter(filter))
             return []
-        docs = self._select(coll, filter)
-        if sort:
-            docs = sort_documents(docs, sort)
-        if skip:
-            docs = docs[skip:]
-        if limit:
-            docs = docs[:limit]
+        docs = _page(self._select(coll, filter), sort, skip, limit)
         return [_public(doc, projection) for doc in docs]
 
     async def _find_in_table(
@@ -332,13 +342,7 @@ class DatabaseService:
         found = await self._table.select(collection, normalized, pairs, skip or 0, limit or 0)
         docs: list[Doc] = [loads(body) for body in found.bodies]
         if not found.exact:
-            docs = [doc for doc in docs if predicate(doc)]
-            if sort:
-                docs = sort_documents(docs, sort)
-            if skip:
-                docs = docs[skip:]
-            if limit:
-                docs = docs[:limit]
+            docs = _page([doc for doc in docs if predicate(doc)], sort, skip, limit)
         return [_with_id(apply_projection(doc, projection) if projection else doc) for doc in docs]
 
     async def find_one(

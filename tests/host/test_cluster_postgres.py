@@ -108,30 +108,34 @@ def test_failed_logins_count_across_hosts(hosts: tuple[HostProcess, HostProcess]
         assert int(locked.headers["Retry-After"]) > 0
 
 
+def _race(
+    hosts: tuple[HostProcess, HostProcess], path: str, doc: dict[str, object]
+) -> list[httpx.Response]:
+    """``PUT path doc`` through both hosts at the same instant (a barrier), each copy marked
+    with its host's port under ``by``; both answers."""
+    answers: list[httpx.Response] = []
+    go = threading.Barrier(len(hosts))
+
+    def one(host: HostProcess) -> None:
+        with host.client() as http:
+            go.wait()
+            answers.append(http.put(path, json={**doc, "by": host.port}))
+
+    threads = [threading.Thread(target=one, args=(host,)) for host in hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return answers
+
+
 def test_a_unique_id_holds_across_hosts(hosts: tuple[HostProcess, HostProcess]) -> None:
     """The same ``_id`` inserted through both hosts at once, many times: each time exactly one
     insert wins and the other is a 409 (the prepare runs under the log's lock, caught up)."""
-    worker, standby = hosts
+    worker = hosts[0]
     for round_ in range(10):
         doc_id = f"d{round_}"
-        answers: list[httpx.Response] = []
-        go = threading.Barrier(2)
-
-        def insert(
-            host: HostProcess,
-            doc_id: str = doc_id,
-            go: threading.Barrier = go,
-            answers: list[httpx.Response] = answers,
-        ) -> None:
-            with host.client() as http:
-                go.wait()
-                answers.append(http.put("/api/db/uniq", json={"_id": doc_id, "by": host.port}))
-
-        threads = [threading.Thread(target=insert, args=(h,)) for h in (worker, standby)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        answers = _race(hosts, "/api/db/uniq", {"_id": doc_id})
         codes = sorted(answer.status_code for answer in answers)
         assert codes in ([200, 409], [201, 409]), [a.text for a in answers]
     listed = worker.http.post("/api/db/uniq", json={})
@@ -149,25 +153,7 @@ def test_a_unique_index_and_queries_hold_across_hosts(
     )
     assert made.status_code in (200, 201), made.text
     for round_ in range(6):
-        answers: list[httpx.Response] = []
-        go = threading.Barrier(2)
-
-        def insert(
-            host: HostProcess,
-            round_: int = round_,
-            go: threading.Barrier = go,
-            answers: list[httpx.Response] = answers,
-        ) -> None:
-            with host.client() as http:
-                go.wait()
-                doc = {"email": f"p{round_}@example.com", "n": round_, "by": host.port}
-                answers.append(http.put("/api/db/people", json=doc))
-
-        threads = [threading.Thread(target=insert, args=(h,)) for h in (worker, standby)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        answers = _race(hosts, "/api/db/people", {"email": f"p{round_}@example.com", "n": round_})
         codes = sorted(answer.status_code for answer in answers)
         assert codes in ([200, 409], [201, 409]), [a.text for a in answers]
     query = {"filter": {"n": {"$gte": 2}}, "options": {"sort": {"n": -1}, "limit": 3}}
