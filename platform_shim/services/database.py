@@ -11,14 +11,16 @@ On a store that keeps the documents queryable where they live (``Store.documents
 PostgreSQL store), reads (``find``, ``find_one``, ``count``) are answered there, with exactly the
 results evaluating the fold here would give; writes are still validated against the fold.
 
-Size (over 400 lines, on purpose): collections, the checks made inside the commit cycle and the
-service API are one write path; splitting it would split each write.
+The fold itself (collections, their indexes, the unique checks) is ``dbstate.py``.
+
+Size (over 400 lines, on purpose): the service API and the plans its writes make inside the
+commit cycle are one write path; splitting it would split each write.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,8 @@ import orjson
 from platform_shim.errors import DuplicateKey
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
-from platform_shim.services.dbindex import Index, IndexKey, parse_index_spec
+from platform_shim.services.dbindex import Index, parse_index_spec
+from platform_shim.services.dbstate import Collection, DbState
 from platform_shim.services.query import (
     apply_projection,
     compile_filter,
@@ -36,77 +39,13 @@ from platform_shim.services.query import (
 )
 from platform_shim.services.stream import EventSpec, EventStream
 from platform_shim.services.update import compile_update
-from platform_shim.store.protocol import DocumentTable, Record
+from platform_shim.store.protocol import DocumentTable
 
 __all__ = ["Collection", "CollectionStats", "DatabaseService", "DbState"]
 
 Doc = dict[str, Any]
 
 log = logging.getLogger("platform_shim.store")
-
-
-class Collection:
-    """Documents by ``_id`` (insertion order) and their secondary indexes."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.docs: dict[str, Doc] = {}
-        self.indexes: dict[str, Index] = {}
-        # Insertion rank of each document, so index lookups return scan order.
-        self.rank: dict[str, int] = {}
-        self._next_rank = 0
-
-    def put(self, doc: Doc) -> None:
-        doc_id = doc["_id"]
-        old = self.docs.get(doc_id)
-        for index in self.indexes.values():
-            if old is not None:
-                index.discard(doc_id, index.keys_of(old))
-            index.add(doc_id, index.keys_of(doc))
-        self.docs[doc_id] = doc
-        if old is None:
-            self.rank[doc_id] = self._next_rank
-            self._next_rank += 1
-
-    def remove(self, doc_id: str) -> None:
-        old = self.docs.pop(doc_id, None)
-        if old is not None:
-            del self.rank[doc_id]
-            for index in self.indexes.values():
-                index.discard(doc_id, index.keys_of(old))
-
-    def add_index(self, descriptor: dict[str, Any]) -> Index:
-        index = Index(descriptor)
-        for doc_id, doc in self.docs.items():
-            index.add(doc_id, index.keys_of(doc))
-        self.indexes[index.name] = index
-        return index
-
-    def check_unique(self, changes: Sequence[tuple[str | None, Doc | None]]) -> None:
-        """Raise ``DuplicateKey`` if applying ``changes`` ((old id, new doc) pairs) would clash."""
-        leaving = {old_id for old_id, _ in changes if old_id is not None}
-        new_ids: set[str] = set()
-        for old_id, doc in changes:
-            if doc is None:
-                continue
-            doc_id = doc["_id"]
-            if doc_id in new_ids or (
-                doc_id in self.docs and doc_id not in leaving and doc_id != old_id
-            ):
-                raise DuplicateKey(self.name, "_id_", doc_id)
-            new_ids.add(doc_id)
-        for index in self.indexes.values():
-            if not index.unique:
-                continue
-            claimed: dict[IndexKey, str] = {}
-            for _, doc in changes:
-                if doc is None:
-                    continue
-                for key in index.keys_of(doc):
-                    holders = index.entries.get(key, set()) - leaving
-                    if holders or key in claimed:
-                        raise DuplicateKey(self.name, index.name, index.describe_value(key))
-                    claimed[key] = doc["_id"]
 
 
 @dataclass(frozen=True)
@@ -116,74 +55,6 @@ class CollectionStats:
     name: str
     documents: int
     indexes: int
-
-
-class DbState:
-    """All collections, as a fold of ``db.*`` events."""
-
-    snapshot_name = "db"
-    resource = "db"
-
-    def __init__(self) -> None:
-        self.checkpoint = 0
-        self.collections: dict[str, Collection] = {}
-
-    def collection(self, name: str) -> Collection:
-        coll = self.collections.get(name)
-        if coll is None:
-            coll = self.collections[name] = Collection(name)
-        return coll
-
-    def load_snapshot(self, records: Iterable[Record]) -> None:
-        self.collections.clear()
-        for record in records:
-            name, index, doc = record.get("c"), record.get("index"), record.get("doc")
-            if not isinstance(name, str) or not isinstance(index or doc, dict):
-                # A damaged line that parses: it costs itself, not the load.
-                log.warning("db.jsonl: skipped a snapshot record that is not a document or index")
-                continue
-            try:
-                if isinstance(index, dict):
-                    self.collection(name).add_index(index)
-                elif isinstance(doc, dict):
-                    self.collection(name).put(doc)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("db.jsonl: skipped a damaged snapshot record (%r)", exc)
-
-    def apply_event(self, event: Record) -> None:
-        t = event["t"]
-        if not t.startswith("db."):
-            return  # every stream event reaches every fold; only ours may name a collection
-        coll = self.collection(event["ns"])
-        data = event["data"]
-        if t in ("db.document.created", "db.document.updated"):
-            coll.put(data["doc"])
-        elif t == "db.document.deleted":
-            coll.remove(event["k"])
-        elif t == "db.index.created":
-            coll.add_index(data["index"])
-        elif t == "db.index.dropped":
-            coll.indexes.pop(event["k"], None)
-
-    def snapshot_records(self) -> Iterator[bytes]:
-        # Copied now, on the loop; serialized as read, off the loop. Documents are never changed
-        # in place (an update stores a new dict), so the copied references stay as they were.
-        return _snapshot_lines(
-            [
-                (name, [index.descriptor for index in coll.indexes.values()], dict(coll.docs))
-                for name, coll in self.collections.items()
-            ]
-        )
-
-
-def _snapshot_lines(
-    collections: list[tuple[str, list[dict[str, Any]], dict[str, Doc]]],
-) -> Iterator[bytes]:
-    for name, descriptors, docs in collections:
-        for descriptor in descriptors:
-            yield orjson.dumps({"c": name, "index": descriptor})
-        for doc in docs.values():
-            yield orjson.dumps({"c": name, "doc": doc})
 
 
 def _check_collection(name: object) -> str:
