@@ -6,17 +6,24 @@ sweeps, so an expiry is announced once however many processes read the key). Val
 as their JSON bytes: a read parses a fresh copy, so a caller mutating what it got cannot touch
 the store, and a million keys cost a million small ``bytes`` rather than object trees.
 
+On a store that keeps the keys where they live (``Store.kv_table()``: the PostgreSQL store, whose
+trigger applies each ``kv.*`` event to its rows in the event's own commit), the fold keeps no
+key: reads, listings, sizes and the sweeper ask the table, judging expiry by this service's
+clock; a put with an expiration still arms the sweeper as the fold sees it (ours or another
+host's), and compaction's ``kv`` snapshot is empty (the rows are the truth).
+
 Size (over 400 lines, on purpose): the fold, the service and the namespace handle share the
 key checks and the expiry rules; apart they would each need the other's internals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import heapq
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -27,13 +34,15 @@ from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
 from platform_shim.services.kvsnapshot import chunked_snapshot
 from platform_shim.services.stream import EventStream
-from platform_shim.store.protocol import Record
+from platform_shim.store.protocol import KvTable, Record
 
 __all__ = ["MAX_TTL_S", "KvNamespace", "KvService", "KvState"]
 
 log = logging.getLogger("platform_shim.kv")
 
 _MAX_KEY = 1024
+_SWEEP_BATCH = 500  # expired keys announced per table query on a store that keeps the keys
+_RETRY_MS = 1000  # a sweep of the table that failed is tried again this much later
 _HEAP_SLACK = (
     1024  # stale heap entries tolerated beyond the live ones (small folders never rebuild)
 )
@@ -51,7 +60,8 @@ class KvState:
     snapshot_name = "kv"
     resource = "kv"
 
-    def __init__(self) -> None:
+    def __init__(self, table: KvTable | None = None) -> None:
+        self.table = table  # not None: the store keeps the keys, this fold keeps none
         self.checkpoint = 0
         self.spaces: dict[str, dict[str, tuple[bytes, int | None]]] = {}
         self._sorted: dict[str, Any] = {}  # ns -> SortedList of keys, built on first list()
@@ -67,6 +77,10 @@ class KvState:
         self.on_expiring: Callable[[int], None] | None = None
 
     def set(self, ns: str, key: str, value: bytes, expiration: int | None) -> None:
+        if self.table is not None:
+            if expiration is not None and self.on_expiring is not None:
+                self.on_expiring(expiration)
+            return
         space = self.spaces.get(ns)
         if space is None:
             space = self.spaces[ns] = {}
@@ -90,6 +104,8 @@ class KvState:
             self._rebuild_heap()
 
     def remove(self, ns: str, key: str) -> None:
+        if self.table is not None:
+            return
         space = self.spaces.get(ns)
         old = space.pop(key, None) if space is not None else None
         if old is not None:
@@ -128,6 +144,8 @@ class KvState:
         self._sorted.clear()
         self.expiring.clear()
         self.timed = 0
+        if self.table is not None:
+            return  # the store's rows hold the keys (and this store writes an empty snapshot)
         # set() inlined: a million keys load here at every start. The sorted listing is built on
         # first use and the expiry heap once at the end; values were checked when written.
         spaces = self.spaces
@@ -172,6 +190,8 @@ class KvState:
                 self.remove(event["ns"], event["k"])
 
     def snapshot_records(self) -> Iterator[bytes]:
+        if self.table is not None:
+            return iter(())
         # Copied a chunk per loop turn from now on, serialized by the reader (kvsnapshot.py).
         return chunked_snapshot(self)
 
@@ -211,6 +231,21 @@ class KvService:
         self._sweeper: TimerHandle | None = None
         self._sweep_at: int | None = None
         self._sweeping = False
+        self._table = state.table
+        # On a store that keeps the keys: the table reads in flight (referenced, so they are
+        # not collected), whether a sweep runs, and whether another was asked for meanwhile
+        # (one sweep at a time: two would announce the same keys).
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweep_running = False
+        self._sweep_again = False
+
+    def _check_key(self, what: str, value: object) -> str:
+        name = _check_name(what, value)
+        if self._table is not None and "\x00" in name:
+            raise ValueError(
+                f"{what} {name!r} holds a NUL character, which the PostgreSQL store cannot keep"
+            )
+        return name
 
     def namespace(self, ns: str) -> KvNamespace:
         """The same API bound to one namespace."""
@@ -218,7 +253,7 @@ class KvService:
 
     async def get(self, ns: str, key: str) -> Any:
         """The value, or None when the key is missing or expired."""
-        raw = self._live(ns, key)
+        raw = await self._live(ns, key)
         return None if raw is None else loads(raw)
 
     async def get_raw(self, ns: str, key: str) -> bytes | None:
@@ -226,13 +261,16 @@ class KvService:
 
         Tells a stored JSON ``null`` (``b"null"``) from a missing key, and lets a caller bound
         a large value's size without building its object tree (the host's API and dashboard)."""
-        return self._live(ns, key)
+        return await self._live(ns, key)
 
-    def _live(self, ns: str, key: str) -> bytes | None:
+    async def _live(self, ns: str, key: str) -> bytes | None:
         _check_name("namespace", ns)
         _check_name("key", key)
-        self._stream.fresh()
-        entry = self._state.spaces.get(ns, {}).get(key)
+        if self._table is not None:
+            entry = await self._table.get(ns, key)
+        else:
+            self._stream.fresh()
+            entry = self._state.spaces.get(ns, {}).get(key)
         if entry is None:
             return None
         value, expiration = entry
@@ -247,13 +285,15 @@ class KvService:
 
         A key past its expiration counts until the worker's sweeper announces it (``list``
         already skips it): this is a size, not a listing."""
+        if self._table is not None:
+            return await self._table.sizes()
         self._stream.fresh()
         return {ns: len(space) for ns, space in sorted(self._state.spaces.items()) if space}
 
     async def put(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON) under ``key``; ``ttl`` in seconds makes it expire."""
-        _check_name("namespace", ns)
-        _check_name("key", key)
+        self._check_key("namespace", ns)
+        self._check_key("key", key)
         expiration: int | None = None
         if ttl is not None:
             if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
@@ -283,6 +323,17 @@ class KvService:
         _check_name("namespace", ns)
         _check_name("key", key)
         state = self._state
+        if self._table is not None:
+            # The value the event carries is read first: the rows are not ours to look at
+            # inside the commit cycle. A delete racing another host's may announce it twice;
+            # the rows end the same.
+            found = await self._table.get(ns, key)
+            if found is None:
+                return
+            await self._stream.submit(
+                "kv.delete", "kv", ns, key, b'{"value":' + found[0] + b"}", None
+            )
+            return
         previous: list[bytes] = []
 
         def validate() -> bool:
@@ -311,10 +362,19 @@ class KvService:
             raise ValueError(f"list limit must be a positive integer, not {limit!r}")
         if prefix is not None and not isinstance(prefix, str):
             raise ValueError(f"list prefix must be a string, not {prefix!r}")
+        start = prefix or ""
+        if self._table is not None:
+            after = _decode_cursor(cursor) if cursor is not None and cursor != "" else None
+            page = await self._table.page(ns, start, after, self._clock.now_ms(), limit)
+            named = [{"name": k, "expiration": e} for k, e in page.keys]
+            return {
+                "keys": named,
+                "list_complete": not page.more,
+                "cursor": _encode_cursor(page.keys[-1][0]) if page.more and page.keys else None,
+            }
         self._stream.fresh()
         space = self._state.spaces.get(ns, {})
         keys = self._state.sorted_keys(ns)
-        start = prefix or ""
         if cursor is not None and cursor != "":
             after = _decode_cursor(cursor)
             position = keys.bisect_right(after)
@@ -349,12 +409,17 @@ class KvService:
         """Announce expired keys with ``kv.expired`` events (the worker does this, once)."""
         self._sweeping = True
         self._state.on_expiring = self._arm
+        if self._table is not None:
+            self._spawn(self._arm_from_table())
+            return
         if self._state.expiring:
             self._arm(self._state.expiring[0][0])
 
     def stop_sweeper(self) -> None:
         self._sweeping = False
         self._state.on_expiring = None
+        for task in list(self._tasks):
+            task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -370,6 +435,13 @@ class KvService:
     def _sweep(self) -> None:
         self._sweeper = None
         self._sweep_at = None
+        if self._table is not None:
+            if self._sweep_running:
+                self._sweep_again = True
+            elif self._sweeping:
+                self._sweep_running = True
+                self._spawn(self._sweep_table())
+            return
         now = self._clock.now_ms()
         heap = self._state.expiring
         while heap and heap[0][0] <= now:
@@ -383,6 +455,72 @@ class KvService:
                 log.exception("kv: expiring %r in namespace %r failed", key, ns)
         if heap and self._sweeping:
             self._arm(heap[0][0])
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _arm_from_table(self) -> None:
+        assert self._table is not None
+        try:
+            earliest = await self._table.earliest()
+        except Exception:
+            log.exception("kv: reading the next expiration failed")
+            return
+        if earliest is not None and self._sweeping:
+            self._arm(earliest)
+
+    async def _sweep_table(self) -> None:
+        # The due keys, announced, and their announcements committed (the trigger removes each
+        # row in its commit) before the next expiration is read: else it would be one of them.
+        try:
+            failed = await self._sweep_batches()
+        finally:
+            self._sweep_running = False
+        if failed:  # not at once: the failed key is still the earliest
+            self._arm(self._clock.now_ms() + _RETRY_MS)
+        else:
+            await self._arm_from_table()
+
+    async def _sweep_batches(self) -> bool:
+        """Announce the due keys, a batch at a time; whether some announcement failed."""
+        assert self._table is not None
+        self._sweep_again = True
+        while self._sweeping and self._sweep_again:
+            self._sweep_again = False
+            try:
+                due = await self._table.due(self._clock.now_ms(), _SWEEP_BATCH)
+            except Exception:
+                log.exception("kv: reading the expired keys failed")
+                return True
+            sent = [
+                self._announce(ns, key, value, expiration) for ns, key, value, expiration in due
+            ]
+            outcomes = await asyncio.gather(*sent, return_exceptions=True)
+            failed = False
+            for (ns, key, _, _), outcome in zip(due, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failed = True
+                    log.error("kv: expiring %r in namespace %r failed: %r", key, ns, outcome)
+            if failed:
+                return True
+            if len(due) == _SWEEP_BATCH:
+                self._sweep_again = True
+        return False
+
+    def _announce(self, ns: str, key: str, value: bytes, expiration: int) -> asyncio.Future[None]:
+        # Read outside the commit cycle: a put or delete racing it is judged by the trigger,
+        # which removes the row only while it still has this expiration.
+        return self._stream.submit(
+            "kv.expired",
+            "kv",
+            ns,
+            key,
+            b'{"value":' + value + b',"expiration":' + str(expiration).encode() + b"}",
+            None,
+            durable=False,
+        )
 
     def _expire(self, ns: str, key: str, expiration: int) -> None:
         state = self._state
