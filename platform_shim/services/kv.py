@@ -456,6 +456,11 @@ class KvService:
         if heap and self._sweeping:
             self._arm(heap[0][0])
 
+    async def idle(self) -> None:
+        """Wait until no sweep of a store's rows is in flight (for tests; a no-op on a folder)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
@@ -494,12 +499,17 @@ class KvService:
             except Exception:
                 log.exception("kv: reading the expired keys failed")
                 return True
-            sent = [
-                self._announce(ns, key, value, expiration) for ns, key, value, expiration in due
-            ]
-            outcomes = await asyncio.gather(*sent, return_exceptions=True)
+            # One key's failure must not stop the others' announcements.
             failed = False
-            for (ns, key, _, _), outcome in zip(due, outcomes, strict=True):
+            sent: list[tuple[str, str, asyncio.Future[None]]] = []
+            for ns, key, value, expiration in due:
+                try:
+                    sent.append((ns, key, self._announce(ns, key, value, expiration)))
+                except Exception:
+                    failed = True
+                    log.exception("kv: expiring %r in namespace %r failed", key, ns)
+            outcomes = await asyncio.gather(*(f for _, _, f in sent), return_exceptions=True)
+            for (ns, key, _), outcome in zip(sent, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     failed = True
                     log.error("kv: expiring %r in namespace %r failed: %r", key, ns, outcome)
