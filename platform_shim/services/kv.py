@@ -18,12 +18,11 @@ key checks and the expiry rules; apart they would each need the other's internal
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import heapq
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from sortedcontainers import SortedList
 from platform_shim.clock import Clock, TimerHandle
 from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
+from platform_shim.services.kvrows import RowSweeper
 from platform_shim.services.kvsnapshot import chunked_snapshot
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import KvTable, Record
@@ -41,8 +41,6 @@ __all__ = ["MAX_TTL_S", "KvNamespace", "KvService", "KvState"]
 log = logging.getLogger("platform_shim.kv")
 
 _MAX_KEY = 1024
-_SWEEP_BATCH = 500  # expired keys announced per table query on a store that keeps the keys
-_RETRY_MS = 1000  # a sweep of the table that failed is tried again this much later
 _HEAP_SLACK = (
     1024  # stale heap entries tolerated beyond the live ones (small folders never rebuild)
 )
@@ -232,12 +230,9 @@ class KvService:
         self._sweep_at: int | None = None
         self._sweeping = False
         self._table = state.table
-        # On a store that keeps the keys: the table reads in flight (referenced, so they are
-        # not collected), whether a sweep runs, and whether another was asked for meanwhile
-        # (one sweep at a time: two would announce the same keys).
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._sweep_running = False
-        self._sweep_again = False
+        self._rows = (
+            None if self._table is None else RowSweeper(self._table, stream, clock, self._arm)
+        )
 
     def _check_key(self, what: str, value: object) -> str:
         name = _check_name(what, value)
@@ -409,8 +404,8 @@ class KvService:
         """Announce expired keys with ``kv.expired`` events (the worker does this, once)."""
         self._sweeping = True
         self._state.on_expiring = self._arm
-        if self._table is not None:
-            self._spawn(self._arm_from_table())
+        if self._rows is not None:
+            self._rows.start()
             return
         if self._state.expiring:
             self._arm(self._state.expiring[0][0])
@@ -418,8 +413,8 @@ class KvService:
     def stop_sweeper(self) -> None:
         self._sweeping = False
         self._state.on_expiring = None
-        for task in list(self._tasks):
-            task.cancel()
+        if self._rows is not None:
+            self._rows.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -435,12 +430,8 @@ class KvService:
     def _sweep(self) -> None:
         self._sweeper = None
         self._sweep_at = None
-        if self._table is not None:
-            if self._sweep_running:
-                self._sweep_again = True
-            elif self._sweeping:
-                self._sweep_running = True
-                self._spawn(self._sweep_table())
+        if self._rows is not None:
+            self._rows.sweep()
             return
         now = self._clock.now_ms()
         heap = self._state.expiring
@@ -458,79 +449,8 @@ class KvService:
 
     async def idle(self) -> None:
         """Wait until no sweep of a store's rows is in flight (for tests; a no-op on a folder)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _arm_from_table(self) -> None:
-        assert self._table is not None
-        try:
-            earliest = await self._table.earliest()
-        except Exception:
-            log.exception("kv: reading the next expiration failed")
-            return
-        if earliest is not None and self._sweeping:
-            self._arm(earliest)
-
-    async def _sweep_table(self) -> None:
-        # The due keys, announced, and their announcements committed (the trigger removes each
-        # row in its commit) before the next expiration is read: else it would be one of them.
-        try:
-            failed = await self._sweep_batches()
-        finally:
-            self._sweep_running = False
-        if failed:  # not at once: the failed key is still the earliest
-            self._arm(self._clock.now_ms() + _RETRY_MS)
-        else:
-            await self._arm_from_table()
-
-    async def _sweep_batches(self) -> bool:
-        """Announce the due keys, a batch at a time; whether some announcement failed."""
-        assert self._table is not None
-        self._sweep_again = True
-        while self._sweeping and self._sweep_again:
-            self._sweep_again = False
-            try:
-                due = await self._table.due(self._clock.now_ms(), _SWEEP_BATCH)
-            except Exception:
-                log.exception("kv: reading the expired keys failed")
-                return True
-            # One key's failure must not stop the others' announcements.
-            failed = False
-            sent: list[tuple[str, str, asyncio.Future[None]]] = []
-            for ns, key, value, expiration in due:
-                try:
-                    sent.append((ns, key, self._announce(ns, key, value, expiration)))
-                except Exception:
-                    failed = True
-                    log.exception("kv: expiring %r in namespace %r failed", key, ns)
-            outcomes = await asyncio.gather(*(f for _, _, f in sent), return_exceptions=True)
-            for (ns, key, _), outcome in zip(sent, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    failed = True
-                    log.error("kv: expiring %r in namespace %r failed: %r", key, ns, outcome)
-            if failed:
-                return True
-            if len(due) == _SWEEP_BATCH:
-                self._sweep_again = True
-        return False
-
-    def _announce(self, ns: str, key: str, value: bytes, expiration: int) -> asyncio.Future[None]:
-        # Read outside the commit cycle: a put or delete racing it is judged by the trigger,
-        # which removes the row only while it still has this expiration.
-        return self._stream.submit(
-            "kv.expired",
-            "kv",
-            ns,
-            key,
-            b'{"value":' + value + b',"expiration":' + str(expiration).encode() + b"}",
-            None,
-            durable=False,
-        )
+        if self._rows is not None:
+            await self._rows.idle()
 
     def _expire(self, ns: str, key: str, expiration: int) -> None:
         state = self._state

@@ -1,16 +1,44 @@
-"""KV over HTTP against a real host: GET/PUT (X-TTL)/DELETE /api/kv/{ns}/{key}, POST /api/kv/{ns}."""
+"""KV over HTTP against a real host: GET/PUT (X-TTL)/DELETE /api/kv/{ns}/{key}, POST /api/kv/{ns}.
+
+Every test runs against a host on a data folder and a host on PostgreSQL (``--store``: the
+keys live in its rows), one host per store for the module."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.host.hosting import assert_error
+from tests.host.hosting import assert_error, check_tracebacks, running_host, write_project
+from tests.support import hostproc
+from tests.support.hostproc import HostProcess
+from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_until
+
+
+@pytest.fixture(scope="module", params=["folder", "postgres"])
+def host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostProcess]:
+    root = tmp_path_factory.mktemp(f"kv-{request.param}")
+    if request.param == "folder":
+        with running_host(root) as running:  # as the conftest's ``host``
+            yield running
+        return
+    project = write_project(root)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    database = server.create_database()
+    try:
+        with hostproc.running_host(
+            project, None, root, store=database.url, extra_check=check_tracebacks
+        ) as running:
+            yield running
+    finally:
+        server.drop_database(database.name)
 
 
 def listing(http: httpx.Client, ns: str, **body: Any) -> dict[str, Any]:

@@ -463,16 +463,18 @@ async def test_a_key_whose_expiry_fails_stops_no_other_expiry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Fault injection: expiring one key raises (a bug, say); the sweeper must go on. The
-    # folder's sweeper expires a key with _expire, PostgreSQL's announces a row with _announce.
+    # folder's sweeper expires a key with _expire, PostgreSQL's (services/kvrows.py) announces
+    # a row with _announce.
+    target: Any = platform.kv if kv_store.name == "folder" else platform.kv._rows
     name = "_expire" if kv_store.name == "folder" else "_announce"
-    real_expire = getattr(platform.kv, name)
+    real_expire = getattr(target, name)
 
     def expire(ns: str, key: str, *rest: Any) -> Any:
         if key == "bad":
             raise RuntimeError("injected")
         return real_expire(ns, key, *rest)
 
-    monkeypatch.setattr(platform.kv, name, expire)
+    monkeypatch.setattr(target, name, expire)
     platform.kv.start_sweeper()
     try:
         await platform.kv.put("ns", "bad", 1, ttl=1)
