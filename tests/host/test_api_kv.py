@@ -211,3 +211,16 @@ def test_wrong_methods_are_405_with_the_allowed_ones(http: httpx.Client) -> None
     response = http.get("/api/kv/ns")
     assert_error(response, 405)
     assert "POST" in response.headers["allow"]
+
+
+def test_a_nul_in_a_key_is_kept_on_a_folder_and_a_clear_400_on_postgresql(
+    http: httpx.Client, host: HostProcess
+) -> None:
+    put = http.put("/api/kv/nul/a%00b", json=1)
+    if host.store is None:  # a folder keeps any key
+        assert put.status_code == 200, put.text
+        assert http.get("/api/kv/nul/a%00b").json() == 1
+    else:  # a PostgreSQL text cannot hold a NUL: refused, naming it, nothing written
+        assert_error(put, 400, "NUL")
+        assert_error(http.get("/api/kv/nul/a%00b"), 404)
+        assert names(http, "nul") == []
