@@ -174,6 +174,13 @@ class KvState:
 
     def apply_event(self, event: Record) -> None:
         t = event["t"]
+        if self.table is not None:
+            # The store's rows took the event already; only the sweeper wants to know.
+            if t == "kv.put" and self.on_expiring is not None:
+                expiration = event["data"].get("expiration")
+                if type(expiration) is int:
+                    self.on_expiring(expiration)
+            return
         if t == "kv.put":
             data = event["data"]
             # Checked when written: no need for dumps()'s depth margin here.

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresKv", "prefix_end"]
 
 _LAST = 0x10FFFF
+_BIGINT = 2**63 - 1
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -66,6 +67,7 @@ class PostgresKv:
         if after is not None and "\x00" in after:
             after = after[: after.index("\x00")]  # keys above it are the keys above this
         end = prefix_end(prefix) if prefix else None
+        limit = min(limit, _BIGINT)  # no namespace holds more keys than a bigint counts
         rows = await self._fetch(
             """
             WITH page AS (

@@ -269,6 +269,13 @@ async def test_limit_and_cursor_page_through_a_prefix(platform: Platform) -> Non
     assert pages == 3
 
 
+async def test_a_limit_past_any_count_lists_everything(platform: Platform) -> None:
+    for key in ("b", "a", "c"):
+        await platform.kv.put("ns", key, 1)
+    listed = await platform.kv.list("ns", limit=10**30)
+    assert ([k["name"] for k in listed["keys"]], listed["list_complete"]) == (["a", "b", "c"], True)
+
+
 async def test_walking_2500_keys_with_limit_1000(platform: Platform) -> None:
     rng = random.Random(7)
     names = [f"key-{rng.randrange(10**9):09d}-{i}" for i in range(2500)]
