@@ -89,7 +89,8 @@ async def reopen(args: Args) -> dict[str, Any]:
         t1 = time.perf_counter()
         await worker.begin()
         c2, t2 = time.process_time(), time.perf_counter()
-    keys = len(worker.platform.kv_state.spaces.get(NS, {}))
+    # The service's count, not its fold's: on PostgreSQL the fold holds no key.
+    keys = (await worker.platform.kv.namespace_sizes()).get(NS, 0)
     rss = rss_bytes()
     await worker.stop()
     return {

@@ -55,7 +55,7 @@ class Platform:
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
-        self.kv_state = KvState()
+        self.kv_state = KvState(store.kv_table())
         self.db_state = DbState()
         self.storage_state = StorageState()
         self.queue_state = QueueState()

@@ -6,6 +6,12 @@ sweeps, so an expiry is announced once however many processes read the key). Val
 as their JSON bytes: a read parses a fresh copy, so a caller mutating what it got cannot touch
 the store, and a million keys cost a million small ``bytes`` rather than object trees.
 
+On a store that keeps the keys where they live (``Store.kv_table()``: the PostgreSQL store, whose
+trigger applies each ``kv.*`` event to its rows in the event's own commit), the fold keeps no
+key: reads, listings, sizes and the sweeper ask the table, judging expiry by this service's
+clock; a put with an expiration still arms the sweeper as the fold sees it (ours or another
+host's), and compaction's ``kv`` snapshot is empty (the rows are the truth).
+
 Size (over 400 lines, on purpose): the fold, the service and the namespace handle share the
 key checks and the expiry rules; apart they would each need the other's internals.
 """
@@ -25,9 +31,10 @@ from sortedcontainers import SortedList
 from platform_shim.clock import Clock, TimerHandle
 from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
+from platform_shim.services.kvrows import RowSweeper
 from platform_shim.services.kvsnapshot import chunked_snapshot
 from platform_shim.services.stream import EventStream
-from platform_shim.store.protocol import Record
+from platform_shim.store.protocol import KvTable, Record
 
 __all__ = ["MAX_TTL_S", "KvNamespace", "KvService", "KvState"]
 
@@ -51,7 +58,8 @@ class KvState:
     snapshot_name = "kv"
     resource = "kv"
 
-    def __init__(self) -> None:
+    def __init__(self, table: KvTable | None = None) -> None:
+        self.table = table  # not None: the store keeps the keys, this fold keeps none
         self.checkpoint = 0
         self.spaces: dict[str, dict[str, tuple[bytes, int | None]]] = {}
         self._sorted: dict[str, Any] = {}  # ns -> SortedList of keys, built on first list()
@@ -67,6 +75,10 @@ class KvState:
         self.on_expiring: Callable[[int], None] | None = None
 
     def set(self, ns: str, key: str, value: bytes, expiration: int | None) -> None:
+        if self.table is not None:
+            if expiration is not None and self.on_expiring is not None:
+                self.on_expiring(expiration)
+            return
         space = self.spaces.get(ns)
         if space is None:
             space = self.spaces[ns] = {}
@@ -90,6 +102,8 @@ class KvState:
             self._rebuild_heap()
 
     def remove(self, ns: str, key: str) -> None:
+        if self.table is not None:
+            return
         space = self.spaces.get(ns)
         old = space.pop(key, None) if space is not None else None
         if old is not None:
@@ -128,6 +142,8 @@ class KvState:
         self._sorted.clear()
         self.expiring.clear()
         self.timed = 0
+        if self.table is not None:
+            return  # the store's rows hold the keys (and this store writes an empty snapshot)
         # set() inlined: a million keys load here at every start. The sorted listing is built on
         # first use and the expiry heap once at the end; values were checked when written.
         spaces = self.spaces
@@ -158,6 +174,13 @@ class KvState:
 
     def apply_event(self, event: Record) -> None:
         t = event["t"]
+        if self.table is not None:
+            # The store's rows took the event already; only the sweeper wants to know.
+            if t == "kv.put" and self.on_expiring is not None:
+                expiration = event["data"].get("expiration")
+                if type(expiration) is int:
+                    self.on_expiring(expiration)
+            return
         if t == "kv.put":
             data = event["data"]
             # Checked when written: no need for dumps()'s depth margin here.
@@ -172,6 +195,8 @@ class KvState:
                 self.remove(event["ns"], event["k"])
 
     def snapshot_records(self) -> Iterator[bytes]:
+        if self.table is not None:
+            return iter(())
         # Copied a chunk per loop turn from now on, serialized by the reader (kvsnapshot.py).
         return chunked_snapshot(self)
 
@@ -211,6 +236,18 @@ class KvService:
         self._sweeper: TimerHandle | None = None
         self._sweep_at: int | None = None
         self._sweeping = False
+        self._table = state.table
+        self._rows = (
+            None if self._table is None else RowSweeper(self._table, stream, clock, self._arm)
+        )
+
+    def _check_key(self, what: str, value: object) -> str:
+        name = _check_name(what, value)
+        if self._table is not None and "\x00" in name:
+            raise ValueError(
+                f"{what} {name!r} holds a NUL character, which the PostgreSQL store cannot keep"
+            )
+        return name
 
     def namespace(self, ns: str) -> KvNamespace:
         """The same API bound to one namespace."""
@@ -218,7 +255,7 @@ class KvService:
 
     async def get(self, ns: str, key: str) -> Any:
         """The value, or None when the key is missing or expired."""
-        raw = self._live(ns, key)
+        raw = await self._live(ns, key)
         return None if raw is None else loads(raw)
 
     async def get_raw(self, ns: str, key: str) -> bytes | None:
@@ -226,13 +263,16 @@ class KvService:
 
         Tells a stored JSON ``null`` (``b"null"``) from a missing key, and lets a caller bound
         a large value's size without building its object tree (the host's API and dashboard)."""
-        return self._live(ns, key)
+        return await self._live(ns, key)
 
-    def _live(self, ns: str, key: str) -> bytes | None:
+    async def _live(self, ns: str, key: str) -> bytes | None:
         _check_name("namespace", ns)
         _check_name("key", key)
-        self._stream.fresh()
-        entry = self._state.spaces.get(ns, {}).get(key)
+        if self._table is not None:
+            entry = await self._table.get(ns, key)
+        else:
+            self._stream.fresh()
+            entry = self._state.spaces.get(ns, {}).get(key)
         if entry is None:
             return None
         value, expiration = entry
@@ -247,13 +287,15 @@ class KvService:
 
         A key past its expiration counts until the worker's sweeper announces it (``list``
         already skips it): this is a size, not a listing."""
+        if self._table is not None:
+            return await self._table.sizes()
         self._stream.fresh()
         return {ns: len(space) for ns, space in sorted(self._state.spaces.items()) if space}
 
     async def put(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON) under ``key``; ``ttl`` in seconds makes it expire."""
-        _check_name("namespace", ns)
-        _check_name("key", key)
+        self._check_key("namespace", ns)
+        self._check_key("key", key)
         expiration: int | None = None
         if ttl is not None:
             if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
@@ -283,6 +325,17 @@ class KvService:
         _check_name("namespace", ns)
         _check_name("key", key)
         state = self._state
+        if self._table is not None:
+            # The value the event carries is read first: the rows are not ours to look at
+            # inside the commit cycle. A delete racing another host's may announce it twice;
+            # the rows end the same.
+            found = await self._table.get(ns, key)
+            if found is None:
+                return
+            await self._stream.submit(
+                "kv.delete", "kv", ns, key, b'{"value":' + found[0] + b"}", None
+            )
+            return
         previous: list[bytes] = []
 
         def validate() -> bool:
@@ -311,10 +364,19 @@ class KvService:
             raise ValueError(f"list limit must be a positive integer, not {limit!r}")
         if prefix is not None and not isinstance(prefix, str):
             raise ValueError(f"list prefix must be a string, not {prefix!r}")
+        start = prefix or ""
+        if self._table is not None:
+            after = _decode_cursor(cursor) if cursor is not None and cursor != "" else None
+            page = await self._table.page(ns, start, after, self._clock.now_ms(), limit)
+            named = [{"name": k, "expiration": e} for k, e in page.keys]
+            return {
+                "keys": named,
+                "list_complete": not page.more,
+                "cursor": _encode_cursor(page.keys[-1][0]) if page.more and page.keys else None,
+            }
         self._stream.fresh()
         space = self._state.spaces.get(ns, {})
         keys = self._state.sorted_keys(ns)
-        start = prefix or ""
         if cursor is not None and cursor != "":
             after = _decode_cursor(cursor)
             position = keys.bisect_right(after)
@@ -349,12 +411,17 @@ class KvService:
         """Announce expired keys with ``kv.expired`` events (the worker does this, once)."""
         self._sweeping = True
         self._state.on_expiring = self._arm
+        if self._rows is not None:
+            self._rows.start()
+            return
         if self._state.expiring:
             self._arm(self._state.expiring[0][0])
 
     def stop_sweeper(self) -> None:
         self._sweeping = False
         self._state.on_expiring = None
+        if self._rows is not None:
+            self._rows.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -370,6 +437,9 @@ class KvService:
     def _sweep(self) -> None:
         self._sweeper = None
         self._sweep_at = None
+        if self._rows is not None:
+            self._rows.sweep()
+            return
         now = self._clock.now_ms()
         heap = self._state.expiring
         while heap and heap[0][0] <= now:
@@ -383,6 +453,11 @@ class KvService:
                 log.exception("kv: expiring %r in namespace %r failed", key, ns)
         if heap and self._sweeping:
             self._arm(heap[0][0])
+
+    async def idle(self) -> None:
+        """Wait until no sweep of a store's rows is in flight (for tests; a no-op on a folder)."""
+        if self._rows is not None:
+            await self._rows.idle()
 
     def _expire(self, ns: str, key: str, expiration: int) -> None:
         state = self._state

@@ -255,6 +255,9 @@ class FileStore:
     def documents(self) -> None:
         return None  # the database service queries its own fold
 
+    def kv_table(self) -> None:
+        return None  # the KV service folds its keys
+
     def close(self) -> None:
         self._doorbell.unlink(missing_ok=True)
         self.flusher.close()

@@ -426,6 +426,9 @@ class MemoryStore:
     def documents(self) -> None:
         return None  # the database service queries its own fold
 
+    def kv_table(self) -> None:
+        return None  # the KV service folds its keys
+
     def close(self) -> None:
         for opened in self._logs.values():
             opened.close()

@@ -31,6 +31,8 @@ __all__ = [
     "Consumer",
     "DocumentTable",
     "Durability",
+    "KvPage",
+    "KvTable",
     "Log",
     "OutOfOrder",
     "Prepare",
@@ -195,6 +197,39 @@ class DocumentTable(Protocol):
         """How many match; None when the caller must count in Python."""
 
 
+@dataclass(frozen=True, slots=True)
+class KvPage:
+    """A page of unexpired keys by key, with their expirations; ``more``: the page is full and
+    some key follows it (the caller's cursor goes on after the page's last key)."""
+
+    keys: list[tuple[str, int | None]]
+    more: bool
+
+
+class KvTable(Protocol):
+    """A store that keeps the KV service's keys where they live (the PostgreSQL store): the
+    service folds no value then, and asks here. Expiry is judged against the ``now_ms`` the
+    caller passes (its clock), and keys sort by code point (Python's ``str`` order)."""
+
+    async def get(self, ns: str, key: str) -> tuple[bytes, int | None] | None:
+        """The key's JSON bytes (as written) and expiration, expired or not; None: missing."""
+
+    async def page(
+        self, ns: str, prefix: str, after: str | None, now_ms: int, limit: int
+    ) -> KvPage:
+        """Up to ``limit`` keys of ``ns`` starting with ``prefix`` and above ``after`` that
+        have not expired at ``now_ms``, by key."""
+
+    async def sizes(self) -> dict[str, int]:
+        """``{namespace: keys}`` by namespace, expired keys included (until swept)."""
+
+    async def earliest(self) -> int | None:
+        """The smallest expiration of any key (None when no key expires)."""
+
+    async def due(self, now_ms: int, limit: int) -> list[tuple[str, str, bytes, int]]:
+        """Up to ``limit`` keys expired at ``now_ms``, earliest first: (ns, key, value, exp)."""
+
+
 class Store(Protocol):
     """A data folder: logs, snapshots, blobs, the single-worker lock and the worker's advert."""
 
@@ -257,6 +292,10 @@ class Store(Protocol):
     def documents(self) -> DocumentTable | None:
         """Where the database service's queries run, if not in its own memory (None: the
         service evaluates them over its fold, as the file and memory stores want)."""
+
+    def kv_table(self) -> KvTable | None:
+        """Where the KV service's keys live, if not in its own memory (None: it folds them,
+        as the file and memory stores want)."""
 
     def close(self) -> None:
         """Flush, fsync and close everything."""

@@ -1,16 +1,44 @@
-"""KV over HTTP against a real host: GET/PUT (X-TTL)/DELETE /api/kv/{ns}/{key}, POST /api/kv/{ns}."""
+"""KV over HTTP against a real host: GET/PUT (X-TTL)/DELETE /api/kv/{ns}/{key}, POST /api/kv/{ns}.
+
+Every test runs against a host on a data folder and a host on PostgreSQL (``--store``: the
+keys live in its rows), one host per store for the module."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.host.hosting import assert_error
+from tests.host.hosting import assert_error, check_tracebacks, running_host, write_project
+from tests.support import hostproc
+from tests.support.hostproc import HostProcess
+from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_until
+
+
+@pytest.fixture(scope="module", params=["folder", "postgres"])
+def host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostProcess]:
+    root = tmp_path_factory.mktemp(f"kv-{request.param}")
+    if request.param == "folder":
+        with running_host(root) as running:  # as the conftest's ``host``
+            yield running
+        return
+    project = write_project(root)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    database = server.create_database()
+    try:
+        with hostproc.running_host(
+            project, None, root, store=database.url, extra_check=check_tracebacks
+        ) as running:
+            yield running
+    finally:
+        server.drop_database(database.name)
 
 
 def listing(http: httpx.Client, ns: str, **body: Any) -> dict[str, Any]:
@@ -183,3 +211,16 @@ def test_wrong_methods_are_405_with_the_allowed_ones(http: httpx.Client) -> None
     response = http.get("/api/kv/ns")
     assert_error(response, 405)
     assert "POST" in response.headers["allow"]
+
+
+def test_a_nul_in_a_key_is_kept_on_a_folder_and_a_clear_400_on_postgresql(
+    http: httpx.Client, host: HostProcess
+) -> None:
+    put = http.put("/api/kv/nul/a%00b", json=1)
+    if host.store is None:  # a folder keeps any key
+        assert put.status_code == 200, put.text
+        assert http.get("/api/kv/nul/a%00b").json() == 1
+    else:  # a PostgreSQL text cannot hold a NUL: refused, naming it, nothing written
+        assert_error(put, 400, "NUL")
+        assert_error(http.get("/api/kv/nul/a%00b"), 404)
+        assert names(http, "nul") == []

@@ -14,11 +14,13 @@ Timeouts are guards against a broken feature, not timings (``python -m bench.pee
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -89,6 +91,50 @@ def test_kv_users_and_documents_are_shared(hosts: tuple[HostProcess, HostProcess
     assert made.status_code in (200, 201), made.text
     found = standby.http.post("/api/db/notes/findOne", json={"_id": "n1"})
     assert found.json()["text"] == "hello"
+
+
+def _kv_rows(url: str, sql: str) -> list[Any]:
+    import asyncpg
+
+    async def fetch() -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def test_a_key_put_on_one_host_is_read_listed_and_expired_through_the_other(
+    hosts: tuple[HostProcess, HostProcess], postgres_db: PostgresDatabase
+) -> None:
+    worker, standby = hosts
+    put = standby.http.put("/api/kv/cache/short", json={"v": 1}, headers={"X-TTL": "1"})
+    assert put.status_code == 200, put.text
+    assert standby.http.put("/api/kv/cache/long", json=[1, "x"]).status_code == 200
+    assert worker.http.get("/api/kv/cache/long").json() == [1, "x"]
+    listed = worker.http.post("/api/kv/cache", json={}).json()
+    assert [k["name"] for k in listed["result"]] == ["long", "short"]
+    # The worker (the one sweeper) learned the expiration from the standby's event (NOTIFY:
+    # its poll is an hour here) and announces it once; the row goes in that event's commit.
+    wait_until(
+        lambda: (
+            _kv_rows(postgres_db.url, "SELECT 1 FROM platform.kv_entries WHERE key = 'short'") == []
+        ),
+        timeout=30,
+        what="the expired key's row to go",
+    )
+    for host in (worker, standby):
+        assert host.http.get("/api/kv/cache/short").status_code == 404
+        assert [k["name"] for k in host.http.post("/api/kv/cache", json={}).json()["result"]] == [
+            "long"
+        ]
+    expired = _kv_rows(
+        postgres_db.url,
+        "SELECT line FROM platform.log_lines WHERE position('\"kv.expired\"'::bytea IN line) > 0",
+    )
+    assert [orjson.loads(row["line"])["k"] for row in expired] == ["short"]
 
 
 def test_failed_logins_count_across_hosts(hosts: tuple[HostProcess, HostProcess]) -> None:

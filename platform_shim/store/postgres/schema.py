@@ -55,6 +55,8 @@ version 1 tables above stay unused until a service keeps its state in rows of it
 
 Version 3 (``docschema.py``) replaces version 1's unused ``documents`` and ``document_indexes``
 with the document database's rows, kept by a trigger on the ``events`` log's lines.
+Version 4 (``kvschema.py``) replaces version 1's unused ``kv`` with the KV store's rows
+(``kv_entries``), kept the same way.
 
 Size (over 400 lines, on purpose): most of it is the SQL of the migrations, which reads best
 beside the runner that applies them and the table list above.
@@ -67,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 
 from platform_shim.store.postgres.docschema import V3
 from platform_shim.store.postgres.errors import MigrationFailed, SchemaTooNew
+from platform_shim.store.postgres.kvschema import V4
 
 if TYPE_CHECKING:
     import asyncpg
@@ -342,6 +345,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "the store contract: logs, snapshots, blobs, archive, worker", _V2),
     Migration(3, "documents and their indexes as rows, kept by a trigger on the events log", V3),
+    Migration(4, "KV entries as rows, kept by a trigger on the events log", V4),
 )
 
 

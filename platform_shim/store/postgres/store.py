@@ -48,6 +48,7 @@ from platform_shim.store.postgres.archive import PostgresArchive
 from platform_shim.store.postgres.bridge import Bridge
 from platform_shim.store.postgres.connect import check_url, connect, redact
 from platform_shim.store.postgres.documents import PostgresDocuments
+from platform_shim.store.postgres.kvtable import PostgresKv
 from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.watch import PostgresWatch
@@ -87,6 +88,7 @@ class PostgresStore:
         self.seat = WorkerSeat(self)
         self.writers = Writers(functools.partial(self.connect, "writer"))
         self._documents = PostgresDocuments(self)
+        self._kv = PostgresKv(self)
         try:
             self.bridge.run(self._open())
         except BaseException:
@@ -338,6 +340,9 @@ class PostgresStore:
 
     def documents(self) -> PostgresDocuments:
         return self._documents
+
+    def kv_table(self) -> PostgresKv:
+        return self._kv
 
     def close(self) -> None:
         if self._closing:

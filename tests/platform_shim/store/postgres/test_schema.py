@@ -48,6 +48,7 @@ V2_TABLES = {
     "worker",
 }
 V3_TABLES = {"collections"}  # documents and document_indexes are replaced, not added
+V4_TABLES = {"kv_entries"}  # and v1's unused kv is dropped
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ async def test_a_fresh_database_is_migrated_to_the_latest_version(conn: Any) -> 
     report = await migrate(conn)
 
     assert (report.before, report.after, report.applied) == (0, LATEST_VERSION, MIGRATIONS)
-    assert await tables(conn) == V1_TABLES | V2_TABLES | V3_TABLES
+    assert await tables(conn) == (V1_TABLES | V2_TABLES | V3_TABLES | V4_TABLES) - {"kv"}
     assert await versions(conn) == [m.version for m in MIGRATIONS]
     after = await schema_status(conn)
     assert (after.current, after.pending, after.too_new) == (LATEST_VERSION, (), False)
@@ -124,7 +125,7 @@ async def test_concurrent_migrations_apply_once(postgres_db: PostgresDatabase) -
 async def test_a_later_migration_applies_on_top(conn: Any) -> None:
     await migrate(conn)
     extra = Migration(
-        LATEST_VERSION + 1, "kv gains a note", "ALTER TABLE platform.kv ADD note text"
+        LATEST_VERSION + 1, "kv gains a note", "ALTER TABLE platform.kv_entries ADD note text"
     )
     longer = (*MIGRATIONS, extra)
     assert (await schema_status(conn, longer)).pending == (extra,)
@@ -133,7 +134,7 @@ async def test_a_later_migration_applies_on_top(conn: Any) -> None:
 
     assert report.applied == (extra,)
     assert (report.before, report.after) == (LATEST_VERSION, LATEST_VERSION + 1)
-    assert await conn.fetchval("SELECT count(*) FROM platform.kv WHERE note IS NULL") == 0
+    assert await conn.fetchval("SELECT count(*) FROM platform.kv_entries WHERE note IS NULL") == 0
     assert await versions(conn) == [m.version for m in longer]
 
 

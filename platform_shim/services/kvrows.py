@@ -1,0 +1,137 @@
+"""The KV expiry sweeper on a store that keeps the keys in rows (``Store.kv_table()``).
+
+Invariant: one sweep at a time (two would announce the same keys): a sweep asked for while one
+runs runs again after it. A sweep reads the keys expired at the service's clock's now, a batch
+at a time, announces each with one ``kv.expired`` event, and waits for those commits (the
+store's trigger removes each row in its event's commit) before reading the next expiration to
+arm for (else it would be one of the keys just announced). The key is read outside the commit
+cycle, so a put racing the announcement may follow it: the trigger removes a row only while it
+still has the announced expiration, as ``KvState.apply_event`` does, so the put stays. One key's
+failure stops no other key; a sweep that failed is tried again ``RETRY_MS`` later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from platform_shim.clock import Clock
+from platform_shim.store.protocol import KvTable
+
+if TYPE_CHECKING:
+    from platform_shim.services.stream import EventStream
+
+__all__ = ["BATCH", "RETRY_MS", "RowSweeper"]
+
+log = logging.getLogger("platform_shim.kv")
+
+BATCH = 500
+"""Expired keys read and announced per round trip."""
+RETRY_MS = 1000
+"""How long after a failed sweep the next one runs."""
+
+
+class RowSweeper:
+    """Announces the expired rows of ``table``; ``arm(when)`` asks the service for a sweep then."""
+
+    def __init__(
+        self, table: KvTable, stream: EventStream, clock: Clock, arm: Callable[[int], None]
+    ) -> None:
+        self._table = table
+        self._stream = stream
+        self._clock = clock
+        self._arm = arm
+        self._active = False
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced, so they are not collected
+        self._running = False
+        self._again = False
+
+    def start(self) -> None:
+        """Arm for the earliest expiration the table holds (on the running loop)."""
+        self._active = True
+        self._spawn(self._arm_from_table())
+
+    def stop(self) -> None:
+        self._active = False
+        for task in list(self._tasks):
+            task.cancel()
+
+    def sweep(self) -> None:
+        """The armed time came: sweep (after the sweep in flight, if one is)."""
+        if self._running:
+            self._again = True
+        elif self._active:
+            self._running = True
+            self._spawn(self._sweep())
+
+    async def idle(self) -> None:
+        """Wait until no sweep or table read is in flight."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _arm_from_table(self) -> None:
+        try:
+            earliest = await self._table.earliest()
+        except Exception:
+            log.exception("kv: reading the next expiration failed")
+            self._arm(self._clock.now_ms() + RETRY_MS)
+            return
+        if earliest is not None and self._active:
+            self._arm(earliest)
+
+    async def _sweep(self) -> None:
+        try:
+            failed = await self._batches()
+        finally:
+            self._running = False
+        if failed:  # not at once: the failed key is still the earliest
+            self._arm(self._clock.now_ms() + RETRY_MS)
+        else:
+            await self._arm_from_table()
+
+    async def _batches(self) -> bool:
+        """Announce the due keys, a batch at a time; whether something failed."""
+        self._again = True
+        while self._active and self._again:
+            self._again = False
+            try:
+                due = await self._table.due(self._clock.now_ms(), BATCH)
+            except Exception:
+                log.exception("kv: reading the expired keys failed")
+                return True
+            failed = False
+            sent: list[tuple[str, str, asyncio.Future[None]]] = []
+            for ns, key, value, expiration in due:
+                try:
+                    sent.append((ns, key, self._announce(ns, key, value, expiration)))
+                except Exception:
+                    failed = True
+                    log.exception("kv: expiring %r in namespace %r failed", key, ns)
+            outcomes = await asyncio.gather(*(f for _, _, f in sent), return_exceptions=True)
+            for (ns, key, _), outcome in zip(sent, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failed = True
+                    log.error("kv: expiring %r in namespace %r failed: %r", key, ns, outcome)
+            if failed:
+                return True
+            if len(due) == BATCH:
+                self._again = True
+        return False
+
+    def _announce(self, ns: str, key: str, value: bytes, expiration: int) -> asyncio.Future[None]:
+        return self._stream.submit(
+            "kv.expired",
+            "kv",
+            ns,
+            key,
+            b'{"value":' + value + b',"expiration":' + str(expiration).encode() + b"}",
+            None,
+            durable=False,
+        )
