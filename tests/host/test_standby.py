@@ -313,8 +313,10 @@ def test_a_publish_on_either_host_reaches_the_websockets_of_both_once(
             )
             assert sent.status_code == 200, sent.text
         for ws in sockets:
-            # In publish order, each once (the worker's own sockets are not fed twice).
-            assert [ws.recv_event("message")["data"] for _ in range(3)] == [1, 2, 3]
+            # Each once (the worker's own sockets are not fed twice). Not necessarily in publish
+            # order across hosts: the worker hands its own message to its sockets at once, and
+            # may do so before its watch has read the standby's earlier one.
+            assert sorted(ws.recv_event("message")["data"] for _ in range(3)) == [1, 2, 3]
         sent = standby.http.post("/api/realtime/publish", json={"channel": "chat:both", "data": 4})
         assert sent.status_code == 200, sent.text
         for ws in sockets:
