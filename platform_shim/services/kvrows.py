@@ -4,10 +4,13 @@ Invariant: one sweep at a time (two would announce the same keys): a sweep asked
 runs runs again after it. A sweep reads the keys expired at the service's clock's now, a batch
 at a time, announces each with one ``kv.expired`` event, and waits for those commits (the
 store's trigger removes each row in its event's commit) before reading the next expiration to
-arm for (else it would be one of the keys just announced). The key is read outside the commit
-cycle, so a put racing the announcement may follow it: the trigger removes a row only while it
-still has the announced expiration, as ``KvState.apply_event`` does, so the put stays. One key's
-failure stops no other key; a sweep that failed is tried again ``RETRY_MS`` later.
+arm for (else it would be one of the keys just announced). The keys are read outside the commit
+cycle, so a write to one of them may commit between that read and its announcement: the fold
+notes every key written from just before the read on (``Touches``), and an announcement checks
+it in the commit cycle (caught up with every host's writes by then), writing nothing for a key
+written meanwhile, which the next sweep judges again. (The trigger also removes a row only while
+it still has the announced expiration, as ``KvState.apply_event`` does.) One key's failure stops
+no other key; a sweep that failed is tried again ``RETRY_MS`` later.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from platform_shim.store.protocol import KvTable
 if TYPE_CHECKING:
     from platform_shim.services.stream import EventStream
 
-__all__ = ["BATCH", "RETRY_MS", "RowSweeper"]
+__all__ = ["BATCH", "RETRY_MS", "RowSweeper", "Touches"]
 
 log = logging.getLogger("platform_shim.kv")
 
@@ -33,13 +36,35 @@ RETRY_MS = 1000
 """How long after a failed sweep the next one runs."""
 
 
+class Touches:
+    """The keys written while a sweep is under way (the fold notes them; nothing otherwise)."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: set[tuple[str, str]] | None = None
+
+    def note(self, ns: str, key: str) -> None:
+        if self.keys is not None:
+            self.keys.add((ns, key))
+
+    def untouched(self, ns: str, key: str) -> bool:
+        return self.keys is None or (ns, key) not in self.keys
+
+
 class RowSweeper:
     """Announces the expired rows of ``table``; ``arm(when)`` asks the service for a sweep then."""
 
     def __init__(
-        self, table: KvTable, stream: EventStream, clock: Clock, arm: Callable[[int], None]
+        self,
+        table: KvTable,
+        stream: EventStream,
+        clock: Clock,
+        arm: Callable[[int], None],
+        touches: Touches,
     ) -> None:
         self._table = table
+        self._touches = touches
         self._stream = stream
         self._clock = clock
         self._arm = arm
@@ -91,6 +116,7 @@ class RowSweeper:
             failed = await self._batches()
         finally:
             self._running = False
+            self._touches.keys = None
         if failed:  # not at once: the failed key is still the earliest
             self._arm(self._clock.now_ms() + RETRY_MS)
         else:
@@ -101,6 +127,7 @@ class RowSweeper:
         self._again = True
         while self._active and self._again:
             self._again = False
+            self._touches.keys = set()  # before the read: a write it misses is noted
             try:
                 due = await self._table.due(self._clock.now_ms(), BATCH)
             except Exception:
@@ -126,6 +153,7 @@ class RowSweeper:
         return False
 
     def _announce(self, ns: str, key: str, value: bytes, expiration: int) -> asyncio.Future[None]:
+        touches = self._touches
         return self._stream.submit(
             "kv.expired",
             "kv",
@@ -133,5 +161,6 @@ class RowSweeper:
             key,
             b'{"value":' + value + b',"expiration":' + str(expiration).encode() + b"}",
             None,
+            validate=lambda: touches.untouched(ns, key),
             durable=False,
         )

@@ -210,3 +210,64 @@ async def test_the_migration_backfills_from_the_snapshot_and_the_lines(
         assert await conn.fetchval("SELECT to_regclass('platform.kv')") is None
     finally:
         await conn.close()
+
+
+class _PutAfterDue:
+    """The real table, but right after the sweeper reads the expired keys, another host puts
+    the first of them again (with a later expiration): the race between the read and the
+    announcement, made certain."""
+
+    def __init__(self, table: PostgresKv, racer: Platform) -> None:
+        self._table = table
+        self._racer = racer
+        self.raced: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    async def due(self, now: int, limit: int) -> list[tuple[str, str, bytes, int]]:
+        found = await self._table.due(now, limit)
+        if found and not self.raced:
+            ns, key = found[0][0], found[0][1]
+            await self._racer.kv.put(ns, key, "again", ttl=3600)
+            self.raced.append(key)
+        return found
+
+
+async def test_a_put_racing_the_sweeper_is_not_announced_as_expired(
+    postgres_db: PostgresDatabase,
+) -> None:
+    clock = FakeClock()
+    worker = Platform(open_store(postgres_db.url), clock)
+    other = Platform(open_store(postgres_db.url), clock)
+    try:
+        await worker.kv.put("ns", "a", 1, ttl=1)
+        await worker.kv.put("ns", "b", 2, ttl=1)
+        racing = _PutAfterDue(table(worker), other)
+        rows_sweeper: Any = worker.kv._rows
+        rows_sweeper._table = racing
+        worker.kv.start_sweeper()
+        clock.advance("2s")
+        for _ in range(200):
+            await worker.kv.idle()
+            if racing.raced and [r[1] for r in await rows(worker)] == racing.raced:
+                break
+        assert racing.raced == ["a"]
+        # The put that raced the announcement stays, and no event says its key expired: a
+        # handler of kv changes would act on an expiry that did not happen.
+        assert await other.kv.get("ns", "a") == "again"
+        await worker.kv.idle()
+        expired = [(e.ns, e.k) for e in worker.stream.events if e.t == "kv.expired"]
+        assert expired == [("ns", "b")]
+        # Once the new expiration passes, the key is announced after all.
+        clock.advance("2h")
+        for _ in range(200):
+            await worker.kv.idle()
+            if await rows(worker) == []:
+                break
+        expired = [(e.ns, e.k) for e in worker.stream.events if e.t == "kv.expired"]
+        assert expired == [("ns", "b"), ("ns", "a")]
+    finally:
+        worker.kv.stop_sweeper()
+        worker.close()
+        other.close()
