@@ -37,19 +37,36 @@ RETRY_MS = 1000
 
 
 class Touches:
-    """The keys written while a sweep is under way (the fold notes them; nothing otherwise)."""
+    """Which keys were written since a moment, for writers that read a key outside the commit
+    cycle and must check, in it, that nobody wrote the key since (the sweeper, a delete).
 
-    __slots__ = ("keys",)
+    The fold calls ``note`` for every KV event it applies, ours and other hosts'; a reader
+    takes ``since = begin()`` before its read, asks ``untouched(ns, key, since)`` in the cycle,
+    and calls ``end()``. Keys are remembered only while some reader is under way."""
+
+    __slots__ = ("_active", "_keys", "_seq")
 
     def __init__(self) -> None:
-        self.keys: set[tuple[str, str]] | None = None
+        self._seq = 0
+        self._active = 0
+        self._keys: dict[tuple[str, str], int] = {}
 
     def note(self, ns: str, key: str) -> None:
-        if self.keys is not None:
-            self.keys.add((ns, key))
+        self._seq += 1
+        if self._active:
+            self._keys[ns, key] = self._seq
 
-    def untouched(self, ns: str, key: str) -> bool:
-        return self.keys is None or (ns, key) not in self.keys
+    def begin(self) -> int:
+        self._active += 1
+        return self._seq
+
+    def end(self) -> None:
+        self._active -= 1
+        if not self._active:
+            self._keys.clear()
+
+    def untouched(self, ns: str, key: str, since: int) -> bool:
+        return self._keys.get((ns, key), 0) <= since
 
 
 class RowSweeper:
@@ -116,7 +133,6 @@ class RowSweeper:
             failed = await self._batches()
         finally:
             self._running = False
-            self._touches.keys = None
         if failed:  # not at once: the failed key is still the earliest
             self._arm(self._clock.now_ms() + RETRY_MS)
         else:
@@ -127,32 +143,41 @@ class RowSweeper:
         self._again = True
         while self._active and self._again:
             self._again = False
-            self._touches.keys = set()  # before the read: a write it misses is noted
+            since = self._touches.begin()  # before the read: a write it misses is noted
             try:
-                due = await self._table.due(self._clock.now_ms(), BATCH)
-            except Exception:
-                log.exception("kv: reading the expired keys failed")
-                return True
-            failed = False
-            sent: list[tuple[str, str, asyncio.Future[None]]] = []
-            for ns, key, value, expiration in due:
-                try:
-                    sent.append((ns, key, self._announce(ns, key, value, expiration)))
-                except Exception:
-                    failed = True
-                    log.exception("kv: expiring %r in namespace %r failed", key, ns)
-            outcomes = await asyncio.gather(*(f for _, _, f in sent), return_exceptions=True)
-            for (ns, key, _), outcome in zip(sent, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    failed = True
-                    log.error("kv: expiring %r in namespace %r failed: %r", key, ns, outcome)
-            if failed:
-                return True
-            if len(due) == BATCH:
-                self._again = True
+                if not await self._batch(since):
+                    return True
+            finally:
+                self._touches.end()
         return False
 
-    def _announce(self, ns: str, key: str, value: bytes, expiration: int) -> asyncio.Future[None]:
+    async def _batch(self, since: int) -> bool:
+        """Announce one batch of due keys; whether all went well."""
+        try:
+            due = await self._table.due(self._clock.now_ms(), BATCH)
+        except Exception:
+            log.exception("kv: reading the expired keys failed")
+            return False
+        sent: list[tuple[str, str, asyncio.Future[None]]] = []
+        ok = True
+        for ns, key, value, expiration in due:
+            try:
+                sent.append((ns, key, self._announce(ns, key, value, expiration, since)))
+            except Exception:
+                ok = False
+                log.exception("kv: expiring %r in namespace %r failed", key, ns)
+        outcomes = await asyncio.gather(*(f for _, _, f in sent), return_exceptions=True)
+        for (ns, key, _), outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                ok = False
+                log.error("kv: expiring %r in namespace %r failed: %r", key, ns, outcome)
+        if ok and len(due) == BATCH:
+            self._again = True
+        return ok
+
+    def _announce(
+        self, ns: str, key: str, value: bytes, expiration: int, since: int
+    ) -> asyncio.Future[None]:
         touches = self._touches
         return self._stream.submit(
             "kv.expired",
@@ -161,6 +186,6 @@ class RowSweeper:
             key,
             b'{"value":' + value + b',"expiration":' + str(expiration).encode() + b"}",
             None,
-            validate=lambda: touches.untouched(ns, key),
+            validate=lambda: touches.untouched(ns, key, since),
             durable=False,
         )

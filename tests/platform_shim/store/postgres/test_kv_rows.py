@@ -271,3 +271,51 @@ async def test_a_put_racing_the_sweeper_is_not_announced_as_expired(
         worker.kv.stop_sweeper()
         worker.close()
         other.close()
+
+
+class _WriteAfterGet:
+    """The real table, but right after the service reads a key, another host writes it once."""
+
+    def __init__(self, table: PostgresKv, write: Any) -> None:
+        self._table = table
+        self._write = write
+        self.raced = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    async def get(self, ns: str, key: str) -> tuple[bytes, int | None] | None:
+        found = await self._table.get(ns, key)
+        if not self.raced:
+            self.raced = True
+            await self._write()
+        return found
+
+
+@pytest.mark.parametrize("racer", ["delete", "put"])
+async def test_a_delete_racing_another_hosts_write_is_announced_once_with_the_value_it_removed(
+    postgres_db: PostgresDatabase, racer: str
+) -> None:
+    clock = FakeClock()
+    first = Platform(open_store(postgres_db.url), clock)
+    other = Platform(open_store(postgres_db.url), clock)
+    try:
+        await first.kv.put("ns", "k", "old")
+
+        async def write() -> None:
+            if racer == "delete":
+                await other.kv.delete("ns", "k")
+            else:
+                await other.kv.put("ns", "k", "new")
+
+        first.kv._table = _WriteAfterGet(table(first), write)  # type: ignore[assignment]
+        await first.kv.delete("ns", "k")
+        assert await other.kv.get("ns", "k") is None
+        await first.stream.log.barrier()
+        first.stream.fresh()
+        deletes = [e.to_dict()["data"] for e in first.stream.events if e.t == "kv.delete"]
+        # One announcement per removal, each naming the value it removed.
+        assert deletes == ([{"value": "old"}] if racer == "delete" else [{"value": "new"}])
+    finally:
+        first.close()
+        other.close()
