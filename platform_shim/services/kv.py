@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import heapq
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +31,7 @@ from sortedcontainers import SortedList
 from platform_shim.clock import Clock, TimerHandle
 from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
-from platform_shim.services.kvrows import RowSweeper, Touches
+from platform_shim.services.kvrows import RowSweeper, Touches, delete_row
 from platform_shim.services.kvsnapshot import chunked_snapshot
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import KvTable, Record
@@ -327,39 +326,13 @@ class KvService:
             "kv.put", "kv", ns, key, data, lambda eid, ts: state.set(ns, key, body, expiration)
         )
 
-    async def _delete_row(self, ns: str, key: str) -> None:
-        # The value the event carries is read first: the rows are not ours to look at inside
-        # the commit cycle. The cycle then checks nobody wrote the key since that read (another
-        # host's delete or put, caught up with by then); if someone did, read again, so the
-        # event names the value it removes and a key two hosts delete is announced once.
-        touches = self._state.touches
-        while True:
-            since = touches.begin()
-            try:
-                found = await self._table.get(ns, key) if self._table is not None else None
-                if found is None:
-                    return
-                written = await self._stream.submit(
-                    "kv.delete",
-                    "kv",
-                    ns,
-                    key,
-                    b'{"value":' + found[0] + b"}",
-                    lambda eid, ts: True,
-                    validate=functools.partial(touches.untouched, ns, key, since),
-                )
-            finally:
-                touches.end()
-            if written:
-                return
-
     async def delete(self, ns: str, key: str) -> None:
         """Remove ``key``; deleting a missing key changes nothing and emits nothing."""
         _check_name("namespace", ns)
         _check_name("key", key)
         state = self._state
         if self._table is not None:
-            await self._delete_row(ns, key)
+            await delete_row(self._table, self._stream, state.touches, ns, key)
             return
         previous: list[bytes] = []
 

@@ -1,4 +1,5 @@
-"""The KV expiry sweeper on a store that keeps the keys in rows (``Store.kv_table()``).
+"""KV writes that read the rows first, on a store that keeps the keys in rows
+(``Store.kv_table()``): the expiry sweeper and a delete.
 
 Invariant: one sweep at a time (two would announce the same keys): a sweep asked for while one
 runs runs again after it. A sweep reads the keys expired at the service's clock's now, a batch
@@ -16,6 +17,7 @@ no other key; a sweep that failed is tried again ``RETRY_MS`` later.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ from platform_shim.store.protocol import KvTable
 if TYPE_CHECKING:
     from platform_shim.services.stream import EventStream
 
-__all__ = ["BATCH", "RETRY_MS", "RowSweeper", "Touches"]
+__all__ = ["BATCH", "RETRY_MS", "RowSweeper", "Touches", "delete_row"]
 
 log = logging.getLogger("platform_shim.kv")
 
@@ -67,6 +69,36 @@ class Touches:
 
     def untouched(self, ns: str, key: str, since: int) -> bool:
         return self._keys.get((ns, key), 0) <= since
+
+
+async def delete_row(
+    table: KvTable, stream: EventStream, touches: Touches, ns: str, key: str
+) -> None:
+    """Remove ``key``, announcing it with the value removed; nothing for a missing key.
+
+    The value the event carries is read first: the rows are not ours to look at inside the
+    commit cycle. The cycle then checks nobody wrote the key since that read (another host's
+    delete or put, caught up with by then); if someone did, read again, so the event names the
+    value it removes and a key two hosts delete is announced once."""
+    while True:
+        since = touches.begin()
+        try:
+            found = await table.get(ns, key)
+            if found is None:
+                return
+            written = await stream.submit(
+                "kv.delete",
+                "kv",
+                ns,
+                key,
+                b'{"value":' + found[0] + b"}",
+                lambda eid, ts: True,
+                validate=functools.partial(touches.untouched, ns, key, since),
+            )
+        finally:
+            touches.end()
+        if written:
+            return
 
 
 class RowSweeper:
