@@ -221,13 +221,11 @@ async def send_event(platform: Platform, args: argparse.Namespace) -> None:
 
 async def kv(platform: Platform, args: argparse.Namespace) -> None:
     if args.kv_command == "get":
-        value = await platform.kv.get(args.ns, args.key)
-        if value is None:
-            # None is also what a stored JSON null reads as: the listing tells them apart.
-            listing = await platform.kv.list(args.ns, args.key, 1)
-            if not listing["keys"] or listing["keys"][0]["name"] != args.key:
-                raise CliError(f"no key {args.key!r} in namespace {args.ns!r}")
-        print_json(value)
+        # The raw text tells a stored JSON null from a missing key.
+        raw = await platform.kv.get_raw(args.ns, args.key)
+        if raw is None:
+            raise CliError(f"no key {args.key!r} in namespace {args.ns!r}")
+        print_json(orjson.loads(raw))
     elif args.kv_command == "put":
         await platform.kv.put(args.ns, args.key, json_arg(args.value, "value"), args.ttl)
     else:

@@ -50,12 +50,12 @@ def _kv_target(request: Request) -> tuple[str, str]:
 
 async def kv_get(request: Request) -> Response:
     ns, key = _kv_target(request)
-    kv = platform_of(request).kv
-    value = await kv.get(ns, key)
-    # A stored JSON null reads like a missing key in the JS client too; tell them apart here.
-    if value is None and await kv.get_raw(ns, key) is None:
+    # The stored JSON text, as written: one read, and a stored JSON null (which reads like a
+    # missing key in the JS client too) told apart from a missing key.
+    raw = await platform_of(request).kv.get_raw(ns, key)
+    if raw is None:
         raise ApiError(404, f"no key {key!r} in namespace {ns!r}")
-    return json_response(value)
+    return Response(raw, media_type="application/json")
 
 
 async def kv_put(request: Request) -> Response:
