@@ -6,7 +6,9 @@ and in ``dev`` the code reloader; ``stop`` stops them in the opposite order. Whe
 process holds the worker lock (and ``config.standby`` allows it), the host serves through a
 client platform instead and becomes the worker when that process is gone (``host.standby``):
 the app always serves through ``HostState.platform``, switched only once the engine has
-recovered every run. The lifespan runs
+recovered every run. A worker whose lock is lost (the database ended the session holding it:
+a restart, a failover) steps down the same way: it stops its engine, serves as a standby, and
+is the worker again once nobody else is. The lifespan runs
 them, unless the server already did (it starts the host before it announces it is serving).
 ``create_app`` lists the middleware in one place, one class per concern: the browser guards of
 ``host.security``, then the token check, the body limit and ``get_platform()`` of
@@ -15,6 +17,7 @@ them, unless the server already did (it starts the host before it announces it i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -40,7 +43,7 @@ from host.project_config import ProjectConfig, load_project_config
 from host.realtime_ws import RealtimeHub
 from host.realtime_ws import routes as realtime_ws_routes
 from host.security import JsonBodyMiddleware, SameOriginMiddleware, TrustedHostMiddleware
-from host.standby import Standby
+from host.standby import DEFAULT_POLL_S, Standby
 from platform_shim.clock import read_offset, write_offset
 from platform_shim.errors import DataDirLocked
 from platform_shim.platform import Platform, current_platform, open_client
@@ -67,6 +70,9 @@ class HostState:
         self.worker_options: WorkerOptions | None = None
         self.run_log: RunLog | None = None
         self.standby: Standby | None = None  # while another process is the store's worker
+        self._lock_watch: asyncio.Task[None] | None = None  # the worker's: is the lock still ours?
+        self._stepping_down = False
+        self._stopping = False
         self.project: ProjectConfig | None = None
 
     @property
@@ -114,6 +120,7 @@ class HostState:
         Raises what stopped it (``DataDirLocked``, ``LoadError``, ``DefinitionError``) with
         nothing left open."""
         config = self.config
+        self._stopping = False
         options = self.worker_options or WorkerOptions(durability=config.durability)
         self.project = project = load_project_config(config.project_dir)
         options.realtime_history = project.history
@@ -187,6 +194,59 @@ class HostState:
         else:
             self.realtime_hub.rebind(worker.platform.realtime)
         self.run_log = RunLog(worker)
+        self._lock_watch = asyncio.get_running_loop().create_task(self._watch_lock(worker))
+
+    async def _watch_lock(self, worker: Worker) -> None:
+        """While ``worker`` is the host's: step down if its store loses the worker lock."""
+        while self.worker is worker and not self._stopping:
+            store = worker.store
+            if store is not None and store.lock_lost:
+                self._stepping_down = True
+                try:
+                    await self._step_down(worker)
+                finally:
+                    self._stepping_down = False
+                return
+            await asyncio.sleep(DEFAULT_POLL_S)
+
+    async def _step_down(self, worker: Worker) -> None:
+        """``worker``'s lock is lost (its store already writes nothing): serve as a standby
+        from now on, which takes the lock again once nobody holds it, and stop the engine."""
+        config = self.config
+        assert self.app is not None
+        log.warning(
+            "lost the worker lock on %s: this host stops its engine and serves as a standby"
+            " until it can be the worker again",
+            worker.location,
+        )
+        client: Platform | None = None
+        while client is None and not self._stopping:
+            try:
+                client = open_client(
+                    config.location, durability=config.durability, clock=self.clock
+                )
+            except Exception as exc:  # a database still restarting refuses connections
+                log.warning("standby: %s cannot be reached yet (%s)", worker.location, exc)
+                await asyncio.sleep(DEFAULT_POLL_S)
+        if client is not None:
+            previous, self.standby = self.standby, Standby(client, config.location, self._take_over)
+            self.worker = None
+            self.app.state.worker = None
+            self.app.state.platform = client
+            if self.realtime_hub is not None:
+                self.realtime_hub.rebind(client.realtime)
+            if self.run_log is not None:
+                self.run_log.close()
+                self.run_log = None
+            self.standby.start(None)
+            if previous is not None:
+                await previous.close()  # retired at the takeover that made ``worker`` ours
+        else:
+            self.worker = None  # the host stops: ``stop`` finds nothing more to stop here
+        try:
+            await worker.stop()
+        except Exception:
+            log.exception("stopping the engine that lost the worker lock failed")
 
     async def _start_standby(self, holder: int | None) -> None:
         """Serve through a client platform while ``holder`` is the worker."""
@@ -229,6 +289,13 @@ class HostState:
         return True
 
     async def stop(self) -> None:
+        self._stopping = True
+        watch, self._lock_watch = self._lock_watch, None
+        if watch is not None:
+            if not self._stepping_down:
+                watch.cancel()  # a step-down under way ends by itself, its engine stopped
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         if self.reloader is not None:
             await self.reloader.stop()
             self.reloader = None

@@ -300,19 +300,23 @@ class Worker:
             await self._scheduler.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
+        # A store that lost the worker lock writes nothing more: nothing to wait for.
+        writable = self.store is not None and not self.store.lock_lost
         if self._engine is not None:
             await self._engine.stop()
             # Status events still being written move the relay cursor (a dispatch record) when
             # they are: let that happen, and be written, before the files close.
-            await self._engine.relay.drain()
-            if self._dispatcher is not None:
+            if writable:
+                await self._engine.relay.drain()
+            if self._dispatcher is not None and writable:
                 await self._dispatcher.log.submit(_fence, durable=False)
                 await self._dispatcher.log.barrier()
         if self._platform is not None:
             self._platform.kv.stop_sweeper()
-            await self._platform.stream.log.barrier()
-            await self._platform.realtime.log.barrier()
-            await self._platform.auth.log.barrier()
+            if writable:
+                await self._platform.stream.log.barrier()
+                await self._platform.realtime.log.barrier()
+                await self._platform.auth.log.barrier()
         if self.store is not None:
             self.store.close()  # releasing the worker lock withdraws the advert
             self.store = None

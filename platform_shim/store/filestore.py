@@ -210,6 +210,10 @@ class FileStore:
             self._worker_lock.release()
         self.worker = False
 
+    @property
+    def lock_lost(self) -> bool:
+        return False  # held by this process until it lets go or ends
+
     def worker_pid(self) -> int | None:
         """The pid of the live worker on this folder, or None when there is none."""
         if not self._worker_lock.held and not self._worker_lock.held_elsewhere():

@@ -406,6 +406,10 @@ class MemoryStore:
             self.space.advert = None
         self.worker = False
 
+    @property
+    def lock_lost(self) -> bool:
+        return False  # held by this process until it lets go or ends
+
     def worker_pid(self) -> int | None:
         return os.getpid() if self.space.worker is not None else None
 

@@ -278,6 +278,12 @@ class Store(Protocol):
     def worker_pid(self) -> int | None:
         """The pid of the process holding the worker lock, if any."""
 
+    @property
+    def lock_lost(self) -> bool:
+        """Whether this store held the worker lock and lost it without releasing it (the
+        database ended the session holding it): it writes nothing more, since another process
+        may be the worker by then. A folder's lock is never lost."""
+
     def write_advert(self, advert: dict[str, Any]) -> None:
         """Publish what the worker serves (pid, workflows, handlers, schedules); the worker
         only. Releasing the worker lock withdraws it."""

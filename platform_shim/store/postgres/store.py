@@ -9,7 +9,7 @@ hosts start at once). Invariants beyond the logs':
   of its own; if that connection is lost, this store stops writing (``lock_lost``).
 - **Wake-ups by LISTEN/NOTIFY.** Every commit notifies ``platform_store`` with the writer's
   token; a watch wakes on other connections' notifications, and polls besides, in case one
-  was missed (the listener's connection dropped, say).
+  was missed; a listening session the database ends is replaced at once (``listener.py``).
 
 - **Pooled connections carry no session state**: what runs on them takes transaction-scoped
   locks only and sets nothing but what ``_init_connection`` sets once. So the pool does not
@@ -49,6 +49,7 @@ from platform_shim.store.postgres.bridge import Bridge
 from platform_shim.store.postgres.connect import check_url, connect, redact
 from platform_shim.store.postgres.documents import PostgresDocuments
 from platform_shim.store.postgres.kvtable import PostgresKv
+from platform_shim.store.postgres.listener import Listener
 from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.watch import PostgresWatch
@@ -80,8 +81,9 @@ class PostgresStore:
         self.worker = False
         self._closing = False
         self._logs: dict[str, PostgresLog] = {}
-        self._watches: list[PostgresWatch] = []
-        self._listener: asyncpg.Connection | None = None
+        self.listener = Listener(
+            functools.partial(self.connect, "listener"), self.token, self.location
+        )
         self._pool: asyncpg.Pool | None = None
         self.statements: Counter[str] = Counter()
         self.bridge = Bridge(f"postgres {self.location}")
@@ -102,7 +104,7 @@ class PostgresStore:
         listener = await self.connect("listener")
         try:
             await migrate(listener, where=self.location)
-            await listener.add_listener(CHANNEL, self._notified)
+            await self.listener.start(listener)
             self._pool = await asyncpg.create_pool(
                 self.url,
                 min_size=1,
@@ -115,9 +117,9 @@ class PostgresStore:
                 server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         except BaseException:
+            await self.listener.close()
             await listener.close()
             raise
-        self._listener = listener
 
     async def _init_connection(self, conn: asyncpg.Connection, role: str) -> None:
         conn.add_query_logger(functools.partial(_count, self.statements, role))
@@ -150,13 +152,6 @@ class PostgresStore:
     async def execute(self, sql: str, *args: Any) -> None:
         async with self.pool_connection() as conn:
             await conn.execute(sql, *args)
-
-    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        token, _, _ = payload.partition(" ")
-        if token == self.token:
-            return  # our own commit
-        for watch in list(self._watches):
-            watch.poke()
 
     # ---------------------------------------------------------------------------- logs
 
@@ -336,7 +331,7 @@ class PostgresStore:
     # ---------------------------------------------------------------------------- watch
 
     def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> PostgresWatch:
-        return PostgresWatch(self._watches, on_change, poll_interval)
+        return PostgresWatch(self.listener.watches, on_change, poll_interval)
 
     def documents(self) -> PostgresDocuments:
         return self._documents
@@ -360,9 +355,7 @@ class PostgresStore:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     async def _close_connections(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await listener.close(timeout=5)
+        await self.listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

@@ -194,6 +194,46 @@ async def test_a_watch_wakes_on_notify_long_before_its_poll(postgres_db: Postgre
         client.close()
 
 
+async def test_a_watch_still_wakes_on_notify_after_the_listeners_session_ended(
+    postgres_db: PostgresDatabase,
+) -> None:
+    """The database ends the session the store LISTENs on (a restart, an administrator): the
+    store listens again on a new one, so its watches are still woken by NOTIFY, not only by
+    their poll, and a commit made while it was not listening wakes them too."""
+    watcher, client = open_store(postgres_db.url), open_store(postgres_db.url)
+    try:
+        state = Recorder()
+        log = watcher.open_log("t", state)
+        wanted = 0
+        woke = asyncio.Event()
+
+        def on_change() -> None:
+            log.refresh()
+            if len(state.records) >= wanted:
+                woke.set()
+
+        watch = watcher.watch(on_change, poll_interval=3600)  # polling cannot be what wakes it
+        watch.start()
+        writer = client.open_log("t", Recorder())
+        try:
+            assert isinstance(watcher, PostgresStore) and watcher.listener.conn is not None
+            listening = f"pid = {watcher.listener.conn.get_server_pid()}"
+            assert await terminate_backends(postgres_db.url, listening) == 1
+            wanted = 1
+            await writer.submit(record(1))  # while nobody may be listening
+            await asyncio.wait_for(woke.wait(), timeout=30)
+            woke.clear()
+            wanted = 2
+            await writer.submit(record(2))
+            await asyncio.wait_for(woke.wait(), timeout=30)
+        finally:
+            await watch.stop()
+        assert [r["n"] for r in state.records] == [1, 2]
+    finally:
+        watcher.close()
+        client.close()
+
+
 async def test_passwords_never_reach_the_location(postgres_db: PostgresDatabase) -> None:
     url = postgres_db.url.replace("postgres@", "postgres:hunter2@")
     store = open_store(url)
