@@ -15,6 +15,7 @@ import asyncio
 import bisect
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -22,7 +23,7 @@ import orjson
 
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import loads, tight
-from platform_shim.store.protocol import Log, OutOfOrder, Record, Store
+from platform_shim.store.protocol import Log, OutOfOrder, Prepare, Record, Store
 
 __all__ = ["DomainFold", "EventSpec", "EventStream", "StreamEvent"]
 
@@ -147,15 +148,23 @@ class EventStream:
         # that has not handled them yet; None: nobody consumes here, keep just the window.
         self.retain_from = retain_from
         self._listeners: list[Callable[[StreamEvent], None]] = []
+        # Listeners hear an event once its write committed, each once, in id order: our own
+        # events wait here (with the future of their write) from their apply, which comes
+        # before the commit, until that write is done; ``_heard`` is the last id they heard.
+        self._own: deque[tuple[StreamEvent, list[asyncio.Future[Any]]]] = deque()
+        self._heard = 0
         self._fold_for = {fold.resource: fold for fold in folds}
         self.order_key = "id"  # the log skips a line whose id breaks the order (OutOfOrder)
         self._loading = True
         self.log: Log = store.open_log("events", self)
         self._loading = False
+        self._heard = self.last_id
 
     # ------------------------------------------------------------------ Consumer protocol
 
     def reset(self) -> None:
+        # A replay: what waited for its write was in a write that failed (or is read again).
+        self._own.clear()
         self.events.clear()
         self.last_id = self._last_read = 0
         for fold in self.folds:
@@ -194,7 +203,8 @@ class EventStream:
             )
         )
 
-    def _record(self, event: StreamEvent) -> None:
+    def _record(self, event: StreamEvent, write: list[asyncio.Future[Any]] | None = None) -> None:
+        """Keep ``event`` (applied); ``write``: it is ours, heard once that write is done."""
         # Events kept from before a snapshot's checkpoint have ids below last_id.
         if event.id > self.last_id:
             self.last_id = event.id
@@ -204,9 +214,40 @@ class EventStream:
             self.retain_from is None or self.events[self.window].id <= self.retain_from
         ):
             self._trim()
-        if not self._loading:
+        if self._loading:
+            return
+        if write is not None:
+            self._own.append((event, write))
+            return
+        # Another process's event: ours before it were committed before it could be written.
+        self._announce_own()
+        self._announce(event)
+
+    def _announce(self, event: StreamEvent) -> None:
+        if event.id > self._heard:
+            self._heard = event.id
             for listener in self._listeners:
                 listener(event)
+
+    def _announce_own(self, _: object = None) -> None:
+        """Let listeners hear our events whose write committed (drop those whose write failed),
+        in order, up to the first still being written."""
+        own = self._own
+        while own:
+            event, write = own[0]
+            if not write or not write[0].done():
+                return
+            own.popleft()
+            if not write[0].cancelled() and write[0].exception() is None:
+                self._announce(event)
+
+    def _submit(
+        self, prepare: Prepare[T], write: list[asyncio.Future[Any]], durable: bool
+    ) -> asyncio.Future[T]:
+        future = self.log.submit(prepare, durable=durable)
+        write.append(future)
+        future.add_done_callback(self._announce_own)
+        return future
 
     def _first_retained(self) -> int:
         # Keep everything a consumer still needs, and at least the last `window` events.
@@ -241,6 +282,8 @@ class EventStream:
         result is what the future resolves to.
         """
 
+        write: list[asyncio.Future[Any]] = []
+
         def prepare() -> tuple[bytes | None, Callable[[], T | None] | None]:
             if validate is not None and not validate():
                 return None, None
@@ -250,12 +293,12 @@ class EventStream:
 
             def applied() -> T | None:
                 result = apply(event.id, ts) if apply is not None else None
-                self._record(event)
+                self._record(event, write)
                 return result
 
             return event.line, applied
 
-        return self.log.submit(prepare, durable=durable)
+        return self._submit(prepare, write, durable)
 
     def submit_batch(
         self,
@@ -271,6 +314,8 @@ class EventStream:
         write.
         """
 
+        write: list[asyncio.Future[Any]] = []
+
         def prepare() -> tuple[bytes | None, Callable[[], T | None] | None]:
             specs = plan()
             if not specs:
@@ -285,12 +330,12 @@ class EventStream:
             def applied() -> T | None:
                 result = apply([event.id for event in events]) if apply is not None else None
                 for event in events:
-                    self._record(event)
+                    self._record(event, write)
                 return result
 
             return b"\n".join(event.line for event in events), applied
 
-        return self.log.submit(prepare, durable=durable)
+        return self._submit(prepare, write, durable)
 
     # --------------------------------------------------------------------------- reading
 
