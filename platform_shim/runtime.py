@@ -502,8 +502,10 @@ class Worker:
                 quiet = 0
                 await asyncio.wait(tasks, timeout=min(0.01, max(0.0, deadline - loop.time())))
                 continue
-            if engine.relay.hurry():
-                quiet = 0  # status changes waiting to share a write: on the stream now
+            if engine.relay.hurry() or engine.relay.save_pending():
+                # Status changes waiting to share a write, or the relayed position waiting
+                # for its interval: written now (settled, the worker writes nothing later).
+                quiet = 0
                 continue
             logs = (self.platform.stream.log, engine.log, dispatcher.log)
             if (

@@ -153,6 +153,14 @@ class StatusRelay:
             await asyncio.sleep(0)  # let the done callbacks move the cursor
         self._save()
 
+    def save_pending(self) -> bool:
+        """Write the relayed position now if it waits for its interval; False if it does not
+        (settling: a settled worker writes nothing more of its own accord)."""
+        if self._save_timer is None or self._inflight:
+            return False
+        self._save()
+        return True
+
     def _save_soon(self) -> None:
         if self._save_timer is None and self.on_relayed is not None:
             self._save_timer = asyncio.get_running_loop().call_later(self.save_interval, self._save)
