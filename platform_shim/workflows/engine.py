@@ -212,6 +212,9 @@ class Engine:
         )
 
     def _created(self, run: RunState) -> None:
+        """The run's creation is durable: now it may run (a cancel may have come first)."""
+        if ending.over(run):
+            return
         self.waiting.arm_deadline(run)
         self.schedule(run)
 
