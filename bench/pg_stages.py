@@ -133,8 +133,8 @@ async def measure(url: str, samples: int, warmup: int, quiet: bool) -> list[str]
     out.append(f"process CPU per run (all threads): {cpu * 1000 / samples:.3f} ms")
     out.append("statements per run: " + ", ".join(f"{r} {n:.2f}" for r, n in sorted(sent.items())))
     out.append(f"{'stage':<40} {'runs':>5} {'p50 at (ms from start)':>24}")
-    for name, at in sorted(stages.items(), key=lambda kv: statistics.median(kv[1])):
-        out.append(f"{name:<40} {len(at):>5} {statistics.median(at):>24.3f}")
+    for name, times in sorted(stages.items(), key=lambda kv: statistics.median(kv[1])):
+        out.append(f"{name:<40} {len(times):>5} {statistics.median(times):>24.3f}")
     return out
 
 
