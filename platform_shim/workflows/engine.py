@@ -187,6 +187,7 @@ class Engine:
             if not self.state.claim_run_id(run_id, workflow_id):
                 return run_id
         await self._create_run(run_id, workflow_id, input_bytes, parent, minted=minted)
+        await _first_steps()
         return run_id
 
     def _create_run(
@@ -212,6 +213,9 @@ class Engine:
         )
 
     def _created(self, run: RunState) -> None:
+        """The run's creation is durable: now it may run (a cancel may have come first)."""
+        if ending.over(run):
+            return
         self.waiting.arm_deadline(run)
         self.schedule(run)
 
@@ -234,6 +238,7 @@ class Engine:
             rerun_of={"runId": run_id, "fromStep": from_step},
             minted=True,
         )
+        await _first_steps()
         return rerun_id
 
     def start_child(
@@ -482,6 +487,12 @@ class Engine:
     def _on_foreign(self, record: Record) -> None:
         if self.started:
             recovery.on_foreign_record(self, record)
+
+
+async def _first_steps() -> None:
+    """One loop turn for the run just scheduled (with its acknowledged creation) to reach its
+    first park before its creator goes on: an event sent right after ``start`` finds it waiting."""
+    await asyncio.sleep(0)
 
 
 def _applied_fence() -> tuple[None, None]:

@@ -87,9 +87,12 @@ class RunWriter:
     ) -> asyncio.Future[None]:
         """Create the run ``run_id`` unless it exists (then nothing is written). ``parent`` is
         ``(run id, step name)`` of the invoke that starts it; ``prefill`` the steps a rerun
-        starts with; ``then`` runs once the new run is applied (the worker schedules it)."""
+        starts with; ``then`` runs once the new run is committed (the worker schedules it):
+        not when it is applied, inside the commit cycle, since a commit that fails replays
+        the ledger without it, and nothing of the run may run before its creation is durable."""
         state = self.state
         created_at = self.clock.now_ms()
+        created: list[RunState] = []
 
         def prepare() -> tuple[bytes | None, Callable[[], None] | None]:
             # Created meanwhile, here or by another process? (A minted id skips the archive.)
@@ -116,12 +119,14 @@ class RunWriter:
                 state.add_run(run, seq)
                 for step in prefill or ():
                     state.put_step(run, step)
-                if then is not None:
-                    then(run)
+                created.append(run)
 
             return b"\n".join(lines), applied
 
-        return self.log.submit(prepare)
+        future: asyncio.Future[None] = self.log.submit(prepare)
+        if then is not None:
+            future.add_done_callback(functools.partial(_then_created, created, then))
+        return future
 
     def cancel_request(self, run_id: str) -> asyncio.Future[None]:
         """Ask the worker to cancel ``run_id`` (a client process cannot stop it itself)."""
@@ -285,6 +290,13 @@ class RunWriter:
         if run.write_error is not None:
             error, run.write_error = run.write_error, None
             raise error
+
+
+def _then_created(
+    created: list[RunState], then: Callable[[RunState], None], future: asyncio.Future[None]
+) -> None:
+    if created and not future.cancelled() and future.exception() is None:
+        then(created[-1])  # prepared again after a failed cycle: the last one applied
 
 
 def _note_write(run: RunState, future: asyncio.Future[None]) -> None:

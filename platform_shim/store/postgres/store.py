@@ -8,8 +8,11 @@ hosts start at once). Invariants beyond the logs':
 - **One worker per database** (``worker.py``): a session advisory lock, held on a connection
   of its own; if that connection is lost, this store stops writing (``lock_lost``).
 - **Wake-ups by LISTEN/NOTIFY.** Every commit notifies ``platform_store`` with the writer's
-  token; a watch wakes on other connections' notifications, and polls besides, in case one
-  was missed; a listening session the database ends is replaced at once (``listener.py``).
+  token; a watch wakes on other stores' notifications, and polls besides, in case one was
+  missed; a listening session the database ends is replaced at once.
+- **A store alone on its database listens to nobody** (``listening.py``): it listens on
+  ``platform_store`` only while another store's listener is connected (a newcomer says hello),
+  so a lone host is not woken for each of its own commits.
 
 - **Pooled connections carry no session state**: what runs on them takes transaction-scoped
   locks only and sets nothing but what ``_init_connection`` sets once. So the pool does not
@@ -49,7 +52,7 @@ from platform_shim.store.postgres.bridge import Bridge
 from platform_shim.store.postgres.connect import check_url, connect, redact
 from platform_shim.store.postgres.documents import PostgresDocuments
 from platform_shim.store.postgres.kvtable import PostgresKv
-from platform_shim.store.postgres.listener import Listener
+from platform_shim.store.postgres.listening import Listener
 from platform_shim.store.postgres.log import CHANNEL, PostgresLog, log_lock_key
 from platform_shim.store.postgres.schema import migrate
 from platform_shim.store.postgres.watch import PostgresWatch
@@ -81,9 +84,8 @@ class PostgresStore:
         self.worker = False
         self._closing = False
         self._logs: dict[str, PostgresLog] = {}
-        self.listener = Listener(
-            functools.partial(self.connect, "listener"), self.token, self.location
-        )
+        self._watches: list[PostgresWatch] = []
+        self.listener: Listener | None = None
         self._pool: asyncpg.Pool | None = None
         self.statements: Counter[str] = Counter()
         self.bridge = Bridge(f"postgres {self.location}")
@@ -101,10 +103,16 @@ class PostgresStore:
     async def _open(self) -> None:
         import asyncpg
 
-        listener = await self.connect("listener")
+        conn = await self.connect("listener")
         try:
-            await migrate(listener, where=self.location)
-            await self.listener.start(listener)
+            await migrate(conn, where=self.location)
+            listener = Listener(
+                conn,
+                self.token,
+                self._poke_watches,
+                functools.partial(self.connect, "listener"),
+            )
+            await listener.start()
             self._pool = await asyncpg.create_pool(
                 self.url,
                 min_size=1,
@@ -117,9 +125,9 @@ class PostgresStore:
                 server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         except BaseException:
-            await self.listener.close()
-            await listener.close()
+            await conn.close()
             raise
+        self.listener = listener
 
     async def _init_connection(self, conn: asyncpg.Connection, role: str) -> None:
         conn.add_query_logger(functools.partial(_count, self.statements, role))
@@ -152,6 +160,11 @@ class PostgresStore:
     async def execute(self, sql: str, *args: Any) -> None:
         async with self.pool_connection() as conn:
             await conn.execute(sql, *args)
+
+    def _poke_watches(self) -> None:
+        """Another store committed (or appeared): every watch catches up."""
+        for watch in list(self._watches):
+            watch.poke()
 
     # ---------------------------------------------------------------------------- logs
 
@@ -331,7 +344,7 @@ class PostgresStore:
     # ---------------------------------------------------------------------------- watch
 
     def watch(self, on_change: Callable[[], None], *, poll_interval: float) -> PostgresWatch:
-        return PostgresWatch(self.listener.watches, on_change, poll_interval)
+        return PostgresWatch(self._watches, on_change, poll_interval)
 
     def documents(self) -> PostgresDocuments:
         return self._documents
@@ -355,7 +368,9 @@ class PostgresStore:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     async def _close_connections(self) -> None:
-        await self.listener.close()
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            await listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

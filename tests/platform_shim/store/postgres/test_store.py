@@ -216,7 +216,7 @@ async def test_a_watch_still_wakes_on_notify_after_the_listeners_session_ended(
         watch.start()
         writer = client.open_log("t", Recorder())
         try:
-            assert isinstance(watcher, PostgresStore) and watcher.listener.conn is not None
+            assert isinstance(watcher, PostgresStore) and watcher.listener is not None
             listening = f"pid = {watcher.listener.conn.get_server_pid()}"
             assert await terminate_backends(postgres_db.url, listening) == 1
             wanted = 1
