@@ -7,9 +7,10 @@ whichever process raced us, and raises ``DuplicateKey`` with nothing written. A 
 write (``insert_many``, ``update_many``, ``delete_many``) is validated whole before any of its
 events is written, and its events are written in one ``write``.
 
-On a store that keeps the documents queryable where they live (``Store.documents()``: the
-PostgreSQL store), reads (``find``, ``find_one``, ``count``) are answered there, with exactly the
-results evaluating the fold here would give; writes are still validated against the fold.
+On a store that keeps the documents where they live (``Store.documents()``: the PostgreSQL
+store), reads (``find``, ``find_one``, ``count``) are answered there, with exactly the results
+evaluating the fold here would give, and writes are planned from its rows and checked by the
+database in their commit (``dbrows.py``): this process then keeps no document at all.
 
 The fold itself (collections, their indexes, the unique checks) is ``dbstate.py``.
 
@@ -30,6 +31,7 @@ from platform_shim.errors import DuplicateKey
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.services.dbindex import Index, parse_index_spec
+from platform_shim.services.dbrows import RowWrites
 from platform_shim.services.dbstate import Collection, DbState
 from platform_shim.services.query import (
     apply_projection,
@@ -133,6 +135,7 @@ class DatabaseService:
         # answered there, exactly as ``_select`` would answer them here. (A collection whose
         # name holds a \x00, which SQL text cannot, is still read from the fold.)
         self._table = documents
+        self._rows = RowWrites(stream, documents) if documents is not None else None
 
     # ----------------------------------------------------------------------------- reads
 
@@ -204,8 +207,7 @@ class DatabaseService:
                 sort_documents([], sort)  # validates
             except ValueError:
                 # The fold checks a sort only on a collection it has; answer as it does.
-                self._stream.fresh()
-                if collection not in self._state.collections:
+                if all(name != collection for name, _, _ in await self._table.stats()):
                     return []
                 raise
             items = sort.items() if isinstance(sort, Mapping) else sort
@@ -249,6 +251,8 @@ class DatabaseService:
 
     async def collection_stats(self) -> list[CollectionStats]:
         """Every collection (an emptied one too), by name, with its sizes."""
+        if self._rows is not None:
+            return [CollectionStats(n, docs, idx + 1) for n, docs, idx in await self._rows.stats()]
         self._stream.fresh()
         return [
             CollectionStats(name, len(coll.docs), len(coll.indexes) + 1)
@@ -258,7 +262,6 @@ class DatabaseService:
     async def list_indexes(self, collection: str) -> list[dict[str, Any]]:
         """Descriptors of the collection's indexes, the implicit ``_id_`` first."""
         _check_collection(collection)
-        self._stream.fresh()
         out: list[dict[str, Any]] = [
             {
                 "collection": collection,
@@ -269,6 +272,10 @@ class DatabaseService:
                 "kind": "document",
             }
         ]
+        if self._rows is not None:
+            out.extend(await self._rows.list_indexes(collection))
+            return out
+        self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is not None:
             out.extend(loads(orjson.dumps(index.descriptor)) for index in coll.indexes.values())
@@ -283,6 +290,8 @@ class DatabaseService:
         index that documents already violate raises ``DuplicateKey`` and creates nothing.
         """
         _check_collection(collection)
+        if self._rows is not None:
+            return await self._rows.create_index(collection, spec)
         descriptor = parse_index_spec(collection, spec)
         name: str = descriptor["name"]
         body = b'{"index":' + dumps(descriptor, f"index {name!r} on {collection!r}") + b"}"
@@ -327,6 +336,8 @@ class DatabaseService:
             raise ValueError(f"index name must be a non-empty string, not {name!r}")
         if name == "_id_":
             raise ValueError(f"the _id_ index of collection {collection!r} cannot be dropped")
+        if self._rows is not None:
+            return await self._rows.drop_index(collection, name)
         state = self._state
 
         def validate() -> bool:
@@ -410,6 +421,9 @@ class DatabaseService:
         """Insert a document; returns its ``_id``."""
         _check_collection(collection)
         doc = self._prepare_doc(collection, document)
+        if self._rows is not None:
+            await self._rows.insert(collection, [doc])
+            return str(doc["_id"])
         await self._write(collection, lambda coll: [(None, doc)])
         return str(doc["_id"])
 
@@ -421,7 +435,9 @@ class DatabaseService:
         if not isinstance(documents, list | tuple):
             raise ValueError(f"insert_many needs a list of documents, not {documents!r}")
         docs = [self._prepare_doc(collection, document) for document in documents]
-        if docs:
+        if docs and self._rows is not None:
+            await self._rows.insert(collection, docs)
+        elif docs:
             await self._write(collection, lambda coll: [(None, doc) for doc in docs])
         return [str(doc["_id"]) for doc in docs]
 
@@ -439,6 +455,18 @@ class DatabaseService:
         normalized = _normalize_filter(filter)
         compile_filter(normalized)
         counts = {"matched": 0, "modified": 0}
+        if self._rows is not None:
+
+            def change(doc: Doc) -> Doc | None:
+                new, modified = updater({**doc, "id": doc["_id"]})
+                del new["id"]
+                if not modified:
+                    return doc
+                dumps(new, f"updated document {doc['_id']!r} in collection {collection!r}")
+                return new
+
+            matched, modified = await self._rows.change(collection, normalized, many, change)
+            return {"matched": matched, "modified": modified}
 
         def plan(coll: Collection) -> list[tuple[str | None, Doc | None]]:
             matched = self._select(coll, normalized)
@@ -479,6 +507,9 @@ class DatabaseService:
         normalized = _normalize_filter(filter)
         compile_filter(normalized)
         counts = {"deleted": 0}
+        if self._rows is not None:
+            matched, _ = await self._rows.change(collection, normalized, many, lambda doc: None)
+            return {"deleted": matched}
 
         def plan(coll: Collection) -> list[tuple[str | None, Doc | None]]:
             matched = self._select(coll, normalized)

@@ -19,7 +19,10 @@ Invariants (the contract's, as this table keeps them):
   records (group commit).
 - **The state only keeps committed records.** Applies run before the commit (the next prepare
   must see the previous one's record); if the commit fails, the log replays from the database
-  and every submission of that cycle fails with ``StoreError``.
+  and every submission of that cycle fails with ``StoreError``, except when the database
+  refused a document write (``docrules.py``): then each of the cycle's submissions is prepared
+  again in a cycle of its own, so only the offending one fails, with the service's error
+  (``DuplicateKey``, ``StaleWrite``, ``ValueError``).
 - **Compaction keeps every append.** ``rewrite`` writes the live lines as the next generation
   while appends go on, then, with the row locked, copies what was appended meanwhile after them
   and flips the generation in one transaction; a reader that sees a new generation replays it.
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import bulk_load
+from platform_shim.store.postgres.errors import refusal
 from platform_shim.store.protocol import Consumer, Prepare
 from platform_shim.store.turns import OncePerTurn, apply_line
 
@@ -95,13 +99,14 @@ def _rows(found: list[asyncpg.Record]) -> tuple[int, Rows]:
 
 
 class _Submission:
-    __slots__ = ("durable", "future", "prepare", "result")
+    __slots__ = ("durable", "future", "prepare", "result", "solo")
 
     def __init__(self, prepare: Prepare[Any], future: asyncio.Future[Any], durable: bool) -> None:
         self.prepare = prepare
         self.future = future
         self.durable = durable
         self.result: Any = None
+        self.solo = False  # retried in a cycle of its own (its batch was refused)
 
 
 class PostgresLog(OncePerTurn):
@@ -216,8 +221,11 @@ class PostgresLog(OncePerTurn):
         try:
             while not self._swapping:
                 if self._queue:
-                    batch = list(self._queue)
-                    self._queue.clear()
+                    if self._queue[0].solo:
+                        batch = [self._queue.popleft()]
+                    else:
+                        batch = list(self._queue)
+                        self._queue.clear()
                     await self._commit(batch)
                 elif self._held and self._release_due:
                     await self._release()
@@ -306,7 +314,17 @@ class PostgresLog(OncePerTurn):
                 self._drop_writer()
                 self._busy = False
                 self._reload()
-                _fail(done, self._error("could not commit", exc))
+                refused = refusal(exc)
+                if refused is not None and len(done) > 1:
+                    # One write broke a document rule: the others must not fail with it. Each
+                    # is prepared again, against the state as committed, in a cycle of its own
+                    # (only stream submissions reach the events log, and preparing one again
+                    # is what a later cycle would do).
+                    for sub in reversed(done):
+                        sub.solo = True
+                        self._queue.appendleft(sub)
+                    return
+                _fail(done, refused or self._error("could not commit", exc))
                 return
             self._position += len(lines)
             self._size += sum(len(line) + 1 for line in lines)

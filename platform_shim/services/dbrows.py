@@ -1,0 +1,159 @@
+"""The database service's writes on a store that keeps the documents in rows (PostgreSQL).
+
+Invariant: a write is planned from rows read before its commit cycle and written as the same
+``db.*`` events the in-memory path writes (``doc`` and ``before``, byte for byte the stored
+text), and the database, not this process, decides whether it may commit
+(``store/postgres/docrules.py``): a duplicate ``_id`` or unique key fails the commit with
+``DuplicateKey``, a ``before`` that is no longer the row with ``StaleWrite``, and then nothing
+of the write is applied. A stale plan is read and planned again (at most ``MAX_REPLANS``
+times), so two hosts updating one document lose no update. Keys a write would clash on are
+looked up before the cycle too, so a plain duplicate is refused without a failed commit (which
+costs the log a reload); the commit's check is what decides a race. Nothing here keeps a
+document after the call returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from platform_shim.errors import DuplicateKey, StaleWrite
+from platform_shim.jsonvalue import dumps, loads
+from platform_shim.services.dbindex import parse_index_spec
+from platform_shim.services.query import compile_filter
+from platform_shim.services.stream import EventSpec, EventStream
+from platform_shim.store.protocol import DocumentTable
+
+__all__ = ["MAX_REPLANS", "RowWrites"]
+
+Doc = dict[str, Any]
+
+MAX_REPLANS = 100
+"""How many times a write planned from a read that went stale is planned again."""
+
+# What a write makes of one matched document: the new document, or None to delete it; the
+# same document object back means "unchanged" (nothing written).
+Change = Callable[[Doc], Doc | None]
+
+
+def _check_name(collection: str) -> None:
+    if "\x00" in collection:
+        raise ValueError(
+            f"collection name {collection!r} holds a NUL character (not on this store)"
+        )
+
+
+class RowWrites:
+    """Inserts, updates, deletes and index changes planned from the store's rows."""
+
+    def __init__(self, stream: EventStream, table: DocumentTable) -> None:
+        self._stream = stream
+        self._table = table
+
+    async def _submit(self, specs: list[EventSpec]) -> None:
+        await self._stream.submit_batch(lambda: specs)
+
+    async def insert(self, collection: str, docs: list[Doc]) -> None:
+        _check_name(collection)
+        seen: set[str] = set()
+        for doc in docs:
+            if doc["_id"] in seen:
+                raise DuplicateKey(collection, "_id_", doc["_id"])
+            seen.add(doc["_id"])
+        clash = await self._table.clash(collection, docs, new=True)
+        if clash is not None:
+            raise DuplicateKey(collection, clash[0], clash[1])
+        await self._submit(
+            [
+                (
+                    "db.document.created",
+                    "db",
+                    collection,
+                    doc["_id"],
+                    b'{"doc":' + orjson.dumps(doc) + b',"before":null}',
+                )
+                for doc in docs
+            ]
+        )
+
+    async def change(
+        self, collection: str, normalized: dict[str, Any], many: bool, change: Change
+    ) -> tuple[int, int]:
+        """Apply ``change`` to the first (or every) matching document: (matched, changed)."""
+        _check_name(collection)
+        predicate = compile_filter(normalized)
+        for _ in range(MAX_REPLANS):
+            found = await self._table.select(collection, normalized, [], 0, 0 if many else 1)
+            matched: list[tuple[str, Doc]] = []
+            for body in found.bodies:
+                doc: Doc = loads(body)
+                if found.exact or predicate(doc):
+                    matched.append((body, doc))
+            if not many:
+                matched = matched[:1]
+            specs: list[EventSpec] = []
+            written: list[Doc] = []
+            for body, doc in matched:
+                new = change(doc)
+                before = body.encode()
+                if new is None:
+                    data = b'{"doc":null,"before":' + before + b"}"
+                    specs.append(("db.document.deleted", "db", collection, doc["_id"], data))
+                elif new is not doc:
+                    data = b'{"doc":' + orjson.dumps(new) + b',"before":' + before + b"}"
+                    specs.append(("db.document.updated", "db", collection, doc["_id"], data))
+                    written.append(new)
+            if written:
+                clash = await self._table.clash(collection, written, new=False)
+                if clash is not None:
+                    raise DuplicateKey(collection, clash[0], clash[1])
+            if not specs:
+                return len(matched), 0
+            try:
+                await self._submit(specs)
+            except StaleWrite:
+                continue  # another write changed a matched document first: read it again
+            return len(matched), len(specs)
+        raise StaleWrite(collection, "(several)")
+
+    async def create_index(self, collection: str, spec: Mapping[str, Any]) -> str:
+        _check_name(collection)
+        descriptor = parse_index_spec(collection, spec)
+        name: str = descriptor["name"]
+        body = dumps(descriptor, f"index {name!r} on {collection!r}")
+        descriptor = loads(body)
+        for existing in await self._table.indexes(collection):
+            old = loads(existing)
+            if old.get("name") == name:
+                if old == descriptor:
+                    return name
+                raise ValueError(
+                    f"collection {collection!r} already has an index named {name!r} "
+                    f"with another definition: {old}"
+                )
+        data = b'{"index":' + body
+        if descriptor["unique"] and "partial" in descriptor:
+            # The database files keys only for documents the filter matches: it gets the
+            # filter as SQL it can evaluate (docrules.py).
+            where = self._table.where_sql(descriptor["partial"])
+            data += b',"where":' + orjson.dumps(where)
+        await self._submit([("db.index.created", "db", collection, name, data + b"}")])
+        return name
+
+    async def drop_index(self, collection: str, name: str) -> bool:
+        _check_name(collection)
+        names = [loads(existing).get("name") for existing in await self._table.indexes(collection)]
+        if name not in names:
+            return False
+        await self._submit([("db.index.dropped", "db", collection, name, b"{}")])
+        return True
+
+    async def list_indexes(self, collection: str) -> list[dict[str, Any]]:
+        if "\x00" in collection:
+            return []
+        return [loads(existing) for existing in await self._table.indexes(collection)]
+
+    async def stats(self) -> list[tuple[str, int, int]]:
+        return await self._table.stats()
