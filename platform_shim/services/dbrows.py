@@ -9,12 +9,16 @@ of the write is applied. A stale plan is read and planned again (at most ``MAX_R
 times), so two hosts updating one document lose no update. Keys a write would clash on are
 looked up before the cycle too, so a plain duplicate is refused without a failed commit (which
 costs the log a reload); the commit's check is what decides a race. Nothing here keeps a
-document after the call returns.
+document after the call returns. Changes to one document by ``_id`` from this process take
+turns (a lock per document being changed, dropped when nobody waits): they would only make each
+other stale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -22,7 +26,7 @@ import orjson
 from platform_shim.errors import DuplicateKey, StaleWrite
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.services.dbindex import parse_index_spec
-from platform_shim.services.query import compile_filter
+from platform_shim.services.query import compile_filter, equality_terms
 from platform_shim.services.stream import EventSpec, EventStream
 from platform_shim.store.protocol import DocumentTable
 
@@ -51,6 +55,27 @@ class RowWrites:
     def __init__(self, stream: EventStream, table: DocumentTable) -> None:
         self._stream = stream
         self._table = table
+        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, collection: str, normalized: Mapping[str, Any]) -> AsyncIterator[None]:
+        doc_id = equality_terms(dict(normalized)).get("_id")
+        if not isinstance(doc_id, str):
+            yield
+            return
+        key = (collection, doc_id)
+        lock, users = self._turns.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._turns[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            users = self._turns[key][1] - 1
+            if users:
+                self._turns[key] = (lock, users)
+            else:
+                del self._turns[key]
 
     async def _submit(self, specs: list[EventSpec]) -> None:
         await self._stream.submit_batch(lambda: specs)
@@ -83,6 +108,13 @@ class RowWrites:
     ) -> tuple[int, int]:
         """Apply ``change`` to the first (or every) matching document: (matched, changed)."""
         _check_name(collection)
+        compile_filter(normalized)
+        async with self._turn(collection, normalized):
+            return await self._change(collection, normalized, many, change)
+
+    async def _change(
+        self, collection: str, normalized: dict[str, Any], many: bool, change: Change
+    ) -> tuple[int, int]:
         predicate = compile_filter(normalized)
         for _ in range(MAX_REPLANS):
             found = await self._table.select(collection, normalized, [], 0, 0 if many else 1)

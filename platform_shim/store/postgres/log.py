@@ -311,10 +311,17 @@ class PostgresLog(OncePerTurn):
             try:
                 await self._leave(generation, self._position + 1, lines, durable, keep=keep)
             except Exception as exc:
-                self._drop_writer()
+                refused = refusal(exc)
+                # A refusal leaves the session sound and the lock ours (the unlock after the
+                # COMMIT never ran): end its transaction and keep both, so the retries below
+                # need no new connection. Any other failure ends the session.
+                if refused is None or not await self._roll_back():
+                    self._drop_writer()
                 self._busy = False
                 self._reload()
-                refused = refusal(exc)
+                if self._held:
+                    self._lease()
+                completed = True
                 if refused is not None and len(done) > 1:
                     # One write broke a document rule: the others must not fail with it. Each
                     # is prepared again, against the state as committed, in a cycle of its own
@@ -330,10 +337,7 @@ class PostgresLog(OncePerTurn):
             self._size += sum(len(line) + 1 for line in lines)
             self._held = keep
             if keep:
-                if self._grace is not None:
-                    self._grace.cancel()
-                self._release_due = False
-                self._grace = self.loop.call_later(LEASE_GRACE_S, self._grace_over)
+                self._lease()
             completed = True
         finally:
             self._busy = False
@@ -344,6 +348,26 @@ class PostgresLog(OncePerTurn):
         for sub in done:
             if not sub.future.done():
                 sub.future.set_result(sub.result)
+
+    def _lease(self) -> None:
+        """Keep the log's lock for a grace period, for the next cycle."""
+        assert self.loop is not None
+        if self._grace is not None:
+            self._grace.cancel()
+        self._release_due = False
+        self._grace = self.loop.call_later(LEASE_GRACE_S, self._grace_over)
+
+    async def _roll_back(self) -> bool:
+        """End a refused commit's transaction on the writer's session; False if that failed
+        (the caller then ends the session)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            await conn.execute("ROLLBACK")
+        except Exception:
+            return False
+        return True
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(None, f"{what} to log {self.name!r} on {self._store.location}: {exc}")

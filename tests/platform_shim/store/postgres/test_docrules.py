@@ -189,9 +189,11 @@ async def test_in_one_cycle_only_the_clashing_write_fails(platform: Platform) ->
 
 async def test_updates_racing_in_one_process_lose_nothing(platform: Platform) -> None:
     db = platform.database
-    await db.insert_one("c", {"_id": "c", "n": 0})
+    """Gathered updates planned from one read: the database refuses all but the first as
+    stale, each re-plans (by ``_id``, they would take turns instead: not this path)."""
+    await db.insert_one("c", {"_id": "c", "k": "c", "n": 0})
     results = await asyncio.gather(
-        *(db.update_one("c", {"_id": "c"}, {"$inc": {"n": 1}}) for _ in range(20))
+        *(db.update_one("c", {"k": "c"}, {"$inc": {"n": 1}}) for _ in range(20))
     )
     assert all(r == {"matched": 1, "modified": 1} for r in results)
     assert (await db.find_one("c", {"_id": "c"}) or {})["n"] == 20
