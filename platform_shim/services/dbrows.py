@@ -8,7 +8,11 @@ text), and the database, not this process, decides whether it may commit
 of the write is applied. A stale plan is read and planned again (at most ``MAX_REPLANS``
 times), so two hosts updating one document lose no update. Keys a write would clash on are
 looked up before the cycle too, so a plain duplicate is refused without a failed commit (which
-costs the log a reload); the commit's check is what decides a race. Nothing here keeps a
+costs the log a reload); and in the cycle, where the stream has caught up with every committed
+write, a write whose documents an event since its read touched is refused there (its window of
+recent events, when it reaches back that far): a failed commit has already shown its events to
+the stream's listeners, so the commit's check is kept for what only the database can see (a
+unique key taken in the same instant, or a stream window that no longer reaches back). Nothing here keeps a
 document after the call returns. Changes to one document by ``_id`` from this process take
 turns (a lock per document being changed, dropped when nobody waits): they would only make each
 other stale.
@@ -77,8 +81,28 @@ class RowWrites:
             else:
                 del self._turns[key]
 
-    async def _submit(self, specs: list[EventSpec]) -> None:
-        await self._stream.submit_batch(lambda: specs)
+    def _touched(self, mark: int, collection: str, ids: set[str]) -> dict[str, str] | None:
+        """The last ``db.document.*`` type of each of ``ids`` among the events applied after
+        event ``mark``, or None when the stream no longer holds them all."""
+        stream = self._stream
+        events = stream.events
+        if stream.last_id > mark and (not events or events[0].id > mark + 1):
+            return None
+        last: dict[str, str] = {}
+        for event in stream.since(mark):
+            if event.r == "db" and event.ns == collection and event.k in ids:
+                last[event.k] = event.t
+        return last
+
+    async def _submit(
+        self, specs: list[EventSpec], check: Callable[[], None] | None = None
+    ) -> None:
+        def plan() -> list[EventSpec]:
+            if check is not None:
+                check()  # in the cycle, caught up: may refuse before anything is written
+            return specs
+
+        await self._stream.submit_batch(plan)
 
     async def insert(self, collection: str, docs: list[Doc]) -> None:
         _check_name(collection)
@@ -87,6 +111,13 @@ class RowWrites:
             if doc["_id"] in seen:
                 raise DuplicateKey(collection, "_id_", doc["_id"])
             seen.add(doc["_id"])
+        mark = self._stream.last_id
+
+        def check() -> None:
+            for doc_id, t in (self._touched(mark, collection, seen) or {}).items():
+                if t != "db.document.deleted":
+                    raise DuplicateKey(collection, "_id_", doc_id)
+
         clash = await self._table.clash(collection, docs, new=True)
         if clash is not None:
             raise DuplicateKey(collection, clash[0], clash[1])
@@ -100,7 +131,8 @@ class RowWrites:
                     b'{"doc":' + orjson.dumps(doc) + b',"before":null}',
                 )
                 for doc in docs
-            ]
+            ],
+            check,
         )
 
     async def change(
@@ -117,6 +149,7 @@ class RowWrites:
     ) -> tuple[int, int]:
         predicate = compile_filter(normalized)
         for _ in range(MAX_REPLANS):
+            mark = self._stream.last_id
             found = await self._table.select(collection, normalized, [], 0, 0 if many else 1)
             matched: list[tuple[str, Doc]] = []
             for body in found.bodies:
@@ -143,8 +176,15 @@ class RowWrites:
                     raise DuplicateKey(collection, clash[0], clash[1])
             if not specs:
                 return len(matched), 0
+            ids = {doc["_id"] for _, doc in matched}
+
+            def check() -> None:
+                touched = self._touched(mark, collection, ids)  # noqa: B023 - this iteration's
+                if touched:
+                    raise StaleWrite(collection, next(iter(touched)))
+
             try:
-                await self._submit(specs)
+                await self._submit(specs, check)
             except StaleWrite:
                 continue  # another write changed a matched document first: read it again
             return len(matched), len(specs)

@@ -189,8 +189,9 @@ async def test_in_one_cycle_only_the_clashing_write_fails(platform: Platform) ->
 
 async def test_updates_racing_in_one_process_lose_nothing(platform: Platform) -> None:
     db = platform.database
-    """Gathered updates planned from one read: the database refuses all but the first as
-    stale, each re-plans (by ``_id``, they would take turns instead: not this path)."""
+    """Gathered updates planned from one read: all but the first are refused as stale (in
+    the cycle, from the stream's recent events) and each plans again (by ``_id`` they would
+    take turns instead: not this path)."""
     await db.insert_one("c", {"_id": "c", "k": "c", "n": 0})
     results = await asyncio.gather(
         *(db.update_one("c", {"k": "c"}, {"$inc": {"n": 1}}) for _ in range(20))
@@ -220,5 +221,34 @@ async def test_a_postgresql_host_holds_no_document(
         assert await other.database.count("u", {"n": {"$gte": 1000}}) == 10
         with pytest.raises(DuplicateKey):
             await other.database.insert_one("u", {"n": 1005})
+    finally:
+        other.close()
+
+
+async def test_racing_updates_show_listeners_only_committed_events(
+    platform: Platform, postgres_db: PostgresDatabase
+) -> None:
+    """Two clients updating one document at once: a stale plan is refused in the cycle, from
+    the events the stream caught up with, not by a failed commit, whose events the stream's
+    listeners (the event stream API, the dispatcher) would already have seen."""
+    other = Platform(open_store(postgres_db.url))
+    seen: list[bytes] = []
+    try:
+        for client in (platform, other):
+            client.stream.add_listener(lambda event: seen.append(event.line))
+        await platform.database.insert_one("c", {"_id": "c", "n": 0})
+        await asyncio.gather(
+            *(
+                client.database.update_one("c", {"_id": "c"}, {"$inc": {"n": 1}})
+                for _ in range(15)
+                for client in (platform, other)
+            )
+        )
+        committed = await table(platform)._fetch(
+            "SELECT line FROM platform.log_lines WHERE log = 'events'", []
+        )
+        lines = {bytes(row["line"]) for row in committed}
+        assert [line for line in seen if line not in lines] == []
+        assert (await other.database.find_one("c", {"_id": "c"}) or {})["n"] == 30
     finally:
         other.close()
