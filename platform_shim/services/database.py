@@ -15,7 +15,8 @@ database in their commit (``dbrows.py``): this process then keeps no document at
 The fold itself (collections, their indexes, the unique checks) is ``dbstate.py``.
 
 Size (over 400 lines, on purpose): the service API and the plans its writes make inside the
-commit cycle are one write path; splitting it would split each write.
+commit cycle are one write path; splitting it would split each write. The shapes a caller
+passes and gets (filters with ``id``, their copies) are ``dbshape.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.services.dbindex import Index, parse_index_spec
 from platform_shim.services.dbrows import RowWrites
+from platform_shim.services.dbshape import check_collection, normalize_filter, page, public, with_id
 from platform_shim.services.dbstate import Collection, DbState
 from platform_shim.services.query import (
     apply_projection,
@@ -59,70 +61,6 @@ class CollectionStats:
     indexes: int
 
 
-def _check_collection(name: object) -> str:
-    if not isinstance(name, str) or not name or len(name) > 256:
-        raise ValueError(
-            f"collection name must be a non-empty string of at most 256 characters, not {name!r}"
-        )
-    return name
-
-
-def _normalize_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Let ``id`` stand for ``_id`` at the top level (and inside ``$and``/``$or``)."""
-    if filter is None:
-        return {}
-    if not isinstance(filter, Mapping):
-        raise ValueError(f"a filter must be an object, not {filter!r}")
-    out: dict[str, Any] = {}
-    extra: list[dict[str, Any]] = []
-    for key, value in filter.items():
-        if key in ("$and", "$or") and isinstance(value, list):
-            value = [
-                _normalize_filter(item) if isinstance(item, Mapping) else item for item in value
-            ]
-        if key == "id":
-            if "_id" in filter:
-                extra.append({"_id": value})
-                continue
-            key = "_id"
-        out[key] = value
-    if extra:
-        out = {"$and": [out, *extra]}
-    return out
-
-
-def _public(doc: Doc, projection: Mapping[str, Any] | None = None) -> Doc:
-    """A caller's own copy, in the platform's shape (``id`` beside ``_id``)."""
-    copy: Doc = loads(orjson.dumps(doc))
-    if projection:
-        copy = apply_projection(copy, projection)
-    if "_id" in copy:
-        copy["id"] = copy["_id"]
-    return copy
-
-
-def _page(
-    docs: list[Doc],
-    sort: Mapping[str, int] | Sequence[tuple[str, int]] | None,
-    skip: int | None,
-    limit: int | None,
-) -> list[Doc]:
-    """``docs`` (the matches, in insertion order) sorted, skipped and limited as ``find`` says."""
-    if sort:
-        docs = sort_documents(docs, sort)
-    if skip:
-        docs = docs[skip:]
-    if limit:
-        docs = docs[:limit]
-    return docs
-
-
-def _with_id(doc: Doc) -> Doc:
-    if "_id" in doc:
-        doc["id"] = doc["_id"]
-    return doc
-
-
 class DatabaseService:
     """``platform.database`` (alias ``platform.db``)."""
 
@@ -140,7 +78,7 @@ class DatabaseService:
     # ----------------------------------------------------------------------------- reads
 
     def _select(self, coll: Collection, filter: Mapping[str, Any] | None) -> list[Doc]:
-        normalized = _normalize_filter(filter)
+        normalized = normalize_filter(filter)
         predicate = compile_filter(normalized)
         terms = equality_terms(normalized)
         candidates: Any = None
@@ -169,7 +107,7 @@ class DatabaseService:
         projection: Mapping[str, Any] | None = None,
     ) -> list[Doc]:
         """Documents matching ``filter``, sorted, skipped and limited, each the caller's copy."""
-        _check_collection(collection)
+        check_collection(collection)
         for name, value in (("limit", limit), ("skip", skip)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
@@ -184,10 +122,10 @@ class DatabaseService:
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:
-            compile_filter(_normalize_filter(filter))
+            compile_filter(normalize_filter(filter))
             return []
-        docs = _page(self._select(coll, filter), sort, skip, limit)
-        return [_public(doc, projection) for doc in docs]
+        docs = page(self._select(coll, filter), sort, skip, limit)
+        return [public(doc, projection) for doc in docs]
 
     async def _find_in_table(
         self,
@@ -199,7 +137,7 @@ class DatabaseService:
         projection: Mapping[str, Any] | None,
     ) -> list[Doc]:
         assert self._table is not None
-        normalized = _normalize_filter(filter)
+        normalized = normalize_filter(filter)
         predicate = compile_filter(normalized)  # validates; the table's answer needs no recheck
         pairs: list[tuple[str, int]] = []
         if sort:
@@ -215,8 +153,8 @@ class DatabaseService:
         found = await self._table.select(collection, normalized, pairs, skip or 0, limit or 0)
         docs: list[Doc] = [loads(body) for body in found.bodies]
         if not found.exact:
-            docs = _page([doc for doc in docs if predicate(doc)], sort, skip, limit)
-        return [_with_id(apply_projection(doc, projection) if projection else doc) for doc in docs]
+            docs = page([doc for doc in docs if predicate(doc)], sort, skip, limit)
+        return [with_id(apply_projection(doc, projection) if projection else doc) for doc in docs]
 
     async def find_one(
         self,
@@ -231,9 +169,9 @@ class DatabaseService:
 
     async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
         """How many documents match."""
-        _check_collection(collection)
+        check_collection(collection)
         if self._table is not None and "\x00" not in collection:
-            normalized = _normalize_filter(filter)
+            normalized = normalize_filter(filter)
             predicate = compile_filter(normalized)
             counted = await self._table.count(collection, normalized)
             if counted is not None:
@@ -243,7 +181,7 @@ class DatabaseService:
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:
-            compile_filter(_normalize_filter(filter))
+            compile_filter(normalize_filter(filter))
             return 0
         if not filter:
             return len(coll.docs)
@@ -261,7 +199,7 @@ class DatabaseService:
 
     async def list_indexes(self, collection: str) -> list[dict[str, Any]]:
         """Descriptors of the collection's indexes, the implicit ``_id_`` first."""
-        _check_collection(collection)
+        check_collection(collection)
         out: list[dict[str, Any]] = [
             {
                 "collection": collection,
@@ -289,7 +227,7 @@ class DatabaseService:
         run it every time); the same name with another definition is a ``ValueError``. A unique
         index that documents already violate raises ``DuplicateKey`` and creates nothing.
         """
-        _check_collection(collection)
+        check_collection(collection)
         if self._rows is not None:
             return await self._rows.create_index(collection, spec)
         descriptor = parse_index_spec(collection, spec)
@@ -331,7 +269,7 @@ class DatabaseService:
 
     async def drop_index(self, collection: str, name: str) -> bool:
         """Drop the index ``name``; False (and nothing written) when there is no such index."""
-        _check_collection(collection)
+        check_collection(collection)
         if not isinstance(name, str) or not name:
             raise ValueError(f"index name must be a non-empty string, not {name!r}")
         if name == "_id_":
@@ -419,7 +357,7 @@ class DatabaseService:
 
     async def insert_one(self, collection: str, document: Mapping[str, Any]) -> str:
         """Insert a document; returns its ``_id``."""
-        _check_collection(collection)
+        check_collection(collection)
         doc = self._prepare_doc(collection, document)
         if self._rows is not None:
             await self._rows.insert(collection, [doc])
@@ -431,7 +369,7 @@ class DatabaseService:
         self, collection: str, documents: Sequence[Mapping[str, Any]]
     ) -> list[str]:
         """Insert several documents, all or none; returns their ids."""
-        _check_collection(collection)
+        check_collection(collection)
         if not isinstance(documents, list | tuple):
             raise ValueError(f"insert_many needs a list of documents, not {documents!r}")
         docs = [self._prepare_doc(collection, document) for document in documents]
@@ -448,11 +386,11 @@ class DatabaseService:
         update: Mapping[str, Any],
         many: bool,
     ) -> dict[str, int]:
-        _check_collection(collection)
+        check_collection(collection)
         if not isinstance(update, Mapping):
             raise ValueError(f"an update must be an object, not {update!r}")
         updater = compile_update(update)  # validates operators before the cycle
-        normalized = _normalize_filter(filter)
+        normalized = normalize_filter(filter)
         compile_filter(normalized)
         counts = {"matched": 0, "modified": 0}
         if self._rows is not None:
@@ -503,8 +441,8 @@ class DatabaseService:
     async def _delete(
         self, collection: str, filter: Mapping[str, Any] | None, many: bool
     ) -> dict[str, int]:
-        _check_collection(collection)
-        normalized = _normalize_filter(filter)
+        check_collection(collection)
+        normalized = normalize_filter(filter)
         compile_filter(normalized)
         counts = {"deleted": 0}
         if self._rows is not None:
