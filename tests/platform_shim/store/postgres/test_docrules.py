@@ -252,3 +252,25 @@ async def test_racing_updates_show_listeners_only_committed_events(
         assert (await other.database.find_one("c", {"_id": "c"}) or {})["n"] == 30
     finally:
         other.close()
+
+
+async def test_a_partial_unique_index_holds_for_the_documents_it_covers(
+    platform: Platform,
+) -> None:
+    db = platform.database
+    spec = {"keys": {"e": 1}, "unique": True, "partial": {"on": True}, "name": "live_e"}
+    await db.create_index("p", spec)
+    await db.insert_many(
+        "p", [{"e": "x", "on": False}, {"e": "x"}, {"_id": "a", "e": "x", "on": True}]
+    )
+    with pytest.raises(DuplicateKey):
+        await db.insert_one("p", {"e": "x", "on": True})
+    with pytest.raises(DuplicateKey):  # the database's check, past the service's
+        await raw(
+            platform, "db.document.created", "p", "b", {"doc": {"_id": "b", "e": "x", "on": True}}
+        )
+    await db.update_one("p", {"_id": "a"}, {"$set": {"on": False}})
+    await db.insert_one("p", {"e": "x", "on": True})
+    assert await db.count("p", {"e": "x"}) == 4
+    with pytest.raises(ValueError, match="PostgreSQL can evaluate"):
+        await db.create_index("p", {**spec, "name": "nul", "partial": {"n": "a\x00b"}})
