@@ -61,6 +61,11 @@ class CollectionStats:
     indexes: int
 
 
+def _names_id(document: Mapping[str, Any]) -> bool:
+    """The caller chose the document's id (one we generate cannot clash)."""
+    return "_id" in document or "id" in document
+
+
 class DatabaseService:
     """``platform.database`` (alias ``platform.db``)."""
 
@@ -360,7 +365,7 @@ class DatabaseService:
         check_collection(collection)
         doc = self._prepare_doc(collection, document)
         if self._rows is not None:
-            await self._rows.insert(collection, [doc])
+            await self._rows.insert(collection, [doc], given=_names_id(document))
             return str(doc["_id"])
         await self._write(collection, lambda coll: [(None, doc)])
         return str(doc["_id"])
@@ -374,7 +379,8 @@ class DatabaseService:
             raise ValueError(f"insert_many needs a list of documents, not {documents!r}")
         docs = [self._prepare_doc(collection, document) for document in documents]
         if docs and self._rows is not None:
-            await self._rows.insert(collection, docs)
+            given = any(_names_id(document) for document in documents)
+            await self._rows.insert(collection, docs, given=given)
         elif docs:
             await self._write(collection, lambda coll: [(None, doc) for doc in docs])
         return [str(doc["_id"]) for doc in docs]

@@ -8,7 +8,8 @@ text), and the database, not this process, decides whether it may commit
 of the write is applied. A stale plan is read and planned again (at most ``MAX_REPLANS``
 times), so two hosts updating one document lose no update. Keys a write would clash on are
 looked up before the cycle too, so a plain duplicate is refused without a failed commit (which
-costs the log a reload); and in the cycle, where the stream has caught up with every committed
+costs the log a reload), when one is possible: an ``_id`` the caller chose, a collection with
+a unique index (known per collection, forgotten when the stream shows an index change); and in the cycle, where the stream has caught up with every committed
 write, a write whose documents an event since its read touched is refused there (its window of
 recent events, when it reaches back that far): a failed commit has already shown its events to
 the stream's listeners, so the commit's check is kept for what only the database can see (a
@@ -31,7 +32,7 @@ from platform_shim.errors import DuplicateKey, StaleWrite
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.services.dbindex import parse_index_spec
 from platform_shim.services.query import compile_filter, equality_terms
-from platform_shim.services.stream import EventSpec, EventStream
+from platform_shim.services.stream import EventSpec, EventStream, StreamEvent
 from platform_shim.store.protocol import DocumentTable
 
 __all__ = ["MAX_REPLANS", "RowWrites"]
@@ -60,6 +61,29 @@ class RowWrites:
         self._stream = stream
         self._table = table
         self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        # Whether a collection has a unique index, as last read (one flag per collection, not
+        # per document). Only the pre-check trusts it: the commit's check is the database's.
+        self._unique: dict[str, asyncio.Future[bool]] = {}
+        stream.add_listener(self._heard)
+
+    def _heard(self, event: StreamEvent) -> None:
+        if event.r == "db" and event.t in ("db.index.created", "db.index.dropped"):
+            self._unique.pop(event.ns or "", None)
+
+    async def _has_unique(self, collection: str) -> bool:
+        known = self._unique.get(collection)
+        if known is None:  # one read for every write waiting on it
+            known = self._unique[collection] = asyncio.ensure_future(self._read_unique(collection))
+        try:
+            return await asyncio.shield(known)
+        except Exception:
+            if self._unique.get(collection) is known:
+                del self._unique[collection]
+            raise
+
+    async def _read_unique(self, collection: str) -> bool:
+        found = [loads(text) for text in await self._table.indexes(collection)]
+        return any(index.get("unique") for index in found)
 
     @contextlib.asynccontextmanager
     async def _turn(self, collection: str, normalized: Mapping[str, Any]) -> AsyncIterator[None]:
@@ -104,7 +128,8 @@ class RowWrites:
 
         await self._stream.submit_batch(plan)
 
-    async def insert(self, collection: str, docs: list[Doc]) -> None:
+    async def insert(self, collection: str, docs: list[Doc], *, given: bool) -> None:
+        """Insert ``docs``; ``given``: some ``_id`` is the caller's (else none can clash)."""
         _check_name(collection)
         seen: set[str] = set()
         for doc in docs:
@@ -118,9 +143,10 @@ class RowWrites:
                 if t != "db.document.deleted":
                     raise DuplicateKey(collection, "_id_", doc_id)
 
-        clash = await self._table.clash(collection, docs, new=True)
-        if clash is not None:
-            raise DuplicateKey(collection, clash[0], clash[1])
+        if given or await self._has_unique(collection):
+            clash = await self._table.clash(collection, docs, new=True)
+            if clash is not None:
+                raise DuplicateKey(collection, clash[0], clash[1])
         await self._submit(
             [
                 (
@@ -132,7 +158,7 @@ class RowWrites:
                 )
                 for doc in docs
             ],
-            check,
+            check if given else None,
         )
 
     async def change(
@@ -170,7 +196,7 @@ class RowWrites:
                     data = b'{"doc":' + orjson.dumps(new) + b',"before":' + before + b"}"
                     specs.append(("db.document.updated", "db", collection, doc["_id"], data))
                     written.append(new)
-            if written:
+            if written and await self._has_unique(collection):
                 clash = await self._table.clash(collection, written, new=False)
                 if clash is not None:
                     raise DuplicateKey(collection, clash[0], clash[1])
