@@ -20,7 +20,9 @@ from platform_shim.errors import DuplicateKey, StaleWrite
 from platform_shim.platform import Platform
 from platform_shim.services.dbindex import Index, parse_index_spec
 from platform_shim.store import open_store
+from platform_shim.store.postgres.connect import connect
 from platform_shim.store.postgres.documents import PostgresDocuments
+from platform_shim.store.postgres.schema import MIGRATIONS, migrate
 from tests.support.postgres import PostgresDatabase
 
 
@@ -274,3 +276,38 @@ async def test_a_partial_unique_index_holds_for_the_documents_it_covers(
     assert await db.count("p", {"e": "x"}) == 4
     with pytest.raises(ValueError, match="PostgreSQL can evaluate"):
         await db.create_index("p", {**spec, "name": "nul", "partial": {"n": "a\x00b"}})
+
+
+async def test_the_migration_files_the_keys_of_existing_unique_indexes(
+    postgres_db: PostgresDatabase,
+) -> None:
+    conn = await connect(postgres_db.url)
+    try:
+        await migrate(conn, MIGRATIONS[:4])
+        await conn.execute("INSERT INTO platform.collections VALUES ('p')")
+        for n, body in enumerate(['{"_id":"a","e":"x"}', '{"_id":"b","e":["y","z"]}'], 1):
+            await conn.execute(
+                "INSERT INTO platform.documents VALUES ('p', $1, $2, $3::json, $3::jsonb)",
+                orjson.loads(body)["_id"], n, body,
+            )  # fmt: skip
+        for name, spec in [
+            ("by_e", {"keys": {"e": 1}, "unique": True}),
+            ("part", {"keys": {"e": 1}, "unique": True, "partial": {"on": True}}),
+        ]:
+            descriptor = orjson.dumps(parse_index_spec("p", {**spec, "name": name})).decode()
+            await conn.execute(
+                "INSERT INTO platform.document_indexes VALUES ('p', $1, $2::json)", name, descriptor
+            )
+        await migrate(conn)
+        keys = await conn.fetch("SELECT name, id FROM platform.document_keys ORDER BY id, key")
+        assert [(r["name"], r["id"]) for r in keys] == [("by_e", "a")] + [("by_e", "b")] * 3
+        flags = await conn.fetch("SELECT name, is_unique FROM platform.document_indexes")
+        assert {r["name"]: r["is_unique"] for r in flags} == {"by_e": True, "part": False}
+    finally:
+        await conn.close()
+    platform = Platform(open_store(postgres_db.url))
+    try:
+        with pytest.raises(DuplicateKey):
+            await raw(platform, "db.document.created", "p", "c", {"doc": {"_id": "c", "e": "z"}})
+    finally:
+        platform.close()
