@@ -19,6 +19,7 @@ __all__ = [
     "NonDeterminismError",
     "PlatformError",
     "RunIdConflict",
+    "StaleWrite",
     "StepFailed",
     "StepOutputTooLarge",
     "StepTimeout",
@@ -36,6 +37,19 @@ class PlatformError(Exception):
 
 class StoreError(PlatformError, OSError):
     """A data file could not be written or read; nothing was half-written."""
+
+
+class StaleWrite(StoreError):
+    """A document write was planned from a read another write has since changed (PostgreSQL);
+    the database service reads again and plans again, so a caller sees this only when that kept
+    failing."""
+
+    def __init__(self, collection: str, doc_id: str) -> None:
+        super().__init__(
+            None, f"document {doc_id!r} in collection {collection!r} changed while being written"
+        )
+        self.collection = collection
+        self.doc_id = doc_id
 
 
 class DataDirLocked(PlatformError):

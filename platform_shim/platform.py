@@ -56,7 +56,7 @@ class Platform:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.kv_state = KvState(store.kv_table())
-        self.db_state = DbState()
+        self.db_state = DbState(store.documents())
         self.storage_state = StorageState()
         self.queue_state = QueueState()
         self.stream = EventStream(

@@ -7,14 +7,16 @@ whichever process raced us, and raises ``DuplicateKey`` with nothing written. A 
 write (``insert_many``, ``update_many``, ``delete_many``) is validated whole before any of its
 events is written, and its events are written in one ``write``.
 
-On a store that keeps the documents queryable where they live (``Store.documents()``: the
-PostgreSQL store), reads (``find``, ``find_one``, ``count``) are answered there, with exactly the
-results evaluating the fold here would give; writes are still validated against the fold.
+On a store that keeps the documents where they live (``Store.documents()``: the PostgreSQL
+store), reads (``find``, ``find_one``, ``count``) are answered there, with exactly the results
+evaluating the fold here would give, and writes are planned from its rows and checked by the
+database in their commit (``dbrows.py``): this process then keeps no document at all.
 
 The fold itself (collections, their indexes, the unique checks) is ``dbstate.py``.
 
 Size (over 400 lines, on purpose): the service API and the plans its writes make inside the
-commit cycle are one write path; splitting it would split each write.
+commit cycle are one write path; splitting it would split each write. The shapes a caller
+passes and gets (filters with ``id``, their copies) are ``dbshape.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from platform_shim.errors import DuplicateKey
 from platform_shim.ids import new_id
 from platform_shim.jsonvalue import dumps, loads
 from platform_shim.services.dbindex import Index, parse_index_spec
+from platform_shim.services.dbrows import RowWrites
+from platform_shim.services.dbshape import check_collection, normalize_filter, page, public, with_id
 from platform_shim.services.dbstate import Collection, DbState
 from platform_shim.services.query import (
     apply_projection,
@@ -57,68 +61,9 @@ class CollectionStats:
     indexes: int
 
 
-def _check_collection(name: object) -> str:
-    if not isinstance(name, str) or not name or len(name) > 256:
-        raise ValueError(
-            f"collection name must be a non-empty string of at most 256 characters, not {name!r}"
-        )
-    return name
-
-
-def _normalize_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Let ``id`` stand for ``_id`` at the top level (and inside ``$and``/``$or``)."""
-    if filter is None:
-        return {}
-    if not isinstance(filter, Mapping):
-        raise ValueError(f"a filter must be an object, not {filter!r}")
-    out: dict[str, Any] = {}
-    extra: list[dict[str, Any]] = []
-    for key, value in filter.items():
-        if key in ("$and", "$or") and isinstance(value, list):
-            value = [
-                _normalize_filter(item) if isinstance(item, Mapping) else item for item in value
-            ]
-        if key == "id":
-            if "_id" in filter:
-                extra.append({"_id": value})
-                continue
-            key = "_id"
-        out[key] = value
-    if extra:
-        out = {"$and": [out, *extra]}
-    return out
-
-
-def _public(doc: Doc, projection: Mapping[str, Any] | None = None) -> Doc:
-    """A caller's own copy, in the platform's shape (``id`` beside ``_id``)."""
-    copy: Doc = loads(orjson.dumps(doc))
-    if projection:
-        copy = apply_projection(copy, projection)
-    if "_id" in copy:
-        copy["id"] = copy["_id"]
-    return copy
-
-
-def _page(
-    docs: list[Doc],
-    sort: Mapping[str, int] | Sequence[tuple[str, int]] | None,
-    skip: int | None,
-    limit: int | None,
-) -> list[Doc]:
-    """``docs`` (the matches, in insertion order) sorted, skipped and limited as ``find`` says."""
-    if sort:
-        docs = sort_documents(docs, sort)
-    if skip:
-        docs = docs[skip:]
-    if limit:
-        docs = docs[:limit]
-    return docs
-
-
-def _with_id(doc: Doc) -> Doc:
-    if "_id" in doc:
-        doc["id"] = doc["_id"]
-    return doc
+def _names_id(document: Mapping[str, Any]) -> bool:
+    """The caller chose the document's id (one we generate cannot clash)."""
+    return "_id" in document or "id" in document
 
 
 class DatabaseService:
@@ -133,11 +78,12 @@ class DatabaseService:
         # answered there, exactly as ``_select`` would answer them here. (A collection whose
         # name holds a \x00, which SQL text cannot, is still read from the fold.)
         self._table = documents
+        self._rows = RowWrites(stream, documents) if documents is not None else None
 
     # ----------------------------------------------------------------------------- reads
 
     def _select(self, coll: Collection, filter: Mapping[str, Any] | None) -> list[Doc]:
-        normalized = _normalize_filter(filter)
+        normalized = normalize_filter(filter)
         predicate = compile_filter(normalized)
         terms = equality_terms(normalized)
         candidates: Any = None
@@ -166,7 +112,7 @@ class DatabaseService:
         projection: Mapping[str, Any] | None = None,
     ) -> list[Doc]:
         """Documents matching ``filter``, sorted, skipped and limited, each the caller's copy."""
-        _check_collection(collection)
+        check_collection(collection)
         for name, value in (("limit", limit), ("skip", skip)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
@@ -181,10 +127,10 @@ class DatabaseService:
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:
-            compile_filter(_normalize_filter(filter))
+            compile_filter(normalize_filter(filter))
             return []
-        docs = _page(self._select(coll, filter), sort, skip, limit)
-        return [_public(doc, projection) for doc in docs]
+        docs = page(self._select(coll, filter), sort, skip, limit)
+        return [public(doc, projection) for doc in docs]
 
     async def _find_in_table(
         self,
@@ -196,7 +142,7 @@ class DatabaseService:
         projection: Mapping[str, Any] | None,
     ) -> list[Doc]:
         assert self._table is not None
-        normalized = _normalize_filter(filter)
+        normalized = normalize_filter(filter)
         predicate = compile_filter(normalized)  # validates; the table's answer needs no recheck
         pairs: list[tuple[str, int]] = []
         if sort:
@@ -204,8 +150,7 @@ class DatabaseService:
                 sort_documents([], sort)  # validates
             except ValueError:
                 # The fold checks a sort only on a collection it has; answer as it does.
-                self._stream.fresh()
-                if collection not in self._state.collections:
+                if all(name != collection for name, _, _ in await self._table.stats()):
                     return []
                 raise
             items = sort.items() if isinstance(sort, Mapping) else sort
@@ -213,8 +158,8 @@ class DatabaseService:
         found = await self._table.select(collection, normalized, pairs, skip or 0, limit or 0)
         docs: list[Doc] = [loads(body) for body in found.bodies]
         if not found.exact:
-            docs = _page([doc for doc in docs if predicate(doc)], sort, skip, limit)
-        return [_with_id(apply_projection(doc, projection) if projection else doc) for doc in docs]
+            docs = page([doc for doc in docs if predicate(doc)], sort, skip, limit)
+        return [with_id(apply_projection(doc, projection) if projection else doc) for doc in docs]
 
     async def find_one(
         self,
@@ -229,9 +174,9 @@ class DatabaseService:
 
     async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
         """How many documents match."""
-        _check_collection(collection)
+        check_collection(collection)
         if self._table is not None and "\x00" not in collection:
-            normalized = _normalize_filter(filter)
+            normalized = normalize_filter(filter)
             predicate = compile_filter(normalized)
             counted = await self._table.count(collection, normalized)
             if counted is not None:
@@ -241,7 +186,7 @@ class DatabaseService:
         self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is None:
-            compile_filter(_normalize_filter(filter))
+            compile_filter(normalize_filter(filter))
             return 0
         if not filter:
             return len(coll.docs)
@@ -249,6 +194,8 @@ class DatabaseService:
 
     async def collection_stats(self) -> list[CollectionStats]:
         """Every collection (an emptied one too), by name, with its sizes."""
+        if self._rows is not None:
+            return [CollectionStats(n, docs, idx + 1) for n, docs, idx in await self._rows.stats()]
         self._stream.fresh()
         return [
             CollectionStats(name, len(coll.docs), len(coll.indexes) + 1)
@@ -257,8 +204,7 @@ class DatabaseService:
 
     async def list_indexes(self, collection: str) -> list[dict[str, Any]]:
         """Descriptors of the collection's indexes, the implicit ``_id_`` first."""
-        _check_collection(collection)
-        self._stream.fresh()
+        check_collection(collection)
         out: list[dict[str, Any]] = [
             {
                 "collection": collection,
@@ -269,6 +215,10 @@ class DatabaseService:
                 "kind": "document",
             }
         ]
+        if self._rows is not None:
+            out.extend(await self._rows.list_indexes(collection))
+            return out
+        self._stream.fresh()
         coll = self._state.collections.get(collection)
         if coll is not None:
             out.extend(loads(orjson.dumps(index.descriptor)) for index in coll.indexes.values())
@@ -282,7 +232,9 @@ class DatabaseService:
         run it every time); the same name with another definition is a ``ValueError``. A unique
         index that documents already violate raises ``DuplicateKey`` and creates nothing.
         """
-        _check_collection(collection)
+        check_collection(collection)
+        if self._rows is not None:
+            return await self._rows.create_index(collection, spec)
         descriptor = parse_index_spec(collection, spec)
         name: str = descriptor["name"]
         body = b'{"index":' + dumps(descriptor, f"index {name!r} on {collection!r}") + b"}"
@@ -322,11 +274,13 @@ class DatabaseService:
 
     async def drop_index(self, collection: str, name: str) -> bool:
         """Drop the index ``name``; False (and nothing written) when there is no such index."""
-        _check_collection(collection)
+        check_collection(collection)
         if not isinstance(name, str) or not name:
             raise ValueError(f"index name must be a non-empty string, not {name!r}")
         if name == "_id_":
             raise ValueError(f"the _id_ index of collection {collection!r} cannot be dropped")
+        if self._rows is not None:
+            return await self._rows.drop_index(collection, name)
         state = self._state
 
         def validate() -> bool:
@@ -408,8 +362,11 @@ class DatabaseService:
 
     async def insert_one(self, collection: str, document: Mapping[str, Any]) -> str:
         """Insert a document; returns its ``_id``."""
-        _check_collection(collection)
+        check_collection(collection)
         doc = self._prepare_doc(collection, document)
+        if self._rows is not None:
+            await self._rows.insert(collection, [doc], given=_names_id(document))
+            return str(doc["_id"])
         await self._write(collection, lambda coll: [(None, doc)])
         return str(doc["_id"])
 
@@ -417,11 +374,14 @@ class DatabaseService:
         self, collection: str, documents: Sequence[Mapping[str, Any]]
     ) -> list[str]:
         """Insert several documents, all or none; returns their ids."""
-        _check_collection(collection)
+        check_collection(collection)
         if not isinstance(documents, list | tuple):
             raise ValueError(f"insert_many needs a list of documents, not {documents!r}")
         docs = [self._prepare_doc(collection, document) for document in documents]
-        if docs:
+        if docs and self._rows is not None:
+            given = any(_names_id(document) for document in documents)
+            await self._rows.insert(collection, docs, given=given)
+        elif docs:
             await self._write(collection, lambda coll: [(None, doc) for doc in docs])
         return [str(doc["_id"]) for doc in docs]
 
@@ -432,13 +392,25 @@ class DatabaseService:
         update: Mapping[str, Any],
         many: bool,
     ) -> dict[str, int]:
-        _check_collection(collection)
+        check_collection(collection)
         if not isinstance(update, Mapping):
             raise ValueError(f"an update must be an object, not {update!r}")
         updater = compile_update(update)  # validates operators before the cycle
-        normalized = _normalize_filter(filter)
+        normalized = normalize_filter(filter)
         compile_filter(normalized)
         counts = {"matched": 0, "modified": 0}
+        if self._rows is not None:
+
+            def change(doc: Doc) -> Doc | None:
+                new, modified = updater({**doc, "id": doc["_id"]})
+                del new["id"]
+                if not modified:
+                    return doc
+                dumps(new, f"updated document {doc['_id']!r} in collection {collection!r}")
+                return new
+
+            matched, modified = await self._rows.change(collection, normalized, many, change)
+            return {"matched": matched, "modified": modified}
 
         def plan(coll: Collection) -> list[tuple[str | None, Doc | None]]:
             matched = self._select(coll, normalized)
@@ -475,10 +447,13 @@ class DatabaseService:
     async def _delete(
         self, collection: str, filter: Mapping[str, Any] | None, many: bool
     ) -> dict[str, int]:
-        _check_collection(collection)
-        normalized = _normalize_filter(filter)
+        check_collection(collection)
+        normalized = normalize_filter(filter)
         compile_filter(normalized)
         counts = {"deleted": 0}
+        if self._rows is not None:
+            matched, _ = await self._rows.change(collection, normalized, many, lambda doc: None)
+            return {"deleted": matched}
 
         def plan(coll: Collection) -> list[tuple[str | None, Doc | None]]:
             matched = self._select(coll, normalized)

@@ -6,6 +6,10 @@ every secondary index holds exactly the keys its documents file under (``dbindex
 (an update stores a new dict), so references copied for a snapshot stay as they were. The
 fold is built from the ``db`` snapshot and the ``db.*`` stream events after it; a damaged
 snapshot record costs itself, not the load.
+
+On a store that keeps the documents in rows and enforces their rules itself
+(``Store.documents()``: PostgreSQL, ``store/postgres/docrules.py``) the fold keeps nothing: no
+collection, document or index, and its snapshot is empty (the rows are the truth).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import orjson
 
 from platform_shim.errors import DuplicateKey
 from platform_shim.services.dbindex import Index, IndexKey
-from platform_shim.store.protocol import Record
+from platform_shim.store.protocol import DocumentTable, Record
 
 __all__ = ["Collection", "DbState", "Doc"]
 
@@ -97,7 +101,8 @@ class DbState:
     snapshot_name = "db"
     resource = "db"
 
-    def __init__(self) -> None:
+    def __init__(self, table: DocumentTable | None = None) -> None:
+        self.table = table  # not None: the store keeps the documents, this fold keeps none
         self.checkpoint = 0
         self.collections: dict[str, Collection] = {}
 
@@ -109,6 +114,8 @@ class DbState:
 
     def load_snapshot(self, records: Iterable[Record]) -> None:
         self.collections.clear()
+        if self.table is not None:
+            return  # the store's rows hold the documents (and this store's snapshot is empty)
         for record in records:
             name, index, doc = record.get("c"), record.get("index"), record.get("doc")
             if not isinstance(name, str) or not isinstance(index or doc, dict):
@@ -125,7 +132,7 @@ class DbState:
 
     def apply_event(self, event: Record) -> None:
         t = event["t"]
-        if not t.startswith("db."):
+        if not t.startswith("db.") or self.table is not None:
             return  # every stream event reaches every fold; only ours may name a collection
         coll = self.collection(event["ns"])
         data = event["data"]
@@ -141,6 +148,8 @@ class DbState:
     def snapshot_records(self) -> Iterator[bytes]:
         # Copied now, on the loop; serialized as read, off the loop. Documents are never changed
         # in place (an update stores a new dict), so the copied references stay as they were.
+        if self.table is not None:
+            return iter(())
         return _snapshot_lines(
             [
                 (name, [index.descriptor for index in coll.indexes.values()], dict(coll.docs))

@@ -179,6 +179,9 @@ class Selection:
     exact: bool
 
 
+Doc = dict[str, Any]
+
+
 class DocumentTable(Protocol):
     """A store that keeps the database service's documents queryable where they live (the
     PostgreSQL store); the answers equal the in-memory evaluator's (``services/query.py``)."""
@@ -195,6 +198,21 @@ class DocumentTable(Protocol):
 
     async def count(self, collection: str, filter: Mapping[str, Any]) -> int | None:
         """How many match; None when the caller must count in Python."""
+
+    async def indexes(self, collection: str) -> list[str]:
+        """The collection's index descriptors (JSON text), in the order they were created."""
+
+    async def stats(self) -> list[tuple[str, int, int]]:
+        """Every collection, by name: (name, documents, secondary indexes)."""
+
+    async def clash(
+        self, collection: str, docs: Sequence[Doc], *, new: bool
+    ) -> tuple[str, Any] | None:
+        """(index name, value) of a key one of ``docs`` would take from a document outside
+        them (``_id_`` too when ``new``), as the store holds them now; None when none does."""
+
+    def where_sql(self, partial: Mapping[str, Any]) -> str:
+        """A partial index's filter as the store evaluates it (``ValueError`` if it cannot)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -272,3 +272,39 @@ def test_a_cron_tick_starts_one_run_across_hosts_and_a_takeover(
     assert len(created) >= 4, created  # about one a second, on both sides of the takeover
     assert max(created.values()) == 1, created.most_common(3)
     assert set(completed) >= set(created) and max(completed.values()) == 1, completed
+
+
+def test_updates_racing_through_both_hosts_lose_nothing(
+    hosts: tuple[HostProcess, HostProcess],
+) -> None:
+    """Both hosts ``$inc`` one document many times at once: each host plans from the row it
+    read, the database refuses a plan whose row changed meanwhile (``docrules.py``) and the
+    host plans again, so the total is every increment (no lost update)."""
+    worker = hosts[0]
+    assert worker.http.put("/api/db/counters", json={"_id": "c", "n": 0}).is_success
+    per_host, writers = 12, 3
+    go = threading.Barrier(len(hosts) * writers)
+    failures: list[str] = []
+
+    def bump(host: HostProcess) -> None:
+        with host.client() as http:
+            go.wait()
+            for _ in range(per_host):
+                answer = http.post(
+                    "/api/db/counters/update",
+                    json={"filter": {"_id": "c"}, "update": {"$inc": {"n": 1}}},
+                )
+                if answer.status_code != 200 or answer.json()["modified"] != 1:
+                    failures.append(answer.text)
+
+    threads = [
+        threading.Thread(target=bump, args=(host,)) for host in hosts for _ in range(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    for host in hosts:
+        found = host.http.post("/api/db/counters/findOne", json={"_id": "c"})
+        assert found.json()["n"] == per_host * writers * len(hosts), found.text

@@ -35,7 +35,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["NotCompilable", "Params", "compile_order", "compile_where", "literal"]
+__all__ = [
+    "InlineParams",
+    "NotCompilable",
+    "Params",
+    "compile_order",
+    "compile_where",
+    "literal",
+]
 
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -61,6 +68,21 @@ class Params:
     def json(self, value: Any) -> str:
         _check_value(value)
         return self.add(orjson.dumps(value).decode()) + "::jsonb"
+
+
+class InlineParams(Params):
+    """Parameters written into the SQL as literals: for an expression stored to be evaluated
+    later (a partial index's filter, ``docrules.py``), which has no parameters to bind."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def add(self, value: Any) -> str:
+        if isinstance(value, str):
+            return literal(value)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return "ARRAY[" + ",".join(literal(item) for item in value) + "]::text[]"
+        raise NotCompilable(f"no literal for {value!r}")
 
 
 def _check_value(value: Any) -> None:

@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from platform_shim.store.postgres.docfilter import (
+    InlineParams,
     NotCompilable,
     Params,
     compile_order,
@@ -34,6 +37,22 @@ _ODD = "EXISTS (SELECT 1 FROM platform.documents u WHERE u.coll = $1 AND u.doc I
 
 
 _BIGINT = 2**63 - 1
+
+# The first key any of the documents $3 (JSON texts; ids $2) would take from a document outside
+# them: their _id (when $4) or a unique index's key (docrules.py computes the keys).
+_CLASH = """
+(SELECT '_id_' AS name, to_jsonb(d.id) AS value FROM platform.documents d
+ WHERE $4 AND d.coll = $1 AND d.id = ANY($2::text[]) LIMIT 1)
+UNION ALL
+(SELECT i.name, k.value
+ FROM platform.document_indexes i, unnest($3::text[]) AS x(t),
+      platform.document_keys_of(x.t::jsonb, x.t::jsonb ->> '_id', i.descriptor, i.where_sql) k
+ WHERE i.coll = $1 AND i.is_unique AND EXISTS (
+     SELECT 1 FROM platform.document_keys dk
+     WHERE dk.coll = $1 AND dk.name = i.name AND dk.key = k.key AND NOT dk.id = ANY($2::text[]))
+ LIMIT 1)
+LIMIT 1
+"""
 
 
 class PostgresDocuments:
@@ -121,3 +140,46 @@ class PostgresDocuments:
             params.values,
         )
         return None if rows[0]["odd"] else int(rows[0]["n"])
+
+    # ------------------------------------------------------------- what writes read first
+
+    async def indexes(self, collection: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT i.descriptor FROM platform.document_indexes i WHERE i.coll = $1"
+            ' ORDER BY i.created NULLS FIRST, i.name COLLATE "C"',
+            [collection],
+        )
+        return [row["descriptor"] for row in rows]
+
+    async def stats(self) -> list[tuple[str, int, int]]:
+        rows = await self._fetch(
+            "SELECT c.coll,"
+            " (SELECT count(*) FROM platform.documents d WHERE d.coll = c.coll) AS docs,"
+            " (SELECT count(*) FROM platform.document_indexes i WHERE i.coll = c.coll) AS idx"
+            ' FROM platform.collections c ORDER BY c.coll COLLATE "C"',
+            [],
+        )
+        return [(row["coll"], int(row["docs"]), int(row["idx"])) for row in rows]
+
+    async def clash(
+        self, collection: str, docs: Sequence[dict[str, Any]], *, new: bool
+    ) -> tuple[str, Any] | None:
+        """See ``DocumentTable.clash``. A document ``jsonb`` cannot hold files no keys
+        (``docrules.py``), so it is left out of the key check."""
+        ids = [str(doc["_id"]) for doc in docs]
+        texts = [orjson.dumps(doc).decode() for doc in docs]
+        rows = await self._fetch(
+            _CLASH, [collection, ids, [t for t in texts if "\\u0000" not in t], new]
+        )
+        if not rows:
+            return None
+        value = rows[0]["value"]
+        return str(rows[0]["name"]), orjson.loads(value) if value is not None else None
+
+    def where_sql(self, partial: Mapping[str, Any]) -> str:
+        try:
+            return compile_where(partial, InlineParams())
+        except NotCompilable as exc:
+            raise ValueError(
+                f"a unique partial index's filter must be one PostgreSQL can evaluate ({exc})"
+            ) from None

@@ -6,7 +6,11 @@ mismatch, both versions, so an operator can act on the one line the CLI prints.
 
 from __future__ import annotations
 
-from platform_shim.errors import PlatformError
+from typing import Any
+
+import orjson
+
+from platform_shim.errors import DuplicateKey, PlatformError, StaleWrite
 
 __all__ = [
     "BadStoreUrl",
@@ -15,6 +19,7 @@ __all__ = [
     "PostgresStoreError",
     "SchemaTooNew",
     "StoreUnreachable",
+    "refusal",
 ]
 
 
@@ -49,3 +54,30 @@ class SchemaTooNew(PostgresStoreError):
 
 class MigrationFailed(PostgresStoreError):
     """A migration's SQL failed; the whole migration transaction was rolled back."""
+
+
+REFUSALS = ("PD001", "PD002", "PD003")
+"""The SQLSTATEs of the document rules' refusals (``docrules.py``)."""
+
+
+def refusal(exc: BaseException) -> Exception | None:
+    """The service's error for a commit the document rules refused, or None for any other
+    failure: ``DuplicateKey`` (PD001), ``StaleWrite`` (PD002), ``ValueError`` (PD003)."""
+    code = getattr(exc, "sqlstate", None)
+    if code not in REFUSALS:
+        return None
+    try:
+        detail: Any = orjson.loads(getattr(exc, "detail", None) or b"null")
+    except orjson.JSONDecodeError:
+        detail = None
+    if not isinstance(detail, dict):
+        return None
+    collection = str(detail.get("collection"))
+    if code == "PD001":
+        return DuplicateKey(collection, str(detail.get("index")), detail.get("value"))
+    if code == "PD002":
+        return StaleWrite(collection, str(detail.get("id")))
+    return ValueError(
+        f"collection {collection!r} already has an index named {detail.get('index')!r} "
+        f"with another definition: {detail.get('descriptor')}"
+    )

@@ -19,7 +19,10 @@ Invariants (the contract's, as this table keeps them):
   records (group commit).
 - **The state only keeps committed records.** Applies run before the commit (the next prepare
   must see the previous one's record); if the commit fails, the log replays from the database
-  and every submission of that cycle fails with ``StoreError``.
+  and every submission of that cycle fails with ``StoreError``, except when the database
+  refused a document write (``docrules.py``): then each of the cycle's submissions is prepared
+  again in a cycle of its own, so only the offending one fails, with the service's error
+  (``DuplicateKey``, ``StaleWrite``, ``ValueError``).
 - **Compaction keeps every append.** ``rewrite`` writes the live lines as the next generation
   while appends go on, then, with the row locked, copies what was appended meanwhile after them
   and flips the generation in one transaction; a reader that sees a new generation replays it.
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import bulk_load
+from platform_shim.store.postgres.errors import refusal
 from platform_shim.store.protocol import Consumer, Prepare
 from platform_shim.store.turns import OncePerTurn, apply_line
 
@@ -95,13 +99,14 @@ def _rows(found: list[asyncpg.Record]) -> tuple[int, Rows]:
 
 
 class _Submission:
-    __slots__ = ("durable", "future", "prepare", "result")
+    __slots__ = ("durable", "future", "prepare", "result", "solo")
 
     def __init__(self, prepare: Prepare[Any], future: asyncio.Future[Any], durable: bool) -> None:
         self.prepare = prepare
         self.future = future
         self.durable = durable
         self.result: Any = None
+        self.solo = False  # retried in a cycle of its own (its batch was refused)
 
 
 class PostgresLog(OncePerTurn):
@@ -216,8 +221,11 @@ class PostgresLog(OncePerTurn):
         try:
             while not self._swapping:
                 if self._queue:
-                    batch = list(self._queue)
-                    self._queue.clear()
+                    if self._queue[0].solo:
+                        batch = [self._queue.popleft()]
+                    else:
+                        batch = list(self._queue)
+                        self._queue.clear()
                     await self._commit(batch)
                 elif self._held and self._release_due:
                     await self._release()
@@ -303,19 +311,33 @@ class PostgresLog(OncePerTurn):
             try:
                 await self._leave(generation, self._position + 1, lines, durable, keep=keep)
             except Exception as exc:
-                self._drop_writer()
+                refused = refusal(exc)
+                # A refusal leaves the session sound and the lock ours (the unlock after the
+                # COMMIT never ran): end its transaction and keep both, so the retries below
+                # need no new connection. Any other failure ends the session.
+                if refused is None or not await self._roll_back():
+                    self._drop_writer()
                 self._busy = False
                 self._reload()
-                _fail(done, self._error("could not commit", exc))
+                if self._held:
+                    self._lease()
+                completed = True
+                if refused is not None and len(done) > 1:
+                    # One write broke a document rule: the others must not fail with it. Each
+                    # is prepared again, against the state as committed, in a cycle of its own
+                    # (only stream submissions reach the events log, and preparing one again
+                    # is what a later cycle would do).
+                    for sub in reversed(done):
+                        sub.solo = True
+                        self._queue.appendleft(sub)
+                    return
+                _fail(done, refused or self._error("could not commit", exc))
                 return
             self._position += len(lines)
             self._size += sum(len(line) + 1 for line in lines)
             self._held = keep
             if keep:
-                if self._grace is not None:
-                    self._grace.cancel()
-                self._release_due = False
-                self._grace = self.loop.call_later(LEASE_GRACE_S, self._grace_over)
+                self._lease()
             completed = True
         finally:
             self._busy = False
@@ -326,6 +348,26 @@ class PostgresLog(OncePerTurn):
         for sub in done:
             if not sub.future.done():
                 sub.future.set_result(sub.result)
+
+    def _lease(self) -> None:
+        """Keep the log's lock for a grace period, for the next cycle."""
+        assert self.loop is not None
+        if self._grace is not None:
+            self._grace.cancel()
+        self._release_due = False
+        self._grace = self.loop.call_later(LEASE_GRACE_S, self._grace_over)
+
+    async def _roll_back(self) -> bool:
+        """End a refused commit's transaction on the writer's session; False if that failed
+        (the caller then ends the session)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            await conn.execute("ROLLBACK")
+        except Exception:
+            return False
+        return True
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(None, f"{what} to log {self.name!r} on {self._store.location}: {exc}")

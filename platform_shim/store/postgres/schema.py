@@ -57,6 +57,9 @@ Version 3 (``docschema.py``) replaces version 1's unused ``documents`` and ``doc
 with the document database's rows, kept by a trigger on the ``events`` log's lines.
 Version 4 (``kvschema.py``) replaces version 1's unused ``kv`` with the KV store's rows
 (``kv_entries``), kept the same way.
+Version 5 (``docrules.py``) makes that trigger enforce the document database's rules (a unique
+``_id`` and unique indexes, through ``document_keys``; an update or delete planned from a stale
+read), so a host validates no document write in memory.
 
 Size (over 400 lines, on purpose): most of it is the SQL of the migrations, which reads best
 beside the runner that applies them and the table list above.
@@ -67,6 +70,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from platform_shim.store.postgres.docrules import V5
 from platform_shim.store.postgres.docschema import V3
 from platform_shim.store.postgres.errors import MigrationFailed, SchemaTooNew
 from platform_shim.store.postgres.kvschema import V4
@@ -346,6 +350,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "the store contract: logs, snapshots, blobs, archive, worker", _V2),
     Migration(3, "documents and their indexes as rows, kept by a trigger on the events log", V3),
     Migration(4, "KV entries as rows, kept by a trigger on the events log", V4),
+    Migration(5, "document writes checked by the database: ids, unique keys, stale plans", V5),
 )
 
 

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from platform_shim.errors import DuplicateKey
 from platform_shim.platform import Platform, open_client
 from platform_shim.testing import FakeClock
-from tests.support.eventlog import EVENT_KEYS, of_type, raw
+from tests.support.eventlog import EVENT_KEYS, raw
 
 
 @pytest.fixture(params=["folder", "postgres"])
@@ -28,6 +29,55 @@ async def on_each_store(
         database = request.getfixturevalue("postgres_db")
         client = open_client(store=database.url, clock=clock)
     yield client
+    client.close()
+
+
+class Stored:
+    """A client on a folder or on PostgreSQL, and the events log it writes, read back whole
+    (the write tests run on both: on PostgreSQL the database checks the writes)."""
+
+    def __init__(self, platform: Platform, location: Any, clock: FakeClock) -> None:
+        self.platform = platform
+        self._location = location
+        self._clock = clock
+
+    def other(self) -> Platform:
+        """A second client (another process) on the same store."""
+        if isinstance(self._location, Path):
+            return open_client(self._location, clock=self._clock)
+        return open_client(store=self._location, clock=self._clock)
+
+    async def lines(self) -> list[bytes]:
+        if isinstance(self._location, Path):
+            return raw(self._location).splitlines()
+        table: Any = self.platform.store.documents()
+        rows = await table._fetch(
+            "SELECT l.line FROM platform.log_lines l JOIN platform.logs g"
+            " ON g.name = l.log AND g.generation = l.generation"
+            " WHERE l.log = 'events' ORDER BY l.seq",
+            [],
+        )
+        return [bytes(row["line"]) for row in rows]
+
+    async def raw(self) -> bytes:
+        return b"".join(line + b"\n" for line in await self.lines())
+
+    async def of_type(self, t: str) -> list[dict[str, Any]]:
+        events = [orjson.loads(line) for line in await self.lines()]
+        return [event for event in events if event["t"] == t]
+
+
+@pytest.fixture(params=["folder", "postgres"])
+async def s(
+    request: pytest.FixtureRequest, data_dir: Path, clock: FakeClock
+) -> AsyncIterator[Stored]:
+    location: Any = data_dir
+    if request.param == "postgres":
+        location = request.getfixturevalue("postgres_db").url
+        client = open_client(store=location, clock=clock)
+    else:
+        client = open_client(data_dir, clock=clock)
+    yield Stored(client, location, clock)
     client.close()
 
 
@@ -119,53 +169,49 @@ async def test_bad_collection_name(platform: Platform, name: Any) -> None:
         await platform.db.find(name)
 
 
-async def test_duplicate_id_is_refused_and_writes_nothing(
-    platform: Platform, data_dir: Path
-) -> None:
-    await platform.db.insert_one("c", {"_id": "x", "v": 1})
-    before = raw(data_dir)
+async def test_duplicate_id_is_refused_and_writes_nothing(s: Stored) -> None:
+    await s.platform.db.insert_one("c", {"_id": "x", "v": 1})
+    before = await s.raw()
     with pytest.raises(DuplicateKey) as caught:
-        await platform.db.insert_one("c", {"_id": "x", "v": 2})
+        await s.platform.db.insert_one("c", {"_id": "x", "v": 2})
     assert caught.value.index == "_id_"
     assert caught.value.value == "x"
     assert "x" in str(caught.value)
-    assert raw(data_dir) == before
-    assert await platform.db.find("c") == [{"_id": "x", "id": "x", "v": 1}]
+    assert await s.raw() == before
+    assert await s.platform.db.find("c") == [{"_id": "x", "id": "x", "v": 1}]
     # another collection has its own ids
-    await platform.db.insert_one("d", {"_id": "x"})
+    await s.platform.db.insert_one("d", {"_id": "x"})
 
 
-async def test_insert_many_is_all_or_nothing(platform: Platform, data_dir: Path) -> None:
-    await platform.db.insert_one("c", {"_id": "taken"})
-    before = raw(data_dir)
+async def test_insert_many_is_all_or_nothing(s: Stored) -> None:
+    await s.platform.db.insert_one("c", {"_id": "taken"})
+    before = await s.raw()
     with pytest.raises(DuplicateKey):
-        await platform.db.insert_many("c", [{"_id": "n1"}, {"_id": "taken"}, {"_id": "n2"}])
+        await s.platform.db.insert_many("c", [{"_id": "n1"}, {"_id": "taken"}, {"_id": "n2"}])
     with pytest.raises(DuplicateKey):
-        await platform.db.insert_many("c", [{"_id": "n1"}, {"_id": "n2"}, {"_id": "n1"}])
+        await s.platform.db.insert_many("c", [{"_id": "n1"}, {"_id": "n2"}, {"_id": "n1"}])
     with pytest.raises(DuplicateKey):
-        await platform.db.insert_many("c", [{"id": "n3"}, {"_id": "n3"}])
-    assert raw(data_dir) == before
-    assert [d["_id"] for d in await platform.db.find("c")] == ["taken"]
-    ids = await platform.db.insert_many("c", [{"_id": "n1"}, {"v": 2}])
+        await s.platform.db.insert_many("c", [{"id": "n3"}, {"_id": "n3"}])
+    assert await s.raw() == before
+    assert [d["_id"] for d in await s.platform.db.find("c")] == ["taken"]
+    ids = await s.platform.db.insert_many("c", [{"_id": "n1"}, {"v": 2}])
     assert ids[0] == "n1"
-    assert [e["k"] for e in of_type(data_dir, "db.document.created")] == ["taken", *ids]
-    assert await platform.db.insert_many("c", []) == []
+    assert [e["k"] for e in await s.of_type("db.document.created")] == ["taken", *ids]
+    assert await s.platform.db.insert_many("c", []) == []
 
 
-async def test_concurrent_inserts_of_one_id_from_two_clients(
-    platform: Platform, data_dir: Path, clock: FakeClock
-) -> None:
-    other = open_client(data_dir, clock=clock)
+async def test_concurrent_inserts_of_one_id_from_two_clients(s: Stored) -> None:
+    other = s.other()
     try:
         results = await asyncio.gather(
-            platform.db.insert_one("c", {"_id": "same", "by": "first"}),
+            s.platform.db.insert_one("c", {"_id": "same", "by": "first"}),
             other.db.insert_one("c", {"_id": "same", "by": "second"}),
             return_exceptions=True,
         )
         assert sorted(type(r).__name__ for r in results) == ["DuplicateKey", "str"]
-        assert len(of_type(data_dir, "db.document.created")) == 1
+        assert len(await s.of_type("db.document.created")) == 1
         await asyncio.sleep(0)
-        assert await platform.db.find("c") == await other.db.find("c")
+        assert await s.platform.db.find("c") == await other.db.find("c")
     finally:
         other.close()
 
@@ -173,27 +219,27 @@ async def test_concurrent_inserts_of_one_id_from_two_clients(
 # ------------------------------------------------------------------ updates/deletes
 
 
-async def test_update_counts_and_events_carry_before(platform: Platform, data_dir: Path) -> None:
-    await platform.db.insert_many(
+async def test_update_counts_and_events_carry_before(s: Stored) -> None:
+    await s.platform.db.insert_many(
         "c", [{"_id": "a", "g": 1, "n": 0}, {"_id": "b", "g": 1, "n": 5}, {"_id": "c", "g": 2}]
     )
-    assert await platform.db.update_one("c", {"g": 1}, {"$inc": {"n": 1}}) == {
+    assert await s.platform.db.update_one("c", {"g": 1}, {"$inc": {"n": 1}}) == {
         "matched": 1,
         "modified": 1,
     }
-    assert await platform.db.update_many("c", {"g": 1}, {"$set": {"n": 5}}) == {
+    assert await s.platform.db.update_many("c", {"g": 1}, {"$set": {"n": 5}}) == {
         "matched": 2,
         "modified": 1,  # b already had n=5
     }
-    assert await platform.db.update_many("c", {"g": 9}, {"$set": {"n": 1}}) == {
+    assert await s.platform.db.update_many("c", {"g": 9}, {"$set": {"n": 1}}) == {
         "matched": 0,
         "modified": 0,
     }
-    assert await platform.db.update_one("c", {"_id": "b"}, {"$set": {"n": 5}}) == {
+    assert await s.platform.db.update_one("c", {"_id": "b"}, {"$set": {"n": 5}}) == {
         "matched": 1,
         "modified": 0,
     }
-    updated = of_type(data_dir, "db.document.updated")
+    updated = await s.of_type("db.document.updated")
     assert len(updated) == 2  # an update that changes nothing writes nothing
     first, second = updated
     assert set(first) == EVENT_KEYS
@@ -203,7 +249,12 @@ async def test_update_counts_and_events_carry_before(platform: Platform, data_di
     assert second["k"] == "a"
     assert second["data"]["before"]["n"] == 1
     assert second["data"]["doc"]["n"] == 5
-    assert await platform.db.find_one("c", {"_id": "a"}) == {"_id": "a", "id": "a", "g": 1, "n": 5}
+    assert await s.platform.db.find_one("c", {"_id": "a"}) == {
+        "_id": "a",
+        "id": "a",
+        "g": 1,
+        "n": 5,
+    }
 
 
 async def test_plain_update_with_a_read_back_document(on_each_store: Platform) -> None:
@@ -225,39 +276,37 @@ async def test_plain_update_with_a_read_back_document(on_each_store: Platform) -
         await on_each_store.db.update_one("c", {"_id": "a"}, {"$set": {"_id": "other"}})
 
 
-async def test_update_many_writes_all_or_nothing(platform: Platform, data_dir: Path) -> None:
-    await platform.db.insert_many("c", [{"_id": "a", "v": 1}, {"_id": "b", "v": "text"}])
-    before = raw(data_dir)
+async def test_update_many_writes_all_or_nothing(s: Stored) -> None:
+    await s.platform.db.insert_many("c", [{"_id": "a", "v": 1}, {"_id": "b", "v": "text"}])
+    before = await s.raw()
     with pytest.raises(ValueError, match=r"\$inc"):
-        await platform.db.update_many("c", {}, {"$inc": {"v": 1}})
-    assert raw(data_dir) == before
-    assert [d["v"] for d in await platform.db.find("c")] == [1, "text"]
+        await s.platform.db.update_many("c", {}, {"$inc": {"v": 1}})
+    assert await s.raw() == before
+    assert [d["v"] for d in await s.platform.db.find("c")] == [1, "text"]
 
 
-async def test_deletes(platform: Platform, data_dir: Path) -> None:
-    await platform.db.insert_many("c", [{"_id": str(i), "odd": i % 2 == 1} for i in range(6)])
-    assert await platform.db.delete_one("c", {"odd": True}) == {"deleted": 1}
-    assert [d["_id"] for d in await platform.db.find("c")] == ["0", "2", "3", "4", "5"]
-    assert await platform.db.delete_many("c", {"odd": True}) == {"deleted": 2}
-    before = raw(data_dir)
-    assert await platform.db.delete_many("c", {"odd": True}) == {"deleted": 0}
-    assert await platform.db.delete_one("c", {"_id": "nope"}) == {"deleted": 0}
-    assert raw(data_dir) == before
-    deleted = of_type(data_dir, "db.document.deleted")
+async def test_deletes(s: Stored) -> None:
+    await s.platform.db.insert_many("c", [{"_id": str(i), "odd": i % 2 == 1} for i in range(6)])
+    assert await s.platform.db.delete_one("c", {"odd": True}) == {"deleted": 1}
+    assert [d["_id"] for d in await s.platform.db.find("c")] == ["0", "2", "3", "4", "5"]
+    assert await s.platform.db.delete_many("c", {"odd": True}) == {"deleted": 2}
+    before = await s.raw()
+    assert await s.platform.db.delete_many("c", {"odd": True}) == {"deleted": 0}
+    assert await s.platform.db.delete_one("c", {"_id": "nope"}) == {"deleted": 0}
+    assert await s.raw() == before
+    deleted = await s.of_type("db.document.deleted")
     assert [e["k"] for e in deleted] == ["1", "3", "5"]
     assert deleted[0]["data"] == {"doc": None, "before": {"_id": "1", "odd": True}}
-    assert await platform.db.delete_many("c", {}) == {"deleted": 3}
-    assert await platform.db.count("c") == 0
+    assert await s.platform.db.delete_many("c", {}) == {"deleted": 3}
+    assert await s.platform.db.count("c") == 0
     # an id can be used again once its document is gone
-    await platform.db.insert_one("c", {"_id": "1"})
+    await s.platform.db.insert_one("c", {"_id": "1"})
 
 
-async def test_updates_from_two_clients_are_computed_on_the_latest_document(
-    platform: Platform, data_dir: Path, clock: FakeClock
-) -> None:
-    other = open_client(data_dir, clock=clock)
+async def test_updates_from_two_clients_are_computed_on_the_latest_document(s: Stored) -> None:
+    other = s.other()
     try:
-        await platform.db.insert_one("c", {"_id": "counter", "n": 0, "log": []})
+        await s.platform.db.insert_one("c", {"_id": "counter", "n": 0, "log": []})
         # neither client waits to see the other's writes before updating
         await asyncio.gather(
             *(
@@ -265,16 +314,16 @@ async def test_updates_from_two_clients_are_computed_on_the_latest_document(
                     "c", {"_id": "counter"}, {"$inc": {"n": 1}, "$push": {"log": i}}
                 )
                 for i in range(20)
-                for client in (platform, other)
+                for client in (s.platform, other)
             )
         )
         await asyncio.sleep(0)
-        for client in (platform, other):
+        for client in (s.platform, other):
             doc = await client.db.find_one("c", {"_id": "counter"})
             assert doc is not None
             assert doc["n"] == 40
             assert sorted(doc["log"]) == sorted(list(range(20)) * 2)
-        updates = of_type(data_dir, "db.document.updated")
+        updates = await s.of_type("db.document.updated")
         assert [e["data"]["before"]["n"] for e in updates] == list(range(40))
     finally:
         other.close()
@@ -360,49 +409,49 @@ async def test_returned_documents_are_copies(on_each_store: Platform) -> None:
 # -------------------------------------------------------------------------- indexes
 
 
-async def test_create_list_drop_index(platform: Platform, data_dir: Path) -> None:
-    assert [i["name"] for i in await platform.db.list_indexes("users")] == ["_id_"]
-    name = await platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
+async def test_create_list_drop_index(s: Stored) -> None:
+    assert [i["name"] for i in await s.platform.db.list_indexes("users")] == ["_id_"]
+    name = await s.platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
     assert name == "email_1"
-    named = await platform.db.create_index("users", {"keys": {"org": 1, "age": -1}, "name": "oa"})
+    named = await s.platform.db.create_index("users", {"keys": {"org": 1, "age": -1}, "name": "oa"})
     assert named == "oa"
-    indexes = await platform.db.list_indexes("users")
+    indexes = await s.platform.db.list_indexes("users")
     assert [i["name"] for i in indexes] == ["_id_", "email_1", "oa"]
     assert indexes[1]["unique"] is True
     assert indexes[1]["keys"] == [["email", 1]]
     assert indexes[2]["keys"] == [["org", 1], ["age", -1]]
     assert indexes[2]["unique"] is False
-    (created, _) = of_type(data_dir, "db.index.created")
+    (created, _) = await s.of_type("db.index.created")
     assert set(created) == EVENT_KEYS
     assert (created["r"], created["ns"], created["k"]) == ("db", "users", "email_1")
     assert created["data"]["index"]["name"] == "email_1"
 
-    assert await platform.db.drop_index("users", "email_1") is True
-    (dropped,) = of_type(data_dir, "db.index.dropped")
+    assert await s.platform.db.drop_index("users", "email_1") is True
+    (dropped,) = await s.of_type("db.index.dropped")
     assert (dropped["ns"], dropped["k"], dropped["data"]) == ("users", "email_1", {})
-    assert [i["name"] for i in await platform.db.list_indexes("users")] == ["_id_", "oa"]
-    before = raw(data_dir)
-    assert await platform.db.drop_index("users", "email_1") is False
-    assert await platform.db.drop_index("nothing-here", "oa") is False
-    assert raw(data_dir) == before
+    assert [i["name"] for i in await s.platform.db.list_indexes("users")] == ["_id_", "oa"]
+    before = await s.raw()
+    assert await s.platform.db.drop_index("users", "email_1") is False
+    assert await s.platform.db.drop_index("nothing-here", "oa") is False
+    assert await s.raw() == before
     with pytest.raises(ValueError, match="_id_"):
-        await platform.db.drop_index("users", "_id_")
+        await s.platform.db.drop_index("users", "_id_")
     # the unique constraint went with the index
-    await platform.db.insert_many("users", [{"email": "a"}, {"email": "a"}])
+    await s.platform.db.insert_many("users", [{"email": "a"}, {"email": "a"}])
 
 
-async def test_index_name_clash(platform: Platform, data_dir: Path) -> None:
+async def test_index_name_clash(s: Stored) -> None:
     spec = {"keys": {"email": 1}, "unique": True}
-    await platform.db.create_index("users", spec)
-    before = raw(data_dir)
+    await s.platform.db.create_index("users", spec)
+    before = await s.raw()
     # the same definition again (start-up code run twice) changes nothing
-    assert await platform.db.create_index("users", dict(spec)) == "email_1"
+    assert await s.platform.db.create_index("users", dict(spec)) == "email_1"
     with pytest.raises(ValueError, match="email_1"):
-        await platform.db.create_index("users", {"keys": {"email": 1}})
+        await s.platform.db.create_index("users", {"keys": {"email": 1}})
     with pytest.raises(ValueError, match="email_1"):
-        await platform.db.create_index("users", {"keys": {"x": 1}, "name": "email_1"})
-    assert raw(data_dir) == before
-    assert len(await platform.db.list_indexes("users")) == 2
+        await s.platform.db.create_index("users", {"keys": {"x": 1}, "name": "email_1"})
+    assert await s.raw() == before
+    assert len(await s.platform.db.list_indexes("users")) == 2
 
 
 @pytest.mark.parametrize(
@@ -426,74 +475,72 @@ async def test_bad_index_spec(platform: Platform, data_dir: Path, spec: Any) -> 
     assert raw(data_dir) == b""
 
 
-async def test_unique_index_refuses_clash_on_insert(platform: Platform, data_dir: Path) -> None:
-    await platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
-    await platform.db.insert_one("users", {"_id": "u1", "email": "a@x"})
-    before = raw(data_dir)
+async def test_unique_index_refuses_clash_on_insert(s: Stored) -> None:
+    await s.platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
+    await s.platform.db.insert_one("users", {"_id": "u1", "email": "a@x"})
+    before = await s.raw()
     with pytest.raises(DuplicateKey) as caught:
-        await platform.db.insert_one("users", {"_id": "u2", "email": "a@x"})
+        await s.platform.db.insert_one("users", {"_id": "u2", "email": "a@x"})
     assert caught.value.index == "email_1"
     assert caught.value.value == "a@x"
     with pytest.raises(DuplicateKey):
-        await platform.db.insert_many("users", [{"email": "b@x"}, {"email": "b@x"}])
+        await s.platform.db.insert_many("users", [{"email": "b@x"}, {"email": "b@x"}])
     with pytest.raises(DuplicateKey):
-        await platform.db.insert_many("users", [{"email": "c@x"}, {"email": "a@x"}])
-    assert raw(data_dir) == before
-    assert await platform.db.count("users") == 1
+        await s.platform.db.insert_many("users", [{"email": "c@x"}, {"email": "a@x"}])
+    assert await s.raw() == before
+    assert await s.platform.db.count("users") == 1
 
 
-async def test_unique_index_refuses_clash_on_update(platform: Platform, data_dir: Path) -> None:
-    await platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
-    await platform.db.insert_many(
+async def test_unique_index_refuses_clash_on_update(s: Stored) -> None:
+    await s.platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
+    await s.platform.db.insert_many(
         "users", [{"_id": "u1", "email": "a"}, {"_id": "u2", "email": "b"}, {"_id": "u3"}]
     )
-    before = raw(data_dir)
+    before = await s.raw()
     with pytest.raises(DuplicateKey):
-        await platform.db.update_one("users", {"_id": "u2"}, {"$set": {"email": "a"}})
+        await s.platform.db.update_one("users", {"_id": "u2"}, {"$set": {"email": "a"}})
     with pytest.raises(DuplicateKey):
-        await platform.db.update_many("users", {}, {"$set": {"email": "same"}})
+        await s.platform.db.update_many("users", {}, {"$set": {"email": "same"}})
     with pytest.raises(DuplicateKey):  # u3 has no email: null, like u1 would after this
-        await platform.db.update_one("users", {"_id": "u1"}, {"$unset": {"email": ""}})
-    assert raw(data_dir) == before
-    assert [d.get("email") for d in await platform.db.find("users")] == ["a", "b", None]
+        await s.platform.db.update_one("users", {"_id": "u1"}, {"$unset": {"email": ""}})
+    assert await s.raw() == before
+    assert [d.get("email") for d in await s.platform.db.find("users")] == ["a", "b", None]
     # a document keeping its own value, and two documents swapping theirs, are fine
-    assert (await platform.db.update_one("users", {"_id": "u1"}, {"$set": {"email": "a"}}))[
+    assert (await s.platform.db.update_one("users", {"_id": "u1"}, {"$set": {"email": "a"}}))[
         "matched"
     ] == 1
-    await platform.db.update_one("users", {"_id": "u1"}, {"$set": {"email": "c"}})
-    await platform.db.insert_one("users", {"_id": "u4", "email": "a"})
+    await s.platform.db.update_one("users", {"_id": "u1"}, {"$set": {"email": "c"}})
+    await s.platform.db.insert_one("users", {"_id": "u4", "email": "a"})
 
 
-async def test_unique_index_that_documents_violate_is_refused(
-    platform: Platform, data_dir: Path
-) -> None:
-    await platform.db.insert_many(
+async def test_unique_index_that_documents_violate_is_refused(s: Stored) -> None:
+    await s.platform.db.insert_many(
         "users", [{"email": "a"}, {"email": "b"}, {"email": ["c", "a"]}, {"other": 1}]
     )
-    before = raw(data_dir)
+    before = await s.raw()
     with pytest.raises(DuplicateKey) as caught:
-        await platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
+        await s.platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
     assert caught.value.index == "email_1"
     assert caught.value.value == "a"
-    assert raw(data_dir) == before
-    assert [i["name"] for i in await platform.db.list_indexes("users")] == ["_id_"]
+    assert await s.raw() == before
+    assert [i["name"] for i in await s.platform.db.list_indexes("users")] == ["_id_"]
     # sparse leaves out the document without email, and a non-unique index is fine
-    await platform.db.delete_one("users", {"email": "c"})
-    await platform.db.create_index("users", {"keys": {"email": 1}, "unique": True, "sparse": True})
-    await platform.db.create_index("users", {"keys": {"other": 1}, "name": "o"})
-    await platform.db.insert_one("users", {"other": 1})
+    await s.platform.db.delete_one("users", {"email": "c"})
+    await s.platform.db.create_index(
+        "users", {"keys": {"email": 1}, "unique": True, "sparse": True}
+    )
+    await s.platform.db.create_index("users", {"keys": {"other": 1}, "name": "o"})
+    await s.platform.db.insert_one("users", {"other": 1})
     with pytest.raises(DuplicateKey):
-        await platform.db.insert_one("users", {"email": "b"})
+        await s.platform.db.insert_one("users", {"email": "b"})
 
 
-async def test_unique_index_holds_against_another_client(
-    platform: Platform, data_dir: Path, clock: FakeClock
-) -> None:
-    other = open_client(data_dir, clock=clock)
+async def test_unique_index_holds_against_another_client(s: Stored) -> None:
+    other = s.other()
     try:
-        await platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
+        await s.platform.db.create_index("users", {"keys": {"email": 1}, "unique": True})
         results = await asyncio.gather(
-            platform.db.insert_one("users", {"email": "same"}),
+            s.platform.db.insert_one("users", {"email": "same"}),
             other.db.insert_one("users", {"email": "same"}),
             return_exceptions=True,
         )
