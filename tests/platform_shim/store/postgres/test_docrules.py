@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -21,22 +20,11 @@ from platform_shim.platform import Platform
 from platform_shim.services.dbindex import Index, parse_index_spec
 from platform_shim.store import open_store
 from platform_shim.store.postgres.connect import connect
-from platform_shim.store.postgres.documents import PostgresDocuments
 from platform_shim.store.postgres.schema import MIGRATIONS, migrate
+from tests.platform_shim.store.postgres.test_documents import platform, table
 from tests.support.postgres import PostgresDatabase
 
-
-@pytest.fixture
-async def platform(postgres_db: PostgresDatabase) -> AsyncIterator[Platform]:
-    opened = Platform(open_store(postgres_db.url))
-    yield opened
-    opened.close()
-
-
-def table(platform: Platform) -> PostgresDocuments:
-    documents = platform.store.documents()
-    assert isinstance(documents, PostgresDocuments)
-    return documents
+__all__ = ["platform"]  # the fixture, shared with test_documents.py
 
 
 async def bodies(platform: Platform, collection: str) -> list[str]:
