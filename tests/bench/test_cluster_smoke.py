@@ -1,7 +1,9 @@
 """The scaling-out benchmarks still work: ``python -m bench.cluster --smoke`` (1 and 2 real hosts
 on one PostgreSQL) prints a row of numbers per N, and ``python -m bench.failover --store postgres``
 measures a takeover on a database, ``python -m bench.cross_signal`` a send through a standby,
-``python -m bench.pg_memory`` memory per run and key on both stores. No figure is asserted: tiny sizes on whatever machine CI has.
+``python -m bench.pg_memory`` memory per run and key on both stores, ``python -m
+bench.docs_writes`` what a document write costs, ``python -m bench.pg_stages`` the stages of a
+1-step run. No figure is asserted: tiny sizes on whatever machine CI has.
 Without PostgreSQL's binaries they skip (or fail where ``PLATFORM_TESTS_REQUIRE`` names it)."""
 
 from __future__ import annotations
@@ -78,3 +80,18 @@ def test_pg_memory_prints_both_stores() -> None:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert all(re.fullmatch(r"-?[\d,]+ B", cell) for cell in cells[1:-1]), row
         assert cells[-1] == "200 / 200", row  # every key, before and after compaction
+
+
+def test_docs_writes_prints_a_row_per_store() -> None:
+    out = _bench("bench.docs_writes", "--n", "5")
+    rows = [line for line in out.splitlines() if line.startswith(("folder ", "postgresql "))]
+    assert [row.split()[0] for row in rows] == ["folder", "postgresql"]
+    for row in rows:
+        cells = [cell.strip() for cell in row.split("|")[1:]]
+        assert len(cells) == 5 and all(re.fullmatch(r"[\d.]+", cell) for cell in cells), row
+
+
+def test_pg_stages_times_each_stage_of_a_run() -> None:
+    out = _bench("bench.pg_stages", "--samples", "5", "--warmup", "2")
+    # The stages come with how many runs reached them and a time in ms.
+    assert re.search(r"result\(\) returned\s+5\s+[\d.]+$", out, re.MULTILINE), out[-2000:]
