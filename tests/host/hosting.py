@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,23 @@ def assert_error(response: httpx.Response, status: int, *needles: str) -> dict[s
     for needle in needles:
         assert needle in str(body["detail"]), (needle, body)
     return body
+
+
+QUIET_S = 0.06
+"""Longer than the status relay's linger (20 ms): a run's status events land within it."""
+
+
+def quiet(http: httpx.Client, looks: int = 2) -> None:
+    """Wait until the host's newest event stays the same over ``looks`` looks ``QUIET_S``
+    apart: what earlier accepted requests set going (a run's status events, batched by the
+    relay) is on the stream, so a later change is the next request's."""
+    previous = http.get("/api/events", params={"limit": 1}).json()
+    same = 0
+    for _ in range(200):
+        time.sleep(QUIET_S)
+        current = http.get("/api/events", params={"limit": 1}).json()
+        same = same + 1 if current == previous else 0
+        if same >= looks:
+            return
+        previous = current
+    raise AssertionError("the host's event stream never went quiet")
