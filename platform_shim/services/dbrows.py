@@ -11,8 +11,8 @@ looked up before the cycle too, so a plain duplicate is refused without a failed
 costs the log a reload), when one is possible: an ``_id`` the caller chose, a collection with
 a unique index (known per collection, forgotten when the stream shows an index change); and in the cycle, where the stream has caught up with every committed
 write, a write whose documents an event since its read touched is refused there (its window of
-recent events, when it reaches back that far): a failed commit has already shown its events to
-the stream's listeners, so the commit's check is kept for what only the database can see (a
+recent events, when it reaches back that far): a commit the database refuses costs the log a
+replay of the events log, so the commit's check is kept for what only the database can see (a
 unique key taken in the same instant, or a stream window that no longer reaches back). Nothing here keeps a
 document after the call returns. Changes to one document by ``_id`` from this process take
 turns (a lock per document being changed, dropped when nobody waits): they would only make each
@@ -108,15 +108,7 @@ class RowWrites:
     def _touched(self, mark: int, collection: str, ids: set[str]) -> dict[str, str] | None:
         """The last ``db.document.*`` type of each of ``ids`` among the events applied after
         event ``mark``, or None when the stream no longer holds them all."""
-        stream = self._stream
-        events = stream.events
-        if stream.last_id > mark and (not events or events[0].id > mark + 1):
-            return None
-        last: dict[str, str] = {}
-        for event in stream.since(mark):
-            if event.r == "db" and event.ns == collection and event.k in ids:
-                last[event.k] = event.t
-        return last
+        return self._stream.written_since(mark, "db", collection, ids)
 
     async def _submit(
         self, specs: list[EventSpec], check: Callable[[], None] | None = None

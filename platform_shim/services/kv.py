@@ -31,7 +31,7 @@ from sortedcontainers import SortedList
 from platform_shim.clock import Clock, TimerHandle
 from platform_shim.durations import MAX_DURATION_MS
 from platform_shim.jsonvalue import dumps, loads, tight
-from platform_shim.services.kvrows import RowSweeper, Touches, delete_row
+from platform_shim.services.kvrows import RowSweeper, delete_row
 from platform_shim.services.kvsnapshot import chunked_snapshot
 from platform_shim.services.stream import EventStream
 from platform_shim.store.protocol import KvTable, Record
@@ -73,8 +73,6 @@ class KvState:
         # restarts a namespace whose keys changed under it (kvsnapshot.py).
         self.shape: dict[str, int] = {}
         self.on_expiring: Callable[[int], None] | None = None
-        # On the rows' store: keys written while the sweeper announces expired ones (kvrows.py).
-        self.touches = Touches()
 
     def set(self, ns: str, key: str, value: bytes, expiration: int | None) -> None:
         if self.table is not None:
@@ -178,8 +176,6 @@ class KvState:
         t = event["t"]
         if self.table is not None:
             # The store's rows took the event already; only the sweeper wants to know.
-            if t.startswith("kv."):
-                self.touches.note(event["ns"], event["k"])
             if t == "kv.put" and self.on_expiring is not None:
                 expiration = event["data"].get("expiration")
                 if type(expiration) is int:
@@ -242,9 +238,7 @@ class KvService:
         self._sweeping = False
         self._table = state.table
         self._rows = (
-            None
-            if self._table is None
-            else RowSweeper(self._table, stream, clock, self._arm, state.touches)
+            None if self._table is None else RowSweeper(self._table, stream, clock, self._arm)
         )
 
     def _check_key(self, what: str, value: object) -> str:
@@ -332,7 +326,7 @@ class KvService:
         _check_name("key", key)
         state = self._state
         if self._table is not None:
-            await delete_row(self._table, self._stream, state.touches, ns, key)
+            await delete_row(self._table, self._stream, ns, key)
             return
         previous: list[bytes] = []
 

@@ -6,10 +6,11 @@ runs runs again after it. A sweep reads the keys expired at the service's clock'
 at a time, announces each with one ``kv.expired`` event, and waits for those commits (the
 store's trigger removes each row in its event's commit) before reading the next expiration to
 arm for (else it would be one of the keys just announced). The keys are read outside the commit
-cycle, so a write to one of them may commit between that read and its announcement: the fold
-notes every key written from just before the read on (``Touches``), and an announcement checks
-it in the commit cycle (caught up with every host's writes by then), writing nothing for a key
-written meanwhile, which the next sweep judges again. (The trigger also removes a row only while
+cycle, so a write to one of them may commit between that read and its announcement: an
+announcement checks, in the commit cycle (caught up with every host's writes by then), the
+stream's events since the read (``EventStream.written_since``), writing nothing for a key
+written meanwhile (or when the events kept no longer reach back), which the next sweep judges
+again. (The trigger also removes a row only while
 it still has the announced expiration, as ``KvState.apply_event`` does.) One key's failure stops
 no other key; a sweep that failed is tried again ``RETRY_MS`` later.
 """
@@ -28,7 +29,7 @@ from platform_shim.store.protocol import KvTable
 if TYPE_CHECKING:
     from platform_shim.services.stream import EventStream
 
-__all__ = ["BATCH", "RETRY_MS", "RowSweeper", "Touches", "delete_row"]
+__all__ = ["BATCH", "RETRY_MS", "RowSweeper", "delete_row"]
 
 log = logging.getLogger("platform_shim.kv")
 
@@ -38,42 +39,7 @@ RETRY_MS = 1000
 """How long after a failed sweep the next one runs."""
 
 
-class Touches:
-    """Which keys were written since a moment, for writers that read a key outside the commit
-    cycle and must check, in it, that nobody wrote the key since (the sweeper, a delete).
-
-    The fold calls ``note`` for every KV event it applies, ours and other hosts'; a reader
-    takes ``since = begin()`` before its read, asks ``untouched(ns, key, since)`` in the cycle,
-    and calls ``end()``. Keys are remembered only while some reader is under way."""
-
-    __slots__ = ("_active", "_keys", "_seq")
-
-    def __init__(self) -> None:
-        self._seq = 0
-        self._active = 0
-        self._keys: dict[tuple[str, str], int] = {}
-
-    def note(self, ns: str, key: str) -> None:
-        self._seq += 1
-        if self._active:
-            self._keys[ns, key] = self._seq
-
-    def begin(self) -> int:
-        self._active += 1
-        return self._seq
-
-    def end(self) -> None:
-        self._active -= 1
-        if not self._active:
-            self._keys.clear()
-
-    def untouched(self, ns: str, key: str, since: int) -> bool:
-        return self._keys.get((ns, key), 0) <= since
-
-
-async def delete_row(
-    table: KvTable, stream: EventStream, touches: Touches, ns: str, key: str
-) -> None:
+async def delete_row(table: KvTable, stream: EventStream, ns: str, key: str) -> None:
     """Remove ``key``, announcing it with the value removed; nothing for a missing key.
 
     The value the event carries is read first: the rows are not ours to look at inside the
@@ -81,24 +47,26 @@ async def delete_row(
     delete or put, caught up with by then); if someone did, read again, so the event names the
     value it removes and a key two hosts delete is announced once."""
     while True:
-        since = touches.begin()
-        try:
-            found = await table.get(ns, key)
-            if found is None:
-                return
-            written = await stream.submit(
-                "kv.delete",
-                "kv",
-                ns,
-                key,
-                b'{"value":' + found[0] + b"}",
-                lambda eid, ts: True,
-                validate=functools.partial(touches.untouched, ns, key, since),
-            )
-        finally:
-            touches.end()
+        since = stream.last_id
+        found = await table.get(ns, key)
+        if found is None:
+            return
+        written = await stream.submit(
+            "kv.delete",
+            "kv",
+            ns,
+            key,
+            b'{"value":' + found[0] + b"}",
+            lambda eid, ts: True,
+            validate=functools.partial(_untouched, stream, since, ns, key),
+        )
         if written:
             return
+
+
+def _untouched(stream: EventStream, since: int, ns: str, key: str) -> bool:
+    """In the commit cycle: nobody wrote ``key`` since event ``since`` (as far as we can tell)."""
+    return stream.written_since(since, "kv", ns, {key}) == {}
 
 
 class RowSweeper:
@@ -110,10 +78,8 @@ class RowSweeper:
         stream: EventStream,
         clock: Clock,
         arm: Callable[[int], None],
-        touches: Touches,
     ) -> None:
         self._table = table
-        self._touches = touches
         self._stream = stream
         self._clock = clock
         self._arm = arm
@@ -175,12 +141,9 @@ class RowSweeper:
         self._again = True
         while self._active and self._again:
             self._again = False
-            since = self._touches.begin()  # before the read: a write it misses is noted
-            try:
-                if not await self._batch(since):
-                    return True
-            finally:
-                self._touches.end()
+            since = self._stream.last_id  # before the read: a write it misses comes after
+            if not await self._batch(since):
+                return True
         return False
 
     async def _batch(self, since: int) -> bool:
@@ -210,7 +173,6 @@ class RowSweeper:
     def _announce(
         self, ns: str, key: str, value: bytes, expiration: int, since: int
     ) -> asyncio.Future[None]:
-        touches = self._touches
         return self._stream.submit(
             "kv.expired",
             "kv",
@@ -218,6 +180,6 @@ class RowSweeper:
             key,
             b'{"value":' + value + b',"expiration":' + str(expiration).encode() + b"}",
             None,
-            validate=lambda: touches.untouched(ns, key, since),
+            validate=functools.partial(_untouched, self._stream, since, ns, key),
             durable=False,
         )

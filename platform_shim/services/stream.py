@@ -360,6 +360,20 @@ class EventStream:
         at = bisect.bisect_left(events, event_id, key=_event_id)
         return events[at] if at < len(events) and events[at].id == event_id else None
 
+    def written_since(self, mark: int, r: str, ns: str, keys: set[str]) -> dict[str, str] | None:
+        """For a writer that read outside the commit cycle and checks in it: the type of the
+        last event after id ``mark`` (``last_id`` when it read) for each of ``keys`` of
+        resource ``r`` in namespace ``ns`` (absent: not written since), or None when the events
+        kept in memory no longer reach back to ``mark`` (then assume every key was)."""
+        events = self.events
+        if self.last_id > mark and (not events or events[0].id > mark + 1):
+            return None
+        last: dict[str, str] = {}
+        for event in self.since(mark):
+            if event.r == r and event.ns == ns and event.k in keys:
+                last[event.k] = event.t
+        return last
+
     def since(self, after_id: int) -> list[StreamEvent]:
         """Events still held in memory with an id above ``after_id``, oldest first."""
         start = bisect.bisect_right(self.events, after_id, key=_event_id)

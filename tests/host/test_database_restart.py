@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.platform_shim.store.postgres.test_store import terminate_backends
 from tests.support.hostproc import HostProcess
 from tests.support.postgres import PostgresDatabase
 from tests.support.standby_project import write_standby_project
@@ -26,20 +27,7 @@ from tests.support.waiting import wait_until
 
 def _end_every_session(url: str) -> int:
     """What a restart of the server does to a host: every session of the database ends."""
-    import asyncpg
-
-    async def terminate() -> int:
-        conn = await asyncpg.connect(url)
-        try:
-            ended: int = await conn.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return ended
-        finally:
-            await conn.close()
-
-    return asyncio.run(terminate())
+    return asyncio.run(terminate_backends(url, "true"))
 
 
 @pytest.fixture
