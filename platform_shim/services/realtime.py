@@ -5,9 +5,10 @@ Every process on a data folder shares ``realtime.jsonl`` (folded by ``RealtimeSt
 - A message on a channel the history settings name is written durably (fsync'd under the
   default durability) before ``publish`` returns, with its per-channel ``seq``.
 - Any other message is written without an fsync, so that every other process following the
-  store (the worker, standby hosts serving WebSockets) broadcasts it to its listeners;
-  published in the worker it reaches the worker's own listeners at once, before the write.
+  store (the worker, standby hosts serving WebSockets) broadcasts it to its listeners.
   Compaction drops it.
+- Listeners hear every change once it is written, once, in log order (``realtime_state.py``);
+  our own one turn of the loop after ``publish`` wrote it, like any other.
 - Presence changes are written without an fsync (they describe live connections, which do not
   outlive the worker: the worker resets presence when it starts).
 
@@ -19,17 +20,18 @@ count).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import dumps, loads
-from platform_shim.services.realtime_state import HistoryConfig, Listener, RealtimeState
+from platform_shim.services.realtime_state import HistoryConfig, Listener, RealtimeState, Write
 from platform_shim.services.selfcompact import SelfCompacting
-from platform_shim.store.protocol import Log, Store
+from platform_shim.store.protocol import Log, Prepare, Store
 
 __all__ = [
     "MAX_REPLAY",
@@ -46,6 +48,8 @@ MAX_REPLAY = 500
 """At most this many messages per ``history`` call (the platform's cap)."""
 
 MAX_CHANNEL_LENGTH = 256
+
+T = TypeVar("T")
 
 SendEvent = Callable[[str, Any], Awaitable[int]]
 
@@ -67,10 +71,6 @@ def _check_user(user_id: object, what: str = "user id") -> str:
             f"a {what} must be a non-empty string (at most 256 characters), not {user_id!r}"
         )
     return user_id
-
-
-def _nothing() -> None:
-    pass
 
 
 def _encode(record: dict[str, Any], payload: bytes | None = None, key: str = "d") -> bytes:
@@ -140,24 +140,26 @@ class RealtimeService:
         ts = self._clock.now_ms()
         decoded = loads(payload)
         kept = state.config.keeps(channel)
-        delivered = False
-        if self._is_worker() and not kept:
-            # The worker's own sockets hear it at once; the record (below) carries it to every
-            # other host following the store, whose sockets would otherwise never hear it.
-            state.apply_message({"ch": channel, "d": decoded, "u": user_id, "ts": ts})
-            delivered = True
+        write: Write = []
 
         def prepare() -> tuple[bytes, Callable[[], None]]:
             seq = state.next_seq(channel) if state.config.keeps(channel) else 0
             record = {"o": "msg", "ch": channel, "seq": seq, "u": user_id, "ts": ts}
+            record.update(state.origin())
             line = _encode(record, payload)
-            if delivered and not seq:
-                return line, _nothing
             apply_record = {**record, "d": decoded}
-            return line, lambda: state.apply_message(apply_record)
+            return line, lambda: state.apply_message(apply_record, write)
 
-        await self.log.submit(prepare, durable=kept)
+        await self._submit(prepare, write, durable=kept)
         self.compaction.check()
+
+    def _submit(self, prepare: Prepare[T], write: Write, *, durable: bool) -> asyncio.Future[T]:
+        """Submit a change whose apply hands ``write`` to the state: listeners hear it once
+        this write is done (before whoever awaits it resumes)."""
+        future = self.log.submit(prepare, durable=durable)
+        write.append(future)
+        future.add_done_callback(self.state.announce_own)
+        return future
 
     async def _publish_signal(self, data: Any) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("type"), str) or not data["type"]:
@@ -187,28 +189,32 @@ class RealtimeService:
         state = self.state
         ts = self._clock.now_ms()
 
+        write: Write = []
+
         def prepare() -> tuple[bytes | None, Callable[[], bool]]:
             present = user_id in state.presence.get(channel, {})
             if op == "leave":
                 if not present:
                     return None, lambda: False
                 record: dict[str, Any] = {"o": "leave", "ch": channel, "u": user_id, "ts": ts}
+                record.update(state.origin())
                 line = _encode(dict(record))
             else:
                 record = {"o": op, "ch": channel, "u": user_id, "ts": ts}
+                record.update(state.origin())
                 line = _encode(dict(record), meta, "meta")
                 record["meta"] = loads(meta)
 
             def apply() -> bool:
                 if op == "leave":
-                    state.apply_leave(record)
+                    state.apply_leave(record, write)
                     return True
-                state.apply_join(record)
+                state.apply_join(record, write)
                 return not present
 
             return line, apply
 
-        result = await self.log.submit(prepare, durable=False)
+        result = await self._submit(prepare, write, durable=False)
         self.compaction.check()
         return result
 
@@ -242,7 +248,7 @@ class RealtimeService:
             selected = list(kept)[-cap:] if cap else []
         else:
             selected = [m for m in kept if m["seq"] > after][:cap]
-        return [dict(m) for m in selected]
+        return [{k: v for k, v in m.items() if k != "_origin"} for m in selected]
 
     async def history_length(self, channel: str) -> int:
         """How many messages ``channel`` keeps now; 0 for one without history, or unknown."""
@@ -268,18 +274,21 @@ class RealtimeService:
         reset presence: the connections it described ended with the previous worker."""
         state = self.state
 
+        write: Write = []
+
         def prepare() -> tuple[bytes, Callable[[], None]]:
-            lines = [orjson.dumps({"o": "reset"})]
+            reset = {"o": "reset", **state.origin()}
+            lines = [orjson.dumps(reset)]
             if config != state.config:
                 lines.append(orjson.dumps(config.to_record()))
 
             def apply() -> None:
-                state.reset_presence()
+                state.reset_presence(reset, write)
                 state.apply(config.to_record(), b"")
 
             return b"\n".join(lines), apply
 
-        await self.log.submit(prepare)
+        await self._submit(prepare, write, durable=True)
 
     async def compact(self) -> None:
         """Rewrite ``realtime.jsonl`` with only what is live (worker only), off the loop."""

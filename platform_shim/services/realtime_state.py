@@ -13,17 +13,27 @@ Invariants:
   when it starts: presence describes live connections, and those that went through the last
   worker died with it. Listeners hear ``presence:reset`` (never sent to a client), so that a
   host whose connections are still open (a standby, a second host) joins their members again.
-- Listeners (the WebSocket hub) see every message and presence change this process applies,
-  its own and other processes', exactly once, in log order.
+- Listeners (the WebSocket hub) hear every message and presence change once, in log order,
+  and only once it is written: a change this process writes is applied before its write
+  commits (the next one must see it) and waits in ``_own`` until the write is done (one whose
+  write failed is never heard); another process's change first lets ours committed before it
+  through. Each change carries its writer (``w``, a token per process) and that writer's
+  count (``n``, increasing in log order); ``_heard`` keeps the last count heard of each
+  writer, so a replay of the log (another process compacted it; on PostgreSQL a commit failed
+  and the state is read again) announces nothing already heard. Compaction keeps the ``w``
+  and ``n`` of what it writes again, in the order it was applied.
 
 Line shapes (``o`` is the op): ``{"o": "cfg", "channels": [glob], "max": n}``,
 ``{"o": "msg", "ch", "seq" (0 = not kept), "d", "u", "ts"}``, ``{"o": "seq", "ch", "seq"}``,
 ``{"o": "join" | "update", "ch", "u", "meta", "ts"}``, ``{"o": "leave", "ch", "u", "ts"}``,
-``{"o": "reset"}``.
+``{"o": "reset"}``; messages, presence changes and resets also carry ``w`` and ``n`` (lines
+written before they did are heard at every replay, as they always were).
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +48,9 @@ __all__ = ["DEFAULT_MAX_MESSAGES", "HistoryConfig", "Listener", "RealtimeState"]
 
 DEFAULT_MAX_MESSAGES = 1000
 """Messages kept per history channel unless the configuration says otherwise."""
+
+Write = list["asyncio.Future[Any]"]
+"""The future of a change's write, once submitted (a list: the record is made before it is)."""
 
 Listener = Callable[[dict[str, Any]], None]
 """Gets each realtime event: ``{"event", "channel", "data", "from", "userId", "ts", "metadata"}``
@@ -87,6 +100,7 @@ class Member:
     metadata: Any
     joined_at: int
     last_seen: int
+    origin: dict[str, Any] = field(default_factory=dict)  # w, n and order of its last change
 
     def to_dict(self) -> dict[str, Any]:
         return {"userId": self.user_id, "metadata": self.metadata, "lastSeen": self.last_seen}
@@ -102,10 +116,17 @@ class RealtimeState:
         self.presence: dict[str, dict[str, Member]] = {}
         self.listeners: list[Listener] = []
         self.loading = True  # no listener hears the replay of the log at open
+        self.writer = secrets.token_hex(6)  # ``w`` of the changes this process writes
+        self._count = 0  # ``n`` of the last one
+        self._heard: dict[str, int] = {}  # per writer, the last ``n`` listeners heard
+        self._own: deque[tuple[dict[str, Any], str, int, Write]] = deque()
+        self._order = 0  # how many changes were applied: compaction writes them in this order
 
     # ----------------------------------------------------------------- the Consumer protocol
 
     def reset(self) -> None:
+        # A replay: what waited for its write was in a write that failed (or is read again).
+        self._own.clear()
         self.config = HistoryConfig()
         self.history.clear()
         self.last_seq.clear()
@@ -125,7 +146,7 @@ class RealtimeState:
         elif op == "seq":
             self.last_seq[record["ch"]] = max(self.last_seq.get(record["ch"], 0), record["seq"])
         elif op == "reset":
-            self.reset_presence()
+            self.reset_presence(record)
 
     # ------------------------------------------------------------------------ applying
 
@@ -133,7 +154,14 @@ class RealtimeState:
         """The seq the next kept message of ``channel`` gets (call inside the commit cycle)."""
         return self.last_seq.get(channel, 0) + 1
 
-    def apply_message(self, record: Record) -> None:
+    def origin(self) -> dict[str, Any]:
+        """``w`` and ``n`` for the next change this process writes (call inside the commit
+        cycle, so that ``n`` increases in log order)."""
+        self._count += 1
+        return {"w": self.writer, "n": self._count}
+
+    def apply_message(self, record: Record, write: Write | None = None) -> None:
+        """Apply a message; ``write``: ours, heard once that write is done."""
         channel, seq = record["ch"], record.get("seq", 0)
         if seq:
             self.last_seq[channel] = max(self.last_seq.get(channel, 0), seq)
@@ -142,7 +170,7 @@ class RealtimeState:
                 kept = self.history[channel] = deque(maxlen=self.config.max_messages)
             kept.append(
                 {"seq": seq, "channel": channel, "data": record.get("d"), "uid": record.get("u"),
-                 "ts": record["ts"]}
+                 "ts": record["ts"], "_origin": self._stamp(record)}
             )  # fmt: skip
         event = {
             "event": "message",
@@ -154,39 +182,40 @@ class RealtimeState:
         }
         if seq:
             event["seq"] = seq
-        self._notify(event)
+        self._notify(event, record, write)
 
-    def apply_join(self, record: Record) -> None:
+    def apply_join(self, record: Record, write: Write | None = None) -> None:
         channel, user_id, ts = record["ch"], record["u"], record["ts"]
         members = self.presence.setdefault(channel, {})
         member = members.get(user_id)
         if member is None:
-            members[user_id] = Member(user_id, record.get("meta"), ts, ts)
+            member = members[user_id] = Member(user_id, record.get("meta"), ts, ts)
             kind = "presence:join"
         else:
             member.metadata, member.last_seen = record.get("meta"), ts
             kind = "presence:update" if record["o"] == "update" else "presence:join"
-        self._notify(self._presence_event(kind, channel, user_id, record.get("meta"), ts))
+        member.origin = self._stamp(record)
+        event = self._presence_event(kind, channel, user_id, record.get("meta"), ts)
+        self._notify(event, record, write)
 
-    def reset_presence(self) -> None:
+    def reset_presence(self, record: Record | None = None, write: Write | None = None) -> None:
         """Forget every member (a worker started: they described the last one's connections).
         Listeners hear ``presence:reset`` so that a host whose connections are still open
         announces their members again."""
         self.presence.clear()
-        self._notify({"event": "presence:reset", "channel": ""})
+        self._notify({"event": "presence:reset", "channel": ""}, record or {}, write)
 
-    def apply_leave(self, record: Record) -> None:
+    def apply_leave(self, record: Record, write: Write | None = None) -> None:
         channel, user_id = record["ch"], record["u"]
         members = self.presence.get(channel)
         member = members.pop(user_id, None) if members else None
         if members is not None and not members:
             del self.presence[channel]
         if member is not None:
-            self._notify(
-                self._presence_event(
-                    "presence:leave", channel, user_id, member.metadata, record["ts"]
-                )
+            event = self._presence_event(
+                "presence:leave", channel, user_id, member.metadata, record["ts"]
             )
+            self._notify(event, record, write)
 
     @staticmethod
     def _presence_event(
@@ -202,11 +231,45 @@ class RealtimeState:
             "metadata": metadata,
         }
 
-    def _notify(self, event: dict[str, Any]) -> None:
+    def _stamp(self, record: Record) -> dict[str, Any]:
+        self._order += 1
+        w = record.get("w")
+        return {"w": w, "n": record.get("n"), "order": self._order} if w else {"order": self._order}
+
+    def _notify(self, event: dict[str, Any], record: Record, write: Write | None) -> None:
+        writer, count = record.get("w"), record.get("n")
+        if not isinstance(writer, str) or type(count) is not int:
+            writer, count = "", 0  # a line from before changes carried their writer
         if self.loading:
+            if writer and count > self._heard.get(writer, 0):
+                self._heard[writer] = count
             return
+        if write is not None:
+            self._own.append((event, writer, count, write))
+            return
+        # Another process's change (or a replay): ours before it were committed before it.
+        self.announce_own()
+        self._announce(event, writer, count)
+
+    def _announce(self, event: dict[str, Any], writer: str, count: int) -> None:
+        if writer:
+            if count <= self._heard.get(writer, 0):
+                return  # heard before this replay
+            self._heard[writer] = count
         for listener in list(self.listeners):
             listener(event)
+
+    def announce_own(self, _: object = None) -> None:
+        """Let listeners hear our changes whose write is done (drop those whose write failed),
+        in order, up to the first still being written."""
+        own = self._own
+        while own:
+            event, writer, count, write = own[0]
+            if not write or not write[0].done():
+                return
+            own.popleft()
+            if not write[0].cancelled() and write[0].exception() is None:
+                self._announce(event, writer, count)
 
     def _trim_all(self) -> None:
         size = self.config.max_messages
@@ -231,15 +294,27 @@ class RealtimeState:
         yield orjson.dumps(self.config.to_record())
         for channel, seq in self.last_seq.items():
             yield orjson.dumps({"o": "seq", "ch": channel, "seq": seq})
+        # Messages and members in the order they were applied, each with its writer and count:
+        # a process replaying the new log hears none of them again (each writer's counts still
+        # increase), and one that had not read them yet hears them in order.
+        live: list[tuple[int, dict[str, Any]]] = []
         for kept in self.history.values():
             for m in kept:
-                yield orjson.dumps(
-                    {"o": "msg", "ch": m["channel"], "seq": m["seq"], "d": m["data"],
-                     "u": m["uid"], "ts": m["ts"]}
-                )  # fmt: skip
+                origin = m["_origin"]
+                live.append((origin["order"], {
+                    "o": "msg", "ch": m["channel"], "seq": m["seq"], "d": m["data"],
+                    "u": m["uid"], "ts": m["ts"], **_id_of(origin)
+                }))  # fmt: skip
         for channel, members in self.presence.items():
             for member in members.values():
-                yield orjson.dumps(
-                    {"o": "join", "ch": channel, "u": member.user_id, "meta": member.metadata,
-                     "ts": member.last_seen}
-                )  # fmt: skip
+                live.append((member.origin.get("order", 0), {
+                    "o": "join", "ch": channel, "u": member.user_id, "meta": member.metadata,
+                    "ts": member.last_seen, **_id_of(member.origin)
+                }))  # fmt: skip
+        live.sort(key=lambda item: item[0])
+        for _, record in live:
+            yield orjson.dumps(record)
+
+
+def _id_of(origin: dict[str, Any]) -> dict[str, Any]:
+    return {"w": origin["w"], "n": origin["n"]} if "w" in origin else {}
