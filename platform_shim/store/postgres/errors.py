@@ -20,6 +20,7 @@ __all__ = [
     "SchemaTooNew",
     "StoreUnreachable",
     "refusal",
+    "session_ended",
 ]
 
 
@@ -81,3 +82,14 @@ def refusal(exc: BaseException) -> Exception | None:
         f"collection {collection!r} already has an index named {detail.get('index')!r} "
         f"with another definition: {detail.get('descriptor')}"
     )
+
+
+def session_ended(exc: BaseException) -> bool:
+    """Whether ``exc`` says the session is gone (closed under us, ended by the server or an
+    administrator), rather than that a statement failed in a live one."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError):
+        return "closed" in str(exc) or isinstance(exc, asyncpg.ConnectionDoesNotExistError)
+    code = getattr(exc, "sqlstate", None)
+    return isinstance(code, str) and (code.startswith("08") or code.startswith("57P"))

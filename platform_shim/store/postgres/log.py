@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from platform_shim.errors import StoreError
 from platform_shim.store.jsonl import bulk_load
-from platform_shim.store.postgres.errors import refusal
+from platform_shim.store.postgres.errors import refusal, session_ended
 from platform_shim.store.protocol import Consumer, Prepare
 from platform_shim.store.turns import OncePerTurn, apply_line
 
@@ -271,6 +271,10 @@ class PostgresLog(OncePerTurn):
         self._cycle_end = ended = self.loop.create_future()
         completed = False
         try:
+            if self._held and (self._conn is None or self._conn.is_closed()):
+                # The session ended during our lease (with it the lock); nothing was in flight,
+                # so this cycle takes the lock again on a new one.
+                self._drop_writer()
             if self._held:
                 # Our lease: nobody appended since our last commit (they would need the lock).
                 generation, rows = self._generation, list[tuple[int, bytes]]()
@@ -383,23 +387,33 @@ class PostgresLog(OncePerTurn):
             self._store.writers.drop(conn, self._conn_loop)
 
     async def _enter(self) -> tuple[int, Rows]:
-        """Round trip 1: take the log's lock and read what others appended since we looked."""
-        try:
-            loop = asyncio.get_running_loop()
-            if self._conn is None or self._conn.is_closed() or self._conn_loop is not loop:
+        """Round trip 1: take the log's lock and read what others appended since we looked.
+        It writes nothing, so when the session we kept turns out to have ended, it is tried
+        once more on a new one."""
+        loop = asyncio.get_running_loop()
+        while True:
+            fresh = False
+            try:
+                if self._conn is None or self._conn.is_closed() or self._conn_loop is not loop:
+                    self._drop_writer()
+                    self._conn = await self._store.writers.open()
+                    self._conn_loop = loop
+                    fresh = True
+                found = await self._conn.fetch(
+                    "SELECT * FROM platform.log_enter($1, $2, $3, $4)",
+                    self.name,
+                    self._key,
+                    self._position,
+                    self._generation,
+                )
+                break
+            except Exception as exc:
+                self._drop_writer()  # it may hold the lock by now
+                if fresh or not session_ended(exc):
+                    raise
+            except BaseException:
                 self._drop_writer()
-                self._conn = await self._store.writers.open()
-                self._conn_loop = loop
-            found = await self._conn.fetch(
-                "SELECT * FROM platform.log_enter($1, $2, $3, $4)",
-                self.name,
-                self._key,
-                self._position,
-                self._generation,
-            )
-        except BaseException:
-            self._drop_writer()  # it may hold the lock by now
-            raise
+                raise
         generation = int(found[0]["g"])
         return generation, [(int(r["s"]), bytes(r["l"])) for r in found if r["s"] is not None]
 

@@ -21,6 +21,7 @@ import pytest
 
 from platform_shim.errors import DataDirLocked, StoreError
 from platform_shim.store import open_store
+from platform_shim.store.postgres import log as pg_log
 from platform_shim.store.postgres.store import PostgresStore
 from tests.support.consumers import Recorder
 from tests.support.postgres import PostgresDatabase
@@ -165,6 +166,51 @@ async def test_a_commit_whose_connection_died_fails_alone(postgres_db: PostgresD
         assert [r["n"] for r in state.records] == [1, 2]
         assert await log.submit(record(4)) == 4  # a new connection
         assert replay(postgres_db.url) == [1, 2, 4]
+    finally:
+        store.close()
+
+
+async def test_a_commit_after_the_leased_session_ended_takes_a_new_one(
+    postgres_db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database ends the writer's session while it holds the log's lock between two
+    cycles (its lease): nothing was in flight, so the next cycle opens a new session and
+    commits (it used to fail, and a start then answered 503)."""
+    monkeypatch.setattr(pg_log, "LEASE_GRACE_S", 60.0)
+    monkeypatch.setattr(pg_log, "LEASE_MAX_S", 60.0)
+    store = open_store(postgres_db.url)
+    try:
+        state = Recorder()
+        log = store.open_log("t", state)
+        await log.submit(record(1))
+        where = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"
+        assert await terminate_backends(postgres_db.url, where) == 1
+        await asyncio.sleep(0.2)  # the end of the session reaches the connection
+        assert await log.submit(record(2)) == 2
+        assert replay(postgres_db.url) == [1, 2]
+    finally:
+        store.close()
+
+
+async def test_a_cycle_whose_kept_session_ended_unnoticed_enters_on_a_new_one(
+    postgres_db: PostgresDatabase,
+) -> None:
+    """The writer's idle session is ended and the next cycle starts before the connection has
+    heard of it: taking the lock fails on the dead session, and since that wrote nothing it is
+    done again on a new one instead of failing the cycle."""
+    store = open_store(postgres_db.url)
+    try:
+        state = Recorder()
+        log = store.open_log("t", state)
+        await log.submit(record(1))
+        await asyncio.sleep(0.2)  # the lease lapses: the session stays, idle, without the lock
+        where = "query LIKE '%pg_advisory_unlock%' AND state = 'idle'"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # From another thread, so that this loop does not run until the cycle has begun.
+            ended = pool.submit(asyncio.run, terminate_backends(postgres_db.url, where)).result()
+        assert ended == 1
+        assert await log.submit(record(2)) == 2
+        assert replay(postgres_db.url) == [1, 2]
     finally:
         store.close()
 
