@@ -117,9 +117,7 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "errno", None)
     reason = os.strerror(code) if isinstance(code, int) else "write failed"
     # The reason only: the full message names paths on the server, which are none of the client's business.
-    return error_response(
-        503, f"the data folder could not be written ({reason})", "storage_unavailable"
-    )
+    return error_response(503, f"the store could not be written ({reason})", "storage_unavailable")
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

@@ -57,7 +57,7 @@ _HANDLER_ERRORS: dict[str, str] = {
     "404": "no such workflow, run, key, document or object",
     "405": "the path exists but not with this method",
     "409": "a duplicate key, or a run id that belongs to another workflow",
-    "503": "the data folder could not be written (disk full, permissions): nothing was written",
+    "503": "the store could not be written (disk full, permissions, database unreachable): nothing was written",
 }
 
 _PATHS: dict[str, Any] = {

@@ -577,6 +577,7 @@ async def test_host_answers_503_stays_up_and_recovers(
             assert response.status_code == 503, response.text
             body = response.json()
             assert body["error"] == "storage_unavailable", body
+            assert body["detail"].startswith("the store could not be written"), body
             assert os.strerror(code) in body["detail"], body
             assert "Traceback" not in response.text
         fault.active = False
