@@ -5,9 +5,11 @@ Invariants:
 - **The ledger first.** A run is handed to the archive when its terminal status record is
   applied, and written there only once that record is durable in ``runs.jsonl`` (the flush
   waits for the ledger's barrier). Until then it waits in ``pending`` (memory, bounded by how
-  many runs end per flush). A flush starts ``linger`` after the run that asked for it ended,
-  or once ``BATCH`` runs wait, so the runs ending meanwhile share its write (one per run cost a
-  short run about as much as its own records); ``hurry`` starts it at once.
+  many runs end per flush). A flush starts ``linger`` after the run that asked for it ended
+  (or after the last flush, for runs that ended while it was written), or once ``BATCH`` runs
+  wait, so the runs ending meanwhile share its write (one per run cost a short run about as
+  much as its own records); ``hurry`` starts it at once, and no flush lingers while ``idle``
+  waits.
 - **Rebuildable.** Compaction removes a run from ``runs.jsonl`` only after the archive holds it
   durably (``sync`` before the ledger's rewrite; pending runs are kept in the ledger). So after a
   SIGKILL at any instant each finished run is in the ledger, in the archive, or in both; loading
@@ -182,6 +184,7 @@ class RunArchive:
         self._task: asyncio.Task[None] | None = None
         self.linger = LINGER_S
         self._lingering: asyncio.Future[None] | None = None  # resolved when the flush starts
+        self._urgent = 0  # callers of ``idle`` waiting: flushes do not linger
         # While compaction rewrites the ledger (``hold``), runs archived meanwhile stay in
         # ``pending`` (the rewrite keeps them in the ledger) and are listed here.
         self._holding = False
@@ -207,17 +210,13 @@ class RunArchive:
 
     async def _flush(self) -> None:
         try:
-            if self.linger > 0:
-                loop = asyncio.get_running_loop()
-                self._lingering = lingering = loop.create_future()
-                timer = loop.call_later(self.linger, _resolve, lingering)
-                try:
-                    await lingering
-                finally:
-                    timer.cancel()
-                    self._lingering = None
-            while True:
-                keys = [key for key in self.pending if key not in self._archived_held]
+            while any(key not in self._archived_held for key in self.pending):
+                if self.linger > 0 and len(self.pending) < BATCH and not self._urgent:
+                    # Before each write, not only the first: runs ending while one is written
+                    # would otherwise each start the next at once (a commit every other run).
+                    await self._linger()
+                held = self._archived_held
+                keys = [key for key in self.pending if key not in held]
                 if not keys:
                     break
                 if self.log is not None:
@@ -238,6 +237,16 @@ class RunArchive:
                     self._forget(runs)
         finally:
             self._task = None
+
+    async def _linger(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._lingering = lingering = loop.create_future()
+        timer = loop.call_later(self.linger, _resolve, lingering)
+        try:
+            await lingering
+        finally:
+            timer.cancel()
+            self._lingering = None
 
     def hurry(self) -> None:
         """Start the flush that waits for more runs now."""
@@ -272,9 +281,13 @@ class RunArchive:
 
     async def idle(self) -> None:
         """Wait until no flush is under way (the runs retired so far are archived)."""
-        self.hurry()
-        while self._task is not None:
-            await asyncio.wait([self._task])
+        self._urgent += 1  # no lingering meanwhile
+        try:
+            self.hurry()
+            while self._task is not None:
+                await asyncio.wait([self._task])
+        finally:
+            self._urgent -= 1
 
     def hold(self) -> None:
         """Compaction starts: runs archived from now on keep their place in ``pending`` (so

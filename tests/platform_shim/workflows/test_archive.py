@@ -4,6 +4,8 @@ restarts, compaction and retention."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -328,4 +330,45 @@ async def test_a_full_batch_of_finished_runs_does_not_wait_for_the_linger(
             what="the full batch archived without settle",
         )
         assert archived
+        assert engine.archive.pending == {}
+
+
+async def test_runs_ending_while_an_archive_write_runs_wait_for_the_next_linger(
+    open_worker: Opener,
+) -> None:
+    """Runs that end while a flush is writing share the next write, after a linger of its own
+    (the flush used to write them at once: one archive commit every other run under a steady
+    stream of short runs); ``settle`` still hurries it."""
+    async with open_worker(WORKFLOWS) as platform:
+        engine = engine_of(platform)
+        engine.archive.linger = 3600.0
+        store_archive = engine.archive.archive
+        writes: list[int] = []
+        writing, go_on = threading.Event(), threading.Event()
+        add = store_archive.add
+
+        def held_add(entries: list[Any]) -> int:
+            writes.append(len(entries))
+            writing.set()
+            go_on.wait(10)
+            return add(entries)
+
+        store_archive.add = held_add  # type: ignore[method-assign]
+        first = await platform.workflows.start("short", 0)
+        await first.result(timeout=10)
+        engine.archive.hurry()
+        assert await asyncio.to_thread(writing.wait, 10)
+        later = [await platform.workflows.start("short", i) for i in range(1, 5)]
+        for handle in later:
+            await handle.result(timeout=10)
+        go_on.set()
+        await wait_until_async(
+            lambda: first.run_id not in engine.archive.pending, what="the first write done"
+        )
+        for _ in range(50):
+            await asyncio.sleep(0.005)
+        assert writes == [1]  # was [1, 4] by now: written without waiting
+        assert sorted(engine.archive.pending) == sorted(h.run_id for h in later)
+        await platform.settle()
+        assert writes == [1, 4]
         assert engine.archive.pending == {}
