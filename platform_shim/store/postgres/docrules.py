@@ -29,11 +29,20 @@ is created (the ``where`` beside the descriptor in the event) and stored in
 ``true`` apart from ``1``, as ``index_key`` does (inside an object or array too, where
 ``index_key`` compares JSON text: there this check is the stricter one). A document ``jsonb``
 cannot hold (a ``\\u0000`` in it, ``doc`` NULL) files no keys.
+
+Version 6: **a unique key is checked when the commit ends, not after each line**, as the file
+store checks a write once all of it is applied. A key another document holds when a line files
+it waits in ``platform.document_key_waits`` (with the value, for the message); a deferred
+constraint trigger takes each waiting key at commit, once every line is applied: still held by
+another document, it is a duplicate (PD001, the whole commit rolls back); no longer wanted (its
+document was changed again, or deleted, or the index dropped, in the same commit), it is
+dropped. So ``update_many`` renumbering a unique field (``$inc`` over every document), or two
+documents swapping their values, commit; the waits table is empty outside a commit.
 """
 
 from __future__ import annotations
 
-__all__ = ["V5"]
+__all__ = ["V5", "V6"]
 
 V5 = r"""
 ALTER TABLE platform.document_indexes
@@ -305,4 +314,72 @@ BEGIN
         ON CONFLICT DO NOTHING;
     END LOOP;
 END $$;
+"""
+
+V6 = r"""
+CREATE TABLE platform.document_key_waits (
+    wait  bigserial PRIMARY KEY,
+    coll  text NOT NULL,
+    name  text NOT NULL,
+    key   bytea NOT NULL,
+    id    text NOT NULL,
+    value jsonb
+);
+
+-- File a document's keys in every unique index of its collection; a key another document holds
+-- waits for the end of the commit (platform.document_key_settle).
+CREATE OR REPLACE FUNCTION platform.document_keys_put(p_coll text, p_id text, p_doc jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    idx record;
+    r record;
+BEGIN
+    FOR idx IN
+        SELECT i.name, i.descriptor, i.where_sql FROM platform.document_indexes i
+        WHERE i.coll = p_coll AND i.is_unique
+    LOOP
+        FOR r IN SELECT * FROM platform.document_keys_of(p_doc, p_id, idx.descriptor,
+                                                         idx.where_sql) LOOP
+            INSERT INTO platform.document_keys (coll, name, key, id)
+            VALUES (p_coll, idx.name, r.key, p_id) ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                INSERT INTO platform.document_key_waits (coll, name, key, id, value)
+                VALUES (p_coll, idx.name, r.key, p_id, r.value);
+            END IF;
+        END LOOP;
+    END LOOP;
+END $$;
+
+-- At commit, for each waiting key: take it if its document still files it and nobody else
+-- holds it; refuse the commit if another document does.
+CREATE FUNCTION platform.document_key_settle() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    w record;
+BEGIN
+    DELETE FROM platform.document_key_waits x WHERE x.wait = NEW.wait RETURNING * INTO w;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1
+    FROM platform.documents d
+    JOIN platform.document_indexes i ON i.coll = d.coll AND i.name = w.name AND i.is_unique,
+         platform.document_keys_of(d.doc, d.id, i.descriptor, i.where_sql) k
+    WHERE d.coll = w.coll AND d.id = w.id AND k.key = w.key;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- changed again, deleted, or its index dropped, in this same commit
+    END IF;
+    INSERT INTO platform.document_keys (coll, name, key, id)
+    VALUES (w.coll, w.name, w.key, w.id) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        PERFORM 1 FROM platform.document_keys k
+        WHERE k.coll = w.coll AND k.name = w.name AND k.key = w.key AND k.id = w.id;
+        IF NOT FOUND THEN
+            PERFORM platform.document_duplicate(w.coll, w.name, w.value);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE CONSTRAINT TRIGGER document_key_waits_settle AFTER INSERT ON platform.document_key_waits
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION platform.document_key_settle();
 """

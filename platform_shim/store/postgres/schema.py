@@ -70,7 +70,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from platform_shim.store.postgres.docrules import V5
+from platform_shim.store.postgres.docrules import V5, V6
 from platform_shim.store.postgres.docschema import V3
 from platform_shim.store.postgres.errors import MigrationFailed, SchemaTooNew
 from platform_shim.store.postgres.kvschema import V4
@@ -351,6 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "documents and their indexes as rows, kept by a trigger on the events log", V3),
     Migration(4, "KV entries as rows, kept by a trigger on the events log", V4),
     Migration(5, "document writes checked by the database: ids, unique keys, stale plans", V5),
+    Migration(6, "unique keys checked when a commit ends, not after each document", V6),
 )
 
 

@@ -513,6 +513,26 @@ async def test_unique_index_refuses_clash_on_update(s: Stored) -> None:
     await s.platform.db.insert_one("users", {"_id": "u4", "email": "a"})
 
 
+async def test_unique_values_moving_between_documents_in_one_write_are_fine(s: Stored) -> None:
+    """Uniqueness holds once the whole write is applied, not after each document: renumbering
+    (``$inc`` over every document) passes through a moment where two documents share a value,
+    and no other write sees that moment. On PostgreSQL this was refused, document by document."""
+    await s.platform.db.create_index("tasks", {"keys": {"pos": 1}, "unique": True})
+    await s.platform.db.insert_many("tasks", [{"_id": f"t{i}", "pos": i} for i in range(1, 6)])
+    assert (await s.platform.db.update_many("tasks", {}, {"$inc": {"pos": 1}}))["modified"] == 5
+    assert [d["pos"] for d in await s.platform.db.find("tasks", sort={"_id": 1})] == [2, 3, 4, 5, 6]
+    before = await s.raw()
+    # ...but a write that ends with two documents sharing a value is refused whole: one
+    # another document holds, or one it gives two of its own documents.
+    with pytest.raises(DuplicateKey):
+        await s.platform.db.update_many("tasks", {"pos": {"$gte": 5}}, {"$set": {"pos": 2}})
+    with pytest.raises(DuplicateKey) as caught:
+        await s.platform.db.update_many("tasks", {"pos": {"$gte": 5}}, {"$set": {"pos": 99}})
+    assert (caught.value.index, caught.value.value) == ("pos_1", 99)
+    assert await s.raw() == before
+    await s.platform.db.insert_one("tasks", {"_id": "t0", "pos": 1})
+
+
 async def test_unique_index_that_documents_violate_is_refused(s: Stored) -> None:
     await s.platform.db.insert_many(
         "users", [{"email": "a"}, {"email": "b"}, {"email": ["c", "a"]}, {"other": 1}]

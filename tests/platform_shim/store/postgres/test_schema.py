@@ -50,6 +50,7 @@ V2_TABLES = {
 V3_TABLES = {"collections"}  # documents and document_indexes are replaced, not added
 V4_TABLES = {"kv_entries"}  # and v1's unused kv is dropped
 V5_TABLES = {"document_keys"}
+V6_TABLES = {"document_key_waits"}
 
 
 @pytest.fixture
@@ -94,9 +95,9 @@ async def test_a_fresh_database_is_migrated_to_the_latest_version(conn: Any) -> 
     report = await migrate(conn)
 
     assert (report.before, report.after, report.applied) == (0, LATEST_VERSION, MIGRATIONS)
-    assert await tables(conn) == (V1_TABLES | V2_TABLES | V3_TABLES | V4_TABLES | V5_TABLES) - {
-        "kv"
-    }
+    assert await tables(conn) == (
+        V1_TABLES | V2_TABLES | V3_TABLES | V4_TABLES | V5_TABLES | V6_TABLES
+    ) - {"kv"}
     assert await versions(conn) == [m.version for m in MIGRATIONS]
     after = await schema_status(conn)
     assert (after.current, after.pending, after.too_new) == (LATEST_VERSION, (), False)
