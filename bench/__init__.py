@@ -1,6 +1,6 @@
 """The benchmark harness: ``python -m bench`` runs every scenario and writes ``bench/RESULTS.md``.
 
-Scenarios (see ``bench/__main__.py`` for the sizes and ``RESULTS.md`` for the definitions):
+Scenarios (see ``bench/harness.py`` for the sizes and ``RESULTS.md`` for the definitions):
 
 - a) 200 runs x 10 steps: steps/s, ours and DBOS Transact (SQLite system database)
 - b) 1-step start -> result latency p50/p99, ours and DBOS

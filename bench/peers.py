@@ -46,7 +46,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.__main__ import FULL, SMOKE
 from bench.common import (
     REPO,
     JobError,
@@ -61,6 +60,7 @@ from bench.common import (
     run_job,
     scratch,
 )
+from bench.harness import FULL, SMOKE
 
 HEADING = "## PostgreSQL and DBOS"
 DBOS_VENV_PYTHON = REPO / ".venv-dbos" / "bin" / "python"
