@@ -29,7 +29,8 @@ import orjson
 
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import dumps, loads
-from platform_shim.services.realtime_state import HistoryConfig, Listener, RealtimeState, Write
+from platform_shim.services.ownwrites import Write
+from platform_shim.services.realtime_state import HistoryConfig, Listener, RealtimeState
 from platform_shim.services.selfcompact import SelfCompacting
 from platform_shim.store.protocol import Log, Prepare, Store
 
@@ -156,10 +157,7 @@ class RealtimeService:
     def _submit(self, prepare: Prepare[T], write: Write, *, durable: bool) -> asyncio.Future[T]:
         """Submit a change whose apply hands ``write`` to the state: listeners hear it once
         this write is done (before whoever awaits it resumes)."""
-        future = self.log.submit(prepare, durable=durable)
-        write.append(future)
-        future.add_done_callback(self.state.announce_own)
-        return future
+        return self.state.track(self.log.submit(prepare, durable=durable), write)
 
     async def _publish_signal(self, data: Any) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("type"), str) or not data["type"]:

@@ -37,11 +37,12 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from platform_shim.keypattern import compile_key_pattern
+from platform_shim.services.ownwrites import HeldUntilWritten, Write
 from platform_shim.store.protocol import Record
 
 __all__ = ["DEFAULT_MAX_MESSAGES", "HistoryConfig", "Listener", "RealtimeState"]
@@ -49,8 +50,7 @@ __all__ = ["DEFAULT_MAX_MESSAGES", "HistoryConfig", "Listener", "RealtimeState"]
 DEFAULT_MAX_MESSAGES = 1000
 """Messages kept per history channel unless the configuration says otherwise."""
 
-Write = list["asyncio.Future[Any]"]
-"""The future of a change's write, once submitted (a list: the record is made before it is)."""
+F = TypeVar("F", bound="asyncio.Future[Any]")
 
 Listener = Callable[[dict[str, Any]], None]
 """Gets each realtime event: ``{"event", "channel", "data", "from", "userId", "ts", "metadata"}``
@@ -119,13 +119,14 @@ class RealtimeState:
         self.writer = secrets.token_hex(6)  # ``w`` of the changes this process writes
         self._count = 0  # ``n`` of the last one
         self._heard: dict[str, int] = {}  # per writer, the last ``n`` listeners heard
-        self._own: deque[tuple[dict[str, Any], str, int, Write]] = deque()
+        self._own: HeldUntilWritten[tuple[dict[str, Any], str, int]] = HeldUntilWritten(
+            lambda item: self._announce(*item)
+        )
         self._order = 0  # how many changes were applied: compaction writes them in this order
 
     # ----------------------------------------------------------------- the Consumer protocol
 
     def reset(self) -> None:
-        # A replay: what waited for its write was in a write that failed (or is read again).
         self._own.clear()
         self.config = HistoryConfig()
         self.history.clear()
@@ -149,6 +150,10 @@ class RealtimeState:
             self.reset_presence(record)
 
     # ------------------------------------------------------------------------ applying
+
+    def track(self, future: F, write: Write) -> F:
+        """``future`` writes the change whose apply got ``write``: heard once it is done."""
+        return self._own.track(future, write)
 
     def next_seq(self, channel: str) -> int:
         """The seq the next kept message of ``channel`` gets (call inside the commit cycle)."""
@@ -245,10 +250,10 @@ class RealtimeState:
                 self._heard[writer] = count
             return
         if write is not None:
-            self._own.append((event, writer, count, write))
+            self._own.hold((event, writer, count), write)
             return
         # Another process's change (or a replay): ours before it were committed before it.
-        self.announce_own()
+        self._own.release()
         self._announce(event, writer, count)
 
     def _announce(self, event: dict[str, Any], writer: str, count: int) -> None:
@@ -258,18 +263,6 @@ class RealtimeState:
             self._heard[writer] = count
         for listener in list(self.listeners):
             listener(event)
-
-    def announce_own(self, _: object = None) -> None:
-        """Let listeners hear our changes whose write is done (drop those whose write failed),
-        in order, up to the first still being written."""
-        own = self._own
-        while own:
-            event, writer, count, write = own[0]
-            if not write or not write[0].done():
-                return
-            own.popleft()
-            if not write[0].cancelled() and write[0].exception() is None:
-                self._announce(event, writer, count)
 
     def _trim_all(self) -> None:
         size = self.config.max_messages

@@ -15,7 +15,6 @@ import asyncio
 import bisect
 import itertools
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +22,7 @@ import orjson
 
 from platform_shim.clock import Clock
 from platform_shim.jsonvalue import loads, tight
+from platform_shim.services.ownwrites import HeldUntilWritten, Write
 from platform_shim.store.protocol import Log, OutOfOrder, Prepare, Record, Store
 
 __all__ = ["DomainFold", "EventSpec", "EventStream", "StreamEvent"]
@@ -149,9 +149,9 @@ class EventStream:
         self.retain_from = retain_from
         self._listeners: list[Callable[[StreamEvent], None]] = []
         # Listeners hear an event once its write committed, each once, in id order: our own
-        # events wait here (with the future of their write) from their apply, which comes
-        # before the commit, until that write is done; ``_heard`` is the last id they heard.
-        self._own: deque[tuple[StreamEvent, list[asyncio.Future[Any]]]] = deque()
+        # events wait in ``_own`` from their apply, which comes before the commit, until that
+        # write is done; ``_heard`` is the last id they heard.
+        self._own: HeldUntilWritten[StreamEvent] = HeldUntilWritten(self._announce)
         self._heard = 0
         self._fold_for = {fold.resource: fold for fold in folds}
         self.order_key = "id"  # the log skips a line whose id breaks the order (OutOfOrder)
@@ -203,7 +203,7 @@ class EventStream:
             )
         )
 
-    def _record(self, event: StreamEvent, write: list[asyncio.Future[Any]] | None = None) -> None:
+    def _record(self, event: StreamEvent, write: Write | None = None) -> None:
         """Keep ``event`` (applied); ``write``: it is ours, heard once that write is done."""
         # Events kept from before a snapshot's checkpoint have ids below last_id.
         if event.id > self.last_id:
@@ -217,10 +217,10 @@ class EventStream:
         if self._loading:
             return
         if write is not None:
-            self._own.append((event, write))
+            self._own.hold(event, write)
             return
         # Another process's event: ours before it were committed before it could be written.
-        self._announce_own()
+        self._own.release()
         self._announce(event)
 
     def _announce(self, event: StreamEvent) -> None:
@@ -229,25 +229,8 @@ class EventStream:
             for listener in self._listeners:
                 listener(event)
 
-    def _announce_own(self, _: object = None) -> None:
-        """Let listeners hear our events whose write committed (drop those whose write failed),
-        in order, up to the first still being written."""
-        own = self._own
-        while own:
-            event, write = own[0]
-            if not write or not write[0].done():
-                return
-            own.popleft()
-            if not write[0].cancelled() and write[0].exception() is None:
-                self._announce(event)
-
-    def _submit(
-        self, prepare: Prepare[T], write: list[asyncio.Future[Any]], durable: bool
-    ) -> asyncio.Future[T]:
-        future = self.log.submit(prepare, durable=durable)
-        write.append(future)
-        future.add_done_callback(self._announce_own)
-        return future
+    def _submit(self, prepare: Prepare[T], write: Write, durable: bool) -> asyncio.Future[T]:
+        return self._own.track(self.log.submit(prepare, durable=durable), write)
 
     def _first_retained(self) -> int:
         # Keep everything a consumer still needs, and at least the last `window` events.
@@ -282,7 +265,7 @@ class EventStream:
         result is what the future resolves to.
         """
 
-        write: list[asyncio.Future[Any]] = []
+        write: Write = []
 
         def prepare() -> tuple[bytes | None, Callable[[], T | None] | None]:
             if validate is not None and not validate():
@@ -314,7 +297,7 @@ class EventStream:
         write.
         """
 
-        write: list[asyncio.Future[Any]] = []
+        write: Write = []
 
         def prepare() -> tuple[bytes | None, Callable[[], T | None] | None]:
             specs = plan()

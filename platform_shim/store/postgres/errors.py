@@ -89,7 +89,9 @@ def session_ended(exc: BaseException) -> bool:
     administrator), rather than that a statement failed in a live one."""
     import asyncpg
 
-    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError):
-        return "closed" in str(exc) or isinstance(exc, asyncpg.ConnectionDoesNotExistError)
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # "connection is closed"; others are misuse, not an end
     code = getattr(exc, "sqlstate", None)
     return isinstance(code, str) and (code.startswith("08") or code.startswith("57P"))
